@@ -1,0 +1,225 @@
+//! Every setting claude-worker reads from its environment, read once at start-up into [`Config`].
+//!
+//! Nothing else in the crate calls `std::env::var` for a setting: a value is parsed here, checked,
+//! and a bad one is refused with a message that names the variable and what it accepts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The settings of one claude-worker process (server, worker or inspect CLI).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `CLAUDE_WORKER_HOME`: the directory that holds the database and logs by default.
+    pub home: PathBuf,
+    /// `CLAUDE_WORKER_DB`: the SQLite file shared by every process of this user.
+    pub db_path: PathBuf,
+    /// `CLAUDE_WORKER_LOG_DIR`: where `claude-worker.log` and `tasks/` live.
+    pub log_dir: PathBuf,
+    /// `CLAUDE_WORKER_CLAUDE_BIN`: the Claude Code CLI to run.
+    pub claude_bin: PathBuf,
+    /// `CLAUDE_WORKER_MAX_CONCURRENT`: tasks running at once across all processes.
+    pub max_concurrent: u32,
+    /// `CLAUDE_WORKER_DEFAULT_MODEL`: the model of a task that names none.
+    pub default_model: String,
+    /// `CLAUDE_WORKER_PERMISSION_MODE`: the permission mode of a task that names none.
+    pub default_permission_mode: String,
+    /// `CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS`: whether a task may ask for `bypassPermissions`.
+    pub allow_bypass_permissions: bool,
+    /// `CLAUDE_WORKER_TASK_TIMEOUT`: seconds a task may run when it names no `timeout_seconds`.
+    pub task_timeout: Duration,
+    /// `CLAUDE_WORKER_MAX_ATTEMPTS`: attempts of a task that names no `max_attempts`.
+    pub max_attempts: u32,
+    /// `CLAUDE_WORKER_RETRY_BASE_SECONDS`: first backoff delay after a transient failure.
+    pub retry_base: Duration,
+    /// Longest backoff delay (300 s; `CLAUDE_WORKER_RETRY_MAX_SECONDS` for tests).
+    pub retry_max: Duration,
+    /// `MAX_TASKS_PER_ORCHESTRATION`.
+    pub max_tasks_per_orchestration: u32,
+    /// `ORCHESTRATION_TIMEOUT` (seconds): after it, unfinished tasks of an orchestration are cancelled.
+    pub orchestration_timeout: Duration,
+    /// `CLAUDE_WORKER_MAX_PROMPT_BYTES`: the largest prompt accepted.
+    pub max_prompt_bytes: usize,
+    /// `CLAUDE_WORKER_MAX_LOG_MB`: cap of one task's detailed log, in bytes.
+    pub max_detailed_log_bytes: u64,
+    /// `CLAUDE_WORKER_KILL_GRACE_SECONDS`: wait between SIGINT, SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// `CLAUDE_WORKER_LEASE_SECONDS`: how long a claim stays valid without a heartbeat.
+    pub lease: Duration,
+    /// `CLAUDE_WORKER_HEARTBEAT_SECONDS`: how often a running task renews its lease.
+    pub heartbeat: Duration,
+    /// The directory a task runs in when it names none: the server's own working directory.
+    pub default_working_directory: PathBuf,
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    Invalid { name: &'static str, value: String, expected: &'static str },
+    #[error("cannot find the home directory: set CLAUDE_WORKER_HOME (or HOME)")]
+    NoHome,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so that tests can supply their own environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let home = match get("CLAUDE_WORKER_HOME") {
+            Some(h) => expand_tilde(&h, &lookup)?,
+            None => {
+                let user_home = lookup("HOME").filter(|h| !h.is_empty()).ok_or(ConfigError::NoHome)?;
+                PathBuf::from(user_home).join(".claude-worker")
+            }
+        };
+        let db_path = match get("CLAUDE_WORKER_DB") {
+            Some(p) => expand_tilde(&p, &lookup)?,
+            None => home.join("tasks.db"),
+        };
+        let log_dir = match get("CLAUDE_WORKER_LOG_DIR") {
+            Some(p) => expand_tilde(&p, &lookup)?,
+            None => home.clone(),
+        };
+        let default_working_directory = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let max_log_mb: u64 = parse(&get, "CLAUDE_WORKER_MAX_LOG_MB", 50, "a whole number of MiB, at least 1")?;
+        let config = Config {
+            claude_bin: get("CLAUDE_WORKER_CLAUDE_BIN").map_or_else(|| PathBuf::from("claude"), PathBuf::from),
+            max_concurrent: parse(&get, "CLAUDE_WORKER_MAX_CONCURRENT", 4, "a whole number from 1 to 1000")?,
+            default_model: get("CLAUDE_WORKER_DEFAULT_MODEL").unwrap_or_else(|| "sonnet".to_owned()),
+            default_permission_mode: get("CLAUDE_WORKER_PERMISSION_MODE").unwrap_or_else(|| "acceptEdits".to_owned()),
+            allow_bypass_permissions: parse_bool(&get, "CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS", false)?,
+            task_timeout: seconds(&get, "CLAUDE_WORKER_TASK_TIMEOUT", 3600.0)?,
+            max_attempts: parse(&get, "CLAUDE_WORKER_MAX_ATTEMPTS", 3, "a whole number from 1 to 100")?,
+            retry_base: seconds(&get, "CLAUDE_WORKER_RETRY_BASE_SECONDS", 5.0)?,
+            retry_max: seconds(&get, "CLAUDE_WORKER_RETRY_MAX_SECONDS", 300.0)?,
+            max_tasks_per_orchestration: parse(&get, "MAX_TASKS_PER_ORCHESTRATION", 100, "a whole number, at least 1")?,
+            orchestration_timeout: seconds(&get, "ORCHESTRATION_TIMEOUT", 3600.0)?,
+            max_prompt_bytes: parse(
+                &get,
+                "CLAUDE_WORKER_MAX_PROMPT_BYTES",
+                1024 * 1024,
+                "a number of bytes, at least 1",
+            )?,
+            max_detailed_log_bytes: max_log_mb.max(1) * 1024 * 1024,
+            kill_grace: seconds(&get, "CLAUDE_WORKER_KILL_GRACE_SECONDS", 5.0)?,
+            lease: seconds(&get, "CLAUDE_WORKER_LEASE_SECONDS", 30.0)?,
+            heartbeat: seconds(&get, "CLAUDE_WORKER_HEARTBEAT_SECONDS", 10.0)?,
+            default_working_directory,
+            home,
+            db_path,
+            log_dir,
+        };
+        check_range("CLAUDE_WORKER_MAX_CONCURRENT", config.max_concurrent, 1, 1000, "a whole number from 1 to 1000")?;
+        check_range("CLAUDE_WORKER_MAX_ATTEMPTS", config.max_attempts, 1, 100, "a whole number from 1 to 100")?;
+        check_range(
+            "MAX_TASKS_PER_ORCHESTRATION",
+            config.max_tasks_per_orchestration,
+            1,
+            u32::MAX,
+            "a whole number, at least 1",
+        )?;
+        Ok(config)
+    }
+
+    /// Directory of the per-task summary and detailed logs.
+    pub fn task_log_dir(&self) -> PathBuf {
+        self.log_dir.join("tasks")
+    }
+
+    /// Path of the global log.
+    pub fn global_log_path(&self) -> PathBuf {
+        self.log_dir.join("claude-worker.log")
+    }
+}
+
+fn expand_tilde(value: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {
+    if let Some(rest) = value.strip_prefix("~/") {
+        let home = lookup("HOME").filter(|h| !h.is_empty()).ok_or(ConfigError::NoHome)?;
+        return Ok(Path::new(&home).join(rest));
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid { name, value, expected }),
+    }
+}
+
+fn seconds(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+    let expected = "a number of seconds, 0 or more";
+    let value: f64 = parse(get, name, default, expected)?;
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Invalid { name, value: value.to_string(), expected })
+}
+
+fn parse_bool(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid { name, value, expected: "true or false" }),
+        },
+    }
+}
+
+fn check_range(name: &'static str, value: u32, low: u32, high: u32, expected: &'static str) -> Result<(), ConfigError> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid { name, value: value.to_string(), expected })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_follow_home() {
+        let c = config(&[("HOME", "/home/u")]).expect("defaults are valid");
+        assert_eq!(c.db_path, PathBuf::from("/home/u/.claude-worker/tasks.db"));
+        assert_eq!(c.log_dir, PathBuf::from("/home/u/.claude-worker"));
+        assert_eq!(c.max_concurrent, 4);
+        assert_eq!(c.default_model, "sonnet");
+        assert_eq!(c.default_permission_mode, "acceptEdits");
+        assert_eq!(c.task_timeout, Duration::from_secs(3600));
+        assert_eq!(c.max_detailed_log_bytes, 50 * 1024 * 1024);
+        assert!(!c.allow_bypass_permissions);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_CONCURRENT", "lots")]).expect_err("not a number");
+        assert!(err.to_string().contains("CLAUDE_WORKER_MAX_CONCURRENT"), "{err}");
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_CONCURRENT", "0")]).expect_err("zero");
+        assert!(err.to_string().contains("1 to 1000"), "{err}");
+        let err =
+            config(&[("HOME", "/h"), ("CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS", "maybe")]).expect_err("not a bool");
+        assert!(err.to_string().contains("true or false"), "{err}");
+    }
+
+    #[test]
+    fn explicit_paths_and_tilde() {
+        let c =
+            config(&[("HOME", "/h"), ("CLAUDE_WORKER_HOME", "~/cw"), ("CLAUDE_WORKER_DB", "/x/t.db")]).expect("valid");
+        assert_eq!(c.home, PathBuf::from("/h/cw"));
+        assert_eq!(c.db_path, PathBuf::from("/x/t.db"));
+        assert_eq!(c.log_dir, PathBuf::from("/h/cw"));
+    }
+}

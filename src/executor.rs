@@ -1,0 +1,473 @@
+//! The executor: an actor in every server (and headless worker) that claims ready tasks from the
+//! shared database and drives each claimed attempt through the runner.
+//!
+//! It wakes on events, never on a polling loop: a task was created or retried here
+//! ([`Executor::wake`]), an attempt finished, a delayed start or an orchestration deadline came
+//! due (it sleeps until the earliest one the store reports), or another process committed to the
+//! database (the [`DbWatcher`]). An idle executor sleeps without a timer. Only when the watch
+//! cannot be set up does it fall back to looking every [`CAP_RECHECK`] while work is ready.
+//!
+//! Each attempt runs in its own tokio task, which records progress, renews the lease by heartbeat
+//! (learning of cancels issued elsewhere), and writes the fenced outcome when the run ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::logs::{TaskLogPaths, append_summary};
+use crate::model::{Millis, TaskError, TaskId, Usage};
+use crate::runner::{self, Outcome, RunProgress, RunReport, RunSpec, StopCause};
+use crate::store::{Claimed, Db, Finish, Heartbeat, RunStats, StoreError};
+use crate::time::now_ms;
+use crate::watch::DbWatcher;
+
+/// How often to look for a free slot while every slot is held by other processes.
+const CAP_RECHECK: Duration = Duration::from_millis(500);
+/// When to look at `PRAGMA data_version` after the WAL file changed.
+const VERSION_CHECKS: [Duration; 4] =
+    [Duration::from_millis(2), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
+/// How long a shutdown waits for running attempts to stop and release their tasks.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
+
+/// The executor of one process. Cheap to clone: all clones drive the same executor.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    config: Arc<Config>,
+    /// Who claims: unique per process, recorded on every claim.
+    owner: String,
+    /// Set when there may be new work; `notify_one` keeps a permit, so no wake-up is lost.
+    wake: Notify,
+    /// Stop switches of the attempts running in this process. A std mutex: never held across an await.
+    running: Mutex<HashMap<TaskId, CancellationToken>>,
+    /// Bumped after every change this process makes to a task, for waiters.
+    changes: watch::Sender<u64>,
+}
+
+/// Why a running attempt was stopped by us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopReason {
+    Cancel,
+    LeaseLost,
+    Shutdown,
+}
+
+impl Executor {
+    pub fn new(db: Db, config: Arc<Config>) -> Executor {
+        let owner = format!("{}:{}:{}", hostname(), std::process::id(), now_ms());
+        Executor {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                owner,
+                wake: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                changes: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// The owner name this executor claims with.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// There may be new work (a task was created, retried or cancelled).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+        self.inner.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Stops an attempt running in this process; false when it does not run here.
+    pub fn stop(&self, task_id: TaskId) -> bool {
+        let running = self.inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.get(&task_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A receiver that changes whenever this process changed a task.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Runs until `shutdown` fires; then stops claiming, interrupts the attempts running here
+    /// and releases their tasks for another executor, waiting at most a few seconds.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        let mut runs: JoinSet<()> = JoinSet::new();
+        let attempt_shutdown = CancellationToken::new();
+        let mut watcher = match DbWatcher::new(&inner.config.db_path) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch the database for other processes' writes ({e}); checking every {CAP_RECHECK:?} instead"
+                );
+                None
+            }
+        };
+        let mut data_version = inner.db.call(|s| s.data_version()).await.unwrap_or(0);
+        let mut version_checks: Vec<Instant> = Vec::new();
+        loop {
+            let next_at = match self.step(&mut runs, &attempt_shutdown).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!("executor: {e}");
+                    Some(Instant::now() + Duration::from_secs(1))
+                }
+            };
+            let far = Instant::now() + Duration::from_secs(86_400 * 365);
+            let next_at = match (&watcher, next_at) {
+                (None, next) => {
+                    Some(next.map_or(Instant::now() + CAP_RECHECK, |n| n.min(Instant::now() + CAP_RECHECK)))
+                }
+                (Some(_), next) => next,
+            };
+            loop {
+                tokio::select! {
+                    () = inner.wake.notified() => {}
+                    Some(_) = runs.join_next(), if !runs.is_empty() => {}
+                    () = sleep_until(next_at.unwrap_or(far)), if next_at.is_some() => {}
+                    () = shutdown.cancelled() => break,
+                    changed = changed(&mut watcher) => {
+                        if let Err(e) = changed {
+                            tracing::warn!("database watch failed ({e}); checking every {CAP_RECHECK:?} instead");
+                            watcher = None;
+                            break;
+                        }
+                        // The writer updates the WAL index just after the WAL file: look a few
+                        // times over the next moments.
+                        version_checks = VERSION_CHECKS.iter().map(|d| Instant::now() + *d).collect();
+                        continue;
+                    }
+                    () = sleep_until(version_checks.first().copied().unwrap_or(far)), if !version_checks.is_empty() => {
+                        version_checks.remove(0);
+                        // Our own commits touch the WAL too: only another process's count.
+                        let version = inner.db.call(|s| s.data_version()).await.unwrap_or(data_version + 1);
+                        if version == data_version {
+                            continue;
+                        }
+                        tracing::debug!(version, "another process changed the database");
+                        data_version = version;
+                        version_checks.clear();
+                        inner.changes.send_modify(|n| *n += 1);
+                    }
+                }
+                break;
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        attempt_shutdown.cancel();
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while !runs.is_empty() {
+            tokio::select! {
+                _ = runs.join_next() => {}
+                () = sleep_until(deadline) => {
+                    tracing::warn!("executor: {} attempts did not stop in time", runs.len());
+                    runs.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Expires orchestrations, claims what can start, and says when to look again.
+    async fn step(
+        &self,
+        runs: &mut JoinSet<()>,
+        attempt_shutdown: &CancellationToken,
+    ) -> Result<Option<Instant>, StoreError> {
+        let inner = &self.inner;
+        let expired = inner.db.call(|s| s.expire_orchestrations(now_ms())).await?;
+        for outcome in expired {
+            for (task_id, _) in outcome.stopping {
+                self.stop(task_id);
+            }
+            inner.changes.send_modify(|n| *n += 1);
+        }
+        let cap = inner.config.max_concurrent;
+        let lease_ms = duration_ms(inner.config.lease);
+        loop {
+            let owner = inner.owner.clone();
+            let claimed = inner.db.call(move |s| s.claim_next(&owner, cap, lease_ms, now_ms())).await?;
+            let Some(claimed) = claimed else { break };
+            let token = CancellationToken::new();
+            inner
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(claimed.task.task_id, token.clone());
+            inner.changes.send_modify(|n| *n += 1);
+            let this = self.clone();
+            let shutdown = attempt_shutdown.clone();
+            runs.spawn(async move { Box::pin(this.drive(claimed, token, shutdown)).await });
+        }
+        let now = now_ms();
+        let schedule = inner.db.call(move |s| s.schedule(now)).await?;
+        Ok(schedule.next_at.map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
+    }
+
+    /// Runs one claimed attempt and writes its outcome.
+    async fn drive(&self, claimed: Claimed, cancel: CancellationToken, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        let task = claimed.task;
+        let task_id = task.task_id;
+        let fence = claimed.fence;
+        let config = &inner.config;
+        let paths = TaskLogPaths::new(&config.task_log_dir(), task_id);
+        let _ = append_summary(
+            &paths.summary,
+            &format!(
+                "attempt {}/{} of {} started: model {}, in {}",
+                task.attempt,
+                task.settings.max_attempts,
+                task.task_identifier,
+                task.settings.model,
+                task.settings.working_directory
+            ),
+        );
+        let spec = RunSpec {
+            claude_bin: config.claude_bin.clone(),
+            args: runner::command_args(&task.settings),
+            prompt: task.prompt.clone(),
+            working_directory: task.settings.working_directory.clone().into(),
+            timeout: Duration::from_secs(task.settings.timeout_seconds),
+            kill_grace: config.kill_grace,
+            summary_log: paths.summary.clone(),
+            detailed_log: paths.detailed.clone(),
+            max_detailed_log_bytes: config.max_detailed_log_bytes,
+        };
+        let (progress_tx, mut progress_rx) = watch::channel(RunProgress::default());
+        let run_stop = CancellationToken::new();
+        let run = runner::run(&spec, &run_stop, &progress_tx);
+        tokio::pin!(run);
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + config.heartbeat,
+            config.heartbeat.max(Duration::from_millis(10)),
+        );
+        let mut stop_reason: Option<StopReason> = None;
+        let mut recorded = RunProgress::default();
+        let lease_ms = duration_ms(config.lease);
+        let report: RunReport = loop {
+            tokio::select! {
+                report = &mut run => break report,
+                Ok(()) = progress_rx.changed() => {
+                    let now_progress = progress_rx.borrow_and_update().clone();
+                    self.record_progress(task_id, fence, &recorded, &now_progress).await;
+                    recorded = now_progress;
+                }
+                _ = heartbeat.tick() => {
+                    let owner = inner.owner.clone();
+                    match inner.db.call(move |s| s.heartbeat(task_id, &owner, fence, lease_ms, now_ms())).await {
+                        Ok(Heartbeat::Renewed) => {}
+                        Ok(Heartbeat::CancelRequested) => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
+                        Ok(Heartbeat::Lost) => stop(&mut stop_reason, StopReason::LeaseLost, &run_stop),
+                        Err(e) => tracing::warn!(task_id, "heartbeat failed: {e}"),
+                    }
+                }
+                () = cancel.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
+                () = shutdown.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Shutdown, &run_stop),
+            }
+        };
+        inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&task_id);
+        // Progress that arrived with the end of the run.
+        let final_progress = progress_rx.borrow().clone();
+        self.record_progress(task_id, fence, &recorded, &final_progress).await;
+
+        let Some(finish) = self.decide(&task, &report, stop_reason) else {
+            tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
+            return;
+        };
+        let stats = stats_of(&report);
+        let summary_line = summary_of(&finish, &report);
+        let owner = inner.owner.clone();
+        let written = inner.db.call(move |s| s.finish(task_id, &owner, fence, &finish, &stats, now_ms())).await;
+        match written {
+            Ok(outcome) if outcome.accepted => {
+                let _ = append_summary(&paths.summary, &summary_line);
+            }
+            Ok(_) => tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now"),
+            Err(e) => tracing::error!(task_id, "cannot record the outcome of task {task_id}: {e}"),
+        }
+        inner.changes.send_modify(|n| *n += 1);
+    }
+
+    async fn record_progress(&self, task_id: TaskId, fence: i64, before: &RunProgress, now: &RunProgress) {
+        let inner = &self.inner;
+        let owner = inner.owner.clone();
+        if now.pid.is_some() && before.pid.is_none() {
+            let pid = now.pid.unwrap_or(0);
+            let owner = owner.clone();
+            if let Err(e) = inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await {
+                tracing::warn!(task_id, "cannot record the start: {e}");
+            }
+        }
+        let action = (now.last_action != before.last_action).then(|| now.last_action.clone()).flatten();
+        let session = (now.session_id != before.session_id).then(|| now.session_id.clone()).flatten();
+        if action.is_some() || session.is_some() {
+            let written = inner
+                .db
+                .call(move |s| s.record_progress(task_id, &owner, fence, action.as_deref(), session.as_deref()))
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(task_id, "cannot record progress: {e}");
+            }
+            inner.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Turns a run's outcome into the state change to write; `None` when the claim was lost.
+    fn decide(
+        &self,
+        task: &crate::model::TaskRecord,
+        report: &RunReport,
+        stop_reason: Option<StopReason>,
+    ) -> Option<Finish> {
+        let config = &self.inner.config;
+        let now = now_ms();
+        Some(match &report.outcome {
+            Outcome::Success { result } => Finish::Completed { result: result.clone() },
+            Outcome::Stopped(StopCause::Timeout) => Finish::Failed {
+                error: TaskError {
+                    kind: "timeout".to_owned(),
+                    message: format!(
+                        "ran longer than its timeout of {} s and was stopped; raise timeout_seconds if it needs longer",
+                        task.settings.timeout_seconds
+                    ),
+                },
+            },
+            Outcome::Stopped(StopCause::Requested) => match stop_reason {
+                Some(StopReason::LeaseLost) => return None,
+                Some(StopReason::Shutdown) => Finish::Release {
+                    error: TaskError {
+                        kind: "interrupted_by_shutdown".to_owned(),
+                        message: "claude-worker shut down while the task ran; it will run again".to_owned(),
+                    },
+                },
+                Some(StopReason::Cancel) | None => Finish::Cancelled {
+                    error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
+                },
+            },
+            Outcome::Failure { kind, message, transient } => {
+                let error = TaskError { kind: kind.clone(), message: message.clone() };
+                if *transient && task.attempt < task.settings.max_attempts {
+                    let delay = backoff(config.retry_base, config.retry_max, task.attempt);
+                    Finish::Retry { error, ready_at: now + duration_ms(delay) }
+                } else {
+                    Finish::Failed { error }
+                }
+            }
+        })
+    }
+}
+
+async fn changed(watcher: &mut Option<DbWatcher>) -> std::io::Result<()> {
+    match watcher {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn stop(reason: &mut Option<StopReason>, why: StopReason, run_stop: &CancellationToken) {
+    if reason.is_none() {
+        *reason = Some(why);
+        run_stop.cancel();
+    }
+}
+
+/// The delay before the attempt after `attempt` (1-based): exponential from `base`, with jitter,
+/// never above `max`.
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let delays = backon::ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    delays.into_iter().nth(usize::try_from(attempt.saturating_sub(1)).unwrap_or(0)).unwrap_or(max).min(max)
+}
+
+fn stats_of(report: &RunReport) -> RunStats {
+    let result = report.stream.result.as_ref();
+    RunStats {
+        session_id: report.stream.session_id.clone(),
+        cost_usd: result.map_or(0.0, |r| r.total_cost_usd),
+        usage: result.map_or_else(Usage::default, |r| Usage {
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cache_creation_input_tokens: r.cache_creation_input_tokens,
+            cache_read_input_tokens: r.cache_read_input_tokens,
+        }),
+        num_turns: result.and_then(|r| r.num_turns),
+        duration_ms: result.and_then(|r| r.duration_ms).or_else(|| u64::try_from(report.elapsed.as_millis()).ok()),
+        permission_denials: result.and_then(|r| r.permission_denials.clone()),
+        last_action: report.stream.last_action.clone(),
+    }
+}
+
+fn summary_of(finish: &Finish, report: &RunReport) -> String {
+    let cost = report.stream.result.as_ref().map_or(0.0, |r| r.total_cost_usd);
+    let elapsed = report.elapsed.as_secs_f64();
+    match finish {
+        Finish::Completed { result } => {
+            let text = result.as_deref().unwrap_or("").replace('\n', " ");
+            let short: String = text.chars().take(200).collect();
+            format!("completed in {elapsed:.1} s, cost ${cost:.4}: {short}")
+        }
+        Finish::Retry { error, ready_at } => format!(
+            "attempt failed after {elapsed:.1} s ({}: {}); retrying in {:.1} s",
+            error.kind,
+            error.message,
+            (*ready_at - now_ms()).max(0) as f64 / 1000.0
+        ),
+        Finish::Failed { error } => {
+            format!("failed after {elapsed:.1} s, cost ${cost:.4}: {}: {}", error.kind, error.message)
+        }
+        Finish::Cancelled { .. } => format!("cancelled after {elapsed:.1} s, cost ${cost:.4}"),
+        Finish::Release { error } => format!("released after {elapsed:.1} s: {}", error.message),
+    }
+}
+
+fn duration_ms(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(5);
+        let max = Duration::from_secs(300);
+        for _ in 0..20 {
+            let first = backoff(base, max, 1);
+            assert!(first >= base && first <= base * 2, "{first:?}");
+            let third = backoff(base, max, 3);
+            assert!(third >= base * 4 && third <= base * 8, "{third:?}");
+            assert!(backoff(base, max, 30) <= max);
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! Pure dependency logic, with no IO: checking a batch of new tasks (duplicate identifiers,
+//! cycles), deciding a new task's first state from its dependencies, what becomes ready when a
+//! task completes, what must be skipped when one fails, and an orchestration's state.
+//!
+//! The store loads the few rows these functions need inside its transaction, asks, and writes the
+//! answer; everything here can be stepped by hand in unit tests.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::model::{Counters, NewTask, OrchestrationStatus, TaskId, TaskRef, TaskStatus};
+
+/// The longest task identifier.
+pub const MAX_IDENTIFIER_LEN: usize = 100;
+
+/// Checks that an identifier is 1 to 100 letters, digits, `_`, `-` or `.`.
+pub fn check_identifier(identifier: &str) -> Result<(), String> {
+    if identifier.is_empty() || identifier.len() > MAX_IDENTIFIER_LEN {
+        return Err(format!("task identifier {identifier:?} must be 1 to {MAX_IDENTIFIER_LEN} characters long"));
+    }
+    if let Some(bad) = identifier.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        return Err(format!(
+            "task identifier {identifier:?} contains {bad:?}: use only letters, digits, '_', '-' and '.'"
+        ));
+    }
+    if identifier.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("task identifier {identifier:?} is all digits, which reads as a task id: add a letter"));
+    }
+    Ok(())
+}
+
+/// What is wrong with a batch, found before anything is stored.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("identifier {0:?} is used by more than one task in the batch: identifiers must be unique")]
+    DuplicateIdentifier(String),
+    #[error("dependency cycle: {} (each depends on the next); remove one of these depends_on entries", .0.join(" -> "))]
+    Cycle(Vec<String>),
+}
+
+/// Checks a batch and returns the order to insert it in (every in-batch dependency before its
+/// dependents). Dependencies that name no task of the batch are left for the store to resolve.
+pub fn plan_batch(tasks: &[NewTask]) -> Result<Vec<usize>, BatchError> {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        if index.insert(task.identifier.as_str(), i).is_some() {
+            return Err(BatchError::DuplicateIdentifier(task.identifier.clone()));
+        }
+    }
+    let edges: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|task| {
+            let mut deps: Vec<usize> = task
+                .depends_on
+                .iter()
+                .filter_map(|dep| match dep {
+                    TaskRef::Identifier(name) => index.get(name.as_str()).copied(),
+                    TaskRef::Id(_) => None,
+                })
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            deps
+        })
+        .collect();
+
+    // Depth-first search with colours; the grey stack names the cycle when one is found.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Colour {
+        White,
+        Grey,
+        Black,
+    }
+    let mut colour = vec![Colour::White; tasks.len()];
+    let mut order = Vec::with_capacity(tasks.len());
+    for root in 0..tasks.len() {
+        if colour[root] != Colour::White {
+            continue;
+        }
+        // Stack of (node, next edge to follow).
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        colour[root] = Colour::Grey;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&dep) = edges[node].get(*next) {
+                *next += 1;
+                match colour[dep] {
+                    Colour::White => {
+                        colour[dep] = Colour::Grey;
+                        stack.push((dep, 0));
+                    }
+                    Colour::Grey => {
+                        let start = stack.iter().position(|&(n, _)| n == dep).unwrap_or(0);
+                        let mut path: Vec<String> =
+                            stack[start..].iter().map(|&(n, _)| tasks[n].identifier.clone()).collect();
+                        path.push(tasks[dep].identifier.clone());
+                        // The stack runs from dependent to dependency; name it that way round.
+                        return Err(BatchError::Cycle(path));
+                    }
+                    Colour::Black => {}
+                }
+            } else {
+                colour[node] = Colour::Black;
+                order.push(node);
+                stack.pop();
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// The first state of a new task, given the states of its dependencies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    /// No dependency, or all completed: ready (after `wait_after_dependencies`).
+    Pending,
+    /// Some dependency has not completed yet.
+    Waiting,
+    /// A dependency failed, was cancelled or skipped: this task can never run.
+    Skipped { dependency: String, dependency_status: TaskStatus },
+}
+
+/// Decides a new task's first state. `deps` holds each dependency's identifier and state.
+pub fn initial_state<'a>(deps: impl IntoIterator<Item = (&'a str, TaskStatus)>) -> InitialState {
+    let mut all_completed = true;
+    for (identifier, status) in deps {
+        if status.blocks_dependents() {
+            return InitialState::Skipped { dependency: identifier.to_owned(), dependency_status: status };
+        }
+        all_completed &= status == TaskStatus::Completed;
+    }
+    if all_completed { InitialState::Pending } else { InitialState::Waiting }
+}
+
+/// The candidates closest to an unknown name, best first, at most `limit`: those that contain it
+/// or share a long prefix, then those within a small edit distance, then the rest in order.
+pub fn suggest<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>, limit: usize) -> Vec<String> {
+    let unknown_lower = unknown.to_ascii_lowercase();
+    let mut scored: Vec<(usize, usize, &str)> = candidates
+        .into_iter()
+        .enumerate()
+        .map(|(order, candidate)| {
+            let lower = candidate.to_ascii_lowercase();
+            let score = if lower.contains(&unknown_lower) || unknown_lower.contains(&lower) {
+                0
+            } else {
+                1 + edit_distance(&unknown_lower, &lower)
+            };
+            (score, order, candidate)
+        })
+        .collect();
+    scored.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    for (_, _, candidate) in scored {
+        if out.len() == limit {
+            break;
+        }
+        if !out.iter().any(|c| c == candidate) {
+            out.push(candidate.to_owned());
+        }
+    }
+    out
+}
+
+/// Levenshtein distance over bytes (identifiers are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        current[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// The tasks of one orchestration and their edges: what the store loads to answer
+/// "what becomes ready" and "what must be skipped".
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    status: BTreeMap<TaskId, TaskStatus>,
+    /// task -> the tasks it depends on.
+    depends_on: HashMap<TaskId, Vec<TaskId>>,
+    /// task -> the tasks that depend on it.
+    dependents: HashMap<TaskId, Vec<TaskId>>,
+}
+
+impl Graph {
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    pub fn add_task(&mut self, task_id: TaskId, status: TaskStatus) {
+        self.status.insert(task_id, status);
+    }
+
+    /// Records that `task_id` depends on `dependency`.
+    pub fn add_edge(&mut self, task_id: TaskId, dependency: TaskId) {
+        self.depends_on.entry(task_id).or_default().push(dependency);
+        self.dependents.entry(dependency).or_default().push(task_id);
+    }
+
+    pub fn status(&self, task_id: TaskId) -> Option<TaskStatus> {
+        self.status.get(&task_id).copied()
+    }
+
+    /// The waiting dependents of `completed` whose dependencies have now all completed
+    /// (with `completed` counted as completed whatever the graph says).
+    pub fn ready_after_completion(&self, completed: TaskId) -> Vec<TaskId> {
+        let is_done = |id: TaskId| id == completed || self.status(id) == Some(TaskStatus::Completed);
+        let mut ready: Vec<TaskId> = self
+            .dependents
+            .get(&completed)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&dependent| self.status(dependent) == Some(TaskStatus::Waiting))
+            .filter(|dependent| self.depends_on.get(dependent).into_iter().flatten().all(|&dep| is_done(dep)))
+            .collect();
+        ready.sort_unstable();
+        ready.dedup();
+        ready
+    }
+
+    /// Every task that depends on `root`, transitively, and has not finished: these can never
+    /// run once `root` failed, was cancelled or skipped. Sorted by id.
+    pub fn unfinished_descendants(&self, root: TaskId) -> Vec<TaskId> {
+        let mut seen: HashSet<TaskId> = HashSet::new();
+        let mut out = BTreeSet::new();
+        let mut frontier = vec![root];
+        while let Some(node) = frontier.pop() {
+            for &dependent in self.dependents.get(&node).into_iter().flatten() {
+                if seen.insert(dependent) {
+                    if self.status(dependent).is_some_and(|s| !s.is_terminal()) {
+                        out.insert(dependent);
+                    }
+                    frontier.push(dependent);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The skipped descendants that a retry of `root` reopens: those reachable from it through
+    /// skipped tasks whose every dependency is then completed, unfinished, `root` itself or
+    /// reopened too. A task that also depends on another failed task stays skipped. Sorted by id.
+    pub fn reopened_by_retry(&self, root: TaskId) -> Vec<TaskId> {
+        let candidates = self.skipped_descendants(root);
+        let mut reopened: BTreeSet<TaskId> = BTreeSet::new();
+        loop {
+            let before = reopened.len();
+            for &candidate in &candidates {
+                if reopened.contains(&candidate) {
+                    continue;
+                }
+                let runnable = self.depends_on.get(&candidate).into_iter().flatten().all(|&dep| {
+                    dep == root || reopened.contains(&dep) || self.status(dep).is_some_and(|s| !s.blocks_dependents())
+                });
+                if runnable {
+                    reopened.insert(candidate);
+                }
+            }
+            if reopened.len() == before {
+                return reopened.into_iter().collect();
+            }
+        }
+    }
+
+    /// Every skipped task reachable from `root` through skipped tasks. Sorted by id.
+    pub fn skipped_descendants(&self, root: TaskId) -> Vec<TaskId> {
+        let mut out = BTreeSet::new();
+        let mut frontier = vec![root];
+        while let Some(node) = frontier.pop() {
+            for &dependent in self.dependents.get(&node).into_iter().flatten() {
+                if self.status(dependent) == Some(TaskStatus::Skipped) && out.insert(dependent) {
+                    frontier.push(dependent);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// An orchestration's state from its counters. `cancel_requested` is set once the orchestration
+/// itself was cancelled (by a caller or its timeout).
+pub fn orchestration_status(counters: &Counters, cancel_requested: bool) -> OrchestrationStatus {
+    let started = counters.running + counters.completed + counters.failed + counters.cancelled + counters.skipped;
+    if counters.unfinished() > 0 {
+        return if started == 0 { OrchestrationStatus::Pending } else { OrchestrationStatus::Running };
+    }
+    if counters.completed == counters.total {
+        OrchestrationStatus::Completed
+    } else if cancel_requested || (counters.cancelled > 0 && counters.failed == 0) {
+        OrchestrationStatus::Cancelled
+    } else {
+        OrchestrationStatus::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskSettings;
+
+    fn task(identifier: &str, deps: &[&str]) -> NewTask {
+        NewTask {
+            identifier: identifier.to_owned(),
+            prompt: "p".to_owned(),
+            depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
+            settings: TaskSettings {
+                working_directory: "/".to_owned(),
+                model: "sonnet".to_owned(),
+                system_prompt: None,
+                append_system_prompt: None,
+                permission_mode: "acceptEdits".to_owned(),
+                allowed_tools: vec![],
+                disallowed_tools: vec![],
+                max_turns: None,
+                max_budget_usd: None,
+                timeout_seconds: 60,
+                max_attempts: 3,
+                priority: 0,
+                wait_after_dependencies: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(check_identifier("build_api-v1.2").is_ok());
+        assert!(check_identifier("").is_err());
+        assert!(check_identifier(&"a".repeat(101)).is_err());
+        assert!(check_identifier(&"a".repeat(100)).is_ok());
+        assert!(check_identifier("has space").is_err_and(|e| e.contains("' '")));
+        assert!(check_identifier("42").is_err());
+    }
+
+    #[test]
+    fn plan_orders_dependencies_first() {
+        let batch = [task("d", &["b", "c"]), task("b", &["a"]), task("c", &["a"]), task("a", &[])];
+        let order = plan_batch(&batch).expect("acyclic");
+        let pos = |name: &str| order.iter().position(|&i| batch[i].identifier == name).expect("in order");
+        assert!(pos("a") < pos("b") && pos("a") < pos("c"));
+        assert!(pos("b") < pos("d") && pos("c") < pos("d"));
+        assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn plan_names_the_cycle() {
+        let batch = [task("a", &["c"]), task("b", &["a"]), task("c", &["b"]), task("x", &[])];
+        match plan_batch(&batch) {
+            Err(BatchError::Cycle(path)) => {
+                assert_eq!(path.first(), path.last());
+                assert_eq!(path.len(), 4, "{path:?}");
+                let message = BatchError::Cycle(path).to_string();
+                assert!(message.contains("a -> c -> b -> a"), "{message}");
+            }
+            other => panic!("expected a cycle, got {other:?}"),
+        }
+        assert_eq!(plan_batch(&[task("self", &["self"])]), Err(BatchError::Cycle(vec!["self".into(), "self".into()])));
+    }
+
+    #[test]
+    fn plan_refuses_duplicates_and_leaves_external_refs() {
+        assert_eq!(plan_batch(&[task("a", &[]), task("a", &[])]), Err(BatchError::DuplicateIdentifier("a".into())));
+        assert!(plan_batch(&[task("a", &["elsewhere", "#7"])]).is_ok());
+    }
+
+    #[test]
+    fn suggestions_rank_close_names_first() {
+        let names = ["deploy", "build_api", "build_ui", "test"];
+        assert_eq!(suggest("build", names, 2), vec!["build_api", "build_ui"]);
+        assert_eq!(suggest("tset", names, 1), vec!["test"]);
+        assert_eq!(suggest("x", names, 10).len(), 4);
+    }
+
+    #[test]
+    fn initial_states() {
+        assert_eq!(initial_state([]), InitialState::Pending);
+        assert_eq!(initial_state([("a", TaskStatus::Completed)]), InitialState::Pending);
+        assert_eq!(initial_state([("a", TaskStatus::Completed), ("b", TaskStatus::Running)]), InitialState::Waiting);
+        assert_eq!(
+            initial_state([("a", TaskStatus::Running), ("b", TaskStatus::Failed)]),
+            InitialState::Skipped { dependency: "b".into(), dependency_status: TaskStatus::Failed }
+        );
+    }
+
+    fn diamond() -> Graph {
+        // 1 <- 2, 1 <- 3, {2,3} <- 4, and 5 on its own.
+        let mut g = Graph::new();
+        g.add_task(1, TaskStatus::Running);
+        for id in [2, 3, 4] {
+            g.add_task(id, TaskStatus::Waiting);
+        }
+        g.add_task(5, TaskStatus::Running);
+        g.add_edge(2, 1);
+        g.add_edge(3, 1);
+        g.add_edge(4, 2);
+        g.add_edge(4, 3);
+        g
+    }
+
+    #[test]
+    fn completion_readies_only_fully_satisfied_dependents() {
+        let mut g = diamond();
+        assert_eq!(g.ready_after_completion(1), vec![2, 3]);
+        g.add_task(1, TaskStatus::Completed);
+        g.add_task(2, TaskStatus::Completed);
+        assert_eq!(g.ready_after_completion(2), Vec::<TaskId>::new(), "3 not done yet");
+        g.add_task(3, TaskStatus::Running);
+        assert_eq!(g.ready_after_completion(3), vec![4]);
+    }
+
+    #[test]
+    fn failure_skips_descendants_only() {
+        let g = diamond();
+        assert_eq!(g.unfinished_descendants(1), vec![2, 3, 4]);
+        assert_eq!(g.unfinished_descendants(5), Vec::<TaskId>::new());
+        let mut g = diamond();
+        g.add_task(2, TaskStatus::Skipped);
+        g.add_task(3, TaskStatus::Skipped);
+        g.add_task(4, TaskStatus::Skipped);
+        assert_eq!(g.skipped_descendants(1), vec![2, 3, 4]);
+        assert_eq!(g.reopened_by_retry(1), vec![2, 3, 4]);
+        // A task that also depends on another failed task stays skipped.
+        g.add_task(6, TaskStatus::Failed);
+        g.add_edge(4, 6);
+        assert_eq!(g.reopened_by_retry(1), vec![2, 3]);
+    }
+
+    #[test]
+    fn orchestration_states() {
+        let mut c = Counters::default();
+        c.add(TaskStatus::Pending, 2);
+        assert_eq!(orchestration_status(&c, false), OrchestrationStatus::Pending);
+        c.add(TaskStatus::Running, 1);
+        assert_eq!(orchestration_status(&c, false), OrchestrationStatus::Running);
+        let mut done = Counters::default();
+        done.add(TaskStatus::Completed, 3);
+        assert_eq!(orchestration_status(&done, false), OrchestrationStatus::Completed);
+        done.add(TaskStatus::Skipped, 1);
+        done.add(TaskStatus::Failed, 1);
+        assert_eq!(orchestration_status(&done, false), OrchestrationStatus::Failed);
+        let mut cancelled = Counters::default();
+        cancelled.add(TaskStatus::Completed, 1);
+        cancelled.add(TaskStatus::Cancelled, 1);
+        assert_eq!(orchestration_status(&cancelled, false), OrchestrationStatus::Cancelled);
+        cancelled.add(TaskStatus::Failed, 1);
+        assert_eq!(orchestration_status(&cancelled, true), OrchestrationStatus::Cancelled);
+    }
+}

@@ -1,0 +1,266 @@
+//! `claude-worker-inspect`: the side CLI for people. It reads the same database as the servers
+//! (safe while they run: WAL readers never block writers) and prints readable tables, a
+//! dependency tree, logs, or JSON with `--json`; it can also cancel and retry. It runs nothing
+//! itself: a cancelled running task is stopped by the server that runs it, at its next heartbeat.
+
+mod render;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::model::{OrchestrationStatus, TaskRef, TaskStatus};
+use crate::service::{Service, ServiceError, Status, Target};
+use crate::store::{Db, OrchestrationFilter, Store, StoreError, TaskFilter};
+
+#[derive(Parser)]
+#[command(
+    name = "claude-worker-inspect",
+    version,
+    about = "Look at and manage claude-worker's tasks and orchestrations"
+)]
+pub struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The database (default: $CLAUDE_WORKER_DB, else $CLAUDE_WORKER_HOME/tasks.db).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        orchestration: Option<i64>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one task (identifier or #id).
+    Status { task: String },
+    /// List orchestrations, newest first.
+    ListOrchestrations {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show an orchestration's tasks as a dependency tree.
+    OrchestrationStatus { id: i64 },
+    /// Print a task's summary log (or its detailed log).
+    Logs {
+        task: String,
+        #[arg(long)]
+        detailed: bool,
+        /// Keep printing as the log grows, until the task finished.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a task (its dependents are skipped) or, with --orchestration, a whole orchestration.
+    Cancel {
+        task: Option<String>,
+        #[arg(long)]
+        orchestration: Option<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Run a failed or cancelled task again.
+    Retry { task: String },
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+                return std::process::ExitCode::SUCCESS;
+            }
+            eprintln!("claude-worker-inspect: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let mut config = Config::from_env()?;
+    if let Some(db) = cli.db {
+        config.db_path = db;
+    }
+    let config = Arc::new(config);
+    let store = match Store::open_existing_only(&config.db_path) {
+        Ok(store) => store,
+        Err(e @ StoreError::Missing(_)) => bail!("{e}"),
+        Err(e) => return Err(e.into()),
+    };
+    let db = Db::spawn(store).context("cannot start the database thread")?;
+    let service = Service::new(db, config.clone(), None);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(command(&service, cli.command, cli.json))
+}
+
+fn parse_status<T>(text: Option<String>, parse: fn(&str) -> Option<T>, allowed: &str) -> anyhow::Result<Option<T>> {
+    match text {
+        None => Ok(None),
+        Some(t) => match parse(&t) {
+            Some(s) => Ok(Some(s)),
+            None => bail!("--status {t:?} is not one of {allowed}"),
+        },
+    }
+}
+
+fn friendly(e: ServiceError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+async fn command(service: &Service, command: Command, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::List { status, orchestration, limit } => {
+            let status = parse_status(
+                status,
+                TaskStatus::parse,
+                "waiting, pending, running, completed, failed, cancelled, skipped",
+            )?;
+            let tasks = service
+                .list_tasks(TaskFilter { status, orchestration_id: orchestration, limit })
+                .await
+                .map_err(friendly)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&render::tasks_json(&tasks))?)?;
+            } else {
+                writeln!(out, "{}", render::tasks_table(&tasks))?;
+            }
+        }
+        Command::Status { task } => {
+            let status = service.status(&Target::Task(TaskRef::parse(&task))).await.map_err(friendly)?;
+            let Status::Task(view) = status else { bail!("not a task") };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&render::task_json(&view))?)?;
+            } else {
+                writeln!(out, "{}", render::task_text(&view))?;
+            }
+        }
+        Command::ListOrchestrations { status, limit } => {
+            let status =
+                parse_status(status, OrchestrationStatus::parse, "pending, running, completed, failed, cancelled")?;
+            let list = service.list_orchestrations(OrchestrationFilter { status, limit }).await.map_err(friendly)?;
+            if json {
+                let items: Vec<_> = list.iter().map(render::summary_json).collect();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "orchestrations": items, "count": items.len() }))?
+                )?;
+            } else {
+                writeln!(out, "{}", render::orchestrations_table(&list))?;
+            }
+        }
+        Command::OrchestrationStatus { id } => {
+            let status = service.status(&Target::Orchestration(id)).await.map_err(friendly)?;
+            let Status::Orchestration(detail) = status else { bail!("not an orchestration") };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&render::orchestration_json(&detail))?)?;
+            } else {
+                write!(out, "{}", render::orchestration_tree(&detail))?;
+            }
+        }
+        Command::Logs { task, detailed, follow } => {
+            let task_ref = TaskRef::parse(&task);
+            let status = service.status(&Target::Task(task_ref.clone())).await.map_err(friendly)?;
+            let Status::Task(view) = status else { bail!("not a task") };
+            let path = if detailed { view.logs.detailed.clone() } else { view.logs.summary.clone() };
+            drop(out);
+            follow_log(service, &task_ref, &path, follow).await?;
+        }
+        Command::Cancel { task, orchestration, reason } => {
+            let target = match (task, orchestration) {
+                (Some(t), None) => Target::Task(TaskRef::parse(&t)),
+                (None, Some(id)) => Target::Orchestration(id),
+                _ => bail!("give a task, or --orchestration <id>, not both"),
+            };
+            let outcome = service.cancel(target, reason).await.map_err(friendly)?;
+            let stopping: Vec<i64> = outcome.stopping.iter().map(|(id, _)| *id).collect();
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "orchestration_id": outcome.orchestration_id,
+                        "cancelled": outcome.cancelled,
+                        "skipped": outcome.skipped,
+                        "stopping": stopping,
+                    }))?
+                )?;
+            } else {
+                writeln!(out, "cancelled: {:?}\nskipped: {:?}", outcome.cancelled, outcome.skipped)?;
+                if !stopping.is_empty() {
+                    writeln!(out, "stopping (running; the server that runs them stops them): {stopping:?}")?;
+                }
+            }
+        }
+        Command::Retry { task } => {
+            let outcome = service.retry(TaskRef::parse(&task)).await.map_err(friendly)?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "task_id": outcome.task_id,
+                        "status": outcome.status.as_str(),
+                        "reopened": outcome.reopened,
+                    }))?
+                )?;
+            } else {
+                writeln!(out, "task #{} is {}; reopened: {:?}", outcome.task_id, outcome.status, outcome.reopened)?;
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Prints a log file, and with `follow` keeps printing what is appended until the task finished.
+async fn follow_log(service: &Service, task: &TaskRef, path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut offset = 0u64;
+    loop {
+        if let Ok(mut file) = std::fs::File::open(path) {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            offset += bytes.len() as u64;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        } else if !follow {
+            bail!("no log yet at {}: the task has not started", path.display());
+        }
+        if !follow {
+            return Ok(());
+        }
+        let status = service.status(&Target::Task(task.clone())).await.map_err(friendly)?;
+        if status.is_finished() {
+            // One last read for what was written as it finished.
+            if let Ok(mut file) = std::fs::File::open(path) {
+                file.seek(SeekFrom::Start(offset))?;
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)?;
+                std::io::stdout().lock().write_all(&bytes)?;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

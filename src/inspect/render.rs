@@ -1,0 +1,284 @@
+//! How the inspect CLI shows things: tables (comfy-table), a task's details, an orchestration as
+//! a dependency tree, and the JSON forms of the same data.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskListItem};
+use crate::service::TaskStatusView;
+use crate::time::rfc3339;
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    table
+}
+
+pub fn tasks_table(tasks: &[TaskListItem]) -> String {
+    if tasks.is_empty() {
+        return "no tasks".to_owned();
+    }
+    let mut t = table(&["id", "task", "orch", "status", "cost", "created", "last action"]);
+    for task in tasks {
+        t.add_row(vec![
+            format!("#{}", task.task_id),
+            task.task_identifier.clone(),
+            task.orchestration_id.to_string(),
+            task.status.to_string(),
+            format!("${:.4}", task.cost_usd),
+            rfc3339(task.created_at),
+            task.last_action.clone().unwrap_or_default(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn tasks_json(tasks: &[TaskListItem]) -> Value {
+    let items: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "task_id": t.task_id,
+                "task_identifier": t.task_identifier,
+                "orchestration_id": t.orchestration_id,
+                "status": t.status.as_str(),
+                "created_at": rfc3339(t.created_at),
+                "last_action": t.last_action,
+                "cost_usd": t.cost_usd,
+            })
+        })
+        .collect();
+    json!({ "tasks": items, "count": tasks.len() })
+}
+
+pub fn task_json(view: &TaskStatusView) -> Value {
+    let t = &view.detail.task;
+    let links = |links: &[crate::model::TaskLink]| -> Vec<Value> {
+        links
+            .iter()
+            .map(|l| json!({ "task_id": l.task_id, "task_identifier": l.task_identifier, "status": l.status.as_str() }))
+            .collect()
+    };
+    json!({
+        "task_id": t.task_id,
+        "task_identifier": t.task_identifier,
+        "orchestration_id": t.orchestration_id,
+        "status": t.status.as_str(),
+        "attempt": t.attempt,
+        "max_attempts": t.settings.max_attempts,
+        "model": t.settings.model,
+        "working_directory": t.settings.working_directory,
+        "depends_on": links(&view.detail.depends_on),
+        "dependents": links(&view.detail.dependents),
+        "created_at": rfc3339(t.created_at),
+        "started_at": t.started_at.map(rfc3339),
+        "ended_at": t.ended_at.map(rfc3339),
+        "next_attempt_at": t.ready_at.map(rfc3339),
+        "result": t.result,
+        "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
+        "session_id": t.session_id,
+        "cost_usd": t.cost_usd,
+        "usage": {
+            "input_tokens": t.usage.input_tokens,
+            "output_tokens": t.usage.output_tokens,
+            "cache_creation_input_tokens": t.usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": t.usage.cache_read_input_tokens,
+        },
+        "num_turns": t.num_turns,
+        "duration_ms": t.duration_ms,
+        "last_action": t.last_action,
+        "summary_log": view.logs.summary.display().to_string(),
+        "detailed_log": view.logs.detailed.display().to_string(),
+    })
+}
+
+pub fn task_text(view: &TaskStatusView) -> String {
+    let t = &view.detail.task;
+    let mut s = String::new();
+    let _ = writeln!(s, "task #{} {} (orchestration {})", t.task_id, t.task_identifier, t.orchestration_id);
+    let _ = writeln!(s, "  status:      {} (attempt {}/{})", t.status, t.attempt, t.settings.max_attempts);
+    let _ = writeln!(s, "  model:       {}", t.settings.model);
+    let _ = writeln!(s, "  directory:   {}", t.settings.working_directory);
+    let deps: Vec<String> =
+        view.detail.depends_on.iter().map(|l| format!("{} #{} ({})", l.task_identifier, l.task_id, l.status)).collect();
+    if !deps.is_empty() {
+        let _ = writeln!(s, "  depends on:  {}", deps.join(", "));
+    }
+    let _ = writeln!(s, "  created:     {}", rfc3339(t.created_at));
+    if let Some(at) = t.started_at {
+        let _ = writeln!(s, "  started:     {}", rfc3339(at));
+    }
+    if let Some(at) = t.ended_at {
+        let _ = writeln!(s, "  ended:       {}", rfc3339(at));
+    }
+    if let Some(at) = t.ready_at {
+        let _ = writeln!(s, "  next start:  {}", rfc3339(at));
+    }
+    let _ = writeln!(
+        s,
+        "  cost:        ${:.4} ({} in / {} out tokens)",
+        t.cost_usd, t.usage.input_tokens, t.usage.output_tokens
+    );
+    if let Some(session) = &t.session_id {
+        let _ = writeln!(s, "  session:     {session}");
+    }
+    if let Some(action) = &t.last_action {
+        let _ = writeln!(s, "  last action: {action}");
+    }
+    if let Some(error) = &t.error {
+        let _ = writeln!(s, "  error:       {}: {}", error.kind, error.message);
+    }
+    if let Some(result) = &t.result {
+        let _ = writeln!(s, "  result:\n{}", indent(result, "    "));
+    }
+    let _ =
+        writeln!(s, "  logs:        {}\n               {}", view.logs.summary.display(), view.logs.detailed.display());
+    s
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}")).collect::<Vec<_>>().join("\n")
+}
+
+pub fn summary_json(s: &OrchestrationSummary) -> Value {
+    let c = s.counters;
+    json!({
+        "orchestration_id": s.orchestration_id,
+        "name": s.name,
+        "status": s.status.as_str(),
+        "created_at": rfc3339(s.created_at),
+        "started_at": s.started_at.map(rfc3339),
+        "ended_at": s.ended_at.map(rfc3339),
+        "total_tasks": c.total,
+        "completed_tasks": c.completed,
+        "failed_tasks": c.failed,
+        "skipped_tasks": c.skipped,
+        "cancelled_tasks": c.cancelled,
+        "running_tasks": c.running,
+        "pending_tasks": c.pending,
+        "waiting_tasks": c.waiting,
+        "cost_usd": s.cost_usd,
+    })
+}
+
+pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
+    let mut value = summary_json(&d.summary);
+    let tasks: Vec<Value> = d
+        .tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "task_id": t.task_id,
+                "task_identifier": t.task_identifier,
+                "status": t.status.as_str(),
+                "depends_on": t.depends_on,
+                "started_at": t.started_at.map(rfc3339),
+                "ended_at": t.ended_at.map(rfc3339),
+                "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
+                "cost_usd": t.cost_usd,
+                "last_action": t.last_action,
+            })
+        })
+        .collect();
+    value["tasks"] = Value::Array(tasks);
+    value
+}
+
+pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
+    if list.is_empty() {
+        return "no orchestrations".to_owned();
+    }
+    let mut t = table(&["id", "name", "status", "done", "running", "failed", "cost", "created"]);
+    for s in list {
+        let c = s.counters;
+        t.add_row(vec![
+            s.orchestration_id.to_string(),
+            s.name.clone().unwrap_or_default(),
+            s.status.to_string(),
+            format!("{}/{}", c.completed, c.total),
+            c.running.to_string(),
+            (c.failed + c.skipped + c.cancelled).to_string(),
+            format!("${:.4}", s.cost_usd),
+            rfc3339(s.created_at),
+        ]);
+    }
+    t.to_string()
+}
+
+/// The orchestration's tasks as a tree: roots first, each task under each task it depends on
+/// (a task with several dependencies is drawn in full once, then referred to).
+pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
+    let s = &d.summary;
+    let c = s.counters;
+    let mut out = String::new();
+    let name = s.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "orchestration {}{name}: {} — {}/{} completed, {} running, {} waiting/pending, {} failed, {} skipped, {} cancelled, ${:.4}",
+        s.orchestration_id,
+        s.status,
+        c.completed,
+        c.total,
+        c.running,
+        c.waiting + c.pending,
+        c.failed,
+        c.skipped,
+        c.cancelled,
+        s.cost_usd
+    );
+    let mut children: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    let mut roots = Vec::new();
+    for (i, t) in d.tasks.iter().enumerate() {
+        if t.depends_on.is_empty() {
+            roots.push(i);
+        }
+        for dep in &t.depends_on {
+            children.entry(*dep).or_default().push(i);
+        }
+    }
+    let mut shown = HashSet::new();
+    for (n, &root) in roots.iter().enumerate() {
+        draw(d, &children, root, "", n + 1 == roots.len(), &mut shown, &mut out);
+    }
+    out
+}
+
+fn draw(
+    d: &OrchestrationDetail,
+    children: &BTreeMap<i64, Vec<usize>>,
+    index: usize,
+    prefix: &str,
+    last: bool,
+    shown: &mut HashSet<i64>,
+    out: &mut String,
+) {
+    let t = &d.tasks[index];
+    let branch = if last { "└─ " } else { "├─ " };
+    if !shown.insert(t.task_id) {
+        let _ = writeln!(out, "{prefix}{branch}{} #{} (shown above)", t.task_identifier, t.task_id);
+        return;
+    }
+    let mut line = format!("{prefix}{branch}{} #{} {}", t.task_identifier, t.task_id, t.status);
+    if let (Some(start), Some(end)) = (t.started_at, t.ended_at) {
+        let _ = write!(line, " in {:.1} s", (end - start) as f64 / 1000.0);
+    }
+    if t.cost_usd > 0.0 {
+        let _ = write!(line, " ${:.4}", t.cost_usd);
+    }
+    if let Some(error) = &t.error {
+        let _ = write!(line, " — {}: {}", error.kind, error.message);
+    } else if t.status == crate::model::TaskStatus::Running
+        && let Some(action) = &t.last_action
+    {
+        let _ = write!(line, " — {action}");
+    }
+    let _ = writeln!(out, "{line}");
+    let kids = children.get(&t.task_id).cloned().unwrap_or_default();
+    let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+    for (n, &kid) in kids.iter().enumerate() {
+        draw(d, children, kid, &child_prefix, n + 1 == kids.len(), shown, out);
+    }
+}

@@ -1,0 +1,23 @@
+//! claude-worker: an MCP stdio server that lets Claude hand work to background Claude Code
+//! processes, as a dependency graph stored durably in SQLite.
+//!
+//! Codemap: [`config`] reads the environment once; [`model`] holds the domain types; [`graph`] is
+//! the pure dependency logic; [`store`] is the only module with SQL; [`runner`] is the only
+//! module that spawns processes (the `claude` CLI) and reads their stream-json; [`executor`]
+//! claims ready tasks and drives runs, waking on events; [`service`] offers the application's
+//! verbs to both edges; [`mcp`] is the only module that knows MCP; [`inspect`] is the side CLI;
+//! [`logs`] writes the global and per-task log files; [`watch`] notices
+//! other processes' writes to the shared database.
+
+pub mod config;
+pub mod executor;
+pub mod graph;
+pub mod inspect;
+pub mod logs;
+pub mod mcp;
+pub mod model;
+pub mod runner;
+pub mod service;
+pub mod store;
+pub mod time;
+pub mod watch;

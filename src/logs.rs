@@ -1,0 +1,220 @@
+//! The log files: the global `claude-worker.log` (set up by the binaries through `tracing`), and
+//! per task `tasks/task_<id>_summary.log` (one readable line per step) and
+//! `tasks/task_<id>_detailed.log` (every stream-json line and the CLI's stderr, capped: the head
+//! is kept as written, the tail in two rotating segments, joined when the attempt ends).
+//!
+//! Each task's files have one writer at a time (the owner of its current attempt), so lines from
+//! two writers never interleave.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::model::TaskId;
+
+/// Paths of one task's log files.
+#[derive(Clone, Debug)]
+pub struct TaskLogPaths {
+    pub summary: PathBuf,
+    pub detailed: PathBuf,
+}
+
+impl TaskLogPaths {
+    pub fn new(task_log_dir: &Path, task_id: TaskId) -> TaskLogPaths {
+        TaskLogPaths {
+            summary: task_log_dir.join(format!("task_{task_id}_summary.log")),
+            detailed: task_log_dir.join(format!("task_{task_id}_detailed.log")),
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode_private().create(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+trait PrivateDir {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateDir for std::fs::DirBuilder {
+    fn mode_private(&mut self) -> &mut Self {
+        use std::os::unix::fs::DirBuilderExt;
+        self.mode(0o700)
+    }
+}
+
+/// Appends one line, prefixed with the time, to a task's summary log.
+pub fn append_summary(path: &Path, line: &str) -> io::Result<()> {
+    let mut file = open_append(path)?;
+    let stamp = crate::time::rfc3339(crate::time::now_ms());
+    writeln!(file, "{stamp} {line}")
+}
+
+/// The last `n` lines of a file (empty when it does not exist), reading at most the last few MiB.
+pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
+    const WINDOW: u64 = 4 * 1024 * 1024;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    Ok(lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect())
+}
+
+/// The detailed log of one attempt, capped at about `cap` bytes for the whole file.
+pub struct DetailedLog {
+    head: File,
+    path: PathBuf,
+    head_left: u64,
+    segment_limit: u64,
+    /// Tail segments, used once the head is full: `[older, current]`.
+    segments: Option<[(PathBuf, File, u64); 2]>,
+    /// Bytes dropped between the head and the kept tail.
+    omitted: u64,
+}
+
+impl DetailedLog {
+    /// Opens the log for appending; what earlier attempts wrote counts against the cap.
+    pub fn open(path: &Path, cap: u64) -> io::Result<DetailedLog> {
+        let head = open_append(path)?;
+        let existing = head.metadata()?.len();
+        Ok(DetailedLog {
+            head,
+            path: path.to_owned(),
+            head_left: (cap / 2).saturating_sub(existing),
+            segment_limit: (cap / 4).max(1),
+            segments: None,
+            omitted: 0,
+        })
+    }
+
+    /// Writes one line (a newline is added).
+    pub fn line(&mut self, prefix: &str, bytes: &[u8]) -> io::Result<()> {
+        let len = (prefix.len() + bytes.len() + 1) as u64;
+        if self.segments.is_none() && len <= self.head_left {
+            self.head_left -= len;
+            return write_line(&mut self.head, prefix, bytes);
+        }
+        if self.segments.is_none() {
+            self.head_left = 0;
+            let open_segment = |n: u8| -> io::Result<(PathBuf, File, u64)> {
+                let p = self.path.with_extension(format!("log.tail{n}"));
+                let f = OpenOptions::new().create(true).read(true).write(true).truncate(true).mode(0o600).open(&p)?;
+                Ok((p, f, 0))
+            };
+            self.segments = Some([open_segment(0)?, open_segment(1)?]);
+        }
+        let Some(segments) = self.segments.as_mut() else { return Ok(()) };
+        if segments[1].2 + len > self.segment_limit && segments[1].2 > 0 {
+            // Rotate: the older segment is dropped, the current one becomes the older.
+            segments.swap(0, 1);
+            self.omitted += segments[1].2;
+            segments[1].1.set_len(0)?;
+            segments[1].1.seek(SeekFrom::Start(0))?;
+            segments[1].2 = 0;
+        }
+        segments[1].2 += len;
+        write_line(&mut segments[1].1, prefix, bytes)
+    }
+
+    /// Joins the kept tail to the head and removes the segments.
+    pub fn finish(mut self) -> io::Result<()> {
+        if let Some(segments) = self.segments.take() {
+            writeln!(self.head, "[... {} bytes omitted: CLAUDE_WORKER_MAX_LOG_MB reached ...]", self.omitted)?;
+            for (path, mut file, _) in segments {
+                file.seek(SeekFrom::Start(0))?;
+                io::copy(&mut file, &mut self.head)?;
+                drop(file);
+                std::fs::remove_file(&path)?;
+            }
+        }
+        self.head.flush()
+    }
+}
+
+fn write_line(file: &mut File, prefix: &str, bytes: &[u8]) -> io::Result<()> {
+    // One write per line, so that a reader tailing the file never sees half a prefix.
+    let mut buffer = Vec::with_capacity(prefix.len() + bytes.len() + 1);
+    buffer.extend_from_slice(prefix.as_bytes());
+    buffer.extend_from_slice(bytes);
+    buffer.push(b'\n');
+    file.write_all(&buffer)
+}
+
+/// Sets up diagnostics: warnings and errors to stderr, and the global log file (task events and
+/// the server's own messages) under the log directory. Never stdout: in server mode it carries
+/// JSON-RPC. The level comes from `CLAUDE_WORKER_LOG_LEVEL`, else `RUST_LOG`, else `info`.
+/// Keep the returned guard alive: it flushes the file on drop.
+pub fn init_tracing(config: &crate::config::Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _, fmt};
+
+    let level = std::env::var("CLAUDE_WORKER_LOG_LEVEL")
+        .ok()
+        .filter(|l| !l.is_empty())
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = || EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr_layer = fmt::layer().with_writer(std::io::stderr).with_ansi(false).with_filter(EnvFilter::new("warn"));
+    let file = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode_private()
+        .create(&config.log_dir)
+        .and_then(|()| open_append(&config.global_log_path()));
+    match file {
+        Ok(file) => {
+            let (writer, guard) = tracing_appender::non_blocking(file);
+            let file_layer = fmt::layer().with_writer(writer).with_ansi(false).with_filter(filter());
+            let _ = tracing_subscriber::registry().with(stderr_layer).with(file_layer).try_init();
+            Some(guard)
+        }
+        Err(e) => {
+            let _ = tracing_subscriber::registry().with(stderr_layer).try_init();
+            tracing::warn!("cannot open the global log {}: {e}", config.global_log_path().display());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detailed_log_keeps_head_and_tail_within_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tasks/task_1_detailed.log");
+        let cap = 4000;
+        let mut log = DetailedLog::open(&path, cap).expect("open");
+        for i in 0..1000 {
+            log.line("", format!("line {i:05} .........").as_bytes()).expect("write");
+        }
+        log.finish().expect("finish");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.len() as u64 <= cap + 200, "{} bytes", text.len());
+        assert!(text.starts_with("line 00000"), "head kept");
+        assert!(text.trim_end().ends_with("line 00999 ........."), "tail kept");
+        assert!(text.contains("bytes omitted"));
+        assert!(!path.with_extension("log.tail0").exists());
+    }
+
+    #[test]
+    fn tail_lines_reads_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.log");
+        std::fs::write(&path, "a\nb\nc\n").expect("write");
+        assert_eq!(tail_lines(&path, 2).expect("tail"), vec!["b", "c"]);
+        assert!(tail_lines(&dir.path().join("missing"), 2).expect("missing is empty").is_empty());
+    }
+}

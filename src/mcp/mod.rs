@@ -1,0 +1,261 @@
+//! The only module that knows MCP. It serves the tools over stdio with rmcp, to clients using the
+//! `initialize` handshake and to those using the 2026-07-28 `server/discover` lifecycle (rmcp
+//! answers `server/discover` from [`ServerHandler::get_info`]). Each tool parses its arguments
+//! (see `wire.rs`), calls the [`Service`], and returns `structuredContent` plus the same JSON as
+//! text. A mistake the caller can fix comes back as a result with `isError: true` and a sentence
+//! that says what to do; only protocol faults are JSON-RPC errors.
+
+mod wire;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use std::time::Duration;
+
+use crate::model::{OrchestrationStatus, TaskStatus};
+use crate::service::{Service, ServiceError, Target};
+use crate::store::{OrchestrationFilter, TaskFilter};
+use rmcp::handler::server::common::schema_for_input;
+use rmcp::model::JsonObject;
+use wire::{
+    CancelArgs, CancelOut, CreateOrchestrationArgs, CreateOrchestrationOut, CreateTaskArgs, CreateTaskOut,
+    ListOrchestrationsArgs, ListOrchestrationsOut, ListTasksArgs, ListTasksOut, OutputArgs, OutputOut, RetryArgs,
+    RetryOut, StatusArgs, StatusOut, TaskArg, TaskListItemOut, WaitArgs, parse_args,
+};
+
+/// What a model reads once, when it connects.
+pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the background, so you can keep working.
+- create_task(task_identifier, execution_prompt, depends_on=[...]) queues one task; it starts when its dependencies completed. Tasks linked by depends_on form an orchestration.
+- create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
+- Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
+- A failed dependency skips its dependents; retry(task) runs it again and reopens them. cancel stops a task or a whole orchestration.
+Prompts must be self-contained: the background Claude does not see this conversation.";
+
+/// The MCP server: the tools over the [`Service`].
+#[derive(Clone)]
+pub struct ClaudeWorkerServer {
+    service: Service,
+    tool_router: ToolRouter<ClaudeWorkerServer>,
+}
+
+impl ClaudeWorkerServer {
+    pub fn new(service: Service) -> ClaudeWorkerServer {
+        ClaudeWorkerServer { service, tool_router: Self::tool_router() }
+    }
+}
+
+/// The sentence a caller sees for an error.
+fn caller_error(e: ServiceError) -> String {
+    match e {
+        ServiceError::Invalid(m) | ServiceError::NotFound(m) => m,
+        ServiceError::Store(e) => {
+            tracing::error!("store: {e}");
+            format!("claude-worker could not complete the request: {e}")
+        }
+    }
+}
+
+/// The input schema of a tool whose arguments are parsed by [`parse_args`].
+fn input_schema<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<JsonObject> {
+    schema_for_input::<T>().unwrap_or_else(|e| panic!("invalid input schema for {}: {e}", std::any::type_name::<T>()))
+}
+
+fn target(task: Option<TaskArg>, orchestration_id: Option<i64>) -> Result<Target, String> {
+    match (task, orchestration_id) {
+        (Some(task), None) => Ok(Target::Task(task.to_ref())),
+        (None, Some(id)) => Ok(Target::Orchestration(id)),
+        (Some(_), Some(_)) => Err("give either task or orchestration_id, not both".to_owned()),
+        (None, None) => Err("give task (an identifier or #<task_id>) or orchestration_id".to_owned()),
+    }
+}
+
+fn limit(limit: Option<u32>) -> Result<u32, String> {
+    match limit.unwrap_or(20) {
+        0 => Err("limit must be at least 1".to_owned()),
+        n => Ok(n.min(1000)),
+    }
+}
+
+#[tool_router]
+impl ClaudeWorkerServer {
+    /// Queue a Claude Code task. It runs in the background once every depends_on task completed.
+    #[tool(input_schema = input_schema::<CreateTaskArgs>())]
+    async fn create_task(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<CreateTaskOut>, String> {
+        let args: CreateTaskArgs = parse_args(args)?;
+        let (input, orchestration) = args.into_parts();
+        let created = self.service.create_task(input, orchestration).await.map_err(caller_error)?;
+        CreateTaskOut::from_created(&created).map(Json).ok_or_else(|| "no task was created".to_owned())
+    }
+
+    /// Queue a whole dependency graph at once (workflow.json format). All tasks are checked before any is stored.
+    #[tool(input_schema = input_schema::<CreateOrchestrationArgs>())]
+    async fn create_orchestration(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> Result<Json<CreateOrchestrationOut>, String> {
+        let args: CreateOrchestrationArgs = parse_args(args)?;
+        let delays: Vec<f64> = args.tasks.iter().map(|t| t.initial_delay.unwrap_or(0.0)).collect();
+        let inputs = args.tasks.into_iter().map(wire::BatchTask::into_task_input).collect();
+        let created = self.service.create_orchestration(args.name, inputs).await.map_err(caller_error)?;
+        let status = match self.service.status(&Target::Orchestration(created.orchestration_id)).await {
+            Ok(crate::service::Status::Orchestration(d)) => d.summary.status.to_string(),
+            _ => "pending".to_owned(),
+        };
+        Ok(Json(CreateOrchestrationOut::new(&created, &delays, status)))
+    }
+
+    /// Status of a task (task: identifier or #id) or of an orchestration (orchestration_id), with results, cost and errors.
+    #[tool(annotations(read_only_hint = true), input_schema = input_schema::<StatusArgs>())]
+    async fn get_status(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<StatusOut>, String> {
+        let args: StatusArgs = parse_args(args)?;
+        let target = target(args.task, args.orchestration_id)?;
+        let status = self.service.status(&target).await.map_err(caller_error)?;
+        Ok(Json(StatusOut::from_status(&status)))
+    }
+
+    /// List orchestrations, newest first, with live counters and cost.
+    #[tool(annotations(read_only_hint = true), input_schema = input_schema::<ListOrchestrationsArgs>())]
+    async fn list_orchestrations(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> Result<Json<ListOrchestrationsOut>, String> {
+        let args: ListOrchestrationsArgs = parse_args(args)?;
+        let status =
+            match args.status.as_deref() {
+                None | Some("") => None,
+                Some(s) => Some(OrchestrationStatus::parse(s).ok_or_else(|| {
+                    format!("status {s:?} is not one of pending, running, completed, failed, cancelled")
+                })?),
+            };
+        let filter = OrchestrationFilter { status, limit: limit(args.limit)? };
+        let list = self.service.list_orchestrations(filter).await.map_err(caller_error)?;
+        let orchestrations: Vec<StatusOut> = list.iter().map(StatusOut::from_summary).collect();
+        Ok(Json(ListOrchestrationsOut { count: orchestrations.len(), orchestrations }))
+    }
+
+    /// List tasks, newest first.
+    #[tool(annotations(read_only_hint = true), input_schema = input_schema::<ListTasksArgs>())]
+    async fn list_tasks(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<ListTasksOut>, String> {
+        let args: ListTasksArgs = parse_args(args)?;
+        let status = match args.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+                format!("status {s:?} is not one of waiting, pending, running, completed, failed, cancelled, skipped")
+            })?),
+        };
+        let filter = TaskFilter { status, orchestration_id: args.orchestration_id, limit: limit(args.limit)? };
+        let list = self.service.list_tasks(filter).await.map_err(caller_error)?;
+        let tasks: Vec<TaskListItemOut> = list.iter().map(TaskListItemOut::from).collect();
+        Ok(Json(ListTasksOut { count: tasks.len(), tasks }))
+    }
+
+    /// A task's result, error and the end of its summary log, with the log file paths.
+    #[tool(annotations(read_only_hint = true), input_schema = input_schema::<OutputArgs>())]
+    async fn get_task_output(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<OutputOut>, String> {
+        let args: OutputArgs = parse_args(args)?;
+        let tail = usize::try_from(args.tail_lines.unwrap_or(50).min(10_000)).unwrap_or(50);
+        let output = self.service.output(args.task.to_ref(), tail).await.map_err(caller_error)?;
+        Ok(Json(OutputOut::from(&output)))
+    }
+
+    /// Cancel a task (its dependents are skipped) or a whole orchestration. Running tasks are stopped.
+    #[tool(annotations(destructive_hint = true), input_schema = input_schema::<CancelArgs>())]
+    async fn cancel(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<CancelOut>, String> {
+        let args: CancelArgs = parse_args(args)?;
+        let target = target(args.task, args.orchestration_id)?;
+        let outcome = self.service.cancel(target, args.reason).await.map_err(caller_error)?;
+        Ok(Json(CancelOut::from(&outcome)))
+    }
+
+    /// Run a failed or cancelled task again; its skipped dependents go back to waiting.
+    #[tool(input_schema = input_schema::<RetryArgs>())]
+    async fn retry(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<RetryOut>, String> {
+        let args: RetryArgs = parse_args(args)?;
+        let outcome = self.service.retry(args.task.to_ref()).await.map_err(caller_error)?;
+        Ok(Json(RetryOut::from(&outcome)))
+    }
+
+    /// Block until a task or orchestration finished, or timeout_seconds (default 50, max 600) passed. Sends progress notifications.
+    #[tool(annotations(read_only_hint = true), input_schema = input_schema::<WaitArgs>())]
+    async fn wait(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<StatusOut>, String> {
+        let args: WaitArgs = parse_args(args)?;
+        let target = target(args.task, args.orchestration_id)?;
+        let seconds = args.timeout_seconds.unwrap_or(50.0);
+        if !(seconds.is_finite() && (0.0..=600.0).contains(&seconds)) {
+            return Err(format!("timeout_seconds {seconds} must be from 0 to 600"));
+        }
+        let token = ctx.meta.get_progress_token();
+        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<(f64, f64, String)>();
+        let forwarder = token.map(|token| {
+            let peer = ctx.peer.clone();
+            tokio::spawn(async move {
+                while let Some((done, total, message)) = progress_rx.recv().await {
+                    let note =
+                        ProgressNotificationParam::new(token.clone(), done).with_total(total).with_message(message);
+                    if peer.notify_progress(note).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        let waited = tokio::select! {
+            waited = self.service.wait(&target, Duration::from_secs_f64(seconds), |status| {
+                let _ = progress_tx.send(status.progress());
+            }) => waited,
+            () = ctx.ct.cancelled() => return Err("the wait was cancelled by the client".to_owned()),
+        };
+        drop(progress_tx);
+        if let Some(forwarder) = forwarder {
+            let _ = forwarder.await;
+        }
+        let (status, timed_out) = waited.map_err(caller_error)?;
+        let mut out = StatusOut::from_status(&status);
+        out.timed_out = Some(timed_out);
+        Ok(Json(out))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for ClaudeWorkerServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("claude-worker", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+/// Wraps stdin to tell when it reached its end, so the server can shut down at once when the
+/// client goes away instead of waiting for rmcp to drain in-flight requests.
+pub struct EofSignal<R> {
+    inner: R,
+    eof: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl<R> EofSignal<R> {
+    /// The wrapped reader and what fires at its end.
+    pub fn new(inner: R) -> (EofSignal<R>, std::sync::Arc<tokio::sync::Notify>) {
+        let eof = std::sync::Arc::new(tokio::sync::Notify::new());
+        (EofSignal { inner, eof: eof.clone() }, eof)
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EofSignal<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            self.eof.notify_one();
+        }
+        poll
+    }
+}

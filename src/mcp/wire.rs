@@ -1,0 +1,622 @@
+//! The JSON shapes of the MCP tools: arguments as the caller sends them and results as
+//! `structuredContent`, with their JSON Schemas. Conversions from the domain types are written
+//! out by hand here, so that the core never derives a wire format.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef};
+use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
+use crate::store::{CancelOutcome, Created, RetryOutcome};
+use crate::time::rfc3339;
+
+/// A task named by identifier (`build_api`), by `#<task_id>`, or by its id as a number.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TaskArg {
+    Id(i64),
+    Name(String),
+}
+
+impl TaskArg {
+    pub fn to_ref(&self) -> TaskRef {
+        match self {
+            TaskArg::Id(id) => TaskRef::Id(*id),
+            TaskArg::Name(name) => TaskRef::parse(name),
+        }
+    }
+}
+
+/// Declares an argument struct with the per-task options that `create_task` and the tasks of
+/// `create_orchestration` share, written out in each (serde's `flatten` would lose both
+/// `deny_unknown_fields` and the field names in error messages).
+macro_rules! with_task_options {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Directory to run in (absolute, or relative to the server's). Default: the server's directory.
+            pub working_directory: Option<String>,
+            /// sonnet, opus, haiku or a full model id.
+            pub model: Option<String>,
+            pub system_prompt: Option<String>,
+            pub append_system_prompt: Option<String>,
+            /// default, acceptEdits, plan, dontAsk (bypassPermissions only if the server allows it).
+            pub permission_mode: Option<String>,
+            pub allowed_tools: Option<Vec<String>>,
+            pub disallowed_tools: Option<Vec<String>>,
+            pub max_turns: Option<u32>,
+            pub max_budget_usd: Option<f64>,
+            pub timeout_seconds: Option<u64>,
+            /// Attempts for transient failures (API overload, rate limit). Default 3.
+            pub max_attempts: Option<u32>,
+            /// Higher runs first.
+            pub priority: Option<i64>,
+        }
+
+        impl $name {
+            /// The service's input: identifier, prompt, dependencies, delay, and the options.
+            pub fn into_input(self, identifier: String, prompt: String, depends_on: Vec<String>, wait: Option<f64>) -> TaskInput {
+                TaskInput {
+                    identifier,
+                    prompt,
+                    depends_on,
+                    wait_after_dependencies: wait,
+                    working_directory: self.working_directory,
+                    model: self.model,
+                    system_prompt: self.system_prompt,
+                    append_system_prompt: self.append_system_prompt,
+                    permission_mode: self.permission_mode,
+                    allowed_tools: self.allowed_tools,
+                    disallowed_tools: self.disallowed_tools,
+                    max_turns: self.max_turns,
+                    max_budget_usd: self.max_budget_usd,
+                    timeout_seconds: self.timeout_seconds,
+                    max_attempts: self.max_attempts,
+                    priority: self.priority,
+                }
+            }
+        }
+    };
+}
+
+with_task_options! {
+    pub struct CreateTaskArgs {
+        /// Name, unique in its orchestration: letters, digits, _ - . (1-100).
+        pub task_identifier: String,
+        /// What Claude Code should do.
+        pub execution_prompt: String,
+        /// Tasks that must complete first: identifiers or #<task_id>.
+        #[serde(default)]
+        pub depends_on: Vec<String>,
+        /// Seconds to wait after the last dependency completed.
+        pub wait_after_dependencies: Option<f64>,
+        /// Orchestration name to join or create (default: the dependencies' orchestration, or a new one).
+        pub orchestration: Option<String>,
+    }
+}
+
+impl CreateTaskArgs {
+    pub fn into_parts(self) -> (TaskInput, Option<String>) {
+        let orchestration = self.orchestration.clone();
+        let (identifier, prompt, depends_on, wait) = (
+            self.task_identifier.clone(),
+            self.execution_prompt.clone(),
+            self.depends_on.clone(),
+            self.wait_after_dependencies,
+        );
+        (self.into_input(identifier, prompt, depends_on, wait), orchestration)
+    }
+}
+
+with_task_options! {
+    /// One task of `create_orchestration`, in the workflow.json format.
+    pub struct BatchTask {
+        #[serde(alias = "task_identifier")]
+        pub identifier: String,
+        pub execution_prompt: String,
+        /// Identifiers of tasks in this batch (or #<task_id> of stored ones).
+        #[serde(default)]
+        pub depends_on: Vec<String>,
+        /// Seconds to wait after the dependencies completed.
+        #[serde(alias = "wait_after_dependencies")]
+        pub initial_delay: Option<f64>,
+    }
+}
+
+impl BatchTask {
+    pub fn into_task_input(self) -> TaskInput {
+        let (identifier, prompt, depends_on, wait) =
+            (self.identifier.clone(), self.execution_prompt.clone(), self.depends_on.clone(), self.initial_delay);
+        self.into_input(identifier, prompt, depends_on, wait)
+    }
+}
+
+/// Parses a tool's arguments, naming the field at fault in the error.
+pub fn parse_args<T: serde::de::DeserializeOwned>(args: rmcp::model::JsonObject) -> Result<T, String> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." || path.is_empty() {
+            format!("invalid arguments: {}", e.inner())
+        } else {
+            format!("invalid argument {path}: {}", e.inner())
+        }
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrchestrationArgs {
+    pub name: Option<String>,
+    pub tasks: Vec<BatchTask>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusArgs {
+    /// Task identifier or #<task_id>.
+    pub task: Option<TaskArg>,
+    pub orchestration_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListOrchestrationsArgs {
+    /// pending, running, completed, failed or cancelled.
+    pub status: Option<String>,
+    /// Default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListTasksArgs {
+    /// waiting, pending, running, completed, failed, cancelled or skipped.
+    pub status: Option<String>,
+    pub orchestration_id: Option<i64>,
+    /// Default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputArgs {
+    pub task: TaskArg,
+    /// Lines of the summary log to return (default 50).
+    pub tail_lines: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelArgs {
+    pub task: Option<TaskArg>,
+    pub orchestration_id: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryArgs {
+    pub task: TaskArg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitArgs {
+    pub task: Option<TaskArg>,
+    pub orchestration_id: Option<i64>,
+    /// Default 50, at most 600.
+    pub timeout_seconds: Option<f64>,
+}
+
+// ---- results ----
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LinkOut {
+    pub task_id: i64,
+    pub task_identifier: String,
+    pub status: String,
+}
+
+impl From<&TaskLink> for LinkOut {
+    fn from(link: &TaskLink) -> Self {
+        LinkOut {
+            task_id: link.task_id,
+            task_identifier: link.task_identifier.clone(),
+            status: link.status.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorOut {
+    pub kind: String,
+    pub message: String,
+}
+
+fn error_out(error: &Option<TaskError>) -> Option<ErrorOut> {
+    error.as_ref().map(|e| ErrorOut { kind: e.kind.clone(), message: e.message.clone() })
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreateTaskOut {
+    pub task_id: i64,
+    pub task_identifier: String,
+    pub orchestration_id: i64,
+    pub status: String,
+    pub depends_on: Vec<LinkOut>,
+    pub message: String,
+}
+
+impl CreateTaskOut {
+    pub fn from_created(created: &Created) -> Option<CreateTaskOut> {
+        let task = created.tasks.first()?;
+        let mut message = match (&task.skipped_because, task.status) {
+            (Some(why), _) => format!("Task {} (#{}) was skipped at once: {why}.", task.identifier, task.task_id),
+            (None, crate::model::TaskStatus::Waiting) => format!(
+                "Task {} (#{}) is waiting for {}.",
+                task.identifier,
+                task.task_id,
+                task.depends_on
+                    .iter()
+                    .filter(|l| l.status != crate::model::TaskStatus::Completed)
+                    .map(|l| l.task_identifier.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (None, status) => {
+                format!("Task {} (#{}) is {status} and will start when a slot is free.", task.identifier, task.task_id)
+            }
+        };
+        message.push_str(&format!(" Orchestration {}.", created.orchestration_id));
+        if !created.merged.is_empty() {
+            message.push_str(&format!(
+                " Orchestrations {} were merged into it.",
+                created.merged.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Some(CreateTaskOut {
+            task_id: task.task_id,
+            task_identifier: task.identifier.clone(),
+            orchestration_id: created.orchestration_id,
+            status: task.status.to_string(),
+            depends_on: task.depends_on.iter().map(LinkOut::from).collect(),
+            message,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BatchTaskOut {
+    pub identifier: String,
+    pub task_id: i64,
+    pub depends_on: Vec<String>,
+    pub initial_delay: f64,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreateOrchestrationOut {
+    pub orchestration_id: i64,
+    pub status: String,
+    pub total_tasks: usize,
+    pub tasks: Vec<BatchTaskOut>,
+    pub message: String,
+}
+
+impl CreateOrchestrationOut {
+    pub fn new(created: &Created, delays: &[f64], status: String) -> CreateOrchestrationOut {
+        let tasks: Vec<BatchTaskOut> = created
+            .tasks
+            .iter()
+            .zip(delays)
+            .map(|(t, delay)| BatchTaskOut {
+                identifier: t.identifier.clone(),
+                task_id: t.task_id,
+                depends_on: t.depends_on.iter().map(|l| l.task_identifier.clone()).collect(),
+                initial_delay: *delay,
+                status: t.status.to_string(),
+            })
+            .collect();
+        let ready = tasks.iter().filter(|t| t.status == "pending").count();
+        let message = format!(
+            "Orchestration {} created with {} tasks; {ready} can start now. Check it with get_status(orchestration_id={}) or wait.",
+            created.orchestration_id,
+            tasks.len(),
+            created.orchestration_id
+        );
+        CreateOrchestrationOut {
+            orchestration_id: created.orchestration_id,
+            status,
+            total_tasks: tasks.len(),
+            tasks,
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UsageOut {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OrchestrationTaskOut {
+    pub task_id: i64,
+    pub task_identifier: String,
+    pub status: String,
+    pub depends_on: Vec<i64>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub error: Option<ErrorOut>,
+}
+
+/// The status of a task or of an orchestration (`kind` says which); fields of the other kind are absent.
+#[derive(Debug, Serialize, JsonSchema, Default)]
+pub struct StatusOut {
+    /// "task" or "orchestration".
+    pub kind: String,
+    pub orchestration_id: i64,
+    pub status: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub cost_usd: f64,
+    // task
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<LinkOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependents: Option<Vec<LinkOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_turns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission_denials: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_log: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detailed_log: Option<String>,
+    // orchestration
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<OrchestrationTaskOut>>,
+    /// Only from `wait`: true when it returned before the work finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+}
+
+impl StatusOut {
+    pub fn from_status(status: &Status) -> StatusOut {
+        match status {
+            Status::Task(view) => StatusOut::from_task(view),
+            Status::Orchestration(detail) => StatusOut::from_orchestration(detail),
+        }
+    }
+
+    pub fn from_task(view: &TaskStatusView) -> StatusOut {
+        let t = &view.detail.task;
+        StatusOut {
+            kind: "task".to_owned(),
+            orchestration_id: t.orchestration_id,
+            status: t.status.to_string(),
+            created_at: rfc3339(t.created_at),
+            started_at: t.started_at.map(rfc3339),
+            ended_at: t.ended_at.map(rfc3339),
+            cost_usd: t.cost_usd,
+            task_id: Some(t.task_id),
+            task_identifier: Some(t.task_identifier.clone()),
+            attempt: Some(t.attempt),
+            max_attempts: Some(t.settings.max_attempts),
+            model: Some(t.settings.model.clone()),
+            working_directory: Some(t.settings.working_directory.clone()),
+            depends_on: Some(view.detail.depends_on.iter().map(LinkOut::from).collect()),
+            dependents: Some(view.detail.dependents.iter().map(LinkOut::from).collect()),
+            next_attempt_at: t.ready_at.map(rfc3339),
+            result: t.result.clone(),
+            error: error_out(&t.error),
+            session_id: t.session_id.clone(),
+            usage: Some(UsageOut {
+                input_tokens: t.usage.input_tokens,
+                output_tokens: t.usage.output_tokens,
+                cache_creation_input_tokens: t.usage.cache_creation_input_tokens,
+                cache_read_input_tokens: t.usage.cache_read_input_tokens,
+            }),
+            num_turns: t.num_turns,
+            duration_ms: t.duration_ms,
+            permission_denials: t.permission_denials.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+            last_action: t.last_action.clone(),
+            summary_log: Some(view.logs.summary.display().to_string()),
+            detailed_log: Some(view.logs.detailed.display().to_string()),
+            ..StatusOut::default()
+        }
+    }
+
+    pub fn from_summary(s: &OrchestrationSummary) -> StatusOut {
+        let c = s.counters;
+        StatusOut {
+            kind: "orchestration".to_owned(),
+            orchestration_id: s.orchestration_id,
+            status: s.status.to_string(),
+            created_at: rfc3339(s.created_at),
+            started_at: s.started_at.map(rfc3339),
+            ended_at: s.ended_at.map(rfc3339),
+            cost_usd: s.cost_usd,
+            name: s.name.clone(),
+            total_tasks: Some(c.total),
+            completed_tasks: Some(c.completed),
+            failed_tasks: Some(c.failed),
+            skipped_tasks: Some(c.skipped),
+            cancelled_tasks: Some(c.cancelled),
+            running_tasks: Some(c.running),
+            pending_tasks: Some(c.pending),
+            waiting_tasks: Some(c.waiting),
+            ..StatusOut::default()
+        }
+    }
+
+    pub fn from_orchestration(detail: &OrchestrationDetail) -> StatusOut {
+        let mut out = StatusOut::from_summary(&detail.summary);
+        out.tasks = Some(
+            detail
+                .tasks
+                .iter()
+                .map(|t| OrchestrationTaskOut {
+                    task_id: t.task_id,
+                    task_identifier: t.task_identifier.clone(),
+                    status: t.status.to_string(),
+                    depends_on: t.depends_on.clone(),
+                    started_at: t.started_at.map(rfc3339),
+                    ended_at: t.ended_at.map(rfc3339),
+                    error: error_out(&t.error),
+                })
+                .collect(),
+        );
+        out
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListOrchestrationsOut {
+    pub orchestrations: Vec<StatusOut>,
+    pub count: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskListItemOut {
+    pub task_id: i64,
+    pub task_identifier: String,
+    pub orchestration_id: i64,
+    pub status: String,
+    pub created_at: String,
+    pub last_action: Option<String>,
+}
+
+impl From<&TaskListItem> for TaskListItemOut {
+    fn from(t: &TaskListItem) -> Self {
+        TaskListItemOut {
+            task_id: t.task_id,
+            task_identifier: t.task_identifier.clone(),
+            orchestration_id: t.orchestration_id,
+            status: t.status.to_string(),
+            created_at: rfc3339(t.created_at),
+            last_action: t.last_action.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListTasksOut {
+    pub tasks: Vec<TaskListItemOut>,
+    pub count: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OutputOut {
+    pub task_id: i64,
+    pub status: String,
+    pub result: Option<String>,
+    pub error: Option<ErrorOut>,
+    pub summary_tail: Vec<String>,
+    pub summary_log: String,
+    pub detailed_log: String,
+}
+
+impl From<&TaskOutput> for OutputOut {
+    fn from(o: &TaskOutput) -> Self {
+        let t = &o.view.detail.task;
+        OutputOut {
+            task_id: t.task_id,
+            status: t.status.to_string(),
+            result: t.result.clone(),
+            error: error_out(&t.error),
+            summary_tail: o.summary_tail.clone(),
+            summary_log: o.view.logs.summary.display().to_string(),
+            detailed_log: o.view.logs.detailed.display().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CancelOut {
+    pub cancelled: Vec<i64>,
+    pub skipped: Vec<i64>,
+    pub message: String,
+}
+
+impl From<&CancelOutcome> for CancelOut {
+    fn from(o: &CancelOutcome) -> Self {
+        let mut message = format!("{} task(s) cancelled, {} dependent(s) skipped.", o.cancelled.len(), o.skipped.len());
+        let still: Vec<String> =
+            o.stopping.iter().filter(|(id, _)| !o.cancelled.contains(id)).map(|(id, _)| format!("#{id}")).collect();
+        if !still.is_empty() {
+            message.push_str(&format!(" Still stopping: {} (they will end cancelled).", still.join(", ")));
+        }
+        if !o.already_finished.is_empty() {
+            message.push_str(&format!(
+                " Already finished, left as they were: {}.",
+                o.already_finished.iter().map(|(id, s)| format!("#{id} {s}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        CancelOut { cancelled: o.cancelled.clone(), skipped: o.skipped.clone(), message }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RetryOut {
+    pub task_id: i64,
+    pub status: String,
+    pub reopened: Vec<i64>,
+}
+
+impl From<&RetryOutcome> for RetryOut {
+    fn from(o: &RetryOutcome) -> Self {
+        RetryOut { task_id: o.task_id, status: o.status.to_string(), reopened: o.reopened.clone() }
+    }
+}

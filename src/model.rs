@@ -1,0 +1,332 @@
+//! The domain types shared by the store, the graph, the executor and the edges: task and
+//! orchestration states, what a new task asks for, and the records read back.
+//!
+//! These types carry no wire format: the MCP module and the inspect CLI convert them by hand.
+
+use std::fmt;
+
+/// Row id of a task.
+pub type TaskId = i64;
+/// Row id of an orchestration.
+pub type OrchestrationId = i64;
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// The life of a task. `waiting -> pending -> running -> completed | failed | cancelled`, and
+/// `skipped` for a task that can never run because a dependency did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskStatus {
+    Waiting,
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Waiting,
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+        TaskStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// True once the task will never change again on its own.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Skipped)
+    }
+
+    /// True for the terminal states that make every dependent impossible to run.
+    pub fn blocks_dependents(self) -> bool {
+        matches!(self, TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Skipped)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of an orchestration, derived from its tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrchestrationStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl OrchestrationStatus {
+    pub const ALL: [OrchestrationStatus; 5] = [
+        OrchestrationStatus::Pending,
+        OrchestrationStatus::Running,
+        OrchestrationStatus::Completed,
+        OrchestrationStatus::Failed,
+        OrchestrationStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrchestrationStatus::Pending => "pending",
+            OrchestrationStatus::Running => "running",
+            OrchestrationStatus::Completed => "completed",
+            OrchestrationStatus::Failed => "failed",
+            OrchestrationStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrchestrationStatus> {
+        OrchestrationStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OrchestrationStatus::Completed | OrchestrationStatus::Failed | OrchestrationStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for OrchestrationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a caller names a task: by identifier, or by id written `#<task_id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TaskRef {
+    Id(TaskId),
+    Identifier(String),
+}
+
+impl TaskRef {
+    /// Parses `#12`, `12` (a bare number is an id) or an identifier.
+    pub fn parse(text: &str) -> TaskRef {
+        let text = text.trim();
+        let digits = text.strip_prefix('#').unwrap_or(text);
+        match digits.parse::<TaskId>() {
+            Ok(id) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => TaskRef::Id(id),
+            _ => TaskRef::Identifier(text.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskRef::Id(id) => write!(f, "#{id}"),
+            TaskRef::Identifier(ident) => f.write_str(ident),
+        }
+    }
+}
+
+/// Everything a task runs with, with defaults already applied and every value checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSettings {
+    pub working_directory: String,
+    pub model: String,
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
+    pub permission_mode: String,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub max_turns: Option<u32>,
+    pub max_budget_usd: Option<f64>,
+    pub timeout_seconds: u64,
+    pub max_attempts: u32,
+    pub priority: i64,
+    /// Seconds to wait after the last dependency completed before starting.
+    pub wait_after_dependencies: f64,
+}
+
+/// A task to store: its name, prompt, settings and the tasks it depends on.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    pub identifier: String,
+    pub prompt: String,
+    pub depends_on: Vec<TaskRef>,
+    pub settings: TaskSettings,
+}
+
+/// A set of tasks stored in one transaction: one task from `create_task`, or a whole
+/// `create_orchestration` batch. Dependencies on identifiers of the batch bind inside it.
+#[derive(Clone, Debug)]
+pub struct NewBatch {
+    /// Name of the orchestration to join or create.
+    pub orchestration: Option<String>,
+    /// True for `create_orchestration`: a name that already exists is refused instead of joined.
+    pub new_orchestration: bool,
+    pub tasks: Vec<NewTask>,
+}
+
+/// Why a task failed, was cancelled or skipped: a stable machine-readable kind and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskError {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Token counts reported by the CLI.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+/// A task as stored, with its settings and what its runs recorded.
+#[derive(Clone, Debug)]
+pub struct TaskRecord {
+    pub task_id: TaskId,
+    pub task_identifier: String,
+    pub orchestration_id: OrchestrationId,
+    pub prompt: String,
+    pub settings: TaskSettings,
+    pub status: TaskStatus,
+    pub attempt: u32,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    /// While `pending`: the earliest time the task may start (backoff or `wait_after_dependencies`).
+    pub ready_at: Option<Millis>,
+    pub result: Option<String>,
+    pub error: Option<TaskError>,
+    pub session_id: Option<String>,
+    /// Summed over all attempts.
+    pub cost_usd: f64,
+    pub usage: Usage,
+    pub num_turns: Option<u32>,
+    pub duration_ms: Option<u64>,
+    /// JSON array as the CLI printed it.
+    pub permission_denials: Option<String>,
+    pub last_action: Option<String>,
+    pub cancel_requested: bool,
+}
+
+/// One edge seen from a task: the task on the other end and its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskLink {
+    pub task_id: TaskId,
+    pub task_identifier: String,
+    pub status: TaskStatus,
+}
+
+/// A task with its edges in both directions.
+#[derive(Clone, Debug)]
+pub struct TaskDetail {
+    pub task: TaskRecord,
+    pub depends_on: Vec<TaskLink>,
+    pub dependents: Vec<TaskLink>,
+}
+
+/// Live counts of an orchestration's tasks by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub total: u32,
+    pub waiting: u32,
+    pub pending: u32,
+    pub running: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+    pub skipped: u32,
+}
+
+impl Counters {
+    pub fn add(&mut self, status: TaskStatus, n: u32) {
+        self.total += n;
+        let slot = match status {
+            TaskStatus::Waiting => &mut self.waiting,
+            TaskStatus::Pending => &mut self.pending,
+            TaskStatus::Running => &mut self.running,
+            TaskStatus::Completed => &mut self.completed,
+            TaskStatus::Failed => &mut self.failed,
+            TaskStatus::Cancelled => &mut self.cancelled,
+            TaskStatus::Skipped => &mut self.skipped,
+        };
+        *slot += n;
+    }
+
+    pub fn unfinished(&self) -> u32 {
+        self.waiting + self.pending + self.running
+    }
+}
+
+/// An orchestration with its live counters and summed cost.
+#[derive(Clone, Debug)]
+pub struct OrchestrationSummary {
+    pub orchestration_id: OrchestrationId,
+    pub name: Option<String>,
+    pub status: OrchestrationStatus,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub counters: Counters,
+    pub cost_usd: f64,
+}
+
+/// A task as listed inside its orchestration.
+#[derive(Clone, Debug)]
+pub struct OrchestrationTask {
+    pub task_id: TaskId,
+    pub task_identifier: String,
+    pub status: TaskStatus,
+    pub depends_on: Vec<TaskId>,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub error: Option<TaskError>,
+    pub cost_usd: f64,
+    pub last_action: Option<String>,
+}
+
+/// An orchestration with all its tasks.
+#[derive(Clone, Debug)]
+pub struct OrchestrationDetail {
+    pub summary: OrchestrationSummary,
+    pub tasks: Vec<OrchestrationTask>,
+}
+
+/// A line of a task listing.
+#[derive(Clone, Debug)]
+pub struct TaskListItem {
+    pub task_id: TaskId,
+    pub task_identifier: String,
+    pub orchestration_id: OrchestrationId,
+    pub status: TaskStatus,
+    pub created_at: Millis,
+    pub last_action: Option<String>,
+    pub cost_usd: f64,
+}
+
+/// One row of the append-only history of a task.
+#[derive(Clone, Debug)]
+pub struct TaskEvent {
+    pub event_id: i64,
+    pub task_id: TaskId,
+    pub at: Millis,
+    pub kind: String,
+    pub attempt: u32,
+    pub detail: Option<String>,
+}

@@ -1,0 +1,226 @@
+//! Deciding how an attempt ended, from what the CLI printed, how its process exited, and whether
+//! we stopped it. The shapes come from the real CLI's output (`tests/fixtures/`): an API error
+//! still ends in a `result` event with `subtype: success` but `is_error: true`, so the error
+//! fields decide, never the subtype alone.
+
+use super::stream::{ResultEvent, StreamState};
+
+/// Why we stopped a process ourselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// It ran past its `timeout_seconds`.
+    Timeout,
+    /// The executor asked (a cancel, a lost lease, a shutdown).
+    Requested,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A `result` event with `is_error: false`.
+    Success { result: Option<String> },
+    /// It failed; `transient` failures are worth another attempt.
+    Failure { kind: String, message: String, transient: bool },
+    /// We stopped it.
+    Stopped(StopCause),
+}
+
+impl Outcome {
+    fn permanent(kind: &str, message: impl Into<String>) -> Outcome {
+        Outcome::Failure { kind: kind.to_owned(), message: message.into(), transient: false }
+    }
+
+    fn transient(kind: &str, message: impl Into<String>) -> Outcome {
+        Outcome::Failure { kind: kind.to_owned(), message: message.into(), transient: true }
+    }
+}
+
+/// How the process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Classifies an attempt. `stderr_tail` is the end of what the CLI wrote to stderr.
+pub fn classify(stream: &StreamState, exit: Exit, stopped: Option<StopCause>, stderr_tail: &str) -> Outcome {
+    if let Some(result) = &stream.result
+        && !result.is_error
+    {
+        return Outcome::Success { result: result.result.clone() };
+    }
+    if let Some(cause) = stopped {
+        return Outcome::Stopped(cause);
+    }
+    match &stream.result {
+        Some(result) => classify_error_result(result, stream),
+        None => classify_no_result(exit, stderr_tail),
+    }
+}
+
+fn classify_error_result(result: &ResultEvent, stream: &StreamState) -> Outcome {
+    let text = result
+        .result
+        .clone()
+        .or_else(|| (!result.errors.is_empty()).then(|| result.errors.join("; ")))
+        .or_else(|| stream.assistant_error_text.clone())
+        .unwrap_or_else(|| format!("the CLI reported an error ({})", result.subtype));
+    match result.subtype.as_str() {
+        "error_max_turns" => return Outcome::permanent("max_turns", text),
+        "error_max_budget_usd" => return Outcome::permanent("max_budget", text),
+        "error_during_execution" => {
+            // Interrupted, and not by us: someone else signalled it. Worth another try.
+            return Outcome::transient("interrupted", text);
+        }
+        _ => {}
+    }
+    let assistant_error = stream.assistant_error.as_deref().unwrap_or("");
+    let terminal = result.terminal_reason.as_deref().unwrap_or("");
+    match result.api_error_status {
+        Some(401 | 403) => return Outcome::permanent("auth", text),
+        Some(402) => return Outcome::permanent("billing", text),
+        Some(429) => return Outcome::transient("rate_limited", text),
+        Some(529) => return Outcome::transient("overloaded", text),
+        Some(500..=599) => return Outcome::transient("api_error", text),
+        Some(413) => return Outcome::permanent("prompt_too_long", text),
+        Some(400..=499) => {
+            let kind = if terminal == "prompt_too_long" { "prompt_too_long" } else { "invalid_request" };
+            return Outcome::permanent(kind, text);
+        }
+        _ => {}
+    }
+    if terminal == "prompt_too_long" {
+        return Outcome::permanent("prompt_too_long", text);
+    }
+    match assistant_error {
+        "authentication_failed" => return Outcome::permanent("auth", text),
+        "billing_error" => return Outcome::permanent("billing", text),
+        "invalid_request" => return Outcome::permanent("invalid_request", text),
+        "rate_limit" => return Outcome::transient("rate_limited", text),
+        _ => {}
+    }
+    if result.api_error.as_deref() == Some("connection_failed") {
+        return Outcome::transient("connection", text);
+    }
+    if assistant_error == "server_error" || terminal == "api_error" {
+        return Outcome::transient("api_error", text);
+    }
+    Outcome::permanent("claude_error", text)
+}
+
+fn classify_no_result(exit: Exit, stderr_tail: &str) -> Outcome {
+    let stderr = stderr_tail.trim();
+    let said = if stderr.is_empty() { String::new() } else { format!(": {stderr}") };
+    match exit {
+        Exit::Signal(signal) => Outcome::transient(
+            "killed_by_signal",
+            format!("claude was killed by signal {signal} (not sent by claude-worker) before it wrote a result{said}"),
+        ),
+        // The CLI exits 128+N when it handles SIGINT/SIGTERM itself.
+        Exit::Code(code @ (130 | 143)) => Outcome::transient(
+            "killed_by_signal",
+            format!("claude exited with code {code} after a signal claude-worker did not send{said}"),
+        ),
+        Exit::Code(code) => {
+            Outcome::permanent("cli_error", format!("claude exited with code {code} without writing a result{said}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_of(fixture: &str) -> StreamState {
+        let mut state = StreamState::default();
+        for line in fixture.lines() {
+            state.feed(line.as_bytes());
+        }
+        state
+    }
+
+    fn kind(fixture: &str, exit: Exit) -> (String, bool) {
+        match classify(&stream_of(fixture), exit, None, "") {
+            Outcome::Failure { kind, transient, .. } => (kind, transient),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/", $name))
+        };
+    }
+
+    #[test]
+    fn successes_complete_with_their_result() {
+        for fixture in [
+            fixture!("success-text.jsonl"),
+            fixture!("success-bash-tool.jsonl"),
+            fixture!("success-mcp-tool-use.jsonl"),
+            fixture!("success-with-permission-denial.jsonl"),
+            fixture!("oauth-with-rate-limit-event.jsonl"),
+        ] {
+            let outcome = classify(&stream_of(fixture), Exit::Code(0), None, "");
+            assert_eq!(outcome, Outcome::Success { result: Some("Final answer from mock.".into()) });
+        }
+    }
+
+    #[test]
+    fn stream_records_session_cost_and_actions() {
+        let s = stream_of(fixture!("success-bash-tool.jsonl"));
+        assert_eq!(s.session_id.as_deref(), Some("525a76be-12fa-4015-a850-b9c1bf6543cf"));
+        let r = s.result.expect("result");
+        assert!((r.total_cost_usd - 0.0016).abs() < 1e-9);
+        assert_eq!((r.input_tokens, r.output_tokens, r.num_turns), (200, 40, Some(2)));
+        assert_eq!(r.duration_ms, Some(195));
+        assert_eq!(s.last_action.as_deref(), Some("Text: Final answer from mock."));
+        let mut s = StreamState::default();
+        for line in fixture!("success-bash-tool.jsonl").lines().take(2) {
+            s.feed(line.as_bytes());
+        }
+        assert_eq!(s.last_action.as_deref(), Some("Bash: echo hi-from-bash"));
+        let denied = stream_of(fixture!("success-with-permission-denial.jsonl")).result.expect("result");
+        assert!(denied.permission_denials.expect("denials").contains("mcp__mcpdemo__add"));
+    }
+
+    #[test]
+    fn transient_api_errors_are_retried() {
+        assert_eq!(kind(fixture!("api-429-rate-limit.jsonl"), Exit::Code(1)), ("rate_limited".into(), true));
+        assert_eq!(kind(fixture!("api-529-overloaded.jsonl"), Exit::Code(1)), ("overloaded".into(), true));
+        assert_eq!(kind(fixture!("api-500-server-error.jsonl"), Exit::Code(1)), ("api_error".into(), true));
+        assert_eq!(kind(fixture!("api-connection-refused.jsonl"), Exit::Code(1)), ("connection".into(), true));
+    }
+
+    #[test]
+    fn permanent_errors_are_not() {
+        assert_eq!(kind(fixture!("api-401-auth-failed.jsonl"), Exit::Code(1)), ("auth".into(), false));
+        assert_eq!(kind(fixture!("not-logged-in.jsonl"), Exit::Code(1)), ("auth".into(), false));
+        assert_eq!(kind(fixture!("api-400-prompt-too-long.jsonl"), Exit::Code(1)), ("prompt_too_long".into(), false));
+        assert_eq!(kind(fixture!("error-max-turns.jsonl"), Exit::Code(1)), ("max_turns".into(), false));
+        assert_eq!(kind(fixture!("error-max-budget.jsonl"), Exit::Code(1)), ("max_budget".into(), false));
+    }
+
+    #[test]
+    fn signals_and_stops() {
+        // SIGINT from someone else: the CLI still writes an error_during_execution result.
+        assert_eq!(kind(fixture!("interrupted-by-sigint.jsonl"), Exit::Code(0)), ("interrupted".into(), true));
+        // SIGTERM: no result at all, exit 143.
+        assert_eq!(kind(fixture!("terminated-by-sigterm.jsonl"), Exit::Code(143)), ("killed_by_signal".into(), true));
+        assert_eq!(kind("", Exit::Signal(9)), ("killed_by_signal".into(), true));
+        assert_eq!(kind("", Exit::Code(1)), ("cli_error".into(), false));
+        // When we stopped it, that is the outcome, whatever it printed.
+        let s = stream_of(fixture!("interrupted-by-sigint.jsonl"));
+        assert_eq!(classify(&s, Exit::Code(0), Some(StopCause::Timeout), ""), Outcome::Stopped(StopCause::Timeout));
+        assert_eq!(classify(&s, Exit::Code(0), Some(StopCause::Requested), ""), Outcome::Stopped(StopCause::Requested));
+    }
+
+    #[test]
+    fn garbage_lines_are_not_errors() {
+        let mut s = StreamState::default();
+        assert_eq!(s.feed(b"not json"), super::super::stream::LineEffect::Nothing);
+        assert_eq!(s.feed(b"{\"type\":\"brand_new_event\",\"x\":1}"), super::super::stream::LineEffect::Nothing);
+        assert_eq!(s.feed(b"\xff\xfe"), super::super::stream::LineEffect::Nothing);
+        assert_eq!(s.non_json_lines, 2);
+    }
+}

@@ -1,0 +1,308 @@
+//! The only module that spawns processes. [`run`] starts the Claude Code CLI for one attempt —
+//! prompt on stdin, in the task's directory, in a process group of its own, without `CLAUDECODE`
+//! in its environment — reads its stream-json with bounded memory into the logs and a live
+//! [`RunProgress`], stops it on timeout or request (SIGINT to the whole group, then SIGTERM, then
+//! SIGKILL, a grace period apart), makes sure nothing it started outlives it, and classifies how
+//! it ended.
+
+mod classify;
+mod lines;
+mod stream;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+pub use classify::{Exit, Outcome, StopCause, classify};
+pub use lines::{BoundedLines, Line};
+pub use stream::{LineEffect, ResultEvent, StreamState};
+
+use crate::logs::{DetailedLog, append_summary};
+use crate::model::TaskSettings;
+
+/// The longest stream-json line kept whole; longer ones are cut in the log and not parsed.
+const MAX_LINE: usize = 8 * 1024 * 1024;
+/// How much of stderr is kept for error messages.
+const STDERR_TAIL: usize = 2000;
+/// How long to wait for the output pipes to close once the process exited and its group was killed.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// One attempt to run.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub claude_bin: PathBuf,
+    pub args: Vec<String>,
+    pub prompt: String,
+    pub working_directory: PathBuf,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    pub summary_log: PathBuf,
+    pub detailed_log: PathBuf,
+    pub max_detailed_log_bytes: u64,
+}
+
+/// What a running attempt is doing, for the executor to record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunProgress {
+    pub pid: Option<u32>,
+    pub session_id: Option<String>,
+    pub last_action: Option<String>,
+}
+
+/// How an attempt ended and what it reported.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub stream: StreamState,
+    pub exit: Option<Exit>,
+    pub elapsed: Duration,
+}
+
+/// The arguments of `claude` for a task (the prompt goes to stdin, never here).
+pub fn command_args(settings: &TaskSettings) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["-p", "--output-format", "stream-json", "--verbose", "--model"].iter().map(|s| (*s).to_owned()).collect();
+    args.push(settings.model.clone());
+    args.push("--permission-mode".to_owned());
+    args.push(settings.permission_mode.clone());
+    if let Some(prompt) = &settings.system_prompt {
+        args.extend(["--system-prompt".to_owned(), prompt.clone()]);
+    }
+    if let Some(prompt) = &settings.append_system_prompt {
+        args.extend(["--append-system-prompt".to_owned(), prompt.clone()]);
+    }
+    if let Some(turns) = settings.max_turns {
+        args.extend(["--max-turns".to_owned(), turns.to_string()]);
+    }
+    if let Some(budget) = settings.max_budget_usd {
+        args.extend(["--max-budget-usd".to_owned(), budget.to_string()]);
+    }
+    // The tool lists take several values each: they go last, each behind its own flag.
+    if !settings.allowed_tools.is_empty() {
+        args.push("--allowedTools".to_owned());
+        args.extend(settings.allowed_tools.iter().cloned());
+    }
+    if !settings.disallowed_tools.is_empty() {
+        args.push("--disallowedTools".to_owned());
+        args.extend(settings.disallowed_tools.iter().cloned());
+    }
+    args
+}
+
+/// Runs one attempt to its end. `stop` asks for the process to be stopped; `progress` receives
+/// what the attempt is doing as it goes.
+pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sender<RunProgress>) -> RunReport {
+    let started = Instant::now();
+    let failure = |kind: &str, message: String| RunReport {
+        outcome: Outcome::Failure { kind: kind.to_owned(), message, transient: false },
+        stream: StreamState::default(),
+        exit: None,
+        elapsed: started.elapsed(),
+    };
+    if !spec.working_directory.is_dir() {
+        return failure(
+            "working_directory_missing",
+            format!(
+                "the working directory {} no longer exists: recreate it, then retry the task",
+                spec.working_directory.display()
+            ),
+        );
+    }
+    let mut command = Command::new(&spec.claude_bin);
+    command
+        .args(&spec.args)
+        .current_dir(&spec.working_directory)
+        .env_remove("CLAUDECODE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return failure(
+                "claude_not_found",
+                format!(
+                    "cannot run {:?}: not found. Install Claude Code (npm install -g @anthropic-ai/claude-code) \
+                     or set CLAUDE_WORKER_CLAUDE_BIN to its path",
+                    spec.claude_bin
+                ),
+            );
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return failure(
+                "claude_not_executable",
+                format!("cannot run {:?}: permission denied. Make it executable (chmod +x)", spec.claude_bin),
+            );
+        }
+        Err(e) => return failure("spawn_failed", format!("cannot start {:?}: {e}", spec.claude_bin)),
+    };
+    let pid = child.id();
+    progress.send_modify(|p| p.pid = pid);
+    let group = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+
+    let mut detailed = match DetailedLog::open(&spec.detailed_log, spec.max_detailed_log_bytes) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            tracing::warn!("cannot open {}: {e}", spec.detailed_log.display());
+            None
+        }
+    };
+    if let Some(log) = detailed.as_mut() {
+        let _ = log.line("", format!("=== claude {} (pid {}) ===", spec.args.join(" "), pid.unwrap_or(0)).as_bytes());
+    }
+
+    // Feed the prompt from its own task, so that a large prompt cannot deadlock against output.
+    if let Some(mut stdin) = child.stdin.take() {
+        let prompt = spec.prompt.clone();
+        tokio::spawn(async move {
+            let _ = stdin.write_all(prompt.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let mut stdout =
+        child.stdout.take().map(|s| BoundedLines::new(Box::new(s) as Box<dyn AsyncRead + Unpin + Send>, MAX_LINE));
+    let mut stderr =
+        child.stderr.take().map(|s| BoundedLines::new(Box::new(s) as Box<dyn AsyncRead + Unpin + Send>, 64 * 1024));
+    let mut stderr_tail = String::new();
+    let mut state = StreamState::default();
+
+    let deadline = Instant::now() + spec.timeout;
+    let mut stopped: Option<StopCause> = None;
+    // The next signal to send while stopping, and when.
+    let mut escalation: Option<(Signal, Instant)> = None;
+    let mut exit: Option<Exit> = None;
+    let mut drain_until: Option<Instant> = None;
+
+    loop {
+        if exit.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        tokio::select! {
+            line = next(&mut stdout), if stdout.is_some() => match line {
+                Some(line) => {
+                    if let Some(log) = detailed.as_mut() {
+                        let _ = log.line("", &line.bytes);
+                        if line.cut > 0 {
+                            let _ = log.line("", format!("[... line cut: {} more bytes ...]", line.cut).as_bytes());
+                        }
+                    }
+                    if line.cut == 0 {
+                        match state.feed(&line.bytes) {
+                            LineEffect::Action(action) => {
+                                let _ = append_summary(&spec.summary_log, &action);
+                                progress.send_modify(|p| p.last_action = Some(action));
+                            }
+                            LineEffect::Session => {
+                                let id = state.session_id.clone();
+                                progress.send_modify(|p| p.session_id = id);
+                            }
+                            LineEffect::Result | LineEffect::Nothing => {}
+                        }
+                    }
+                }
+                None => stdout = None,
+            },
+            line = next(&mut stderr), if stderr.is_some() => match line {
+                Some(line) => {
+                    if let Some(log) = detailed.as_mut() {
+                        let _ = log.line("[stderr] ", &line.bytes);
+                    }
+                    stderr_tail.push_str(&String::from_utf8_lossy(&line.bytes));
+                    stderr_tail.push('\n');
+                    if stderr_tail.len() > STDERR_TAIL * 2 {
+                        let cut = stderr_tail.len() - STDERR_TAIL;
+                        let cut = (cut..stderr_tail.len()).find(|&i| stderr_tail.is_char_boundary(i)).unwrap_or(0);
+                        stderr_tail.drain(..cut);
+                    }
+                }
+                None => stderr = None,
+            },
+            status = child.wait(), if exit.is_none() => {
+                exit = Some(match status {
+                    Ok(status) => exit_of(status),
+                    Err(_) => Exit::Code(-1),
+                });
+                // Nothing the CLI started may outlive it.
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+            },
+            () = sleep_until(deadline), if stopped.is_none() && exit.is_none() => {
+                stopped = Some(StopCause::Timeout);
+                escalation = begin_stop(group, spec.kill_grace);
+            },
+            () = stop.cancelled(), if stopped.is_none() && exit.is_none() => {
+                stopped = Some(StopCause::Requested);
+                escalation = begin_stop(group, spec.kill_grace);
+            },
+            () = sleep_until(escalation.map_or(far, |(_, at)| at)), if escalation.is_some() && exit.is_none() => {
+                escalation = escalation.and_then(|(signal, _)| {
+                    if let Some(group) = group {
+                        let _ = killpg(group, signal);
+                    }
+                    (signal == Signal::SIGTERM).then(|| (Signal::SIGKILL, Instant::now() + spec.kill_grace))
+                });
+            },
+            () = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
+                // Something outside the group still holds the pipes: stop reading.
+                stdout = None;
+                stderr = None;
+            },
+        }
+    }
+    if let Some(log) = detailed {
+        let _ = log.finish();
+    }
+    let exit = exit.unwrap_or(Exit::Code(-1));
+    let outcome = classify(&state, exit, stopped, &stderr_tail);
+    RunReport { outcome, stream: state, exit: Some(exit), elapsed: started.elapsed() }
+}
+
+async fn next(lines: &mut Option<BoundedLines<Box<dyn AsyncRead + Unpin + Send>>>) -> Option<Line> {
+    match lines.as_mut() {
+        Some(reader) => Box::pin(reader.next_line()).await.ok().flatten(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends SIGINT to the group (so the CLI writes its final result with the session id) and
+/// returns the next step: SIGTERM after the grace period.
+fn begin_stop(group: Option<Pid>, grace: Duration) -> Option<(Signal, Instant)> {
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGINT);
+    }
+    Some((Signal::SIGTERM, Instant::now() + grace))
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// Whether `path` names an executable file, directly or through `PATH`.
+pub fn find_executable(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if path.components().count() > 1 {
+        return is_exec(path).then(|| path.to_owned());
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join(path)).find(|p| is_exec(p)))
+        .unwrap_or(None)
+}

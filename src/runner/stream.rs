@@ -1,0 +1,181 @@
+//! Reading the CLI's `--output-format stream-json` output, leniently: each line is parsed on its
+//! own, unknown event types and fields are ignored here (they stay in the detailed log), and a
+//! line that is not JSON is not an error. What a run needs is kept: the session id, what the
+//! model is doing now, the errors the CLI reported, and the final `result` event.
+
+use serde_json::Value;
+
+/// The final `result` event, as far as a runner needs it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResultEvent {
+    pub subtype: String,
+    pub is_error: bool,
+    pub result: Option<String>,
+    pub errors: Vec<String>,
+    pub total_cost_usd: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub num_turns: Option<u32>,
+    pub duration_ms: Option<u64>,
+    /// The `permission_denials` array as JSON text, when not empty.
+    pub permission_denials: Option<String>,
+    pub terminal_reason: Option<String>,
+    pub api_error_status: Option<u16>,
+    pub api_error_type: Option<String>,
+    /// `api_error` (for example `connection_failed`).
+    pub api_error: Option<String>,
+}
+
+/// What one line changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineEffect {
+    /// Nothing a runner tracks.
+    Nothing,
+    /// The session id became known.
+    Session,
+    /// The model started a new step; the new `last_action`.
+    Action(String),
+    /// The result event arrived.
+    Result,
+}
+
+/// Everything learnt from the stream so far.
+#[derive(Clone, Debug, Default)]
+pub struct StreamState {
+    pub session_id: Option<String>,
+    pub last_action: Option<String>,
+    /// `error` of the last assistant message that carried one (`rate_limit`,
+    /// `authentication_failed`, `server_error`, `invalid_request`, ...).
+    pub assistant_error: Option<String>,
+    /// Text of that message (the CLI's explanation).
+    pub assistant_error_text: Option<String>,
+    pub result: Option<ResultEvent>,
+    pub lines: u64,
+    pub non_json_lines: u64,
+}
+
+/// The longest `last_action`.
+const ACTION_LEN: usize = 160;
+
+impl StreamState {
+    /// Takes one line of output.
+    pub fn feed(&mut self, line: &[u8]) -> LineEffect {
+        self.lines += 1;
+        let Ok(event) = serde_json::from_slice::<Value>(line) else {
+            self.non_json_lines += 1;
+            return LineEffect::Nothing;
+        };
+        let mut effect = LineEffect::Nothing;
+        if self.session_id.is_none()
+            && let Some(id) = event.get("session_id").and_then(Value::as_str)
+        {
+            self.session_id = Some(id.to_owned());
+            effect = LineEffect::Session;
+        }
+        match event.get("type").and_then(Value::as_str) {
+            Some("assistant") => {
+                if let Some(error) = event.get("error").and_then(Value::as_str) {
+                    self.assistant_error = Some(error.to_owned());
+                    self.assistant_error_text = message_text(&event);
+                }
+                if let Some(action) = action_of(&event) {
+                    self.last_action = Some(action.clone());
+                    effect = LineEffect::Action(action);
+                }
+            }
+            Some("result") => {
+                self.result = Some(parse_result(&event));
+                if let Some(id) = event.get("session_id").and_then(Value::as_str) {
+                    self.session_id = Some(id.to_owned());
+                }
+                effect = LineEffect::Result;
+            }
+            _ => {}
+        }
+        effect
+    }
+}
+
+fn message_text(event: &Value) -> Option<String> {
+    event
+        .pointer("/message/content")?
+        .as_array()?
+        .iter()
+        .filter_map(|block| block.get("text").and_then(Value::as_str))
+        .next()
+        .map(str::to_owned)
+}
+
+/// `Bash: cargo test`, `Edit: src/lib.rs`, or `Text: first words` for a plain answer.
+fn action_of(event: &Value) -> Option<String> {
+    let blocks = event.pointer("/message/content")?.as_array()?;
+    let mut text_action = None;
+    for block in blocks {
+        match block.get("type").and_then(Value::as_str) {
+            Some("tool_use") => {
+                let name = block.get("name").and_then(Value::as_str).unwrap_or("tool");
+                let input = block.get("input");
+                let detail = ["command", "file_path", "path", "pattern", "url", "query", "description", "prompt"]
+                    .iter()
+                    .find_map(|key| input.and_then(|i| i.get(*key)).and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .or_else(|| input.filter(|i| i.as_object().is_some_and(|o| !o.is_empty())).map(Value::to_string));
+                return Some(one_line(&match detail {
+                    Some(detail) => format!("{name}: {detail}"),
+                    None => name.to_owned(),
+                }));
+            }
+            Some("text") if text_action.is_none() => {
+                let text = block.get("text").and_then(Value::as_str).unwrap_or("").trim();
+                if !text.is_empty() {
+                    text_action = Some(one_line(&format!("Text: {text}")));
+                }
+            }
+            _ => {}
+        }
+    }
+    text_action
+}
+
+fn one_line(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= ACTION_LEN {
+        flat
+    } else {
+        let mut cut: String = flat.chars().take(ACTION_LEN - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn parse_result(event: &Value) -> ResultEvent {
+    let str_of = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_owned);
+    let u64_of = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let usage = event.get("usage");
+    let denials =
+        event.get("permission_denials").filter(|d| d.as_array().is_some_and(|a| !a.is_empty())).map(Value::to_string);
+    ResultEvent {
+        subtype: str_of("subtype").unwrap_or_default(),
+        is_error: event.get("is_error").and_then(Value::as_bool).unwrap_or(true),
+        result: str_of("result"),
+        errors: event
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default(),
+        total_cost_usd: event.get("total_cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
+        input_tokens: u64_of(usage.and_then(|u| u.get("input_tokens"))),
+        output_tokens: u64_of(usage.and_then(|u| u.get("output_tokens"))),
+        cache_creation_input_tokens: u64_of(usage.and_then(|u| u.get("cache_creation_input_tokens"))),
+        cache_read_input_tokens: u64_of(usage.and_then(|u| u.get("cache_read_input_tokens"))),
+        num_turns: event.get("num_turns").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
+        duration_ms: event.get("duration_ms").and_then(Value::as_u64),
+        permission_denials: denials,
+        terminal_reason: str_of("terminal_reason"),
+        api_error_status: event.get("api_error_status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()),
+        api_error_type: str_of("api_error_type"),
+        api_error: str_of("api_error"),
+    }
+}

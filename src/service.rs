@@ -1,0 +1,481 @@
+//! The application's verbs, shared by the MCP edge and the inspect CLI: create a task or a
+//! whole orchestration, read statuses and outputs, cancel, retry and wait. Each checks what it is
+//! given and turns it into domain types (applying defaults from [`Config`]), calls the store,
+//! and wakes or stops the executor as needed. Nothing here knows MCP or JSON.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::graph;
+use crate::logs::{TaskLogPaths, tail_lines};
+use crate::model::{
+    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, TaskDetail, TaskListItem, TaskRef,
+    TaskSettings,
+};
+use crate::store::{
+    CancelOutcome, CancelTarget, Created, Db, OrchestrationFilter, RetryOutcome, StoreError, TaskFilter,
+};
+use crate::time::now_ms;
+
+/// A mistake the caller can fix, or a fault of ours.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A bad argument, an unknown dependency, a cycle, ...: the message says what to do.
+    #[error("{0}")]
+    Invalid(String),
+    /// An unknown task or orchestration.
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(m) => ServiceError::Invalid(m),
+            StoreError::NotFound(m) => ServiceError::NotFound(m),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// A task as a caller describes it: every option may be missing and nothing is checked yet.
+#[derive(Clone, Debug, Default)]
+pub struct TaskInput {
+    pub identifier: String,
+    pub prompt: String,
+    pub depends_on: Vec<String>,
+    pub wait_after_dependencies: Option<f64>,
+    pub working_directory: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
+    pub permission_mode: Option<String>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub disallowed_tools: Option<Vec<String>>,
+    pub max_turns: Option<u32>,
+    pub max_budget_usd: Option<f64>,
+    pub timeout_seconds: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub priority: Option<i64>,
+}
+
+/// What `wait` and `get_status` look at.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Task(TaskRef),
+    Orchestration(OrchestrationId),
+}
+
+/// A status read: of a task or of an orchestration.
+#[derive(Clone, Debug)]
+pub enum Status {
+    Task(Box<TaskStatusView>),
+    Orchestration(OrchestrationDetail),
+}
+
+impl Status {
+    /// True once nothing more will happen on its own.
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Status::Task(view) => view.detail.task.status.is_terminal(),
+            Status::Orchestration(detail) => detail.summary.counters.unfinished() == 0,
+        }
+    }
+
+    /// (done, total, one line) for progress notifications.
+    pub fn progress(&self) -> (f64, f64, String) {
+        match self {
+            Status::Task(view) => {
+                let t = &view.detail.task;
+                let line = match &t.last_action {
+                    Some(action) => format!("{} {}: {action}", t.task_identifier, t.status),
+                    None => format!("{} {}", t.task_identifier, t.status),
+                };
+                (if t.status.is_terminal() { 1.0 } else { 0.0 }, 1.0, line)
+            }
+            Status::Orchestration(detail) => {
+                let c = detail.summary.counters;
+                let done = c.total - c.unfinished();
+                (
+                    f64::from(done),
+                    f64::from(c.total),
+                    format!("{done}/{} tasks finished, {} running", c.total, c.running),
+                )
+            }
+        }
+    }
+}
+
+/// A task with its edges and where its logs are.
+#[derive(Clone, Debug)]
+pub struct TaskStatusView {
+    pub detail: TaskDetail,
+    pub logs: TaskLogPaths,
+}
+
+/// A task's output: its record, the end of its summary log, and the log paths.
+#[derive(Clone, Debug)]
+pub struct TaskOutput {
+    pub view: TaskStatusView,
+    pub summary_tail: Vec<String>,
+}
+
+/// The verbs. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    db: Db,
+    config: Arc<Config>,
+    executor: Option<Executor>,
+}
+
+/// Longest `wait`.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How often a waiter looks at the database for changes made by other processes.
+const WAIT_RECHECK: Duration = Duration::from_secs(1);
+/// How long a cancel waits for running attempts to stop.
+const CANCEL_WAIT_EXTRA: Duration = Duration::from_secs(2);
+
+const PERMISSION_MODES: [&str; 6] = ["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"];
+
+impl Service {
+    /// `executor` is `None` in the inspect CLI, which runs nothing itself.
+    pub fn new(db: Db, config: Arc<Config>, executor: Option<Executor>) -> Service {
+        Service { db, config, executor }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn wake(&self) {
+        if let Some(executor) = &self.executor {
+            executor.wake();
+        }
+    }
+
+    /// Stores one task.
+    pub async fn create_task(&self, input: TaskInput, orchestration: Option<String>) -> Result<Created> {
+        if let Some(name) = &orchestration {
+            check_orchestration_name(name)?;
+        }
+        let task = self.check_task(input)?;
+        let batch = NewBatch { orchestration, new_orchestration: false, tasks: vec![task] };
+        self.store_batch(batch).await
+    }
+
+    /// Stores a whole orchestration, all or nothing.
+    pub async fn create_orchestration(&self, name: Option<String>, tasks: Vec<TaskInput>) -> Result<Created> {
+        if let Some(name) = &name {
+            check_orchestration_name(name)?;
+        }
+        if tasks.is_empty() {
+            return Err(ServiceError::Invalid("tasks is empty: give at least one task".to_owned()));
+        }
+        let mut checked = Vec::with_capacity(tasks.len());
+        for (i, input) in tasks.into_iter().enumerate() {
+            let label = if input.identifier.is_empty() { format!("tasks[{i}]") } else { input.identifier.clone() };
+            checked.push(self.check_task(input).map_err(|e| ServiceError::Invalid(format!("{label}: {e}")))?);
+        }
+        let batch = NewBatch { orchestration: name, new_orchestration: true, tasks: checked };
+        self.store_batch(batch).await
+    }
+
+    async fn store_batch(&self, batch: NewBatch) -> Result<Created> {
+        let max = self.config.max_tasks_per_orchestration;
+        let timeout_ms = i64::try_from(self.config.orchestration_timeout.as_millis()).unwrap_or(i64::MAX);
+        let created = self.db.call(move |s| s.create_batch(&batch, max, timeout_ms, now_ms())).await?;
+        self.wake();
+        Ok(created)
+    }
+
+    /// Checks a task's fields and applies the defaults.
+    fn check_task(&self, input: TaskInput) -> Result<NewTask> {
+        let invalid = |m: String| ServiceError::Invalid(m);
+        graph::check_identifier(&input.identifier).map_err(invalid)?;
+        if input.prompt.trim().is_empty() {
+            return Err(invalid("execution_prompt is empty: say what the task should do".to_owned()));
+        }
+        if input.prompt.len() > self.config.max_prompt_bytes {
+            return Err(invalid(format!(
+                "execution_prompt is {} bytes, over the limit of {} (CLAUDE_WORKER_MAX_PROMPT_BYTES): put the \
+                 material in a file and tell the task to read it",
+                input.prompt.len(),
+                self.config.max_prompt_bytes
+            )));
+        }
+        if input.prompt.contains('\0') {
+            return Err(invalid("execution_prompt contains a NUL byte: remove it".to_owned()));
+        }
+        let working_directory = self.check_directory(input.working_directory.as_deref())?;
+        let model = input.model.unwrap_or_else(|| self.config.default_model.clone());
+        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(format!(
+                "model {model:?} is not a model name: use an alias (sonnet, opus, haiku) or a full model id"
+            )));
+        }
+        let permission_mode = input.permission_mode.unwrap_or_else(|| self.config.default_permission_mode.clone());
+        if !PERMISSION_MODES.contains(&permission_mode.as_str()) {
+            return Err(invalid(format!(
+                "permission_mode {permission_mode:?} is not one of {}",
+                PERMISSION_MODES.join(", ")
+            )));
+        }
+        if permission_mode == "bypassPermissions" && !self.config.allow_bypass_permissions {
+            return Err(invalid(
+                "permission_mode bypassPermissions is not allowed on this server: the user can allow it by \
+                 starting claude-worker with CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS=true; otherwise use \
+                 acceptEdits with allowed_tools"
+                    .to_owned(),
+            ));
+        }
+        let tools = |name: &str, list: Option<Vec<String>>| -> Result<Vec<String>> {
+            let list = list.unwrap_or_default();
+            for tool in &list {
+                if tool.trim().is_empty() || tool.contains(['\n', '\r', '\0']) {
+                    return Err(invalid(format!("{name} has an empty or multi-line entry {tool:?}")));
+                }
+            }
+            Ok(list)
+        };
+        let allowed_tools = tools("allowed_tools", input.allowed_tools)?;
+        let disallowed_tools = tools("disallowed_tools", input.disallowed_tools)?;
+        if let Some(turns) = input.max_turns
+            && !(1..=10_000).contains(&turns)
+        {
+            return Err(invalid(format!("max_turns {turns} must be from 1 to 10000")));
+        }
+        if let Some(budget) = input.max_budget_usd
+            && !(budget.is_finite() && budget > 0.0)
+        {
+            return Err(invalid(format!("max_budget_usd {budget} must be a positive number of dollars")));
+        }
+        let timeout_seconds = input.timeout_seconds.unwrap_or_else(|| self.config.task_timeout.as_secs().max(1));
+        if !(1..=7 * 86_400).contains(&timeout_seconds) {
+            return Err(invalid(format!("timeout_seconds {timeout_seconds} must be from 1 to 604800 (a week)")));
+        }
+        let max_attempts = input.max_attempts.unwrap_or(self.config.max_attempts);
+        if !(1..=100).contains(&max_attempts) {
+            return Err(invalid(format!("max_attempts {max_attempts} must be from 1 to 100")));
+        }
+        let priority = input.priority.unwrap_or(0);
+        if !(-1_000_000..=1_000_000).contains(&priority) {
+            return Err(invalid(format!("priority {priority} must be from -1000000 to 1000000")));
+        }
+        let wait = input.wait_after_dependencies.unwrap_or(0.0);
+        if !(wait.is_finite() && (0.0..=86_400.0).contains(&wait)) {
+            return Err(invalid(format!("wait_after_dependencies {wait} must be from 0 to 86400 seconds")));
+        }
+        let mut depends_on = Vec::with_capacity(input.depends_on.len());
+        for dep in &input.depends_on {
+            let dep = dep.trim();
+            if dep.is_empty() {
+                return Err(invalid("depends_on has an empty entry: give a task identifier or #<task_id>".to_owned()));
+            }
+            let task_ref = TaskRef::parse(dep);
+            if !depends_on.contains(&task_ref) {
+                depends_on.push(task_ref);
+            }
+        }
+        Ok(NewTask {
+            identifier: input.identifier,
+            prompt: input.prompt,
+            depends_on,
+            settings: TaskSettings {
+                working_directory,
+                model,
+                system_prompt: input.system_prompt.filter(|s| !s.is_empty()),
+                append_system_prompt: input.append_system_prompt.filter(|s| !s.is_empty()),
+                permission_mode,
+                allowed_tools,
+                disallowed_tools,
+                max_turns: input.max_turns,
+                max_budget_usd: input.max_budget_usd,
+                timeout_seconds,
+                max_attempts,
+                priority,
+                wait_after_dependencies: wait,
+            },
+        })
+    }
+
+    /// The canonical, existing directory a task runs in.
+    fn check_directory(&self, given: Option<&str>) -> Result<String> {
+        let base = &self.config.default_working_directory;
+        let path: PathBuf = match given {
+            None | Some("") => base.clone(),
+            Some(p) => {
+                let expanded = match p.strip_prefix("~/") {
+                    Some(rest) => {
+                        std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), |h| Path::new(&h).join(rest))
+                    }
+                    None => PathBuf::from(p),
+                };
+                if expanded.is_absolute() { expanded } else { base.join(expanded) }
+            }
+        };
+        let canonical = std::fs::canonicalize(&path).map_err(|e| {
+            ServiceError::Invalid(format!(
+                "working_directory {} cannot be used ({e}): create it first, or give an existing absolute path",
+                path.display()
+            ))
+        })?;
+        if !canonical.is_dir() {
+            return Err(ServiceError::Invalid(format!("working_directory {} is not a directory", canonical.display())));
+        }
+        canonical
+            .into_os_string()
+            .into_string()
+            .map_err(|_| ServiceError::Invalid("working_directory must be valid UTF-8".to_owned()))
+    }
+
+    fn log_paths(&self, task_id: i64) -> TaskLogPaths {
+        TaskLogPaths::new(&self.config.task_log_dir(), task_id)
+    }
+
+    /// The status of a task or an orchestration.
+    pub async fn status(&self, target: &Target) -> Result<Status> {
+        match target {
+            Target::Task(task) => {
+                let task = task.clone();
+                let detail = self.db.call(move |s| s.task(&task)).await?;
+                let logs = self.log_paths(detail.task.task_id);
+                Ok(Status::Task(Box::new(TaskStatusView { detail, logs })))
+            }
+            Target::Orchestration(id) => {
+                let id = *id;
+                Ok(Status::Orchestration(self.db.call(move |s| s.orchestration(id)).await?))
+            }
+        }
+    }
+
+    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskListItem>> {
+        Ok(self.db.call(move |s| s.list_tasks(&filter)).await?)
+    }
+
+    pub async fn list_orchestrations(&self, filter: OrchestrationFilter) -> Result<Vec<OrchestrationSummary>> {
+        Ok(self.db.call(move |s| s.list_orchestrations(&filter)).await?)
+    }
+
+    /// A task's result and the end of its summary log.
+    pub async fn output(&self, task: TaskRef, tail: usize) -> Result<TaskOutput> {
+        let Status::Task(view) = self.status(&Target::Task(task)).await? else {
+            return Err(ServiceError::Invalid("expected a task".to_owned()));
+        };
+        let path = view.logs.summary.clone();
+        let summary_tail = tokio::task::spawn_blocking(move || tail_lines(&path, tail))
+            .await
+            .map_err(|e| ServiceError::Invalid(format!("cannot read the log: {e}")))?
+            .unwrap_or_default();
+        Ok(TaskOutput { view: *view, summary_tail })
+    }
+
+    /// Cancels a task (skipping its dependents) or a whole orchestration. Running attempts are
+    /// stopped; this waits (a little longer than the kill grace periods) for them to end.
+    pub async fn cancel(&self, target: Target, reason: Option<String>) -> Result<CancelOutcome> {
+        let reason = reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "cancelled by request".to_owned());
+        let store_target = match &target {
+            Target::Task(t) => CancelTarget::Task(t.clone()),
+            Target::Orchestration(id) => CancelTarget::Orchestration(*id),
+        };
+        let outcome = self.db.call(move |s| s.cancel(&store_target, &reason, now_ms())).await?;
+        if outcome.stopping.is_empty() {
+            self.wake();
+            return Ok(outcome);
+        }
+        if let Some(executor) = &self.executor {
+            for (task_id, _) in &outcome.stopping {
+                executor.stop(*task_id);
+            }
+        }
+        self.wake();
+        // Wait for the stopped attempts to write their end, so the answer is final.
+        let deadline = Instant::now() + self.config.kill_grace * 2 + CANCEL_WAIT_EXTRA;
+        let mut outcome = outcome;
+        for (task_id, _) in outcome.stopping.clone() {
+            let target = Target::Task(TaskRef::Id(task_id));
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if let Ok((Status::Task(view), false)) = self.wait(&target, remaining, |_| {}).await {
+                if view.detail.task.status == crate::model::TaskStatus::Cancelled {
+                    outcome.cancelled.push(task_id);
+                }
+                for link in &view.detail.dependents {
+                    if link.status == crate::model::TaskStatus::Skipped && !outcome.skipped.contains(&link.task_id) {
+                        outcome.skipped.push(link.task_id);
+                    }
+                }
+            }
+        }
+        outcome.cancelled.sort_unstable();
+        outcome.skipped.sort_unstable();
+        Ok(outcome)
+    }
+
+    /// Puts a failed or cancelled task back in line.
+    pub async fn retry(&self, task: TaskRef) -> Result<RetryOutcome> {
+        let timeout_ms = i64::try_from(self.config.orchestration_timeout.as_millis()).unwrap_or(i64::MAX);
+        let outcome = self.db.call(move |s| s.retry(&task, timeout_ms, now_ms())).await?;
+        self.wake();
+        Ok(outcome)
+    }
+
+    /// Waits until the target finished or `timeout` passed; calls `on_change` with each new
+    /// state. Returns the last state and whether it timed out.
+    pub async fn wait(
+        &self,
+        target: &Target,
+        timeout: Duration,
+        mut on_change: impl FnMut(&Status),
+    ) -> Result<(Status, bool)> {
+        let deadline = Instant::now() + timeout.min(MAX_WAIT);
+        let mut changes = self.executor.as_ref().map(Executor::subscribe);
+        let mut last: Option<(f64, f64, String)> = None;
+        loop {
+            let status = self.status(target).await?;
+            let progress = status.progress();
+            if last.as_ref() != Some(&progress) {
+                on_change(&status);
+                last = Some(progress);
+            }
+            if status.is_finished() {
+                return Ok((status, false));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok((status, true));
+            }
+            let recheck = (now + WAIT_RECHECK).min(deadline);
+            match changes.as_mut() {
+                Some(rx) => {
+                    tokio::select! {
+                        _ = rx.changed() => {}
+                        () = tokio::time::sleep_until(recheck) => {}
+                    }
+                }
+                None => tokio::time::sleep_until(recheck).await,
+            }
+        }
+    }
+}
+
+fn check_orchestration_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(format!(
+            "orchestration name {name:?} must be 1 to 100 printable characters"
+        )));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ServiceError::Invalid(format!(
+            "orchestration name {name:?} is all digits, which reads as an id: add a letter"
+        )));
+    }
+    Ok(())
+}

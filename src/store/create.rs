@@ -1,0 +1,410 @@
+//! Storing new tasks: one `create_task` or a whole `create_orchestration` batch, in one
+//! transaction. Dependencies are resolved, the orchestration is found, created or merged, the
+//! first state of each task is decided by the graph logic, and nothing is written when any check
+//! fails.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{Store, StoreError, TaskKey, record_event, refresh_orchestration};
+use crate::graph::{self, InitialState};
+use crate::model::{Millis, NewBatch, OrchestrationId, TaskId, TaskLink, TaskRef, TaskStatus};
+
+/// What a stored batch became.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub orchestration_id: OrchestrationId,
+    /// Other orchestrations that were merged into this one because the batch joined them.
+    pub merged: Vec<OrchestrationId>,
+    /// In the order of the batch.
+    pub tasks: Vec<CreatedTask>,
+}
+
+/// One stored task.
+#[derive(Clone, Debug)]
+pub struct CreatedTask {
+    pub task_id: TaskId,
+    pub identifier: String,
+    pub status: TaskStatus,
+    pub depends_on: Vec<TaskLink>,
+    /// Why the task was skipped at once, when a dependency had already failed.
+    pub skipped_because: Option<String>,
+}
+
+/// How many names an unknown-dependency message lists.
+const SUGGESTIONS: usize = 10;
+
+impl Store {
+    /// Stores a batch of new tasks, all or nothing.
+    pub fn create_batch(
+        &mut self,
+        batch: &NewBatch,
+        max_tasks_per_orchestration: u32,
+        orchestration_timeout_ms: Millis,
+        now: Millis,
+    ) -> Result<Created, StoreError> {
+        let order = graph::plan_batch(&batch.tasks).map_err(|e| StoreError::Refused(e.to_string()))?;
+        self.write(|tx| create_in(tx, batch, &order, max_tasks_per_orchestration, orchestration_timeout_ms, now))
+    }
+}
+
+/// A dependency resolved to a stored task.
+#[derive(Clone, Debug)]
+struct Resolved {
+    task_id: TaskId,
+    identifier: String,
+    orchestration_id: OrchestrationId,
+    status: TaskStatus,
+}
+
+fn create_in(
+    tx: &Transaction<'_>,
+    batch: &NewBatch,
+    order: &[usize],
+    max_tasks: u32,
+    timeout_ms: Millis,
+    now: Millis,
+) -> Result<Created, StoreError> {
+    let in_batch: HashMap<&str, usize> =
+        batch.tasks.iter().enumerate().map(|(i, t)| (t.identifier.as_str(), i)).collect();
+
+    let named = match &batch.orchestration {
+        Some(name) => find_orchestration_by_name(tx, name)?,
+        None => None,
+    };
+    if let (true, Some(existing), Some(name)) = (batch.new_orchestration, named, &batch.orchestration) {
+        return Err(StoreError::Refused(format!(
+            "an orchestration named {name:?} already exists (id {existing}): choose another name, or add \
+             tasks to it with create_task and orchestration={name:?}"
+        )));
+    }
+
+    // Resolve every dependency that is not a task of this batch.
+    let mut external: HashMap<TaskRef, Resolved> = HashMap::new();
+    for task in &batch.tasks {
+        for dep in &task.depends_on {
+            let is_internal = matches!(dep, TaskRef::Identifier(name) if in_batch.contains_key(name.as_str()));
+            if is_internal || external.contains_key(dep) {
+                continue;
+            }
+            let Some(resolved) = resolve_dependency(tx, dep, named)? else {
+                return Err(unknown_dependency(tx, &task.identifier, dep, named)?);
+            };
+            external.insert(dep.clone(), resolved);
+        }
+    }
+
+    // The orchestration: the named one, the one of the dependencies, or several merged into one.
+    let mut involved: BTreeSet<OrchestrationId> = external.values().map(|r| r.orchestration_id).collect();
+    involved.extend(named);
+    let mut merged = Vec::new();
+    let orchestration_id = match involved.first().copied() {
+        None => {
+            tx.prepare_cached("INSERT INTO orchestrations (name, created_at, deadline_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![batch.orchestration, now, now.saturating_add(timeout_ms)])?;
+            tx.last_insert_rowid()
+        }
+        Some(target) => {
+            merged = involved.iter().copied().filter(|&id| id != target).collect();
+            if !merged.is_empty() {
+                merge_orchestrations(tx, target, &merged)?;
+            }
+            reopen_if_finished(tx, target, timeout_ms, now)?;
+            target
+        }
+    };
+
+    // The identifiers must be free in the orchestration, and it must have room.
+    let existing: u32 = tx
+        .prepare_cached("SELECT count(*) FROM tasks WHERE orchestration_id = ?1")?
+        .query_row([orchestration_id], |row| row.get(0))?;
+    let wanted = existing.saturating_add(u32::try_from(batch.tasks.len()).unwrap_or(u32::MAX));
+    if wanted > max_tasks {
+        return Err(StoreError::Refused(format!(
+            "orchestration {orchestration_id} would have {wanted} tasks, over the limit of {max_tasks} \
+             (MAX_TASKS_PER_ORCHESTRATION): split the work into several orchestrations"
+        )));
+    }
+    for task in &batch.tasks {
+        let taken: Option<TaskId> = tx
+            .prepare_cached("SELECT task_id FROM tasks WHERE orchestration_id = ?1 AND task_identifier = ?2")?
+            .query_row(params![orchestration_id, task.identifier], |row| row.get(0))
+            .optional()?;
+        if let Some(task_id) = taken {
+            return Err(StoreError::Refused(format!(
+                "orchestration {orchestration_id} already has a task {:?} (#{task_id}): choose another \
+                 task_identifier (identifiers are unique within an orchestration)",
+                task.identifier
+            )));
+        }
+    }
+
+    // Insert dependencies first, deciding each task's first state from its dependencies' states.
+    let mut stored: Vec<Option<CreatedTask>> = vec![None; batch.tasks.len()];
+    for &index in order {
+        let task = &batch.tasks[index];
+        let mut links: Vec<TaskLink> = Vec::new();
+        for dep in &task.depends_on {
+            let link = match dep {
+                TaskRef::Identifier(name) if in_batch.contains_key(name.as_str()) => {
+                    let created = stored[in_batch[name.as_str()]]
+                        .as_ref()
+                        .ok_or_else(|| StoreError::Refused(format!("internal ordering error at {name:?}")))?;
+                    TaskLink {
+                        task_id: created.task_id,
+                        task_identifier: created.identifier.clone(),
+                        status: created.status,
+                    }
+                }
+                _ => {
+                    let r = &external[dep];
+                    TaskLink { task_id: r.task_id, task_identifier: r.identifier.clone(), status: r.status }
+                }
+            };
+            if !links.iter().any(|l| l.task_id == link.task_id) {
+                links.push(link);
+            }
+        }
+        let state = graph::initial_state(links.iter().map(|l| (l.task_identifier.as_str(), l.status)));
+        let (status, skipped_because) = match &state {
+            InitialState::Pending => (TaskStatus::Pending, None),
+            InitialState::Waiting => (TaskStatus::Waiting, None),
+            InitialState::Skipped { dependency, dependency_status } => {
+                (TaskStatus::Skipped, Some(format!("dependency {dependency} {dependency_status}")))
+            }
+        };
+        let s = &task.settings;
+        let ready_at = (status == TaskStatus::Pending && s.wait_after_dependencies > 0.0)
+            .then(|| now + seconds_to_ms(s.wait_after_dependencies));
+        let ended_at = (status == TaskStatus::Skipped).then_some(now);
+        tx.prepare_cached(
+            "INSERT INTO tasks (orchestration_id, task_identifier, execution_prompt, working_directory, model,
+                 system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools,
+                 max_turns, max_budget_usd, timeout_seconds, max_attempts, priority, wait_after_dependencies,
+                 status, created_at, ready_at, ended_at, error_kind, error_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+        )?
+        .execute(params![
+            orchestration_id,
+            task.identifier,
+            task.prompt,
+            s.working_directory,
+            s.model,
+            s.system_prompt,
+            s.append_system_prompt,
+            s.permission_mode,
+            s.allowed_tools.join("\n"),
+            s.disallowed_tools.join("\n"),
+            s.max_turns,
+            s.max_budget_usd,
+            i64::try_from(s.timeout_seconds).unwrap_or(i64::MAX),
+            s.max_attempts,
+            s.priority,
+            s.wait_after_dependencies,
+            status.as_str(),
+            now,
+            ready_at,
+            ended_at,
+            skipped_because.as_ref().map(|_| "dependency_failed"),
+            skipped_because,
+        ])?;
+        let task_id = tx.last_insert_rowid();
+        for link in &links {
+            tx.prepare_cached("INSERT INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)")?
+                .execute(params![task_id, link.task_id])?;
+        }
+        let key = TaskKey { task_id, identifier: task.identifier.clone(), orchestration_id };
+        let created_detail = if links.is_empty() {
+            None
+        } else {
+            Some(format!(
+                "depends on {}",
+                links.iter().map(|l| format!("{} (#{})", l.task_identifier, l.task_id)).collect::<Vec<_>>().join(", ")
+            ))
+        };
+        record_event(tx, &key, now, "created", 0, None, created_detail.as_deref())?;
+        if let Some(reason) = &skipped_because {
+            record_event(tx, &key, now, "skipped", 0, None, Some(reason))?;
+        }
+        stored[index] = Some(CreatedTask {
+            task_id,
+            identifier: task.identifier.clone(),
+            status,
+            depends_on: links,
+            skipped_because,
+        });
+    }
+    refresh_orchestration(tx, orchestration_id, now)?;
+    let tasks = stored.into_iter().flatten().collect();
+    Ok(Created { orchestration_id, merged, tasks })
+}
+
+pub(super) fn seconds_to_ms(seconds: f64) -> Millis {
+    // Checked by the service to lie in 0..=86400.
+    (seconds * 1000.0).round() as Millis
+}
+
+/// The live orchestration of a name, following merges.
+pub(super) fn find_orchestration_by_name(
+    tx: &Transaction<'_>,
+    name: &str,
+) -> Result<Option<OrchestrationId>, StoreError> {
+    let id: Option<OrchestrationId> = tx
+        .prepare_cached(
+            "SELECT orchestration_id FROM orchestrations WHERE name = ?1 ORDER BY orchestration_id DESC LIMIT 1",
+        )?
+        .query_row([name], |row| row.get(0))
+        .optional()?;
+    match id {
+        Some(id) => Ok(Some(follow_merges(tx, id)?)),
+        None => Ok(None),
+    }
+}
+
+/// The orchestration that `id` was merged into, if it was, else `id`.
+pub(super) fn follow_merges(tx: &Transaction<'_>, mut id: OrchestrationId) -> Result<OrchestrationId, StoreError> {
+    for _ in 0..64 {
+        let next: Option<Option<OrchestrationId>> = tx
+            .prepare_cached("SELECT merged_into FROM orchestrations WHERE orchestration_id = ?1")?
+            .query_row([id], |row| row.get(0))
+            .optional()?;
+        match next {
+            Some(Some(target)) => id = target,
+            _ => return Ok(id),
+        }
+    }
+    Ok(id)
+}
+
+fn resolve_dependency(
+    tx: &Transaction<'_>,
+    dep: &TaskRef,
+    named: Option<OrchestrationId>,
+) -> Result<Option<Resolved>, StoreError> {
+    let map = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(TaskId, String, OrchestrationId, String)> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    };
+    let found = match (dep, named) {
+        (TaskRef::Id(id), _) => tx
+            .prepare_cached("SELECT task_id, task_identifier, orchestration_id, status FROM tasks WHERE task_id = ?1")?
+            .query_row([id], map)
+            .optional()?,
+        (TaskRef::Identifier(name), Some(orchestration_id)) => tx
+            .prepare_cached(
+                "SELECT task_id, task_identifier, orchestration_id, status FROM tasks
+                 WHERE orchestration_id = ?1 AND task_identifier = ?2",
+            )?
+            .query_row(params![orchestration_id, name], map)
+            .optional()?,
+        (TaskRef::Identifier(name), None) => tx
+            .prepare_cached(
+                "SELECT task_id, task_identifier, orchestration_id, status FROM tasks
+                 WHERE task_identifier = ?1 ORDER BY task_id DESC LIMIT 1",
+            )?
+            .query_row([name], map)
+            .optional()?,
+    };
+    Ok(found.map(|(task_id, identifier, orchestration_id, status)| Resolved {
+        task_id,
+        identifier,
+        orchestration_id,
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+    }))
+}
+
+/// The refusal for a dependency that names no task, listing what it could have meant.
+fn unknown_dependency(
+    tx: &Transaction<'_>,
+    task: &str,
+    dep: &TaskRef,
+    named: Option<OrchestrationId>,
+) -> Result<StoreError, StoreError> {
+    let candidates: Vec<String> = match named {
+        Some(id) => tx
+            .prepare_cached("SELECT task_identifier FROM tasks WHERE orchestration_id = ?1 ORDER BY task_id DESC")?
+            .query_map([id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?,
+        None => tx
+            .prepare_cached(
+                "SELECT task_identifier FROM tasks GROUP BY task_identifier ORDER BY max(task_id) DESC LIMIT 200",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?,
+    };
+    let wanted = match dep {
+        TaskRef::Id(id) => id.to_string(),
+        TaskRef::Identifier(name) => name.clone(),
+    };
+    let suggestions = graph::suggest(&wanted, candidates.iter().map(String::as_str), SUGGESTIONS);
+    let scope = match named {
+        Some(id) => format!(" in orchestration {id}"),
+        None => String::new(),
+    };
+    let hint = if suggestions.is_empty() {
+        "there are no tasks to depend on yet: create the dependency first, or drop it".to_owned()
+    } else {
+        format!("known identifiers: {}", suggestions.join(", "))
+    };
+    Ok(StoreError::Refused(format!("task {task:?} depends on {dep}, which matches no task{scope}; {hint}")))
+}
+
+/// Moves the tasks of `others` into `target`, refusing when an identifier would clash.
+fn merge_orchestrations(
+    tx: &Transaction<'_>,
+    target: OrchestrationId,
+    others: &[OrchestrationId],
+) -> Result<(), StoreError> {
+    let mut all = vec![target];
+    all.extend_from_slice(others);
+    let list = all.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    // The ids are integers we formatted ourselves, so building the IN list is safe.
+    let clash: Option<String> = tx
+        .prepare(&format!(
+            "SELECT task_identifier FROM tasks WHERE orchestration_id IN ({list})
+             GROUP BY task_identifier HAVING count(*) > 1 LIMIT 1"
+        ))?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    if let Some(identifier) = clash {
+        return Err(StoreError::Refused(format!(
+            "the dependencies lie in orchestrations {list}, which would merge into one, but more than one \
+             of them has a task {identifier:?}: depend on tasks of one orchestration, or use #<task_id> \
+             references to tasks whose identifiers differ"
+        )));
+    }
+    for &other in others {
+        tx.prepare_cached("UPDATE tasks SET orchestration_id = ?1 WHERE orchestration_id = ?2")?
+            .execute(params![target, other])?;
+        tx.prepare_cached("UPDATE orchestrations SET merged_into = ?1 WHERE orchestration_id = ?2")?
+            .execute(params![target, other])?;
+        // The survivor keeps its own name, or takes the first merged one's.
+        tx.prepare_cached(
+            "UPDATE orchestrations SET name = (SELECT name FROM orchestrations WHERE orchestration_id = ?2)
+             WHERE orchestration_id = ?1 AND name IS NULL",
+        )?
+        .execute(params![target, other])?;
+        tx.prepare_cached(
+            "UPDATE orchestrations SET created_at = min(created_at, (SELECT created_at FROM orchestrations WHERE orchestration_id = ?2)),
+                 cancel_requested = 0
+             WHERE orchestration_id = ?1",
+        )?
+        .execute(params![target, other])?;
+    }
+    Ok(())
+}
+
+/// New work in a finished orchestration gets a fresh deadline and clears an old cancel.
+fn reopen_if_finished(
+    tx: &Transaction<'_>,
+    id: OrchestrationId,
+    timeout_ms: Millis,
+    now: Millis,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE orchestrations SET deadline_at = ?2, cancel_requested = 0
+         WHERE orchestration_id = ?1 AND status IN ('completed', 'failed', 'cancelled')",
+    )?
+    .execute(params![id, now.saturating_add(timeout_ms)])?;
+    Ok(())
+}

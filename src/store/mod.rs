@@ -1,0 +1,365 @@
+//! The only module with SQL. It opens the shared SQLite file (WAL, `synchronous=FULL`, foreign
+//! keys, a busy timeout, `BEGIN IMMEDIATE` for every write), migrates it, and offers one method per
+//! operation, each a single short transaction that writes the state change and its `task_events`
+//! row together.
+//!
+//! [`Store`] is synchronous and owned by one thread; [`Db`] (in `handle.rs`) is the async handle
+//! that sends operations to that thread so that SQLite never blocks a tokio worker.
+
+mod control;
+mod create;
+mod handle;
+mod query;
+mod run;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::graph;
+use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
+
+pub use control::{CancelOutcome, CancelTarget, RetryOutcome};
+pub use create::{Created, CreatedTask};
+pub use handle::Db;
+pub use query::{OrchestrationFilter, Schedule, TaskFilter};
+pub use run::{Claimed, Finish, FinishOutcome, Heartbeat, RunStats};
+
+/// Highest schema version this binary knows.
+pub const SCHEMA_VERSION: usize = 1;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("migrations/0001_initial.sql"))])
+}
+
+/// What went wrong in the store. `Refused` and `NotFound` are the caller's to fix; the rest are
+/// faults of the database or its environment.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("cannot create the directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("no database at {0}: start claude-worker once to create it, or set CLAUDE_WORKER_DB")]
+    Missing(PathBuf),
+    #[error(
+        "the database {path} could not be put in WAL mode (it reports {mode:?}); claude-worker needs WAL \
+         to share it safely between processes: check that the file system supports it (not a network share)"
+    )]
+    NotWal { path: PathBuf, mode: String },
+    #[error(
+        "the database {path} has schema version {found}, newer than this claude-worker understands \
+         ({supported}): upgrade claude-worker; the database was not modified"
+    )]
+    TooNew { path: PathBuf, found: usize, supported: usize },
+    #[error("cannot migrate the database {path}: {source}")]
+    Migrate { path: PathBuf, source: rusqlite_migration::Error },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database thread has stopped")]
+    Closed,
+}
+
+/// One connection to the shared database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// How long a statement waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Opens (creating if needed, with private permissions) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        if !path.exists() {
+            // Create the file ourselves so that it is private from the first byte: it holds prompts.
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| StoreError::CreateDir { path: path.to_owned(), source })?;
+        }
+        Self::open_existing(path, true)
+    }
+
+    /// Opens a database that must already exist (the inspect CLI never creates one).
+    pub fn open_existing_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        Self::open_existing(path, true)
+    }
+
+    fn open_existing(path: &Path, migrate: bool) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // A newer schema is refused before anything could write to it.
+        let found: usize = conn
+            .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+            .map_err(open_err)?
+            .try_into()
+            .unwrap_or(usize::MAX);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+        }
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotWal { path: path.to_owned(), mode });
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0)).map_err(open_err)?;
+        if fk != 1 {
+            return Err(open_err(rusqlite::Error::InvalidQuery));
+        }
+        let mut store = Store { conn, path: path.to_owned() };
+        if migrate && found < SCHEMA_VERSION {
+            store.migrate()?;
+        }
+        // Keep the file private even when something else created it.
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        // Several processes may start at once on a fresh file: the loser of the write lock waits
+        // (busy timeout), then finds the schema up to date.
+        let mut attempts = 0;
+        loop {
+            match migrations().to_latest(&mut self.conn) {
+                Ok(()) => return Ok(()),
+                Err(rusqlite_migration::Error::RusqliteError { err, .. }) if is_busy(&err) && attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(20 + fastrand_ms()));
+                }
+                Err(source) => return Err(StoreError::Migrate { path: self.path.clone(), source }),
+            }
+        }
+    }
+
+    /// The file this store reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it if `f` succeeds.
+    /// The events it recorded reach the global log only once the commit succeeded.
+    fn write<R>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        PENDING_LOG.with_borrow_mut(Vec::clear);
+        let outcome = (|| {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        let lines = PENDING_LOG.with_borrow_mut(std::mem::take);
+        if outcome.is_ok() {
+            for line in lines {
+                line.emit();
+            }
+        }
+        outcome
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    fn read<R>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let value = f(&tx)?;
+        tx.finish()?;
+        Ok(value)
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&mut self) -> Result<String, StoreError> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+    }
+}
+
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// A few milliseconds of jitter, from the clock's low bits (no RNG needed for this).
+fn fastrand_ms() -> u64 {
+    u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 30)
+}
+
+/// A task's key facts, carried along so that each event can be logged with its context.
+#[derive(Clone, Debug)]
+struct TaskKey {
+    task_id: TaskId,
+    identifier: String,
+    orchestration_id: OrchestrationId,
+}
+
+/// Appends one row to `task_events` and writes the same line to the global log.
+fn record_event(
+    tx: &Transaction<'_>,
+    key: &TaskKey,
+    now: Millis,
+    kind: &str,
+    attempt: u32,
+    claim: Option<(&str, i64)>,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO task_events (task_id, at, kind, attempt, owner, fence, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![key.task_id, now, kind, attempt, claim.map(|c| c.0), claim.map(|c| c.1), detail])?;
+    PENDING_LOG.with_borrow_mut(|lines| {
+        lines.push(EventLine { key: key.clone(), kind: kind.to_owned(), attempt, detail: detail.map(str::to_owned) });
+    });
+    Ok(())
+}
+
+thread_local! {
+    /// Events written by the transaction in progress on this thread, logged after its commit.
+    static PENDING_LOG: std::cell::RefCell<Vec<EventLine>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One line of the global log: a committed task event.
+struct EventLine {
+    key: TaskKey,
+    kind: String,
+    attempt: u32,
+    detail: Option<String>,
+}
+
+impl EventLine {
+    fn emit(self) {
+        tracing::info!(
+            target: "claude_worker::events",
+            task_id = self.key.task_id,
+            task = %self.key.identifier,
+            orchestration_id = self.key.orchestration_id,
+            attempt = self.attempt,
+            "{}{}{}",
+            self.kind,
+            if self.detail.is_some() { ": " } else { "" },
+            self.detail.as_deref().unwrap_or("")
+        );
+    }
+}
+
+fn task_key(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskKey, StoreError> {
+    tx.prepare_cached("SELECT task_identifier, orchestration_id FROM tasks WHERE task_id = ?1")?
+        .query_row([task_id], |row| Ok(TaskKey { task_id, identifier: row.get(0)?, orchestration_id: row.get(1)? }))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("no task #{task_id}")))
+}
+
+/// Live counters of one orchestration.
+fn counters(tx: &Transaction<'_>, orchestration_id: OrchestrationId) -> Result<(Counters, f64), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT status, count(*), total(cost_usd) FROM tasks WHERE orchestration_id = ?1 GROUP BY status",
+    )?;
+    let mut rows = stmt.query([orchestration_id])?;
+    let mut counters = Counters::default();
+    let mut cost = 0.0;
+    while let Some(row) = rows.next()? {
+        let status: String = row.get(0)?;
+        let n: u32 = row.get(1)?;
+        cost += row.get::<_, f64>(2)?;
+        if let Some(status) = TaskStatus::parse(&status) {
+            counters.add(status, n);
+        }
+    }
+    Ok((counters, cost))
+}
+
+/// Recomputes an orchestration's stored state, start and end from its tasks. Called in every
+/// transaction that changes one of its tasks, so that lists can filter on a fresh `status`.
+fn refresh_orchestration(
+    tx: &Transaction<'_>,
+    orchestration_id: OrchestrationId,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let (counters, _) = counters(tx, orchestration_id)?;
+    let cancel_requested: bool = tx
+        .prepare_cached("SELECT cancel_requested FROM orchestrations WHERE orchestration_id = ?1")?
+        .query_row([orchestration_id], |row| row.get(0))?;
+    let status = graph::orchestration_status(&counters, cancel_requested);
+    let started = status != crate::model::OrchestrationStatus::Pending;
+    tx.prepare_cached(
+        "UPDATE orchestrations SET status = ?2,
+             started_at = CASE WHEN ?3 THEN coalesce(started_at, ?5) ELSE started_at END,
+             ended_at = CASE WHEN ?4 THEN coalesce(ended_at, ?5) ELSE NULL END
+         WHERE orchestration_id = ?1",
+    )?
+    .execute(params![orchestration_id, status.as_str(), started, status.is_terminal(), now])?;
+    Ok(())
+}
+
+/// Loads an orchestration's tasks and edges for the graph logic.
+fn load_graph(tx: &Transaction<'_>, orchestration_id: OrchestrationId) -> Result<graph::Graph, StoreError> {
+    let mut graph = graph::Graph::new();
+    let mut stmt = tx.prepare_cached("SELECT task_id, status FROM tasks WHERE orchestration_id = ?1")?;
+    let mut rows = stmt.query([orchestration_id])?;
+    while let Some(row) = rows.next()? {
+        let status: String = row.get(1)?;
+        graph.add_task(row.get(0)?, TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed));
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT d.task_id, d.depends_on FROM task_dependencies d JOIN tasks t ON t.task_id = d.task_id
+         WHERE t.orchestration_id = ?1",
+    )?;
+    let mut rows = stmt.query([orchestration_id])?;
+    while let Some(row) = rows.next()? {
+        graph.add_edge(row.get(0)?, row.get(1)?);
+    }
+    Ok(graph)
+}
+
+/// Marks every unfinished descendant of `root` skipped, with the reason, and returns their ids.
+fn skip_descendants(
+    tx: &Transaction<'_>,
+    graph: &graph::Graph,
+    root: &TaskKey,
+    root_status: TaskStatus,
+    now: Millis,
+) -> Result<Vec<TaskId>, StoreError> {
+    let skipped = graph.unfinished_descendants(root.task_id);
+    let message = format!("dependency {} (#{}) {}", root.identifier, root.task_id, root_status);
+    for &task_id in &skipped {
+        tx.prepare_cached(
+            "UPDATE tasks SET status = 'skipped', ended_at = ?2, ready_at = NULL,
+                 error_kind = 'dependency_failed', error_message = ?3
+             WHERE task_id = ?1",
+        )?
+        .execute(params![task_id, now, message])?;
+        let key = task_key(tx, task_id)?;
+        record_event(tx, &key, now, "skipped", 0, None, Some(&message))?;
+    }
+    Ok(skipped)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,386 @@
+//! Reads: one task with its edges, one orchestration with its tasks, filtered lists, a task's
+//! history, and the next moment the executor has something to do. Each read is one snapshot.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::create::follow_merges;
+use super::{Store, StoreError, counters};
+use crate::model::{
+    Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary, OrchestrationTask,
+    TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem, TaskRecord, TaskRef, TaskSettings, TaskStatus,
+    Usage,
+};
+
+/// Which tasks to list.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub orchestration_id: Option<OrchestrationId>,
+    pub limit: u32,
+}
+
+/// Which orchestrations to list.
+#[derive(Clone, Debug, Default)]
+pub struct OrchestrationFilter {
+    pub status: Option<OrchestrationStatus>,
+    pub limit: u32,
+}
+
+const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, execution_prompt, working_directory, model,
+    system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools, max_turns, max_budget_usd,
+    timeout_seconds, max_attempts, priority, wait_after_dependencies, status, attempt, created_at, started_at, ended_at,
+    ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
+    cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
+    cancel_requested";
+
+fn lines(text: String) -> Vec<String> {
+    text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+fn status_of(text: &str) -> TaskStatus {
+    TaskStatus::parse(text).unwrap_or(TaskStatus::Failed)
+}
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let error_kind: Option<String> = row.get("error_kind")?;
+    let error_message: Option<String> = row.get("error_message")?;
+    let status: String = row.get("status")?;
+    Ok(TaskRecord {
+        task_id: row.get("task_id")?,
+        task_identifier: row.get("task_identifier")?,
+        orchestration_id: row.get("orchestration_id")?,
+        prompt: row.get("execution_prompt")?,
+        settings: TaskSettings {
+            working_directory: row.get("working_directory")?,
+            model: row.get("model")?,
+            system_prompt: row.get("system_prompt")?,
+            append_system_prompt: row.get("append_system_prompt")?,
+            permission_mode: row.get("permission_mode")?,
+            allowed_tools: lines(row.get("allowed_tools")?),
+            disallowed_tools: lines(row.get("disallowed_tools")?),
+            max_turns: row.get("max_turns")?,
+            max_budget_usd: row.get("max_budget_usd")?,
+            timeout_seconds: row.get::<_, i64>("timeout_seconds")?.try_into().unwrap_or(0),
+            max_attempts: row.get("max_attempts")?,
+            priority: row.get("priority")?,
+            wait_after_dependencies: row.get("wait_after_dependencies")?,
+        },
+        status: status_of(&status),
+        attempt: row.get("attempt")?,
+        created_at: row.get("created_at")?,
+        started_at: row.get("started_at")?,
+        ended_at: row.get("ended_at")?,
+        ready_at: row.get("ready_at")?,
+        result: row.get("result")?,
+        error: error_kind.map(|kind| TaskError { kind, message: error_message.unwrap_or_default() }),
+        session_id: row.get("session_id")?,
+        cost_usd: row.get("cost_usd")?,
+        usage: Usage {
+            input_tokens: row.get::<_, i64>("input_tokens")?.try_into().unwrap_or(0),
+            output_tokens: row.get::<_, i64>("output_tokens")?.try_into().unwrap_or(0),
+            cache_creation_input_tokens: row.get::<_, i64>("cache_creation_input_tokens")?.try_into().unwrap_or(0),
+            cache_read_input_tokens: row.get::<_, i64>("cache_read_input_tokens")?.try_into().unwrap_or(0),
+        },
+        num_turns: row.get("num_turns")?,
+        duration_ms: row.get::<_, Option<i64>>("duration_ms")?.and_then(|d| d.try_into().ok()),
+        permission_denials: row.get("permission_denials")?,
+        last_action: row.get("last_action")?,
+        cancel_requested: row.get("cancel_requested")?,
+    })
+}
+
+pub(super) fn read_task(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskRecord, StoreError> {
+    tx.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"))?
+        .query_row([task_id], task_from_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("no task #{task_id}")))
+}
+
+/// The id a reference names: `#id`, or the most recent task with that identifier.
+pub(super) fn resolve_task(tx: &Transaction<'_>, task: &TaskRef) -> Result<TaskId, StoreError> {
+    let found: Option<TaskId> = match task {
+        TaskRef::Id(id) => tx
+            .prepare_cached("SELECT task_id FROM tasks WHERE task_id = ?1")?
+            .query_row([id], |row| row.get(0))
+            .optional()?,
+        TaskRef::Identifier(name) => tx
+            .prepare_cached("SELECT task_id FROM tasks WHERE task_identifier = ?1 ORDER BY task_id DESC LIMIT 1")?
+            .query_row([name], |row| row.get(0))
+            .optional()?,
+    };
+    found.ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "no task {task}: give a task identifier or #<task_id> (list_tasks shows the stored ones)"
+        ))
+    })
+}
+
+/// The live orchestration an id names (following merges).
+pub(super) fn resolve_orchestration(tx: &Transaction<'_>, id: OrchestrationId) -> Result<OrchestrationId, StoreError> {
+    let exists: bool = tx
+        .prepare_cached("SELECT count(*) FROM orchestrations WHERE orchestration_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    if !exists {
+        return Err(StoreError::NotFound(format!("no orchestration {id}: list_orchestrations shows the stored ones")));
+    }
+    follow_merges(tx, id)
+}
+
+fn links(tx: &Transaction<'_>, sql: &str, task_id: TaskId) -> Result<Vec<TaskLink>, StoreError> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let rows = stmt.query_map([task_id], |row| {
+        let status: String = row.get(2)?;
+        Ok(TaskLink { task_id: row.get(0)?, task_identifier: row.get(1)?, status: status_of(&status) })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn task_detail(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskDetail, StoreError> {
+    let task = read_task(tx, task_id)?;
+    let depends_on = links(
+        tx,
+        "SELECT t.task_id, t.task_identifier, t.status FROM task_dependencies d JOIN tasks t ON t.task_id = d.depends_on
+         WHERE d.task_id = ?1 ORDER BY t.task_id",
+        task_id,
+    )?;
+    let dependents = links(
+        tx,
+        "SELECT t.task_id, t.task_identifier, t.status FROM task_dependencies d JOIN tasks t ON t.task_id = d.task_id
+         WHERE d.depends_on = ?1 ORDER BY t.task_id",
+        task_id,
+    )?;
+    Ok(TaskDetail { task, depends_on, dependents })
+}
+
+fn summary(tx: &Transaction<'_>, id: OrchestrationId) -> Result<OrchestrationSummary, StoreError> {
+    let (name, status, created_at, started_at, ended_at): (
+        Option<String>,
+        String,
+        Millis,
+        Option<Millis>,
+        Option<Millis>,
+    ) = tx
+        .prepare_cached(
+            "SELECT name, status, created_at, started_at, ended_at FROM orchestrations WHERE orchestration_id = ?1",
+        )?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?;
+    let (counters, cost_usd) = counters(tx, id)?;
+    Ok(OrchestrationSummary {
+        orchestration_id: id,
+        name,
+        status: OrchestrationStatus::parse(&status).unwrap_or(OrchestrationStatus::Failed),
+        created_at,
+        started_at,
+        ended_at,
+        counters,
+        cost_usd,
+    })
+}
+
+pub(super) fn orchestration_detail(
+    tx: &Transaction<'_>,
+    id: OrchestrationId,
+) -> Result<OrchestrationDetail, StoreError> {
+    let summary = summary(tx, id)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT task_id, task_identifier, status, started_at, ended_at, error_kind, error_message, cost_usd, last_action
+         FROM tasks WHERE orchestration_id = ?1 ORDER BY task_id",
+    )?;
+    let mut tasks: Vec<OrchestrationTask> = stmt
+        .query_map([id], |row| {
+            let status: String = row.get(2)?;
+            let kind: Option<String> = row.get(5)?;
+            let message: Option<String> = row.get(6)?;
+            Ok(OrchestrationTask {
+                task_id: row.get(0)?,
+                task_identifier: row.get(1)?,
+                status: status_of(&status),
+                depends_on: Vec::new(),
+                started_at: row.get(3)?,
+                ended_at: row.get(4)?,
+                error: kind.map(|kind| TaskError { kind, message: message.unwrap_or_default() }),
+                cost_usd: row.get(7)?,
+                last_action: row.get(8)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT d.task_id, d.depends_on FROM task_dependencies d JOIN tasks t ON t.task_id = d.task_id
+         WHERE t.orchestration_id = ?1 ORDER BY d.task_id, d.depends_on",
+    )?;
+    let edges: Vec<(TaskId, TaskId)> =
+        stmt.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+    for (task_id, depends_on) in edges {
+        if let Ok(i) = tasks.binary_search_by_key(&task_id, |t| t.task_id) {
+            tasks[i].depends_on.push(depends_on);
+        }
+    }
+    Ok(OrchestrationDetail { summary, tasks })
+}
+
+impl Store {
+    /// One task with its dependencies and dependents.
+    pub fn task(&mut self, task: &TaskRef) -> Result<TaskDetail, StoreError> {
+        self.read(|tx| {
+            let task_id = resolve_task(tx, task)?;
+            task_detail(tx, task_id)
+        })
+    }
+
+    /// One orchestration with its live counters and all its tasks.
+    pub fn orchestration(&mut self, id: OrchestrationId) -> Result<OrchestrationDetail, StoreError> {
+        self.read(|tx| {
+            let id = resolve_orchestration(tx, id)?;
+            orchestration_detail(tx, id)
+        })
+    }
+
+    /// Tasks, newest first.
+    pub fn list_tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskListItem>, StoreError> {
+        self.read(|tx| {
+            let orchestration = match filter.orchestration_id {
+                Some(id) => Some(resolve_orchestration(tx, id)?),
+                None => None,
+            };
+            let mut stmt = tx.prepare_cached(
+                "SELECT task_id, task_identifier, orchestration_id, status, created_at, last_action, cost_usd FROM tasks
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR orchestration_id = ?2)
+                 ORDER BY task_id DESC LIMIT ?3",
+            )?;
+            let rows =
+                stmt.query_map(params![filter.status.map(TaskStatus::as_str), orchestration, filter.limit], |row| {
+                    let status: String = row.get(3)?;
+                    Ok(TaskListItem {
+                        task_id: row.get(0)?,
+                        task_identifier: row.get(1)?,
+                        orchestration_id: row.get(2)?,
+                        status: status_of(&status),
+                        created_at: row.get(4)?,
+                        last_action: row.get(5)?,
+                        cost_usd: row.get(6)?,
+                    })
+                })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Orchestrations (not those merged into another), newest first.
+    pub fn list_orchestrations(
+        &mut self,
+        filter: &OrchestrationFilter,
+    ) -> Result<Vec<OrchestrationSummary>, StoreError> {
+        self.read(|tx| {
+            let ids: Vec<OrchestrationId> = tx
+                .prepare_cached(
+                    "SELECT orchestration_id FROM orchestrations WHERE merged_into IS NULL AND (?1 IS NULL OR status = ?1)
+                     ORDER BY orchestration_id DESC LIMIT ?2",
+                )?
+                .query_map(params![filter.status.map(OrchestrationStatus::as_str), filter.limit], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            ids.into_iter().map(|id| summary(tx, id)).collect()
+        })
+    }
+
+    /// The history of a task, oldest first.
+    pub fn events(&mut self, task: &TaskRef) -> Result<Vec<TaskEvent>, StoreError> {
+        self.read(|tx| {
+            let task_id = resolve_task(tx, task)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT event_id, task_id, at, kind, attempt, detail FROM task_events WHERE task_id = ?1 ORDER BY event_id",
+            )?;
+            let rows = stmt.query_map([task_id], |row| {
+                Ok(TaskEvent {
+                    event_id: row.get(0)?,
+                    task_id: row.get(1)?,
+                    at: row.get(2)?,
+                    kind: row.get(3)?,
+                    attempt: row.get(4)?,
+                    detail: row.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Every event of every task, oldest first: for audits.
+    pub fn all_events(&mut self) -> Result<Vec<TaskEvent>, StoreError> {
+        self.read(|tx| {
+            let mut stmt =
+                tx.prepare("SELECT event_id, task_id, at, kind, attempt, detail FROM task_events ORDER BY event_id")?;
+            let rows = stmt.query_map([], |row| {
+                Ok(TaskEvent {
+                    event_id: row.get(0)?,
+                    task_id: row.get(1)?,
+                    at: row.get(2)?,
+                    kind: row.get(3)?,
+                    attempt: row.get(4)?,
+                    detail: row.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// What the executor has to do, and by when: whether a task is ready now, and the earliest
+    /// future moment something becomes due (a delayed start or an orchestration deadline).
+    pub fn schedule(&mut self, now: Millis) -> Result<Schedule, StoreError> {
+        self.read(|tx| {
+            let ready_now: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?1)",
+                )?
+                .query_row([now], |row| row.get(0))?;
+            let next_ready: Option<Millis> = tx
+                .prepare_cached("SELECT min(ready_at) FROM tasks WHERE status = 'pending' AND ready_at > ?1")?
+                .query_row([now], |row| row.get(0))?;
+            let next_deadline: Option<Millis> = tx
+                .prepare_cached(
+                    "SELECT min(deadline_at) FROM orchestrations
+                     WHERE merged_into IS NULL AND status IN ('pending', 'running')",
+                )?
+                .query_row([], |row| row.get(0))?;
+            let running: u32 = tx
+                .prepare_cached("SELECT count(*) FROM tasks WHERE status = 'running'")?
+                .query_row([], |row| row.get(0))?;
+            let next_at = match (next_ready, next_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            Ok(Schedule { ready_now, running, next_at })
+        })
+    }
+}
+
+/// What the executor learns from [`Store::schedule`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// A pending task could start now (if the cap allows).
+    pub ready_now: bool,
+    /// Tasks running across all processes.
+    pub running: u32,
+    /// The next moment a delayed task becomes ready or an orchestration reaches its deadline.
+    pub next_at: Option<Millis>,
+}
+
+impl Store {
+    /// Changes whenever another connection (another process) committed to the database.
+    pub fn data_version(&mut self) -> Result<i64, StoreError> {
+        self.read(|tx| {
+            // Reading a page first makes the connection look at the WAL index; the pragma alone
+            // can report the value as of this connection's previous read.
+            tx.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get::<_, i64>(0))?;
+            Ok(tx.query_row("PRAGMA data_version", [], |row| row.get(0))?)
+        })
+    }
+
+    /// True while some task is waiting, pending or running.
+    pub fn has_unfinished_work(&mut self) -> Result<bool, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('waiting', 'pending', 'running'))",
+                )?
+                .query_row([], |row| row.get(0))?)
+        })
+    }
+}

@@ -1,0 +1,326 @@
+//! The writes of a run, all fenced: claiming a ready task under the global concurrency cap,
+//! recording its start and progress, renewing its lease, and finishing it. A write from an owner
+//! that no longer holds the task's current claim (owner and fence) changes nothing.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::create::seconds_to_ms;
+use super::query::read_task;
+use super::{Store, StoreError, TaskKey, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
+use crate::model::{Millis, TaskError, TaskId, TaskRecord, TaskStatus, Usage};
+
+/// A task claimed for one attempt.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub task: TaskRecord,
+    /// The fencing token of this claim: every later write of the attempt carries it.
+    pub fence: i64,
+}
+
+/// What one attempt reported, added to the task's totals.
+#[derive(Clone, Debug, Default)]
+pub struct RunStats {
+    pub session_id: Option<String>,
+    pub cost_usd: f64,
+    pub usage: Usage,
+    pub num_turns: Option<u32>,
+    pub duration_ms: Option<u64>,
+    pub permission_denials: Option<String>,
+    pub last_action: Option<String>,
+}
+
+/// How an attempt ended, as the executor decided.
+#[derive(Clone, Debug)]
+pub enum Finish {
+    Completed {
+        result: Option<String>,
+    },
+    /// A transient failure with attempts left: back to `pending` until `ready_at`.
+    Retry {
+        error: TaskError,
+        ready_at: Millis,
+    },
+    Failed {
+        error: TaskError,
+    },
+    Cancelled {
+        error: TaskError,
+    },
+    /// The executor shut down mid-attempt: back to `pending` at once, the attempt not counted.
+    Release {
+        error: TaskError,
+    },
+}
+
+/// What finishing changed.
+#[derive(Clone, Debug, Default)]
+pub struct FinishOutcome {
+    /// False when the claim was stale: nothing was written.
+    pub accepted: bool,
+    pub status: Option<TaskStatus>,
+    /// Dependents that became ready.
+    pub promoted: Vec<TaskId>,
+    /// Dependents that can now never run.
+    pub skipped: Vec<TaskId>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease was renewed.
+    Renewed,
+    /// The lease was renewed, and someone asked for the task to be cancelled.
+    CancelRequested,
+    /// This owner no longer holds the task: stop the run, write nothing.
+    Lost,
+}
+
+impl Store {
+    /// Claims the best ready task if fewer than `cap` tasks run across all processes, in one
+    /// statement: the cap check, the choice and the claim cannot interleave with another claimer.
+    pub fn claim_next(
+        &mut self,
+        owner: &str,
+        cap: u32,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<Option<Claimed>, StoreError> {
+        self.write(|tx| {
+            let claimed: Option<(TaskId, i64, u32)> = tx
+                .prepare_cached(
+                    "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
+                         lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL
+                     WHERE task_id = (
+                         SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
+                         ORDER BY priority DESC, task_id LIMIT 1)
+                       AND (SELECT count(*) FROM tasks WHERE status = 'running') < ?4
+                     RETURNING task_id, fence, attempt",
+                )?
+                .query_row(params![owner, now + lease_ms, now, cap], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()?;
+            let Some((task_id, fence, attempt)) = claimed else { return Ok(None) };
+            let key = task_key(tx, task_id)?;
+            record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), None)?;
+            refresh_orchestration(tx, key.orchestration_id, now)?;
+            let task = read_task(tx, task_id)?;
+            Ok(Some(Claimed { task, fence }))
+        })
+    }
+
+    /// Records that the attempt's process started.
+    pub fn mark_started(
+        &mut self,
+        task_id: TaskId,
+        owner: &str,
+        fence: i64,
+        pid: u32,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE tasks SET pid = ?4 WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'",
+                )?
+                .execute(params![task_id, owner, fence, pid])?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            let (key, attempt) = key_and_attempt(tx, task_id)?;
+            record_event(tx, &key, now, "started", attempt, Some((owner, fence)), Some(&format!("pid {pid}")))?;
+            Ok(true)
+        })
+    }
+
+    /// Renews the lease of a running attempt and reports whether a cancel was asked for.
+    pub fn heartbeat(
+        &mut self,
+        task_id: TaskId,
+        owner: &str,
+        fence: i64,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<Heartbeat, StoreError> {
+        self.write(|tx| {
+            let cancel: Option<bool> = tx
+                .prepare_cached(
+                    "UPDATE tasks SET lease_expires_at = ?4
+                     WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'
+                     RETURNING cancel_requested",
+                )?
+                .query_row(params![task_id, owner, fence, now + lease_ms], |row| row.get(0))
+                .optional()?;
+            Ok(match cancel {
+                None => Heartbeat::Lost,
+                Some(true) => Heartbeat::CancelRequested,
+                Some(false) => Heartbeat::Renewed,
+            })
+        })
+    }
+
+    /// Records what a running attempt is doing now (and its session id once known).
+    pub fn record_progress(
+        &mut self,
+        task_id: TaskId,
+        owner: &str,
+        fence: i64,
+        last_action: Option<&str>,
+        session_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE tasks SET last_action = coalesce(?4, last_action), session_id = coalesce(?5, session_id)
+                     WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'",
+                )?
+                .execute(params![task_id, owner, fence, last_action, session_id])?;
+            Ok(changed > 0)
+        })
+    }
+
+    /// Ends an attempt: writes its outcome and totals, then promotes or skips its dependents, all
+    /// in one transaction. A stale claim is refused and writes nothing.
+    pub fn finish(
+        &mut self,
+        task_id: TaskId,
+        owner: &str,
+        fence: i64,
+        finish: &Finish,
+        stats: &RunStats,
+        now: Millis,
+    ) -> Result<FinishOutcome, StoreError> {
+        self.write(|tx| finish_in(tx, task_id, owner, fence, finish, stats, now))
+    }
+}
+
+fn key_and_attempt(tx: &Transaction<'_>, task_id: TaskId) -> Result<(TaskKey, u32), StoreError> {
+    let key = task_key(tx, task_id)?;
+    let attempt: u32 =
+        tx.prepare_cached("SELECT attempt FROM tasks WHERE task_id = ?1")?.query_row([task_id], |row| row.get(0))?;
+    Ok((key, attempt))
+}
+
+fn finish_in(
+    tx: &Transaction<'_>,
+    task_id: TaskId,
+    owner: &str,
+    fence: i64,
+    finish: &Finish,
+    stats: &RunStats,
+    now: Millis,
+) -> Result<FinishOutcome, StoreError> {
+    let (status, result, error, ready_at, kind) = match finish {
+        Finish::Completed { result } => (TaskStatus::Completed, result.as_deref(), None, None, "completed"),
+        Finish::Retry { error, ready_at } => {
+            (TaskStatus::Pending, None, Some(error), Some(*ready_at), "retry_scheduled")
+        }
+        Finish::Failed { error } => (TaskStatus::Failed, None, Some(error), None, "failed"),
+        Finish::Cancelled { error } => (TaskStatus::Cancelled, None, Some(error), None, "cancelled"),
+        Finish::Release { error } => (TaskStatus::Pending, None, Some(error), None, "released"),
+    };
+    let uncount = i64::from(matches!(finish, Finish::Release { .. }));
+    let ended_at = status.is_terminal().then_some(now);
+    let changed = tx
+        .prepare_cached(
+            "UPDATE tasks SET status = ?4, result = coalesce(?5, result),
+                 error_kind = CASE WHEN ?4 = 'cancelled' AND cancel_kind IS NOT NULL THEN cancel_kind ELSE ?6 END,
+                 error_message = CASE WHEN ?4 = 'cancelled' AND cancel_reason IS NOT NULL THEN cancel_reason ELSE ?7 END,
+                 ready_at = ?8, ended_at = ?9, owner = NULL, lease_expires_at = NULL, pid = NULL,
+                 session_id = coalesce(?10, session_id), cost_usd = cost_usd + ?11,
+                 input_tokens = input_tokens + ?12, output_tokens = output_tokens + ?13,
+                 cache_creation_input_tokens = cache_creation_input_tokens + ?14,
+                 cache_read_input_tokens = cache_read_input_tokens + ?15,
+                 num_turns = coalesce(?16, num_turns), duration_ms = coalesce(?17, duration_ms),
+                 permission_denials = coalesce(?18, permission_denials), last_action = coalesce(?19, last_action),
+                 attempt = attempt - ?20
+             WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'",
+        )?
+        .execute(params![
+            task_id,
+            owner,
+            fence,
+            status.as_str(),
+            result,
+            error.map(|e| e.kind.as_str()),
+            error.map(|e| e.message.as_str()),
+            ready_at,
+            ended_at,
+            stats.session_id,
+            stats.cost_usd,
+            to_i64(stats.usage.input_tokens),
+            to_i64(stats.usage.output_tokens),
+            to_i64(stats.usage.cache_creation_input_tokens),
+            to_i64(stats.usage.cache_read_input_tokens),
+            stats.num_turns,
+            stats.duration_ms.map(to_i64),
+            stats.permission_denials,
+            stats.last_action,
+            uncount,
+        ])?;
+    if changed == 0 {
+        return Ok(FinishOutcome::default());
+    }
+    let (key, attempt) = key_and_attempt(tx, task_id)?;
+    let stored_error: Option<(String, String)> = tx
+        .prepare_cached("SELECT error_kind, error_message FROM tasks WHERE task_id = ?1 AND error_kind IS NOT NULL")?
+        .query_row([task_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let detail = match finish {
+        Finish::Completed { .. } => Some(format!("cost ${:.4}", stats.cost_usd)),
+        Finish::Retry { error, ready_at } => Some(format!(
+            "{}: {} (next attempt in {:.1} s)",
+            error.kind,
+            error.message,
+            (*ready_at - now) as f64 / 1000.0
+        )),
+        Finish::Release { error } => Some(error.message.clone()),
+        Finish::Failed { .. } | Finish::Cancelled { .. } => {
+            stored_error.map(|(kind, message)| format!("{kind}: {message}"))
+        }
+    };
+    record_event(tx, &key, now, kind, attempt, Some((owner, fence)), detail.as_deref())?;
+
+    let mut outcome = FinishOutcome { accepted: true, status: Some(status), ..FinishOutcome::default() };
+    if status == TaskStatus::Completed || status.blocks_dependents() {
+        let graph = load_graph(tx, key.orchestration_id)?;
+        if status == TaskStatus::Completed {
+            outcome.promoted = promote(tx, &graph, &key, now)?;
+        } else {
+            outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
+        }
+    }
+    refresh_orchestration(tx, key.orchestration_id, now)?;
+    Ok(outcome)
+}
+
+/// Moves the dependents of a completed task whose dependencies have all completed to `pending`,
+/// not before their `wait_after_dependencies`.
+pub(super) fn promote(
+    tx: &Transaction<'_>,
+    graph: &crate::graph::Graph,
+    completed: &TaskKey,
+    now: Millis,
+) -> Result<Vec<TaskId>, StoreError> {
+    let ready = graph.ready_after_completion(completed.task_id);
+    for &task_id in &ready {
+        let wait: f64 = tx
+            .prepare_cached(
+                "UPDATE tasks SET status = 'pending',
+                     ready_at = CASE WHEN wait_after_dependencies > 0 THEN ?2 + CAST(round(wait_after_dependencies * 1000) AS INTEGER) END
+                 WHERE task_id = ?1 AND status = 'waiting'
+                 RETURNING wait_after_dependencies",
+            )?
+            .query_row(params![task_id, now], |row| row.get(0))?;
+        let key = task_key(tx, task_id)?;
+        let detail = if wait > 0.0 {
+            format!("dependencies completed; starts after {:.1} s", seconds_to_ms(wait) as f64 / 1000.0)
+        } else {
+            "dependencies completed".to_owned()
+        };
+        record_event(tx, &key, now, "ready", 0, None, Some(&detail))?;
+    }
+    Ok(ready)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,46 @@
+//! Telling when *another process* wrote to the shared database, without polling: a file-system
+//! watch (inotify, through the `notify` crate) on the database's directory reports writes to its
+//! WAL file, and `PRAGMA data_version` (which changes only for commits made by other connections)
+//! tells them apart from our own writes. An idle executor thus sleeps with no timer and still
+//! wakes when, say, the inspect CLI retries a task or another editor window's server frees a slot.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Arc;
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::Notify;
+
+/// Reports writes to one database's WAL file.
+pub struct DbWatcher {
+    /// Kept alive: dropping it ends the watch.
+    _watcher: notify::RecommendedWatcher,
+    written: Arc<Notify>,
+}
+
+impl DbWatcher {
+    /// Watches the directory that holds `db_path`.
+    pub fn new(db_path: &Path) -> notify::Result<DbWatcher> {
+        let dir = db_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut wal_name = db_path.file_name().map(OsString::from).unwrap_or_default();
+        wal_name.push("-wal");
+        let written = Arc::new(Notify::new());
+        let signal = written.clone();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            let is_write = matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_));
+            if is_write && event.paths.iter().any(|p| p.file_name() == Some(wal_name.as_os_str())) {
+                // Keeps one permit: writes that arrive before the next wait count once.
+                signal.notify_one();
+            }
+        })?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        Ok(DbWatcher { _watcher: watcher, written })
+    }
+
+    /// Resolves once the WAL file was written since the last call.
+    pub async fn changed(&mut self) -> std::io::Result<()> {
+        self.written.notified().await;
+        Ok(())
+    }
+}

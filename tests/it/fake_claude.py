@@ -1,0 +1,148 @@
+# A stand-in for the Claude Code CLI, written into each test's temporary directory by the harness.
+# It prints the stream-json shapes of the real CLI (the fixtures in tests/fixtures/) and reacts to
+# directives in the prompt it reads from stdin:
+#   @sleep=S        work for S seconds (printing tool use lines) before answering
+#   @tool           answer with the Bash tool-use fixture
+#   @auth           fail with the 401 authentication fixture
+#   @529            fail with the 529 overloaded fixture, every time
+#   @529-once=KEY   fail with 529 the first time KEY is seen, then succeed
+#   @max-turns      fail with error_max_turns
+#   @hang           ignore SIGINT and SIGTERM and never answer
+#   @grandchild     start a `sleep` grandchild (its pid goes to $FAKE_CLAUDE_STATE/grandchild-<pid>), then work forever
+#   @lots=MB        print MB mebibytes of assistant lines before answering
+#   @result=TEXT    answer with TEXT (up to the end of the line)
+# SIGINT makes it print the interrupted-by-sigint fixture and exit 0, as the real CLI does;
+# SIGTERM makes it exit 143 without a result.
+# Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
+# when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
+# were running at that moment.
+import hashlib, json, os, re, signal, subprocess, sys, time, uuid
+
+STATE = os.environ["FAKE_CLAUDE_STATE"]
+FIXTURES = os.environ["FAKE_CLAUDE_FIXTURES"]
+PID = os.getpid()
+SESSION = str(uuid.uuid4())
+RUNNING = os.path.join(STATE, "running")
+
+
+def record(event, **fields):
+    fields.update(event=event, pid=PID, at=time.time())
+    with open(os.path.join(STATE, "invocations.jsonl"), "a") as log:
+        log.write(json.dumps(fields) + "\n")
+
+
+def emit(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def fixture(name, result=None):
+    with open(os.path.join(FIXTURES, name)) as f:
+        for raw in f:
+            event = json.loads(raw)
+            if "session_id" in event:
+                event["session_id"] = SESSION
+            if result is not None and event.get("type") == "result":
+                event["result"] = result
+            emit(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+
+
+def finish(code):
+    try:
+        os.unlink(os.path.join(RUNNING, str(PID)))
+    except FileNotFoundError:
+        pass
+    record("end", code=code)
+    sys.exit(code)
+
+
+prompt = sys.stdin.buffer.read()
+text = prompt.decode("utf-8", "replace")
+os.makedirs(RUNNING, exist_ok=True)
+open(os.path.join(RUNNING, str(PID)), "w").close()
+concurrent = len(os.listdir(RUNNING))
+record(
+    "start",
+    argv=sys.argv[1:],
+    cwd=os.getcwd(),
+    prompt_len=len(prompt),
+    prompt_sha256=hashlib.sha256(prompt).hexdigest(),
+    prompt_head=text[:200],
+    concurrent=concurrent,
+    claudecode=os.environ.get("CLAUDECODE"),
+)
+
+def directive(name):
+    m = re.search(r"@" + re.escape(name) + r"(?:=(\S+))?(?![\w-])", text)
+    if not m:
+        return None
+    return m.group(1) or ""
+
+
+def on_sigint(signum, frame):
+    fixture("interrupted-by-sigint.jsonl")
+    finish(0)
+
+
+def on_sigterm(signum, frame):
+    finish(143)
+
+
+signal.signal(signal.SIGINT, on_sigint)
+signal.signal(signal.SIGTERM, on_sigterm)
+
+init = json.dumps({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": SESSION, "tools": ["Bash"]})
+emit(init)
+
+if directive("hang") is not None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        time.sleep(60)
+
+if directive("grandchild") is not None:
+    child = subprocess.Popen(["sleep", "1000"])
+    with open(os.path.join(STATE, "grandchild-%d" % PID), "w") as f:
+        f.write(str(child.pid))
+    while True:
+        time.sleep(60)
+
+lots = directive("lots")
+if lots:
+    line = json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "x" * 1000}]}, "session_id": SESSION})
+    for _ in range(int(float(lots) * 1024)):
+        emit(line)
+
+sleep = directive("sleep")
+if sleep:
+    end = time.time() + float(sleep)
+    step = 0
+    while time.time() < end:
+        step += 1
+        emit(json.dumps({"type": "assistant", "message": {"content": [{"type": "tool_use", "id": "t%d" % step, "name": "Bash", "input": {"command": "step %d" % step}}]}, "session_id": SESSION}))
+        time.sleep(min(0.05, max(0.0, end - time.time())))
+
+if directive("auth") is not None:
+    fixture("api-401-auth-failed.jsonl")
+    finish(1)
+
+if directive("529") is not None:
+    fixture("api-529-overloaded.jsonl")
+    finish(1)
+
+once = directive("529-once")
+if once:
+    marker = os.path.join(STATE, "once-" + once)
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        fixture("api-529-overloaded.jsonl")
+        finish(1)
+
+if directive("max-turns") is not None:
+    fixture("error-max-turns.jsonl")
+    finish(1)
+
+m = re.search(r"@result=(.*)", text)
+result = m.group(1).strip() if m else None
+fixture("success-bash-tool.jsonl" if directive("tool") is not None else "success-text.jsonl", result)
+finish(0)

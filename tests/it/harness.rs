@@ -1,0 +1,251 @@
+//! The test harness: a temporary `CLAUDE_WORKER_HOME`, a fake `claude` written into it (see
+//! `fake_claude.py`), the real `claude-worker` binary started as a child and driven with rmcp's
+//! own client, and helpers to read what the fake CLI saw.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam,
+    ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
+use serde_json::{Value, json};
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_claude-worker");
+pub const INSPECT: &str = env!("CARGO_BIN_EXE_claude-worker-inspect");
+const FAKE_CLAUDE: &str = include_str!("fake_claude.py");
+
+/// One test's world: its own home, database, fake CLI and working directory.
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub work: PathBuf,
+    pub state: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let home = root.join("home");
+        let work = root.join("work");
+        let state = root.join("fake-state");
+        for d in [&work, &state] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        let claude = root.join("bin").join("claude");
+        std::fs::create_dir_all(claude.parent().expect("parent")).expect("mkdir bin");
+        std::fs::write(&claude, format!("#!/usr/bin/env python3\n{FAKE_CLAUDE}")).expect("write fake claude");
+        make_executable(&claude);
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let vars = vec![
+            ("CLAUDE_WORKER_HOME".into(), home.display().to_string()),
+            ("CLAUDE_WORKER_CLAUDE_BIN".into(), claude.display().to_string()),
+            ("CLAUDE_WORKER_RETRY_BASE_SECONDS".into(), "0.05".into()),
+            ("CLAUDE_WORKER_KILL_GRACE_SECONDS".into(), "0.5".into()),
+            ("CLAUDE_WORKER_HEARTBEAT_SECONDS".into(), "0.5".into()),
+            ("FAKE_CLAUDE_STATE".into(), state.display().to_string()),
+            ("FAKE_CLAUDE_FIXTURES".into(), fixtures.display().to_string()),
+            // A server started from inside Claude Code inherits this; the runner must drop it.
+            ("CLAUDECODE".into(), "1".into()),
+        ];
+        Env { _dir: dir, home, work, state, vars }
+    }
+
+    /// Sets an environment variable for every process this test starts.
+    pub fn set(mut self, name: &str, value: &str) -> Env {
+        self.vars.retain(|(k, _)| k != name);
+        self.vars.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.home.join("tasks.db")
+    }
+
+    pub fn command(&self, program: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
+        command.current_dir(&self.work).kill_on_drop(true);
+        for name in ["CLAUDE_WORKER_DB", "CLAUDE_WORKER_LOG_DIR", "RUST_LOG", "CLAUDE_WORKER_MAX_CONCURRENT"] {
+            command.env_remove(name);
+        }
+        for (k, v) in &self.vars {
+            command.env(k, v);
+        }
+        command
+    }
+
+    /// Starts the server and connects with the `initialize` handshake at `version`.
+    pub async fn server_with(&self, version: ProtocolVersion) -> Client {
+        let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let handler = TestClient::new(version);
+        let service =
+            handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
+        Client { service }
+    }
+
+    /// Starts the server and connects with the `initialize` handshake (2025-11-25).
+    pub async fn server(&self) -> Client {
+        self.server_with(ProtocolVersion::V_2025_11_25).await
+    }
+
+    /// Starts the server and connects with the 2026-07-28 `server/discover` lifecycle.
+    pub async fn server_discover(&self) -> Client {
+        let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let handler = TestClient::new(ProtocolVersion::V_2026_07_28);
+        let service = handler
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            )
+            .await
+            .expect("server/discover");
+        Client { service }
+    }
+
+    /// Runs the inspect CLI to completion.
+    pub async fn inspect(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.command(INSPECT);
+        command.args(args);
+        tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .expect("inspect finished in time")
+            .expect("run inspect")
+    }
+
+    /// What the fake CLI recorded: one `start` and one `end` line per run.
+    pub fn invocations(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.state.join("invocations.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).expect("invocation line is JSON")).collect()
+    }
+
+    pub fn starts(&self) -> Vec<Value> {
+        self.invocations().into_iter().filter(|v| v["event"] == "start").collect()
+    }
+
+    /// Opens the database directly, read-only, for assertions on what was stored.
+    pub fn sql_count(&self, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db");
+        conn.query_row(sql, [], |row| row.get(0)).expect("query")
+    }
+}
+
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// The rmcp client side: forwards progress notifications to whoever subscribed.
+#[derive(Clone)]
+pub struct TestClient {
+    config: ClientConfig,
+    pub progress: ProgressDispatcher,
+}
+
+impl TestClient {
+    fn new(version: ProtocolVersion) -> Self {
+        TestClient {
+            config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("claude-worker-tests", "0.1"))
+                .with_protocol_version(version),
+            progress: ProgressDispatcher::new(),
+        }
+    }
+}
+
+impl ClientHandler for TestClient {
+    fn get_info(&self) -> ClientConfig {
+        self.config.clone()
+    }
+
+    async fn on_progress(&self, params: ProgressNotificationParam, _ctx: NotificationContext<RoleClient>) {
+        self.progress.handle_notification(params).await;
+    }
+}
+
+/// A connected MCP client.
+pub struct Client {
+    pub service: RunningService<RoleClient, TestClient>,
+}
+
+impl Client {
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        let args = args.as_object().cloned().unwrap_or_default();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            self.service.call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{tool} answered in time"))
+        .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}"))
+    }
+
+    /// Calls a tool that must succeed; returns its structured content (checked against the text).
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        let result = self.call(tool, args.clone()).await;
+        let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
+        assert_ne!(result.is_error, Some(true), "{tool}({args}) failed: {text}");
+        let structured = result.structured_content.unwrap_or_else(|| panic!("{tool} has structuredContent"));
+        let from_text: Value = serde_json::from_str(&text).expect("text content is the same JSON");
+        assert_eq!(structured, from_text, "structuredContent and text agree");
+        structured
+    }
+
+    /// Calls a tool that must fail with `isError: true`; returns the message.
+    pub async fn err(&self, tool: &str, args: Value) -> String {
+        let result = self.call(tool, args.clone()).await;
+        let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
+        assert_eq!(result.is_error, Some(true), "{tool}({args}) should fail, got {text}");
+        text
+    }
+
+    /// Waits (with the `wait` tool) until a task is finished; panics after `seconds`.
+    pub async fn wait_task(&self, task: &str, seconds: f64) -> Value {
+        let status = self.ok("wait", json!({ "task": task, "timeout_seconds": seconds })).await;
+        assert_eq!(status["timed_out"], false, "task {task} did not finish in {seconds} s: {status}");
+        status
+    }
+
+    pub async fn wait_orchestration(&self, id: i64, seconds: f64) -> Value {
+        let status = self.ok("wait", json!({ "orchestration_id": id, "timeout_seconds": seconds })).await;
+        assert_eq!(status["timed_out"], false, "orchestration {id} did not finish in {seconds} s: {status}");
+        status
+    }
+
+    pub async fn create(&self, identifier: &str, prompt: &str, extra: Value) -> Value {
+        let mut args = json!({ "task_identifier": identifier, "execution_prompt": prompt });
+        if let Value::Object(extra) = extra {
+            args.as_object_mut().expect("object").extend(extra);
+        }
+        self.ok("create_task", args).await
+    }
+
+    pub async fn stop(self) {
+        let _ = self.service.cancel().await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, at most `seconds`.
+pub async fn eventually<T>(seconds: f64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// True while a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

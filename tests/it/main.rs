@@ -1,0 +1,8 @@
+//! One integration test binary: the real `claude-worker` and `claude-worker-inspect` binaries,
+//! a fake `claude` shaped like the real CLI's output, and real SQLite, processes and signals.
+
+mod execution;
+mod harness;
+mod inspect;
+mod protocol;
+mod tools;
