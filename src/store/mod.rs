@@ -111,6 +111,27 @@ impl Store {
     }
 
     fn open_existing(path: &Path, migrate: bool) -> Result<Store, StoreError> {
+        // Switching a fresh file to WAL takes an exclusive lock for which SQLite may answer
+        // "busy" at once rather than wait: when several processes start together, try again.
+        let mut attempts = 0;
+        loop {
+            match Self::try_open(path, migrate) {
+                Err(StoreError::Open { source, .. })
+                    if attempts < 200
+                        && matches!(
+                            source.sqlite_error_code(),
+                            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        ) =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(5 + jitter_ms()));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open(path: &Path, migrate: bool) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open { path: path.to_owned(), source };
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -150,17 +171,24 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        // Several processes may start at once on a fresh file: the loser of the write lock waits
-        // (busy timeout), then finds the schema up to date.
+        // Several processes may start at once on a fresh file. rusqlite_migration reads the
+        // version before it takes the write lock, so a loser of that race fails (the tables
+        // exist, or its snapshot is stale) and rolls back: it then finds the schema current.
         let mut attempts = 0;
         loop {
             match migrations().to_latest(&mut self.conn) {
                 Ok(()) => return Ok(()),
-                Err(rusqlite_migration::Error::RusqliteError { err, .. }) if is_busy(&err) && attempts < 20 => {
+                Err(source) => {
+                    let version: i64 = self.conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+                    if usize::try_from(version).is_ok_and(|v| v == SCHEMA_VERSION) {
+                        return Ok(());
+                    }
                     attempts += 1;
-                    std::thread::sleep(Duration::from_millis(20 + fastrand_ms()));
+                    if attempts >= 20 {
+                        return Err(StoreError::Migrate { path: self.path.clone(), source });
+                    }
+                    std::thread::sleep(Duration::from_millis(10 + jitter_ms()));
                 }
-                Err(source) => return Err(StoreError::Migrate { path: self.path.clone(), source }),
             }
         }
     }
@@ -208,7 +236,7 @@ fn is_busy(err: &rusqlite::Error) -> bool {
 }
 
 /// A few milliseconds of jitter, from the clock's low bits (no RNG needed for this).
-fn fastrand_ms() -> u64 {
+fn jitter_ms() -> u64 {
     u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 30)
 }
 

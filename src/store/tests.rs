@@ -1,1 +1,140 @@
+//! The store against a real SQLite file: opening and migrating, fenced claims and completions,
+//! the global cap, all-or-nothing batches, and refusing a database from a newer version.
 
+use super::*;
+use crate::model::{NewBatch, NewTask, TaskRef, TaskSettings};
+
+fn settings() -> TaskSettings {
+    TaskSettings {
+        working_directory: "/".to_owned(),
+        model: "sonnet".to_owned(),
+        system_prompt: None,
+        append_system_prompt: None,
+        permission_mode: "acceptEdits".to_owned(),
+        allowed_tools: vec!["Bash(git log:*)".to_owned()],
+        disallowed_tools: vec![],
+        max_turns: None,
+        max_budget_usd: None,
+        timeout_seconds: 60,
+        max_attempts: 3,
+        priority: 0,
+        wait_after_dependencies: 0.0,
+    }
+}
+
+fn task(identifier: &str, deps: &[&str]) -> NewTask {
+    NewTask {
+        identifier: identifier.to_owned(),
+        prompt: format!("do {identifier}"),
+        depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
+        settings: settings(),
+    }
+}
+
+fn batch(tasks: Vec<NewTask>) -> NewBatch {
+    NewBatch { orchestration: None, new_orchestration: true, tasks }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("home/tasks.db")).expect("open");
+    (dir, store)
+}
+
+#[test]
+fn opens_private_in_wal_mode_at_the_current_schema() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, mut store) = open();
+    let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
+    assert_eq!(mode, "wal");
+    let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(version, SCHEMA_VERSION as i64);
+    let file = std::fs::metadata(dir.path().join("home/tasks.db")).expect("file");
+    assert_eq!(file.permissions().mode() & 0o777, 0o600);
+    let home = std::fs::metadata(dir.path().join("home")).expect("dir");
+    assert_eq!(home.permissions().mode() & 0o777, 0o700);
+    assert_eq!(store.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn a_newer_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tasks.db");
+    drop(Store::open(&path).expect("create"));
+    {
+        let conn = Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        conn.pragma_update(None, "journal_mode", "DELETE").expect("no wal");
+    }
+    let before = std::fs::read(&path).expect("read");
+    match Store::open(&path) {
+        Err(StoreError::TooNew { found: 99, .. }) => {}
+        other => panic!("expected TooNew, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::read(&path).expect("read"), before, "not a byte changed");
+    assert!(!dir.path().join("tasks.db-wal").exists(), "not even switched to WAL");
+}
+
+#[test]
+fn fresh_database_opened_by_many_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tasks.db");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || Store::open(&path).map(|_| ()))
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("thread").expect("every opener succeeds");
+    }
+}
+
+#[test]
+fn claims_respect_the_cap_and_completions_are_fenced() {
+    let (_dir, mut store) = open();
+    store.create_batch(&batch(vec![task("a", &[]), task("b", &[]), task("c", &["a"])]), 100, 3_600_000, 1).expect("create");
+    let first = store.claim_next("one", 1, 30_000, 2).expect("claim").expect("a task");
+    assert_eq!(first.task.task_identifier, "a");
+    assert_eq!(first.task.settings.allowed_tools, ["Bash(git log:*)"]);
+    assert!(store.claim_next("two", 1, 30_000, 2).expect("claim").is_none(), "the cap of 1 is reached");
+
+    let done = Finish::Completed { result: Some("ok".to_owned()) };
+    let stale = store.finish(first.task.task_id, "one", first.fence + 1, &done, &RunStats::default(), 3).expect("finish");
+    assert!(!stale.accepted, "a wrong fence is refused");
+    let other = store.finish(first.task.task_id, "two", first.fence, &done, &RunStats::default(), 3).expect("finish");
+    assert!(!other.accepted, "another owner is refused");
+    let ok = store.finish(first.task.task_id, "one", first.fence, &done, &RunStats::default(), 3).expect("finish");
+    assert!(ok.accepted);
+    assert_eq!(ok.promoted.len(), 1, "c became ready");
+    let again = store.finish(first.task.task_id, "one", first.fence, &done, &RunStats::default(), 4).expect("finish");
+    assert!(!again.accepted, "a second completion of the same attempt is refused");
+    assert_eq!(
+        store.heartbeat(first.task.task_id, "one", first.fence, 30_000, 5).expect("heartbeat"),
+        Heartbeat::Lost
+    );
+    let events = store.events(&TaskRef::Identifier("a".to_owned())).expect("events");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "claimed", "completed"]);
+}
+
+#[test]
+fn a_batch_with_a_bad_dependency_stores_nothing() {
+    let (_dir, mut store) = open();
+    let err = store
+        .create_batch(&batch(vec![task("a", &[]), task("b", &["a", "missing"])]), 100, 3_600_000, 1)
+        .expect_err("unknown dependency");
+    assert!(matches!(err, StoreError::Refused(ref m) if m.contains("missing")), "{err}");
+    let count: i64 = store.conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0)).expect("count");
+    assert_eq!(count, 0);
+    let count: i64 = store.conn.query_row("SELECT count(*) FROM orchestrations", [], |r| r.get(0)).expect("count");
+    assert_eq!(count, 0);
+}
+
+#[test]
+fn the_orchestration_size_limit_holds() {
+    let (_dir, mut store) = open();
+    let tasks: Vec<NewTask> = (0..3).map(|i| task(&format!("t{i}"), &[])).collect();
+    let err = store.create_batch(&batch(tasks), 2, 3_600_000, 1).expect_err("too many");
+    assert!(err.to_string().contains("MAX_TASKS_PER_ORCHESTRATION"), "{err}");
+}
