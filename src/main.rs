@@ -69,7 +69,8 @@ fn main() -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // The global log gets it; stderr gets it once, without the log prefix.
+            tracing::error!(target: "claude_worker::exit", "{e:#}");
             eprintln!("claude-worker: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -4,5 +4,6 @@
 mod execution;
 mod harness;
 mod inspect;
+mod limits;
 mod protocol;
 mod tools;

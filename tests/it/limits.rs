@@ -1,0 +1,75 @@
+//! The limits a user sets: the orchestration size and deadline, the detailed log cap, and a
+//! database from a newer claude-worker.
+
+use serde_json::json;
+
+use crate::harness::{Env, SERVER};
+
+#[tokio::test]
+async fn an_orchestration_past_its_timeout_is_cancelled() {
+    let env = Env::new().set("ORCHESTRATION_TIMEOUT", "1");
+    let client = env.server().await;
+    let created = client
+        .ok(
+            "create_orchestration",
+            json!({ "tasks": [
+                { "identifier": "long", "execution_prompt": "long @sleep=30" },
+                { "identifier": "after", "execution_prompt": "after", "depends_on": ["long"] },
+            ] }),
+        )
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let done = client.wait_orchestration(id, 20.0).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["cancelled_tasks"], 2, "{done}");
+    for task in done["tasks"].as_array().expect("tasks") {
+        assert_eq!(task["error"]["kind"], "orchestration_timeout", "{task}");
+    }
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn an_orchestration_cannot_outgrow_its_limit() {
+    let env = Env::new().set("MAX_TASKS_PER_ORCHESTRATION", "2");
+    let client = env.server().await;
+    client.create("one", "one", json!({ "orchestration": "small" })).await;
+    client.create("two", "two", json!({ "orchestration": "small" })).await;
+    let message = client
+        .err("create_task", json!({ "task_identifier": "three", "execution_prompt": "x", "orchestration": "small" }))
+        .await;
+    assert!(message.contains("MAX_TASKS_PER_ORCHESTRATION"), "{message}");
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks"), 2);
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn the_detailed_log_is_capped_keeping_head_and_tail() {
+    let env = Env::new().set("CLAUDE_WORKER_MAX_LOG_MB", "1");
+    let client = env.server().await;
+    client.create("chatty", "chatty @lots=8", json!({})).await;
+    let status = client.wait_task("chatty", 60.0).await;
+    assert_eq!(status["status"], "completed", "8 MiB of output does not disturb the run");
+    let log = std::fs::read_to_string(status["detailed_log"].as_str().expect("path")).expect("log");
+    assert!(log.len() < 1024 * 1024 + 64 * 1024, "the log is capped: {} bytes", log.len());
+    assert!(log.contains("\"subtype\":\"init\""), "the head is kept");
+    assert!(log.contains("\"type\":\"result\""), "the tail is kept");
+    assert!(log.contains("bytes omitted"));
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused_untouched() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).expect("home");
+    {
+        let conn = rusqlite::Connection::open(env.db_path()).expect("create");
+        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 42;").expect("future schema");
+    }
+    let before = std::fs::read(env.db_path()).expect("read");
+    let output = env.command(SERVER).stdin(std::process::Stdio::null()).output().await.expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("schema version 42") && stderr.contains("upgrade claude-worker"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing but JSON-RPC on stdout, and here nothing at all");
+    assert_eq!(std::fs::read(env.db_path()).expect("read"), before);
+}
