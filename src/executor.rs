@@ -33,6 +33,8 @@ const CAP_RECHECK: Duration = Duration::from_millis(500);
 /// When to look at `PRAGMA data_version` after the WAL file changed.
 const VERSION_CHECKS: [Duration; 4] =
     [Duration::from_millis(2), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
+/// How often a running attempt writes what it is doing (its session id and last action).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a shutdown waits for running attempts to stop and release their tasks.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
 
@@ -206,18 +208,23 @@ impl Executor {
         let lease_ms = duration_ms(inner.config.lease);
         loop {
             let owner = inner.owner.clone();
-            let claimed = inner.db.call(move |s| s.claim_next(&owner, cap, lease_ms, now_ms())).await?;
-            let Some(claimed) = claimed else { break };
-            let token = CancellationToken::new();
-            inner
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(claimed.task.task_id, token.clone());
+            let max = usize::try_from(cap).unwrap_or(usize::MAX);
+            let claims = inner.db.call(move |s| s.claim_ready(&owner, cap, max, lease_ms, now_ms())).await?;
+            if claims.is_empty() {
+                break;
+            }
+            for claimed in claims {
+                let token = CancellationToken::new();
+                inner
+                    .running
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(claimed.task.task_id, token.clone());
+                let this = self.clone();
+                let shutdown = attempt_shutdown.clone();
+                runs.spawn(async move { Box::pin(this.drive(claimed, token, shutdown)).await });
+            }
             inner.changes.send_modify(|n| *n += 1);
-            let this = self.clone();
-            let shutdown = attempt_shutdown.clone();
-            runs.spawn(async move { Box::pin(this.drive(claimed, token, shutdown)).await });
         }
         let now = now_ms();
         let schedule = inner.db.call(move |s| s.schedule(now)).await?;
@@ -263,13 +270,29 @@ impl Executor {
             config.heartbeat.max(Duration::from_millis(10)),
         );
         let mut stop_reason: Option<StopReason> = None;
+        // What the store has, and when to write what changed since (progress is written at
+        // most every PROGRESS_INTERVAL; the final state goes with the outcome).
         let mut recorded = RunProgress::default();
+        let mut flush_at: Option<Instant> = None;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let lease_ms = duration_ms(config.lease);
         let report: RunReport = loop {
             tokio::select! {
                 report = &mut run => break report,
                 Ok(()) = progress_rx.changed() => {
-                    let now_progress = progress_rx.borrow_and_update().clone();
+                    let pid = progress_rx.borrow_and_update().pid;
+                    if pid.is_some() && recorded.pid.is_none() {
+                        // The pid is written at once: recovery needs it to find the process group.
+                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
+                        recorded.pid = pid;
+                    }
+                    if flush_at.is_none() {
+                        flush_at = Some(Instant::now() + PROGRESS_INTERVAL);
+                    }
+                }
+                () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                    flush_at = None;
+                    let now_progress = progress_rx.borrow().clone();
                     self.record_progress(task_id, fence, &recorded, &now_progress).await;
                     recorded = now_progress;
                 }
@@ -287,9 +310,12 @@ impl Executor {
             }
         };
         inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&task_id);
-        // Progress that arrived with the end of the run.
-        let final_progress = progress_rx.borrow().clone();
-        self.record_progress(task_id, fence, &recorded, &final_progress).await;
+        let last_pid = progress_rx.borrow().pid;
+        if recorded.pid.is_none()
+            && let Some(pid) = last_pid
+        {
+            self.mark_started(task_id, fence, pid).await;
+        }
 
         let Some(finish) = self.decide(&task, &report, stop_reason) else {
             tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
@@ -309,16 +335,16 @@ impl Executor {
         inner.changes.send_modify(|n| *n += 1);
     }
 
+    async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {
+        let owner = self.inner.owner.clone();
+        if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await {
+            tracing::warn!(task_id, "cannot record the start: {e}");
+        }
+    }
+
     async fn record_progress(&self, task_id: TaskId, fence: i64, before: &RunProgress, now: &RunProgress) {
         let inner = &self.inner;
         let owner = inner.owner.clone();
-        if now.pid.is_some() && before.pid.is_none() {
-            let pid = now.pid.unwrap_or(0);
-            let owner = owner.clone();
-            if let Err(e) = inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await {
-                tracing::warn!(task_id, "cannot record the start: {e}");
-            }
-        }
         let action = (now.last_action != before.last_action).then(|| now.last_action.clone()).flatten();
         let session = (now.session_id != before.session_id).then(|| now.session_id.clone()).flatten();
         if action.is_some() || session.is_some() {

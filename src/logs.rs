@@ -166,7 +166,10 @@ pub fn init_tracing(config: &crate::config::Config) -> Option<tracing_appender::
         .or_else(|| std::env::var("RUST_LOG").ok().filter(|l| !l.is_empty()))
         .unwrap_or_else(|| "info".to_owned());
     let filter = || EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr_layer = fmt::layer().with_writer(std::io::stderr).with_ansi(false).with_filter(EnvFilter::new("warn,claude_worker::exit=off"));
+    let stderr_layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(EnvFilter::new("warn,claude_worker::exit=off"));
     let file = std::fs::DirBuilder::new()
         .recursive(true)
         .mode_private()

@@ -387,20 +387,19 @@ impl Service {
             Target::Orchestration(id) => CancelTarget::Orchestration(*id),
         };
         let outcome = self.db.call(move |s| s.cancel(&store_target, &reason, now_ms())).await?;
-        if outcome.stopping.is_empty() {
-            self.wake();
+        // Attempts running in this process are stopped now; others by their owner's heartbeat.
+        let local: Vec<i64> = match &self.executor {
+            Some(executor) => outcome.stopping.iter().map(|(id, _)| *id).filter(|id| executor.stop(*id)).collect(),
+            None => Vec::new(),
+        };
+        self.wake();
+        if local.is_empty() {
             return Ok(outcome);
         }
-        if let Some(executor) = &self.executor {
-            for (task_id, _) in &outcome.stopping {
-                executor.stop(*task_id);
-            }
-        }
-        self.wake();
         // Wait for the stopped attempts to write their end, so the answer is final.
         let deadline = Instant::now() + self.config.kill_grace * 2 + CANCEL_WAIT_EXTRA;
         let mut outcome = outcome;
-        for (task_id, _) in outcome.stopping.clone() {
+        for task_id in local {
             let target = Target::Task(TaskRef::Id(task_id));
             let remaining = deadline.saturating_duration_since(Instant::now());
             if let Ok((Status::Task(view), false)) = self.wait(&target, remaining, |_| {}).await {

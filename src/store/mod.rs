@@ -116,13 +116,7 @@ impl Store {
         let mut attempts = 0;
         loop {
             match Self::try_open(path, migrate) {
-                Err(StoreError::Open { source, .. })
-                    if attempts < 200
-                        && matches!(
-                            source.sqlite_error_code(),
-                            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                        ) =>
-                {
+                Err(StoreError::Open { source, .. }) if attempts < 200 && is_busy(&source) => {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(5 + jitter_ms()));
                 }

@@ -76,34 +76,41 @@ pub enum Heartbeat {
 }
 
 impl Store {
-    /// Claims the best ready task if fewer than `cap` tasks run across all processes, in one
-    /// statement: the cap check, the choice and the claim cannot interleave with another claimer.
-    pub fn claim_next(
+    /// Claims up to `max` of the best ready tasks while fewer than `cap` run across all
+    /// processes, in one transaction. Each claim is one statement: the cap check, the choice and
+    /// the claim cannot interleave with another claimer.
+    pub fn claim_ready(
         &mut self,
         owner: &str,
         cap: u32,
+        max: usize,
         lease_ms: Millis,
         now: Millis,
-    ) -> Result<Option<Claimed>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         self.write(|tx| {
-            let claimed: Option<(TaskId, i64, u32)> = tx
-                .prepare_cached(
-                    "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
-                         lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL
-                     WHERE task_id = (
-                         SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
-                         ORDER BY priority DESC, task_id LIMIT 1)
-                       AND (SELECT count(*) FROM tasks WHERE status = 'running') < ?4
-                     RETURNING task_id, fence, attempt",
-                )?
-                .query_row(params![owner, now + lease_ms, now, cap], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .optional()?;
-            let Some((task_id, fence, attempt)) = claimed else { return Ok(None) };
-            let key = task_key(tx, task_id)?;
-            record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), None)?;
-            refresh_orchestration(tx, key.orchestration_id, now)?;
-            let task = read_task(tx, task_id)?;
-            Ok(Some(Claimed { task, fence }))
+            let mut claims = Vec::new();
+            while claims.len() < max {
+                let claimed: Option<(TaskId, i64, u32)> = tx
+                    .prepare_cached(
+                        "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
+                             lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL
+                         WHERE task_id = (
+                             SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
+                             ORDER BY priority DESC, task_id LIMIT 1)
+                           AND (SELECT count(*) FROM tasks WHERE status = 'running') < ?4
+                         RETURNING task_id, fence, attempt",
+                    )?
+                    .query_row(params![owner, now + lease_ms, now, cap], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .optional()?;
+                let Some((task_id, fence, attempt)) = claimed else { break };
+                let key = task_key(tx, task_id)?;
+                record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), None)?;
+                refresh_orchestration(tx, key.orchestration_id, now)?;
+                claims.push(Claimed { task: read_task(tx, task_id)?, fence });
+            }
+            Ok(claims)
         })
     }
 

@@ -93,14 +93,17 @@ fn fresh_database_opened_by_many_at_once() {
 #[test]
 fn claims_respect_the_cap_and_completions_are_fenced() {
     let (_dir, mut store) = open();
-    store.create_batch(&batch(vec![task("a", &[]), task("b", &[]), task("c", &["a"])]), 100, 3_600_000, 1).expect("create");
-    let first = store.claim_next("one", 1, 30_000, 2).expect("claim").expect("a task");
+    store
+        .create_batch(&batch(vec![task("a", &[]), task("b", &[]), task("c", &["a"])]), 100, 3_600_000, 1)
+        .expect("create");
+    let first = store.claim_ready("one", 1, 4, 30_000, 2).expect("claim").pop().expect("a task");
     assert_eq!(first.task.task_identifier, "a");
     assert_eq!(first.task.settings.allowed_tools, ["Bash(git log:*)"]);
-    assert!(store.claim_next("two", 1, 30_000, 2).expect("claim").is_none(), "the cap of 1 is reached");
+    assert!(store.claim_ready("two", 1, 4, 30_000, 2).expect("claim").is_empty(), "the cap of 1 is reached");
 
     let done = Finish::Completed { result: Some("ok".to_owned()) };
-    let stale = store.finish(first.task.task_id, "one", first.fence + 1, &done, &RunStats::default(), 3).expect("finish");
+    let stale =
+        store.finish(first.task.task_id, "one", first.fence + 1, &done, &RunStats::default(), 3).expect("finish");
     assert!(!stale.accepted, "a wrong fence is refused");
     let other = store.finish(first.task.task_id, "two", first.fence, &done, &RunStats::default(), 3).expect("finish");
     assert!(!other.accepted, "another owner is refused");
@@ -109,10 +112,7 @@ fn claims_respect_the_cap_and_completions_are_fenced() {
     assert_eq!(ok.promoted.len(), 1, "c became ready");
     let again = store.finish(first.task.task_id, "one", first.fence, &done, &RunStats::default(), 4).expect("finish");
     assert!(!again.accepted, "a second completion of the same attempt is refused");
-    assert_eq!(
-        store.heartbeat(first.task.task_id, "one", first.fence, 30_000, 5).expect("heartbeat"),
-        Heartbeat::Lost
-    );
+    assert_eq!(store.heartbeat(first.task.task_id, "one", first.fence, 30_000, 5).expect("heartbeat"), Heartbeat::Lost);
     let events = store.events(&TaskRef::Identifier("a".to_owned())).expect("events");
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["created", "claimed", "completed"]);
