@@ -86,6 +86,13 @@ impl Config {
         };
         let default_working_directory = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let max_log_mb: u64 = parse(&get, "CLAUDE_WORKER_MAX_LOG_MB", 50, "a whole number of MiB, at least 1")?;
+        if max_log_mb == 0 {
+            return Err(ConfigError::Invalid {
+                name: "CLAUDE_WORKER_MAX_LOG_MB",
+                value: "0".to_owned(),
+                expected: "a whole number of MiB, at least 1",
+            });
+        }
         let config = Config {
             claude_bin: get("CLAUDE_WORKER_CLAUDE_BIN").map_or_else(|| PathBuf::from("claude"), PathBuf::from),
             max_concurrent: parse(&get, "CLAUDE_WORKER_MAX_CONCURRENT", 4, "a whole number from 1 to 1000")?,
@@ -104,8 +111,8 @@ impl Config {
                 1024 * 1024,
                 "a number of bytes, at least 1",
             )?,
-            max_detailed_log_bytes: max_log_mb.max(1) * 1024 * 1024,
-            kill_grace: seconds(&get, "CLAUDE_WORKER_KILL_GRACE_SECONDS", 5.0)?,
+            max_detailed_log_bytes: max_log_mb.saturating_mul(1024 * 1024),
+            kill_grace: seconds(&get, "CLAUDE_WORKER_KILL_GRACE_SECONDS", 3.0)?,
             lease: seconds(&get, "CLAUDE_WORKER_LEASE_SECONDS", 30.0)?,
             heartbeat: seconds(&get, "CLAUDE_WORKER_HEARTBEAT_SECONDS", 10.0)?,
             default_working_directory,
@@ -122,6 +129,20 @@ impl Config {
             u32::MAX,
             "a whole number, at least 1",
         )?;
+        if !crate::model::PERMISSION_MODES.contains(&config.default_permission_mode.as_str()) {
+            return Err(ConfigError::Invalid {
+                name: "CLAUDE_WORKER_PERMISSION_MODE",
+                value: config.default_permission_mode,
+                expected: "one of default, acceptEdits, plan, bypassPermissions, dontAsk, auto",
+            });
+        }
+        if config.default_permission_mode == "bypassPermissions" && !config.allow_bypass_permissions {
+            return Err(ConfigError::Invalid {
+                name: "CLAUDE_WORKER_PERMISSION_MODE",
+                value: config.default_permission_mode,
+                expected: "a mode other than bypassPermissions, unless CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS=true",
+            });
+        }
         Ok(config)
     }
 
@@ -209,6 +230,13 @@ mod tests {
         assert!(err.to_string().contains("CLAUDE_WORKER_MAX_CONCURRENT"), "{err}");
         let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_CONCURRENT", "0")]).expect_err("zero");
         assert!(err.to_string().contains("1 to 1000"), "{err}");
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_PERMISSION_MODE", "yolo")]).expect_err("unknown mode");
+        assert!(err.to_string().contains("acceptEdits"), "{err}");
+        let err =
+            config(&[("HOME", "/h"), ("CLAUDE_WORKER_PERMISSION_MODE", "bypassPermissions")]).expect_err("not allowed");
+        assert!(err.to_string().contains("CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS=true"), "{err}");
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_LOG_MB", "0")]).expect_err("zero");
+        assert!(err.to_string().contains("at least 1"), "{err}");
         let err =
             config(&[("HOME", "/h"), ("CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS", "maybe")]).expect_err("not a bool");
         assert!(err.to_string().contains("true or false"), "{err}");

@@ -35,8 +35,9 @@ const VERSION_CHECKS: [Duration; 4] =
     [Duration::from_millis(2), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
 /// How often a running attempt writes what it is doing (its session id and last action).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-/// How long a shutdown waits for running attempts to stop and release their tasks.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
+/// How long a shutdown waits beyond the stop sequence (SIGINT, SIGTERM, SIGKILL a grace apart)
+/// for attempts to release their tasks.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 
 /// The executor of one process. Cheap to clone: all clones drive the same executor.
 #[derive(Clone)]
@@ -177,7 +178,7 @@ impl Executor {
             }
         }
         attempt_shutdown.cancel();
-        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        let deadline = Instant::now() + inner.config.kill_grace * 2 + SHUTDOWN_MARGIN;
         while !runs.is_empty() {
             tokio::select! {
                 _ = runs.join_next() => {}

@@ -94,6 +94,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
         tokio::spawn(async move { executor.run(shutdown).await })
     };
     tracing::info!(owner = executor.owner(), db = %config.db_path.display(), "claude-worker serving MCP on stdio");
+    warn_if_claude_missing(&config);
 
     let (stdin, stdout) = rmcp::transport::stdio();
     let (stdin, eof) = claude_worker::mcp::EofSignal::new(stdin);
@@ -135,6 +136,7 @@ async fn work(config: Arc<Config>, until_idle: bool) -> anyhow::Result<()> {
         tokio::spawn(async move { executor.run(shutdown).await })
     };
     tracing::info!(owner = executor.owner(), "claude-worker working");
+    warn_if_claude_missing(&config);
     if until_idle {
         let mut changes = executor.subscribe();
         loop {
@@ -154,6 +156,17 @@ async fn work(config: Arc<Config>, until_idle: bool) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = executor_task.await;
     Ok(())
+}
+
+/// Tasks would fail with `claude_not_found`: say so once at start, where a person looks.
+fn warn_if_claude_missing(config: &Config) {
+    if claude_worker::runner::find_executable(&config.claude_bin).is_none() {
+        tracing::warn!(
+            "cannot find the Claude Code CLI {:?}: tasks will fail until it is installed \
+             (npm install -g @anthropic-ai/claude-code) or CLAUDE_WORKER_CLAUDE_BIN names it",
+            config.claude_bin
+        );
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

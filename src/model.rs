@@ -113,6 +113,9 @@ impl fmt::Display for OrchestrationStatus {
     }
 }
 
+/// The permission modes the Claude Code CLI accepts.
+pub const PERMISSION_MODES: [&str; 6] = ["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"];
+
 /// How a caller names a task: by identifier, or by id written `#<task_id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TaskRef {

@@ -14,8 +14,8 @@ use crate::executor::Executor;
 use crate::graph;
 use crate::logs::{TaskLogPaths, tail_lines};
 use crate::model::{
-    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, TaskDetail, TaskListItem, TaskRef,
-    TaskSettings,
+    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, PERMISSION_MODES, TaskDetail,
+    TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
     CancelOutcome, CancelTarget, Created, Db, OrchestrationFilter, RetryOutcome, StoreError, TaskFilter,
@@ -143,8 +143,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 const WAIT_RECHECK: Duration = Duration::from_secs(1);
 /// How long a cancel waits for running attempts to stop.
 const CANCEL_WAIT_EXTRA: Duration = Duration::from_secs(2);
-
-const PERMISSION_MODES: [&str; 6] = ["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"];
 
 impl Service {
     /// `executor` is `None` in the inspect CLI, which runs nothing itself.
@@ -420,8 +418,7 @@ impl Service {
 
     /// Puts a failed or cancelled task back in line.
     pub async fn retry(&self, task: TaskRef) -> Result<RetryOutcome> {
-        let timeout_ms = i64::try_from(self.config.orchestration_timeout.as_millis()).unwrap_or(i64::MAX);
-        let outcome = self.db.call(move |s| s.retry(&task, timeout_ms, now_ms())).await?;
+        let outcome = self.db.call(move |s| s.retry(&task, now_ms())).await?;
         self.wake();
         Ok(outcome)
     }

@@ -43,14 +43,14 @@ macro_rules! with_task_options {
             pub model: Option<String>,
             pub system_prompt: Option<String>,
             pub append_system_prompt: Option<String>,
-            /// default, acceptEdits, plan, dontAsk (bypassPermissions only if the server allows it).
+            /// default, acceptEdits, plan, dontAsk, auto (bypassPermissions only if the server allows it).
             pub permission_mode: Option<String>,
             pub allowed_tools: Option<Vec<String>>,
             pub disallowed_tools: Option<Vec<String>>,
             pub max_turns: Option<u32>,
             pub max_budget_usd: Option<f64>,
             pub timeout_seconds: Option<u64>,
-            /// Attempts for transient failures (API overload, rate limit). Default 3.
+            /// Attempts for transient failures (API overload, rate limit). Default: the server's (3).
             pub max_attempts: Option<u32>,
             /// Higher runs first.
             pub priority: Option<i64>,

@@ -97,7 +97,7 @@ impl Store {
 
     /// Puts a failed or cancelled task back in line with fresh attempts, and reopens the
     /// dependents that were skipped because of it.
-    pub fn retry(&mut self, task: &TaskRef, timeout_ms: Millis, now: Millis) -> Result<RetryOutcome, StoreError> {
+    pub fn retry(&mut self, task: &TaskRef, now: Millis) -> Result<RetryOutcome, StoreError> {
         self.write(|tx| {
             let task_id = resolve_task(tx, task)?;
             let key = task_key(tx, task_id)?;
@@ -156,10 +156,9 @@ impl Store {
                 )?;
             }
             tx.prepare_cached(
-                "UPDATE orchestrations SET cancel_requested = 0, deadline_at = max(deadline_at, ?2)
-                 WHERE orchestration_id = ?1",
+                "UPDATE orchestrations SET cancel_requested = 0, deadline_at = NULL WHERE orchestration_id = ?1",
             )?
-            .execute(params![key.orchestration_id, now.saturating_add(timeout_ms)])?;
+            .execute([key.orchestration_id])?;
             refresh_orchestration(tx, key.orchestration_id, now)?;
             Ok(RetryOutcome { task_id, status: new_status, reopened })
         })

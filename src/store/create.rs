@@ -101,8 +101,8 @@ fn create_in(
     let mut merged = Vec::new();
     let orchestration_id = match involved.first().copied() {
         None => {
-            tx.prepare_cached("INSERT INTO orchestrations (name, created_at, deadline_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![batch.orchestration, now, now.saturating_add(timeout_ms)])?;
+            tx.prepare_cached("INSERT INTO orchestrations (name, created_at, timeout_ms) VALUES (?1, ?2, ?3)")?
+                .execute(params![batch.orchestration, now, timeout_ms])?;
             tx.last_insert_rowid()
         }
         Some(target) => {
@@ -110,7 +110,10 @@ fn create_in(
             if !merged.is_empty() {
                 merge_orchestrations(tx, target, &merged)?;
             }
-            reopen_if_finished(tx, target, timeout_ms, now)?;
+            reopen_if_finished(tx, target)?;
+            if let (Some(name), None) = (&batch.orchestration, named) {
+                name_orchestration(tx, target, name)?;
+            }
             target
         }
     };
@@ -394,17 +397,33 @@ fn merge_orchestrations(
     Ok(())
 }
 
-/// New work in a finished orchestration gets a fresh deadline and clears an old cancel.
-fn reopen_if_finished(
-    tx: &Transaction<'_>,
-    id: OrchestrationId,
-    timeout_ms: Millis,
-    now: Millis,
-) -> Result<(), StoreError> {
+/// Gives a new name to the orchestration that tasks joined through their dependencies, unless
+/// it already has another one.
+fn name_orchestration(tx: &Transaction<'_>, id: OrchestrationId, name: &str) -> Result<(), StoreError> {
+    let current: Option<String> = tx
+        .prepare_cached("SELECT name FROM orchestrations WHERE orchestration_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    match current {
+        None => {
+            tx.prepare_cached("UPDATE orchestrations SET name = ?2 WHERE orchestration_id = ?1")?
+                .execute(params![id, name])?;
+            Ok(())
+        }
+        Some(current) if current == name => Ok(()),
+        Some(current) => Err(StoreError::Refused(format!(
+            "the dependencies belong to orchestration {id}, named {current:?}, so the task joins it and \
+             cannot also be in orchestration {name:?}: drop orchestration, or use orchestration={current:?}"
+        ))),
+    }
+}
+
+/// New work in a finished orchestration gets a fresh deadline (set when it runs again) and
+/// clears an old cancel.
+fn reopen_if_finished(tx: &Transaction<'_>, id: OrchestrationId) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "UPDATE orchestrations SET deadline_at = ?2, cancel_requested = 0
+        "UPDATE orchestrations SET deadline_at = NULL, cancel_requested = 0
          WHERE orchestration_id = ?1 AND status IN ('completed', 'failed', 'cancelled')",
     )?
-    .execute(params![id, now.saturating_add(timeout_ms)])?;
+    .execute([id])?;
     Ok(())
 }

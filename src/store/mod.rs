@@ -330,9 +330,11 @@ fn refresh_orchestration(
         .query_row([orchestration_id], |row| row.get(0))?;
     let status = graph::orchestration_status(&counters, cancel_requested);
     let started = status != crate::model::OrchestrationStatus::Pending;
+    // The deadline (ORCHESTRATION_TIMEOUT) counts from when the orchestration starts running.
     tx.prepare_cached(
         "UPDATE orchestrations SET status = ?2,
              started_at = CASE WHEN ?3 THEN coalesce(started_at, ?5) ELSE started_at END,
+             deadline_at = CASE WHEN ?3 THEN coalesce(deadline_at, ?5 + timeout_ms) ELSE deadline_at END,
              ended_at = CASE WHEN ?4 THEN coalesce(ended_at, ?5) ELSE NULL END
          WHERE orchestration_id = ?1",
     )?

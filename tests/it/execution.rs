@@ -90,6 +90,15 @@ async fn orchestrations_form_and_merge_from_depends_on() {
     let list = client.ok("list_orchestrations", json!({})).await;
     assert_eq!(list["count"], 1, "the merged orchestration is not listed: {list}");
 
+    // A name given with depends_on names the dependencies' orchestration, if it has no name yet.
+    let d = client.create("d", "d", json!({ "depends_on": ["c"], "orchestration": "pipeline" })).await;
+    assert_eq!(d["orchestration_id"], oa.min(ob));
+    let named = client.ok("get_status", json!({ "orchestration_id": oa.min(ob) })).await;
+    assert_eq!(named["name"], "pipeline");
+    let message =
+        client.err("create_task", json!({ "task_identifier": "e", "execution_prompt": "e", "depends_on": ["#1"], "orchestration": "elsewhere" })).await;
+    assert!(message.contains("\"pipeline\""), "{message}");
+
     // A named orchestration is joined by name.
     let x = client.create("x", "x", json!({ "orchestration": "nightly" })).await;
     let y = client.create("y", "y", json!({ "orchestration": "nightly" })).await;

@@ -73,3 +73,15 @@ async fn a_database_from_a_newer_version_is_refused_untouched() {
     assert!(output.stdout.is_empty(), "nothing but JSON-RPC on stdout, and here nothing at all");
     assert_eq!(std::fs::read(env.db_path()).expect("read"), before);
 }
+
+#[tokio::test]
+async fn the_orchestration_timeout_counts_from_its_start_not_its_time_in_the_queue() {
+    let env = Env::new().set("ORCHESTRATION_TIMEOUT", "1.5").set("CLAUDE_WORKER_MAX_CONCURRENT", "1");
+    let client = env.server().await;
+    client.create("first", "first @sleep=1.2", json!({})).await;
+    client.create("queued", "queued @sleep=0.6", json!({})).await;
+    assert_eq!(client.wait_task("first", 20.0).await["status"], "completed");
+    let queued = client.wait_task("queued", 20.0).await;
+    assert_eq!(queued["status"], "completed", "1.8 s after creation, but 0.6 s after it started: {queued}");
+    client.stop().await;
+}

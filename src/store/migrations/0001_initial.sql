@@ -9,8 +9,10 @@ CREATE TABLE orchestrations (
     created_at       INTEGER NOT NULL,
     started_at       INTEGER,
     ended_at         INTEGER,
-    -- After this time unfinished tasks are cancelled (ORCHESTRATION_TIMEOUT).
-    deadline_at      INTEGER NOT NULL,
+    -- ORCHESTRATION_TIMEOUT when it was created, and the deadline it sets once the
+    -- orchestration starts running: after it, unfinished tasks are cancelled.
+    timeout_ms       INTEGER NOT NULL,
+    deadline_at      INTEGER,
     -- Set when the orchestration itself was cancelled (by a caller or its deadline).
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     -- Set when a task joined this orchestration to another: the survivor.
