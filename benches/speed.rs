@@ -145,6 +145,19 @@ async fn main() {
     let latencies: Vec<f64> =
         stmt.query_map([], |r| r.get::<_, i64>(0)).expect("query").map(|v| v.expect("row") as f64).collect();
 
+    // Where a task's time goes: claimed -> started (spawn), started -> completed (run and record).
+    let phase = |from: &str, to: &str| -> Vec<f64> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT b.at - a.at FROM task_events a JOIN task_events b ON b.task_id = a.task_id
+                 WHERE a.kind = ?1 AND b.kind = ?2",
+            )
+            .expect("prepare");
+        stmt.query_map([from, to], |r| r.get::<_, i64>(0)).expect("query").map(|v| v.expect("row") as f64).collect()
+    };
+    let spawn_ms = phase("claimed", "started");
+    let run_ms = phase("started", "completed");
+
     // create_task round trips, on tasks that wait a day so that nothing runs meanwhile.
     let mut create_ms = Vec::new();
     for i in 0..200 {
@@ -178,6 +191,11 @@ async fn main() {
         percentile(latencies.clone(), 0.5),
         percentile(latencies.clone(), 0.95),
         latencies.len()
+    );
+    println!(
+        "  per task: claimed -> started p50 {:.1} ms, started -> completed p50 {:.1} ms",
+        percentile(spawn_ms, 0.5),
+        percentile(run_ms, 0.5)
     );
     println!(
         "  create_task round trip over MCP: p50 {:.2} ms, p95 {:.2} ms over {} calls (goal p50 <= 2 ms)",

@@ -2,7 +2,7 @@
 //! a task that did not complete. Tasks not yet running change at once; a running task is marked
 //! for its owner, which stops the process and writes the final state.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::query::{resolve_orchestration, resolve_task};
 use super::{Store, StoreError, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
@@ -166,7 +166,7 @@ impl Store {
 }
 
 /// Resets a finished task to `status` with all its attempts available again.
-fn reopen(tx: &Transaction<'_>, task_id: TaskId, status: TaskStatus) -> Result<(), StoreError> {
+fn reopen(tx: &Connection, task_id: TaskId, status: TaskStatus) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE tasks SET status = ?2, attempt = 0, ended_at = NULL, ready_at = NULL, error_kind = NULL,
              error_message = NULL, result = NULL, cancel_requested = 0, cancel_kind = NULL, cancel_reason = NULL
@@ -177,7 +177,7 @@ fn reopen(tx: &Transaction<'_>, task_id: TaskId, status: TaskStatus) -> Result<(
 }
 
 fn cancel_orchestration(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: OrchestrationId,
     kind: &str,
     reason: &str,
@@ -204,7 +204,7 @@ fn cancel_orchestration(
 }
 
 fn cancel_one(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     task_id: TaskId,
     kind: &str,
     reason: &str,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreError, TaskKey, record_event, refresh_orchestration};
 use crate::graph::{self, InitialState};
@@ -59,7 +59,7 @@ struct Resolved {
 }
 
 fn create_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     batch: &NewBatch,
     order: &[usize],
     max_tasks: u32,
@@ -249,10 +249,7 @@ pub(super) fn seconds_to_ms(seconds: f64) -> Millis {
 }
 
 /// The live orchestration of a name, following merges.
-pub(super) fn find_orchestration_by_name(
-    tx: &Transaction<'_>,
-    name: &str,
-) -> Result<Option<OrchestrationId>, StoreError> {
+pub(super) fn find_orchestration_by_name(tx: &Connection, name: &str) -> Result<Option<OrchestrationId>, StoreError> {
     let id: Option<OrchestrationId> = tx
         .prepare_cached(
             "SELECT orchestration_id FROM orchestrations WHERE name = ?1 ORDER BY orchestration_id DESC LIMIT 1",
@@ -266,7 +263,7 @@ pub(super) fn find_orchestration_by_name(
 }
 
 /// The orchestration that `id` was merged into, if it was, else `id`.
-pub(super) fn follow_merges(tx: &Transaction<'_>, mut id: OrchestrationId) -> Result<OrchestrationId, StoreError> {
+pub(super) fn follow_merges(tx: &Connection, mut id: OrchestrationId) -> Result<OrchestrationId, StoreError> {
     for _ in 0..64 {
         let next: Option<Option<OrchestrationId>> = tx
             .prepare_cached("SELECT merged_into FROM orchestrations WHERE orchestration_id = ?1")?
@@ -281,7 +278,7 @@ pub(super) fn follow_merges(tx: &Transaction<'_>, mut id: OrchestrationId) -> Re
 }
 
 fn resolve_dependency(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     dep: &TaskRef,
     named: Option<OrchestrationId>,
 ) -> Result<Option<Resolved>, StoreError> {
@@ -318,7 +315,7 @@ fn resolve_dependency(
 
 /// The refusal for a dependency that names no task, listing what it could have meant.
 fn unknown_dependency(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     task: &str,
     dep: &TaskRef,
     named: Option<OrchestrationId>,
@@ -354,7 +351,7 @@ fn unknown_dependency(
 
 /// Moves the tasks of `others` into `target`, refusing when an identifier would clash.
 fn merge_orchestrations(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     target: OrchestrationId,
     others: &[OrchestrationId],
 ) -> Result<(), StoreError> {
@@ -399,7 +396,7 @@ fn merge_orchestrations(
 
 /// Gives a new name to the orchestration that tasks joined through their dependencies, unless
 /// it already has another one.
-fn name_orchestration(tx: &Transaction<'_>, id: OrchestrationId, name: &str) -> Result<(), StoreError> {
+fn name_orchestration(tx: &Connection, id: OrchestrationId, name: &str) -> Result<(), StoreError> {
     let current: Option<String> = tx
         .prepare_cached("SELECT name FROM orchestrations WHERE orchestration_id = ?1")?
         .query_row([id], |row| row.get(0))?;
@@ -419,7 +416,7 @@ fn name_orchestration(tx: &Transaction<'_>, id: OrchestrationId, name: &str) -> 
 
 /// New work in a finished orchestration gets a fresh deadline (set when it runs again) and
 /// clears an old cancel.
-fn reopen_if_finished(tx: &Transaction<'_>, id: OrchestrationId) -> Result<(), StoreError> {
+fn reopen_if_finished(tx: &Connection, id: OrchestrationId) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE orchestrations SET deadline_at = NULL, cancel_requested = 0
          WHERE orchestration_id = ?1 AND status IN ('completed', 'failed', 'cancelled')",

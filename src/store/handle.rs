@@ -1,6 +1,11 @@
 //! [`Db`]: the async face of the store. One thread owns the connection; async callers send it
 //! closures and await the reply, so SQLite never blocks a tokio worker thread and writes from
 //! this process are naturally serialised.
+//!
+//! Group commit: when several operations are queued at once (four tasks finishing together, a
+//! burst of `create_task` calls), the thread runs them in one transaction, each in a savepoint,
+//! and commits once — one fsync instead of one each. Replies are sent only after that commit,
+//! so no caller ever hears of a change that is not durable.
 
 use std::sync::mpsc;
 
@@ -8,7 +13,12 @@ use tokio::sync::oneshot;
 
 use super::{Store, StoreError};
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+/// Delivers an operation's result once its transaction committed (`Ok`) or failed (`Err`).
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut Store) -> Reply + Send>;
+
+/// The most operations one group commit takes.
+const MAX_GROUP: usize = 64;
 
 /// A cloneable handle to the database thread.
 #[derive(Clone)]
@@ -21,14 +31,31 @@ impl Db {
     pub fn spawn(mut store: Store) -> std::io::Result<Db> {
         let (jobs, receiver) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("claude-worker-db".to_owned()).spawn(move || {
-            while let Ok(job) = receiver.recv() {
-                job(&mut store);
+            while let Ok(first) = receiver.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_GROUP {
+                    match receiver.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                if batch.len() > 1 && store.begin_group().is_ok() {
+                    let replies: Vec<Reply> = batch.into_iter().map(|job| job(&mut store)).collect();
+                    let committed = store.end_group().map_err(|e| e.to_string());
+                    for reply in replies {
+                        reply(committed.clone());
+                    }
+                } else {
+                    for job in batch {
+                        job(&mut store)(Ok(()));
+                    }
+                }
             }
         })?;
         Ok(Db { jobs })
     }
 
-    /// Runs `f` on the database thread and returns its result.
+    /// Runs `f` on the database thread and returns its result once it is committed.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -36,9 +63,15 @@ impl Db {
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(move |store| {
-                // The caller may have gone away (a cancelled request); the work is done regardless.
-                let _ = reply.send(f(store));
+            .send(Box::new(move |store: &mut Store| -> Reply {
+                let result = f(store);
+                Box::new(move |committed: Result<(), String>| {
+                    // The caller may have gone away (a cancelled request); the work is done regardless.
+                    let _ = reply.send(match committed {
+                        Ok(()) => result,
+                        Err(message) => Err(StoreError::Commit(message)),
+                    });
+                })
             }))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -17,7 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::graph;
@@ -66,12 +66,16 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database thread has stopped")]
     Closed,
+    #[error("the change could not be committed: {0}")]
+    Commit(String),
 }
 
 /// One connection to the shared database.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Inside a group of operations that share one transaction (see `begin_group`).
+    in_group: bool,
 }
 
 /// How long a statement waits for another process's write lock before giving up.
@@ -151,7 +155,7 @@ impl Store {
         if fk != 1 {
             return Err(open_err(rusqlite::Error::InvalidQuery));
         }
-        let mut store = Store { conn, path: path.to_owned() };
+        let mut store = Store { conn, path: path.to_owned(), in_group: false };
         if migrate && found < SCHEMA_VERSION {
             store.migrate()?;
         }
@@ -192,31 +196,69 @@ impl Store {
         &self.path
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it if `f` succeeds.
-    /// The events it recorded reach the global log only once the commit succeeded.
-    fn write<R>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        PENDING_LOG.with_borrow_mut(Vec::clear);
-        let outcome = (|| {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })();
-        let lines = PENDING_LOG.with_borrow_mut(std::mem::take);
-        if outcome.is_ok() {
-            for line in lines {
-                line.emit();
-            }
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it if `f` succeeds — or, inside
+    /// a group (see [`Store::begin_group`]), in a savepoint of the group's transaction. The
+    /// events it recorded reach the global log only once their commit succeeded.
+    fn write<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let logged = PENDING_LOG.with_borrow(Vec::len);
+        let outcome = if self.in_group {
+            (|| {
+                let savepoint = self.conn.savepoint()?;
+                let value = f(&savepoint)?;
+                savepoint.commit()?;
+                Ok(value)
+            })()
+        } else {
+            (|| {
+                let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })()
+        };
+        if outcome.is_err() {
+            PENDING_LOG.with_borrow_mut(|lines| lines.truncate(logged));
+        } else if !self.in_group {
+            emit_pending_log();
         }
         outcome
     }
 
-    /// Runs `f` in a read transaction (one consistent snapshot).
-    fn read<R>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    /// Runs `f` in a read transaction (one consistent snapshot), or in the group's transaction.
+    fn read<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        if self.in_group {
+            return f(&self.conn);
+        }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let value = f(&tx)?;
         tx.finish()?;
         Ok(value)
+    }
+
+    /// Starts a group: the operations until [`Store::end_group`] share one transaction, each in
+    /// a savepoint of its own (an operation that fails undoes only itself), and so share one
+    /// commit and one fsync. Their callers must not learn their outcome before that commit.
+    pub(crate) fn begin_group(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.in_group = true;
+        PENDING_LOG.with_borrow_mut(Vec::clear);
+        Ok(())
+    }
+
+    /// Commits the group (rolling it back if the commit fails).
+    pub(crate) fn end_group(&mut self) -> Result<(), StoreError> {
+        self.in_group = false;
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                emit_pending_log();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                PENDING_LOG.with_borrow_mut(Vec::clear);
+                Err(e.into())
+            }
+        }
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
@@ -244,7 +286,7 @@ struct TaskKey {
 
 /// Appends one row to `task_events` and writes the same line to the global log.
 fn record_event(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     key: &TaskKey,
     now: Millis,
     kind: &str,
@@ -260,6 +302,12 @@ fn record_event(
         lines.push(EventLine { key: key.clone(), kind: kind.to_owned(), attempt, detail: detail.map(str::to_owned) });
     });
     Ok(())
+}
+
+fn emit_pending_log() {
+    for line in PENDING_LOG.with_borrow_mut(std::mem::take) {
+        line.emit();
+    }
 }
 
 thread_local! {
@@ -291,7 +339,7 @@ impl EventLine {
     }
 }
 
-fn task_key(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskKey, StoreError> {
+fn task_key(tx: &Connection, task_id: TaskId) -> Result<TaskKey, StoreError> {
     tx.prepare_cached("SELECT task_identifier, orchestration_id FROM tasks WHERE task_id = ?1")?
         .query_row([task_id], |row| Ok(TaskKey { task_id, identifier: row.get(0)?, orchestration_id: row.get(1)? }))
         .optional()?
@@ -299,7 +347,7 @@ fn task_key(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskKey, StoreError
 }
 
 /// Live counters of one orchestration.
-fn counters(tx: &Transaction<'_>, orchestration_id: OrchestrationId) -> Result<(Counters, f64), StoreError> {
+fn counters(tx: &Connection, orchestration_id: OrchestrationId) -> Result<(Counters, f64), StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT status, count(*), total(cost_usd) FROM tasks WHERE orchestration_id = ?1 GROUP BY status",
     )?;
@@ -319,11 +367,7 @@ fn counters(tx: &Transaction<'_>, orchestration_id: OrchestrationId) -> Result<(
 
 /// Recomputes an orchestration's stored state, start and end from its tasks. Called in every
 /// transaction that changes one of its tasks, so that lists can filter on a fresh `status`.
-fn refresh_orchestration(
-    tx: &Transaction<'_>,
-    orchestration_id: OrchestrationId,
-    now: Millis,
-) -> Result<(), StoreError> {
+fn refresh_orchestration(tx: &Connection, orchestration_id: OrchestrationId, now: Millis) -> Result<(), StoreError> {
     let (counters, _) = counters(tx, orchestration_id)?;
     let cancel_requested: bool = tx
         .prepare_cached("SELECT cancel_requested FROM orchestrations WHERE orchestration_id = ?1")?
@@ -343,7 +387,7 @@ fn refresh_orchestration(
 }
 
 /// Loads an orchestration's tasks and edges for the graph logic.
-fn load_graph(tx: &Transaction<'_>, orchestration_id: OrchestrationId) -> Result<graph::Graph, StoreError> {
+fn load_graph(tx: &Connection, orchestration_id: OrchestrationId) -> Result<graph::Graph, StoreError> {
     let mut graph = graph::Graph::new();
     let mut stmt = tx.prepare_cached("SELECT task_id, status FROM tasks WHERE orchestration_id = ?1")?;
     let mut rows = stmt.query([orchestration_id])?;
@@ -364,7 +408,7 @@ fn load_graph(tx: &Transaction<'_>, orchestration_id: OrchestrationId) -> Result
 
 /// Marks every unfinished descendant of `root` skipped, with the reason, and returns their ids.
 fn skip_descendants(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     graph: &graph::Graph,
     root: &TaskKey,
     root_status: TaskStatus,

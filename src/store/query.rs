@@ -1,7 +1,7 @@
 //! Reads: one task with its edges, one orchestration with its tasks, filtered lists, a task's
 //! history, and the next moment the executor has something to do. Each read is one snapshot.
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::create::follow_merges;
 use super::{Store, StoreError, counters};
@@ -89,7 +89,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     })
 }
 
-pub(super) fn read_task(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskRecord, StoreError> {
+pub(super) fn read_task(tx: &Connection, task_id: TaskId) -> Result<TaskRecord, StoreError> {
     tx.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"))?
         .query_row([task_id], task_from_row)
         .optional()?
@@ -97,7 +97,7 @@ pub(super) fn read_task(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskRec
 }
 
 /// The id a reference names: `#id`, or the most recent task with that identifier.
-pub(super) fn resolve_task(tx: &Transaction<'_>, task: &TaskRef) -> Result<TaskId, StoreError> {
+pub(super) fn resolve_task(tx: &Connection, task: &TaskRef) -> Result<TaskId, StoreError> {
     let found: Option<TaskId> = match task {
         TaskRef::Id(id) => tx
             .prepare_cached("SELECT task_id FROM tasks WHERE task_id = ?1")?
@@ -116,7 +116,7 @@ pub(super) fn resolve_task(tx: &Transaction<'_>, task: &TaskRef) -> Result<TaskI
 }
 
 /// The live orchestration an id names (following merges).
-pub(super) fn resolve_orchestration(tx: &Transaction<'_>, id: OrchestrationId) -> Result<OrchestrationId, StoreError> {
+pub(super) fn resolve_orchestration(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationId, StoreError> {
     let exists: bool = tx
         .prepare_cached("SELECT count(*) FROM orchestrations WHERE orchestration_id = ?1")?
         .query_row([id], |row| row.get(0))?;
@@ -126,7 +126,7 @@ pub(super) fn resolve_orchestration(tx: &Transaction<'_>, id: OrchestrationId) -
     follow_merges(tx, id)
 }
 
-fn links(tx: &Transaction<'_>, sql: &str, task_id: TaskId) -> Result<Vec<TaskLink>, StoreError> {
+fn links(tx: &Connection, sql: &str, task_id: TaskId) -> Result<Vec<TaskLink>, StoreError> {
     let mut stmt = tx.prepare_cached(sql)?;
     let rows = stmt.query_map([task_id], |row| {
         let status: String = row.get(2)?;
@@ -135,7 +135,7 @@ fn links(tx: &Transaction<'_>, sql: &str, task_id: TaskId) -> Result<Vec<TaskLin
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn task_detail(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskDetail, StoreError> {
+pub(super) fn task_detail(tx: &Connection, task_id: TaskId) -> Result<TaskDetail, StoreError> {
     let task = read_task(tx, task_id)?;
     let depends_on = links(
         tx,
@@ -152,7 +152,7 @@ pub(super) fn task_detail(tx: &Transaction<'_>, task_id: TaskId) -> Result<TaskD
     Ok(TaskDetail { task, depends_on, dependents })
 }
 
-fn summary(tx: &Transaction<'_>, id: OrchestrationId) -> Result<OrchestrationSummary, StoreError> {
+fn summary(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationSummary, StoreError> {
     let (name, status, created_at, started_at, ended_at): (
         Option<String>,
         String,
@@ -177,10 +177,7 @@ fn summary(tx: &Transaction<'_>, id: OrchestrationId) -> Result<OrchestrationSum
     })
 }
 
-pub(super) fn orchestration_detail(
-    tx: &Transaction<'_>,
-    id: OrchestrationId,
-) -> Result<OrchestrationDetail, StoreError> {
+pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationDetail, StoreError> {
     let summary = summary(tx, id)?;
     let mut stmt = tx.prepare_cached(
         "SELECT task_id, task_identifier, status, started_at, ended_at, error_kind, error_message, cost_usd, last_action

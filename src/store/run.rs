@@ -2,7 +2,7 @@
 //! recording its start and progress, renewing its lease, and finishing it. A write from an owner
 //! that no longer holds the task's current claim (owner and fence) changes nothing.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::create::seconds_to_ms;
 use super::query::read_task;
@@ -199,7 +199,7 @@ impl Store {
     }
 }
 
-fn key_and_attempt(tx: &Transaction<'_>, task_id: TaskId) -> Result<(TaskKey, u32), StoreError> {
+fn key_and_attempt(tx: &Connection, task_id: TaskId) -> Result<(TaskKey, u32), StoreError> {
     let key = task_key(tx, task_id)?;
     let attempt: u32 =
         tx.prepare_cached("SELECT attempt FROM tasks WHERE task_id = ?1")?.query_row([task_id], |row| row.get(0))?;
@@ -207,7 +207,7 @@ fn key_and_attempt(tx: &Transaction<'_>, task_id: TaskId) -> Result<(TaskKey, u3
 }
 
 fn finish_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     task_id: TaskId,
     owner: &str,
     fence: i64,
@@ -302,7 +302,7 @@ fn finish_in(
 /// Moves the dependents of a completed task whose dependencies have all completed to `pending`,
 /// not before their `wait_after_dependencies`.
 pub(super) fn promote(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     graph: &crate::graph::Graph,
     completed: &TaskKey,
     now: Millis,

@@ -138,3 +138,59 @@ fn the_orchestration_size_limit_holds() {
     let err = store.create_batch(&batch(tasks), 2, 3_600_000, 1).expect_err("too many");
     assert!(err.to_string().contains("MAX_TASKS_PER_ORCHESTRATION"), "{err}");
 }
+
+#[tokio::test]
+async fn a_burst_of_operations_commits_together_and_a_failure_undoes_only_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tasks.db");
+    let db = Db::spawn(Store::open(&path).expect("open")).expect("db thread");
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let db = db.clone();
+        calls.push(tokio::spawn(async move {
+            let mut b = batch(vec![task(&format!("t{i}"), &[])]);
+            b.orchestration = Some("burst".to_owned());
+            b.new_orchestration = false;
+            // Every tenth asks for a dependency that does not exist.
+            if i % 10 == 9 {
+                b.tasks[0].depends_on.push(TaskRef::Identifier("missing".to_owned()));
+            }
+            db.call(move |s| s.create_batch(&b, 100, 3_600_000, 1)).await
+        }));
+    }
+    let mut ok = 0;
+    for call in calls {
+        match call.await.expect("join") {
+            Ok(_) => ok += 1,
+            Err(StoreError::Refused(m)) => assert!(m.contains("missing"), "{m}"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 36);
+    let mut store = Store::open(&path).expect("reopen");
+    let stored: i64 = store.conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0)).expect("count");
+    assert_eq!(stored, 36, "every answered success is in the file");
+    let events: i64 = store.conn.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0)).expect("count");
+    assert_eq!(events, 36, "a refused task left no event behind");
+    assert_eq!(store.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn inside_a_group_a_failing_operation_undoes_only_itself() {
+    let (_dir, mut store) = open();
+    store.begin_group().expect("begin");
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("a");
+    let err = store.create_batch(&batch(vec![task("b", &["missing"])]), 100, 3_600_000, 1).expect_err("b");
+    assert!(matches!(err, StoreError::Refused(_)));
+    store.create_batch(&batch(vec![task("c", &["a"])]), 100, 3_600_000, 1).expect("c sees a in the same group");
+    store.end_group().expect("commit");
+    let names: Vec<String> = store
+        .list_tasks(&TaskFilter { status: None, orchestration_id: None, limit: 10 })
+        .expect("list")
+        .into_iter()
+        .map(|t| t.task_identifier)
+        .collect();
+    assert_eq!(names, ["c", "a"]);
+    let events: i64 = store.conn.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0)).expect("count");
+    assert_eq!(events, 2);
+}
