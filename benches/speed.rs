@@ -112,6 +112,7 @@ async fn main() {
     call(&client, "wait", json!({ "task": "warmup", "timeout_seconds": 30 })).await;
 
     let runs = 5;
+    let cpu_before_graphs = cpu_ticks(pid);
     let mut graph_times = Vec::new();
     let mut baseline_times = Vec::new();
     for run in 0..runs {
@@ -131,6 +132,8 @@ async fn main() {
         graph_times.push(start.elapsed().as_secs_f64());
         assert_eq!(done["status"], "completed");
     }
+
+    let graph_cpu_ticks = cpu_ticks(pid) - cpu_before_graphs;
 
     // Dependent start latency, from the stored history.
     let conn = rusqlite::Connection::open(home.join("tasks.db")).expect("db");
@@ -192,6 +195,7 @@ async fn main() {
         percentile(latencies.clone(), 0.95),
         latencies.len()
     );
+    println!("  server CPU per task in the graphs: {:.2} ms", graph_cpu_ticks as f64 * 10.0 / f64::from(runs * 20));
     println!(
         "  per task: claimed -> started p50 {:.1} ms, started -> completed p50 {:.1} ms",
         percentile(spawn_ms, 0.5),
