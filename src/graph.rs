@@ -309,21 +309,7 @@ mod tests {
             identifier: identifier.to_owned(),
             prompt: "p".to_owned(),
             depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
-            settings: TaskSettings {
-                working_directory: "/".to_owned(),
-                model: "sonnet".to_owned(),
-                system_prompt: None,
-                append_system_prompt: None,
-                permission_mode: "acceptEdits".to_owned(),
-                allowed_tools: vec![],
-                disallowed_tools: vec![],
-                max_turns: None,
-                max_budget_usd: None,
-                timeout_seconds: 60,
-                max_attempts: 3,
-                priority: 0,
-                wait_after_dependencies: 0.0,
-            },
+            settings: TaskSettings::for_tests(),
         }
     }
 

@@ -163,6 +163,28 @@ pub struct TaskSettings {
     pub wait_after_dependencies: f64,
 }
 
+impl TaskSettings {
+    /// Plain settings for unit tests: sonnet in `/`, one minute, three attempts.
+    #[cfg(test)]
+    pub fn for_tests() -> TaskSettings {
+        TaskSettings {
+            working_directory: "/".to_owned(),
+            model: "sonnet".to_owned(),
+            system_prompt: None,
+            append_system_prompt: None,
+            permission_mode: "acceptEdits".to_owned(),
+            allowed_tools: vec![],
+            disallowed_tools: vec![],
+            max_turns: None,
+            max_budget_usd: None,
+            timeout_seconds: 60,
+            max_attempts: 3,
+            priority: 0,
+            wait_after_dependencies: 0.0,
+        }
+    }
+}
+
 /// A task to store: its name, prompt, settings and the tasks it depends on.
 #[derive(Clone, Debug)]
 pub struct NewTask {

@@ -5,21 +5,7 @@ use super::*;
 use crate::model::{NewBatch, NewTask, TaskRef, TaskSettings};
 
 fn settings() -> TaskSettings {
-    TaskSettings {
-        working_directory: "/".to_owned(),
-        model: "sonnet".to_owned(),
-        system_prompt: None,
-        append_system_prompt: None,
-        permission_mode: "acceptEdits".to_owned(),
-        allowed_tools: vec!["Bash(git log:*)".to_owned()],
-        disallowed_tools: vec![],
-        max_turns: None,
-        max_budget_usd: None,
-        timeout_seconds: 60,
-        max_attempts: 3,
-        priority: 0,
-        wait_after_dependencies: 0.0,
-    }
+    TaskSettings { allowed_tools: vec!["Bash(git log:*)".to_owned()], ..TaskSettings::for_tests() }
 }
 
 fn task(identifier: &str, deps: &[&str]) -> NewTask {
