@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::BackoffBuilder;
+use backon::{BackoffBuilder, Retryable as _};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -324,8 +324,23 @@ impl Executor {
         };
         let stats = stats_of(&report);
         let summary_line = summary_of(&finish, &report);
-        let owner = inner.owner.clone();
-        let written = inner.db.call(move |s| s.finish(task_id, &owner, fence, &finish, &stats, now_ms())).await;
+        // The outcome must not be lost to a passing fault (a full disk, a lock held too long):
+        // try again with backoff before giving up and leaving the task to lease recovery.
+        let write = || {
+            let (owner, finish, stats) = (inner.owner.clone(), finish.clone(), stats.clone());
+            inner.db.call(move |s| s.finish(task_id, &owner, fence, &finish, &stats, now_ms()))
+        };
+        let written = write
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(8)
+                    .with_jitter(),
+            )
+            .when(|e| !matches!(e, StoreError::Closed))
+            .notify(|e, delay| tracing::warn!(task_id, "cannot record the outcome yet ({e}); again in {delay:?}"))
+            .await;
         match written {
             Ok(outcome) if outcome.accepted => {
                 let _ = append_summary(&paths.summary, &summary_line);
