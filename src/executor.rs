@@ -198,21 +198,31 @@ impl Executor {
         attempt_shutdown: &CancellationToken,
     ) -> Result<Option<Instant>, StoreError> {
         let inner = &self.inner;
-        let expired = inner.db.call(|s| s.expire_orchestrations(now_ms())).await?;
-        for outcome in expired {
-            for (task_id, _) in outcome.stopping {
-                self.stop(task_id);
-            }
-            inner.changes.send_modify(|n| *n += 1);
-        }
         let cap = inner.config.max_concurrent;
         let lease_ms = duration_ms(inner.config.lease);
         loop {
+            let now = now_ms();
+            let schedule = inner.db.call(move |s| s.schedule(now)).await?;
+            if schedule.deadline_passed {
+                for outcome in inner.db.call(|s| s.expire_orchestrations(now_ms())).await? {
+                    for (task_id, _) in outcome.stopping {
+                        self.stop(task_id);
+                    }
+                    inner.changes.send_modify(|n| *n += 1);
+                }
+                continue;
+            }
+            let next_at =
+                schedule.next_at.map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+            if !schedule.ready_now || schedule.running >= cap {
+                return Ok(next_at);
+            }
             let owner = inner.owner.clone();
-            let max = usize::try_from(cap).unwrap_or(usize::MAX);
+            let max = usize::try_from(cap - schedule.running).unwrap_or(usize::MAX);
             let claims = inner.db.call(move |s| s.claim_ready(&owner, cap, max, lease_ms, now_ms())).await?;
             if claims.is_empty() {
-                break;
+                // Another process took the work first.
+                return Ok(next_at);
             }
             for claimed in claims {
                 let token = CancellationToken::new();
@@ -227,9 +237,6 @@ impl Executor {
             }
             inner.changes.send_modify(|n| *n += 1);
         }
-        let now = now_ms();
-        let schedule = inner.db.call(move |s| s.schedule(now)).await?;
-        Ok(schedule.next_at.map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
     }
 
     /// Runs one claimed attempt and writes its outcome.

@@ -60,23 +60,11 @@ impl Store {
 
     /// Cancels the unfinished tasks of every orchestration past its deadline.
     pub fn expire_orchestrations(&mut self, now: Millis) -> Result<Vec<CancelOutcome>, StoreError> {
-        // Most passes find nothing: look first without taking the write lock.
-        let any: bool = self.read(|tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM orchestrations
-                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND deadline_at <= ?1)",
-                )?
-                .query_row([now], |row| row.get(0))?)
-        })?;
-        if !any {
-            return Ok(Vec::new());
-        }
         self.write(|tx| {
             let expired: Vec<OrchestrationId> = tx
                 .prepare_cached(
                     "SELECT orchestration_id FROM orchestrations
-                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND deadline_at <= ?1",
+                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND cancel_requested = 0 AND deadline_at <= ?1",
                 )?
                 .query_map([now], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;

@@ -330,10 +330,16 @@ impl Store {
             let next_ready: Option<Millis> = tx
                 .prepare_cached("SELECT min(ready_at) FROM tasks WHERE status = 'pending' AND ready_at > ?1")?
                 .query_row([now], |row| row.get(0))?;
+            let deadline_passed: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM orchestrations
+                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND cancel_requested = 0 AND deadline_at <= ?1)",
+                )?
+                .query_row([now], |row| row.get(0))?;
             let next_deadline: Option<Millis> = tx
                 .prepare_cached(
                     "SELECT min(deadline_at) FROM orchestrations
-                     WHERE merged_into IS NULL AND status IN ('pending', 'running')",
+                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND cancel_requested = 0",
                 )?
                 .query_row([], |row| row.get(0))?;
             let running: u32 = tx
@@ -343,7 +349,7 @@ impl Store {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            Ok(Schedule { ready_now, running, next_at })
+            Ok(Schedule { ready_now, running, next_at, deadline_passed })
         })
     }
 }
@@ -357,6 +363,8 @@ pub struct Schedule {
     pub running: u32,
     /// The next moment a delayed task becomes ready or an orchestration reaches its deadline.
     pub next_at: Option<Millis>,
+    /// Some unfinished orchestration is past its deadline.
+    pub deadline_passed: bool,
 }
 
 impl Store {

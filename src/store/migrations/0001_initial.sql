@@ -19,7 +19,7 @@ CREATE TABLE orchestrations (
     merged_into      INTEGER REFERENCES orchestrations (orchestration_id)
 );
 CREATE UNIQUE INDEX orchestrations_name ON orchestrations (name) WHERE name IS NOT NULL AND merged_into IS NULL;
-CREATE INDEX orchestrations_live ON orchestrations (status, deadline_at) WHERE merged_into IS NULL;
+CREATE INDEX orchestrations_live ON orchestrations (status, deadline_at) WHERE merged_into IS NULL AND cancel_requested = 0;
 
 CREATE TABLE tasks (
     task_id              INTEGER PRIMARY KEY,
