@@ -178,8 +178,11 @@ fn parse<T: std::str::FromStr>(
 }
 
 fn seconds(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
-    let expected = "a number of seconds, 0 or more";
+    let expected = "a number of seconds, from 0 to 1000000000";
     let value: f64 = parse(get, name, default, expected)?;
+    if !(0.0..=1e9).contains(&value) {
+        return Err(ConfigError::Invalid { name, value: value.to_string(), expected });
+    }
     Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Invalid { name, value: value.to_string(), expected })
 }
 

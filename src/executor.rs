@@ -31,8 +31,16 @@ use crate::watch::DbWatcher;
 /// How often to look for a free slot while every slot is held by other processes.
 const CAP_RECHECK: Duration = Duration::from_millis(500);
 /// When to look at `PRAGMA data_version` after the WAL file changed.
-const VERSION_CHECKS: [Duration; 4] =
-    [Duration::from_millis(2), Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
+/// The last ones cover a writer whose fsync is slow (the index is updated only after it).
+const VERSION_CHECKS: [Duration; 7] = [
+    Duration::from_millis(2),
+    Duration::from_millis(20),
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+];
 /// How often a running attempt writes what it is doing (its session id and last action).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a shutdown waits beyond the stop sequence (SIGINT, SIGTERM, SIGKILL a grace apart)
@@ -169,6 +177,8 @@ impl Executor {
                         data_version = version;
                         version_checks.clear();
                         inner.changes.send_modify(|n| *n += 1);
+                        // It may have asked for one of our attempts to stop.
+                        self.stop_cancelled_elsewhere().await;
                     }
                 }
                 break;
@@ -236,6 +246,24 @@ impl Executor {
                 runs.spawn(async move { Box::pin(this.drive(claimed, token, shutdown)).await });
             }
             inner.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Stops the attempts running here whose cancel was asked for by another process (the
+    /// heartbeat would find out too, but later).
+    async fn stop_cancelled_elsewhere(&self) {
+        let ids: Vec<TaskId> =
+            self.inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        match self.inner.db.call(move |s| s.cancel_requested_among(&ids)).await {
+            Ok(cancelled) => {
+                for task_id in cancelled {
+                    self.stop(task_id);
+                }
+            }
+            Err(e) => tracing::warn!("cannot look for cancels: {e}"),
         }
     }
 

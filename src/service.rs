@@ -215,7 +215,11 @@ impl Service {
         }
         let working_directory = self.check_directory(input.working_directory.as_deref())?;
         let model = input.model.unwrap_or_else(|| self.config.default_model.clone());
-        if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if model.is_empty()
+            || model.len() > 200
+            || model.starts_with('-')
+            || model.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(invalid(format!(
                 "model {model:?} is not a model name: use an alias (sonnet, opus, haiku) or a full model id"
             )));
@@ -240,6 +244,12 @@ impl Service {
             for tool in &list {
                 if tool.trim().is_empty() || tool.contains(['\n', '\r', '\0']) {
                     return Err(invalid(format!("{name} has an empty or multi-line entry {tool:?}")));
+                }
+                // The CLI would read it as one of its own flags (say, another --permission-mode).
+                if tool.trim_start().starts_with('-') {
+                    return Err(invalid(format!(
+                        "{name} entry {tool:?} starts with '-': give tool names or patterns such as Edit or Bash(git log:*)"
+                    )));
                 }
             }
             Ok(list)

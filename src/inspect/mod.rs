@@ -100,6 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         config.db_path = db;
     }
     let config = Arc::new(config);
+    // Its cancels and retries are task events too: one line each in the global log.
+    let _log_guard = crate::logs::init_tracing(&config);
     let store = match Store::open_existing_only(&config.db_path) {
         Ok(store) => store,
         Err(e @ StoreError::Missing(_)) => bail!("{e}"),

@@ -33,6 +33,9 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them. cancel stops a task or a whole orchestration.
 Prompts must be self-contained: the background Claude does not see this conversation.";
 
+/// Progress notifications count finished tasks in thousandths (see `wait`).
+const PROGRESS_SCALE: f64 = 1000.0;
+
 /// The MCP server: the tools over the [`Service`].
 #[derive(Clone)]
 pub struct ClaudeWorkerServer {
@@ -195,9 +198,24 @@ impl ClaudeWorkerServer {
         let forwarder = token.map(|token| {
             let peer = ctx.peer.clone();
             tokio::spawn(async move {
+                // MCP asks progress to increase with every notification, but a change (a task's
+                // new action) need not finish anything: counts are scaled by 1000 and a change
+                // within the same count adds one.
+                let mut last: Option<f64> = None;
                 while let Some((done, total, message)) = progress_rx.recv().await {
-                    let note =
-                        ProgressNotificationParam::new(token.clone(), done).with_total(total).with_message(message);
+                    let mut value = done * PROGRESS_SCALE;
+                    if let Some(last) = last
+                        && value <= last
+                    {
+                        value = last + 1.0;
+                        if value >= (done + 1.0) * PROGRESS_SCALE {
+                            continue;
+                        }
+                    }
+                    last = Some(value);
+                    let note = ProgressNotificationParam::new(token.clone(), value)
+                        .with_total(total * PROGRESS_SCALE)
+                        .with_message(message);
                     if peer.notify_progress(note).await.is_err() {
                         break;
                     }

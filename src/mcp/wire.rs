@@ -11,11 +11,33 @@ use crate::store::{CancelOutcome, Created, RetryOutcome};
 use crate::time::rfc3339;
 
 /// A task named by identifier (`build_api`), by `#<task_id>`, or by its id as a number.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum TaskArg {
     Id(i64),
     Name(String),
+}
+
+impl<'de> Deserialize<'de> for TaskArg {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TaskArg;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a task identifier such as \"build_api\", or a task id such as \"#12\" or 12")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TaskArg, E> {
+                Ok(TaskArg::Name(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TaskArg, E> {
+                Ok(TaskArg::Id(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TaskArg, E> {
+                i64::try_from(v).map(TaskArg::Id).map_err(|_| E::custom("the task id is too large"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl TaskArg {

@@ -18,6 +18,8 @@ pub struct BoundedLines<R> {
     buffer: Vec<u8>,
     /// Start of the unread part of `buffer`.
     start: usize,
+    /// How far past `start` the buffer is known to hold no newline.
+    scanned: usize,
     /// Bytes of the current line dropped because it was too long.
     cut: u64,
     eof: bool,
@@ -25,30 +27,43 @@ pub struct BoundedLines<R> {
 
 impl<R: AsyncRead + Unpin> BoundedLines<R> {
     pub fn new(reader: R, max_line: usize) -> Self {
-        BoundedLines { reader, max_line, buffer: Vec::with_capacity(64 * 1024), start: 0, cut: 0, eof: false }
+        BoundedLines {
+            reader,
+            max_line,
+            buffer: Vec::with_capacity(64 * 1024),
+            start: 0,
+            scanned: 0,
+            cut: 0,
+            eof: false,
+        }
     }
 
     /// The next line, or `None` at the end of the stream. Cancel-safe: no bytes are lost when the
     /// future is dropped between reads.
     pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         loop {
-            if let Some(pos) = self.buffer[self.start..].iter().position(|&b| b == b'\n') {
-                let end = self.start + pos;
+            // Only bytes not looked at before are searched: a long line costs linear time.
+            let from = self.start + self.scanned;
+            if let Some(pos) = self.buffer[from..].iter().position(|&b| b == b'\n') {
+                let end = from + pos;
                 let line = self.take(end);
                 self.start = end + 1;
+                self.scanned = 0;
                 return Ok(Some(line));
             }
-            let pending = self.buffer.len() - self.start;
-            if pending > self.max_line {
+            self.scanned = self.buffer.len() - self.start;
+            if self.scanned > self.max_line {
                 // Too long: keep the head, drop the rest of the line as it arrives.
-                self.cut += (pending - self.max_line) as u64;
+                self.cut += (self.scanned - self.max_line) as u64;
                 self.buffer.truncate(self.start + self.max_line);
+                self.scanned = self.max_line;
             }
             if self.eof {
                 if self.buffer.len() > self.start {
                     let end = self.buffer.len();
                     let line = self.take(end);
                     self.start = end;
+                    self.scanned = 0;
                     return Ok(Some(line));
                 }
                 return Ok(None);

@@ -73,11 +73,13 @@ pub fn command_args(settings: &TaskSettings) -> Vec<String> {
     args.push(settings.model.clone());
     args.push("--permission-mode".to_owned());
     args.push(settings.permission_mode.clone());
+    // Written as one `--flag=value` argument: a prompt that starts with '-' (a Markdown list)
+    // must not be read as a flag.
     if let Some(prompt) = &settings.system_prompt {
-        args.extend(["--system-prompt".to_owned(), prompt.clone()]);
+        args.push(format!("--system-prompt={prompt}"));
     }
     if let Some(prompt) = &settings.append_system_prompt {
-        args.extend(["--append-system-prompt".to_owned(), prompt.clone()]);
+        args.push(format!("--append-system-prompt={prompt}"));
     }
     if let Some(turns) = settings.max_turns {
         args.extend(["--max-turns".to_owned(), turns.to_string()]);
@@ -305,4 +307,41 @@ pub fn find_executable(path: &Path) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join(path)).find(|p| is_exec(p)))
         .unwrap_or(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_keep_values_from_being_read_as_flags() {
+        let settings = TaskSettings {
+            system_prompt: Some("- be brief".to_owned()),
+            append_system_prompt: Some("--also".to_owned()),
+            max_turns: Some(5),
+            allowed_tools: vec!["Edit".to_owned(), "Bash(git log:*)".to_owned()],
+            ..TaskSettings::for_tests()
+        };
+        let args = command_args(&settings);
+        assert_eq!(
+            args,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--model",
+                "sonnet",
+                "--permission-mode",
+                "acceptEdits",
+                "--system-prompt=- be brief",
+                "--append-system-prompt=--also",
+                "--max-turns",
+                "5",
+                "--allowedTools",
+                "Edit",
+                "Bash(git log:*)",
+            ]
+        );
+    }
 }

@@ -209,6 +209,11 @@ impl Store {
         let logged = PENDING_LOG.with_borrow(Vec::len);
         let outcome = if self.in_group {
             (|| {
+                // SQLite rolls a whole transaction back on some errors (a full disk, an I/O
+                // error): then the group is over, and a savepoint here would commit on its own.
+                if self.conn.is_autocommit() {
+                    return Err(StoreError::Commit("an earlier operation's error ended the transaction".to_owned()));
+                }
                 let savepoint = self.conn.savepoint()?;
                 let value = f(&savepoint)?;
                 savepoint.commit()?;
@@ -254,6 +259,10 @@ impl Store {
     /// Commits the group (rolling it back if the commit fails).
     pub(crate) fn end_group(&mut self) -> Result<(), StoreError> {
         self.in_group = false;
+        if self.conn.is_autocommit() {
+            PENDING_LOG.with_borrow_mut(Vec::clear);
+            return Err(StoreError::Commit("the transaction was rolled back by an error".to_owned()));
+        }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
                 emit_pending_log();

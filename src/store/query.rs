@@ -378,6 +378,21 @@ impl Store {
         })
     }
 
+    /// Those of `ids` that run and were asked to stop.
+    pub fn cancel_requested_among(&mut self, ids: &[TaskId]) -> Result<Vec<TaskId>, StoreError> {
+        self.read(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT cancel_requested FROM tasks WHERE task_id = ?1 AND status = 'running'")?;
+            let mut out = Vec::new();
+            for &id in ids {
+                if stmt.query_row([id], |row| row.get::<_, bool>(0)).optional()?.unwrap_or(false) {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// True while some task is waiting, pending or running.
     pub fn has_unfinished_work(&mut self) -> Result<bool, StoreError> {
         self.read(|tx| {

@@ -93,7 +93,8 @@ impl Store {
                 let claimed: Option<(TaskId, i64, u32)> = tx
                     .prepare_cached(
                         "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
-                             lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL
+                             lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL,
+                             error_kind = NULL, error_message = NULL
                          WHERE task_id = (
                              SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
                              ORDER BY priority DESC, task_id LIMIT 1)
@@ -215,6 +216,23 @@ fn finish_in(
     stats: &RunStats,
     now: Millis,
 ) -> Result<FinishOutcome, StoreError> {
+    // A cancel asked for while the attempt ran wins over anything but success: the task must
+    // not be retried or released to run again.
+    let cancel_requested: bool = tx
+        .prepare_cached("SELECT cancel_requested FROM tasks WHERE task_id = ?1 AND owner = ?2 AND fence = ?3")?
+        .query_row(params![task_id, owner, fence], |row| row.get(0))
+        .optional()?
+        .unwrap_or(false);
+    let cancelled_instead;
+    let finish = match finish {
+        Finish::Retry { .. } | Finish::Release { .. } | Finish::Failed { .. } if cancel_requested => {
+            cancelled_instead = Finish::Cancelled {
+                error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
+            };
+            &cancelled_instead
+        }
+        other => other,
+    };
     let (status, result, error, ready_at, kind) = match finish {
         Finish::Completed { result } => (TaskStatus::Completed, result.as_deref(), None, None, "completed"),
         Finish::Retry { error, ready_at } => {

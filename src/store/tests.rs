@@ -180,3 +180,23 @@ fn inside_a_group_a_failing_operation_undoes_only_itself() {
     let events: i64 = store.conn.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0)).expect("count");
     assert_eq!(events, 2);
 }
+
+#[test]
+fn a_cancel_asked_for_during_an_attempt_wins_over_its_retry() {
+    let (_dir, mut store) = open();
+    store.create_batch(&batch(vec![task("a", &[]), task("b", &["a"])]), 100, 3_600_000, 1).expect("create");
+    let claimed = store.claim_ready("one", 4, 4, 30_000, 2).expect("claim").pop().expect("a");
+    let cancel = store.cancel(&CancelTarget::Task(TaskRef::Identifier("a".to_owned())), "stop it", 3).expect("cancel");
+    assert_eq!(cancel.stopping.len(), 1, "a runs: its owner is asked to stop it");
+    let transient = Finish::Retry {
+        error: crate::model::TaskError { kind: "overloaded".to_owned(), message: "529".to_owned() },
+        ready_at: 10,
+    };
+    let outcome =
+        store.finish(claimed.task.task_id, "one", claimed.fence, &transient, &RunStats::default(), 4).expect("finish");
+    assert_eq!(outcome.status, Some(TaskStatus::Cancelled));
+    assert_eq!(outcome.skipped.len(), 1, "b is skipped");
+    let a = store.task(&TaskRef::Identifier("a".to_owned())).expect("a").task;
+    assert_eq!(a.error.map(|e| e.message), Some("stop it".to_owned()));
+    assert!(store.claim_ready("two", 4, 4, 30_000, 20).expect("claim").is_empty(), "nothing runs again");
+}

@@ -107,3 +107,17 @@ async fn inspect_errors_are_one_clear_line() {
     assert!(message.contains("no task nobody") && message.lines().count() == 1, "{message}");
     client.stop().await;
 }
+
+#[tokio::test]
+async fn a_cancel_from_another_process_stops_the_task_before_the_next_heartbeat() {
+    let env = Env::new().set("CLAUDE_WORKER_HEARTBEAT_SECONDS", "3600");
+    let client = env.server().await;
+    client.create("long", "long @sleep=120", json!({})).await;
+    crate::harness::eventually(20.0, "long to start", || (!env.starts().is_empty()).then_some(())).await;
+    stdout(&env.inspect(&["cancel", "long"]).await);
+    let status = client.wait_task("long", 20.0).await;
+    assert_eq!(status["status"], "cancelled", "{status}");
+    let global = std::fs::read_to_string(env.home.join("claude-worker.log")).expect("global log");
+    assert!(global.lines().any(|l| l.contains("cancel_requested")), "the CLI's event is in the global log");
+    client.stop().await;
+}

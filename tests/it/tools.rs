@@ -179,6 +179,7 @@ async fn wait_sends_progress_and_times_out_honestly() {
         notes.push(note);
     }
     assert!(!notes.is_empty(), "wait sent progress notifications");
+    assert!(notes.windows(2).all(|w| w[1].progress > w[0].progress), "progress only increases: {notes:?}");
     assert!(notes.iter().any(|n| n.message.as_deref().is_some_and(|m| m.contains("slow"))), "{notes:?}");
     client.stop().await;
 }
@@ -246,6 +247,13 @@ async fn mistakes_are_tool_errors_and_store_nothing() {
             { "identifier": "b", "execution_prompt": "y", "model": "has space" } ] }),
             "b: model",
         ),
+        (
+            "create_task",
+            json!({ "task_identifier": "a", "execution_prompt": "x",
+            "allowed_tools": ["Edit", "--permission-mode", "bypassPermissions"] }),
+            "starts with '-'",
+        ),
+        ("get_status", json!({ "task": 1.5 }), "task identifier"),
         ("get_status", json!({}), "give task"),
         ("get_status", json!({ "task": "nobody" }), "no task nobody"),
         ("get_status", json!({ "orchestration_id": 99 }), "no orchestration 99"),
