@@ -102,17 +102,15 @@ impl Status {
                 };
                 (if t.status.is_terminal() { 1.0 } else { 0.0 }, 1.0, line)
             }
-            Status::Orchestration(detail) => {
-                let c = detail.summary.counters;
-                let done = c.total - c.unfinished();
-                (
-                    f64::from(done),
-                    f64::from(c.total),
-                    format!("{done}/{} tasks finished, {} running", c.total, c.running),
-                )
-            }
+            Status::Orchestration(detail) => counters_progress(&detail.summary.counters),
         }
     }
+}
+
+/// (done, total, one line) of an orchestration's counters.
+fn counters_progress(c: &crate::model::Counters) -> (f64, f64, String) {
+    let done = c.total - c.unfinished();
+    (f64::from(done), f64::from(c.total), format!("{done}/{} tasks finished, {} running", c.total, c.running))
 }
 
 /// A task with its edges and where its logs are.
@@ -433,30 +431,45 @@ impl Service {
         Ok(outcome)
     }
 
+    /// Whether the target finished, and its progress: for an orchestration only its counters
+    /// are read (a waiter looks after every change; the task list is read once, at the end).
+    async fn peek(&self, target: &Target) -> Result<(bool, (f64, f64, String))> {
+        match target {
+            Target::Task(_) => {
+                let status = self.status(target).await?;
+                Ok((status.is_finished(), status.progress()))
+            }
+            Target::Orchestration(id) => {
+                let id = *id;
+                let summary = self.db.call(move |s| s.orchestration_summary(id)).await?;
+                Ok((summary.counters.unfinished() == 0, counters_progress(&summary.counters)))
+            }
+        }
+    }
+
     /// Waits until the target finished or `timeout` passed; calls `on_change` with each new
-    /// state. Returns the last state and whether it timed out.
+    /// progress (done, total, one line). Returns the last state and whether it timed out.
     pub async fn wait(
         &self,
         target: &Target,
         timeout: Duration,
-        mut on_change: impl FnMut(&Status),
+        mut on_change: impl FnMut((f64, f64, String)),
     ) -> Result<(Status, bool)> {
         let deadline = Instant::now() + timeout.min(MAX_WAIT);
         let mut changes = self.executor.as_ref().map(Executor::subscribe);
         let mut last: Option<(f64, f64, String)> = None;
         loop {
-            let status = self.status(target).await?;
-            let progress = status.progress();
+            let (finished, progress) = self.peek(target).await?;
             if last.as_ref() != Some(&progress) {
-                on_change(&status);
+                on_change(progress.clone());
                 last = Some(progress);
             }
-            if status.is_finished() {
-                return Ok((status, false));
+            if finished {
+                return Ok((self.status(target).await?, false));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok((status, true));
+                return Ok((self.status(target).await?, true));
             }
             let recheck = (now + WAIT_RECHECK).min(deadline);
             match changes.as_mut() {

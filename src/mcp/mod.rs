@@ -223,8 +223,8 @@ impl ClaudeWorkerServer {
             })
         });
         let waited = tokio::select! {
-            waited = self.service.wait(&target, Duration::from_secs_f64(seconds), |status| {
-                let _ = progress_tx.send(status.progress());
+            waited = self.service.wait(&target, Duration::from_secs_f64(seconds), |progress| {
+                let _ = progress_tx.send(progress);
             }) => waited,
             () = ctx.ct.cancelled() => return Err("the wait was cancelled by the client".to_owned()),
         };

@@ -232,6 +232,14 @@ impl Store {
         })
     }
 
+    /// One orchestration's live counters and cost, without its tasks.
+    pub fn orchestration_summary(&mut self, id: OrchestrationId) -> Result<OrchestrationSummary, StoreError> {
+        self.read(|tx| {
+            let id = resolve_orchestration(tx, id)?;
+            summary(tx, id)
+        })
+    }
+
     /// Tasks, newest first.
     pub fn list_tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskListItem>, StoreError> {
         self.read(|tx| {
