@@ -332,3 +332,47 @@ async fn wait_after_dependencies_delays_the_start() {
     assert!(gap >= 0.75, "second started {gap:.3} s after first ended");
     client.stop().await;
 }
+
+#[tokio::test]
+async fn work_until_idle_runs_what_a_server_left_behind() {
+    let env = Env::new();
+    let client = env.server().await;
+    let created = client
+        .ok(
+            "create_orchestration",
+            json!({ "tasks": [
+                { "identifier": "first", "execution_prompt": "first @sleep=30" },
+                { "identifier": "second", "execution_prompt": "second", "depends_on": ["first"] },
+            ] }),
+        )
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    eventually(20.0, "first to start", || (!env.starts().is_empty()).then_some(())).await;
+    // The editor goes away: the server interrupts the attempt and puts the task back in line.
+    client.stop().await;
+    eventually(10.0, "the interrupted CLI to end", || {
+        env.invocations().iter().any(|v| v["event"] == "end").then_some(())
+    })
+    .await;
+    let pending = env.sql_count("SELECT count(*) FROM tasks WHERE status = 'pending' AND attempt = 0");
+    assert_eq!(pending, 1, "the interrupted task is pending again, its attempt not counted");
+
+    // The headless worker runs the rest (the same prompt sleeps again: make it quick).
+    let conn = rusqlite::Connection::open(env.db_path()).expect("db");
+    conn.execute("UPDATE tasks SET execution_prompt = 'first' WHERE task_identifier = 'first'", []).expect("edit");
+    drop(conn);
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        env.command(crate::harness::SERVER).args(["work", "--until-idle"]).output(),
+    )
+    .await
+    .expect("work --until-idle exits when the queue is empty")
+    .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty());
+    let client = env.server().await;
+    let done = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(env.sql_count("SELECT count(*) FROM task_events WHERE kind = 'released'"), 1);
+    client.stop().await;
+}

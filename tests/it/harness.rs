@@ -136,6 +136,62 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// Every test ends with an audit of the history it left (unless it already failed).
+    fn drop(&mut self) {
+        if !std::thread::panicking() && self.db_path().exists() {
+            audit(&self.db_path());
+        }
+    }
+}
+
+/// Checks the invariants a user relies on over `task_events`: no completion without a claim of
+/// that attempt, at most one completion per task, no claim before every dependency completed,
+/// attempts never above `max_attempts`, and a sound file.
+pub fn audit(db: &Path) {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).expect(sql) };
+    if count("SELECT count(*) FROM sqlite_schema WHERE name = 'task_events'") == 0 {
+        return; // not a claude-worker database (a test of a foreign or newer file)
+    }
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM task_events e WHERE e.kind = 'completed' AND NOT EXISTS (
+                SELECT 1 FROM task_events c WHERE c.task_id = e.task_id AND c.kind = 'claimed'
+                  AND c.attempt = e.attempt AND c.event_id < e.event_id)"
+        ),
+        0,
+        "a completion without a claim of its attempt"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT task_id FROM task_events WHERE kind = 'completed' GROUP BY task_id HAVING count(*) > 1)"
+        ),
+        0,
+        "a task completed twice"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM task_events c JOIN task_dependencies d ON d.task_id = c.task_id
+             WHERE c.kind = 'claimed' AND NOT EXISTS (
+                 SELECT 1 FROM task_events e WHERE e.task_id = d.depends_on AND e.kind = 'completed'
+                   AND e.event_id < c.event_id)"
+        ),
+        0,
+        "a task claimed before all its dependencies completed"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM task_events e JOIN tasks t ON t.task_id = e.task_id
+             WHERE e.kind = 'claimed' AND e.attempt > t.max_attempts"
+        ),
+        0,
+        "an attempt above max_attempts"
+    );
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("integrity");
+    assert_eq!(integrity, "ok");
+}
+
 pub fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
