@@ -305,16 +305,39 @@ fn finish_in(
     record_event(tx, &key, now, kind, attempt, Some((owner, fence)), detail.as_deref())?;
 
     let mut outcome = FinishOutcome { accepted: true, status: Some(status), ..FinishOutcome::default() };
-    if status == TaskStatus::Completed || status.blocks_dependents() {
+    if status == TaskStatus::Completed {
+        // A completion only concerns the task's dependents and their other dependencies.
+        let graph = load_dependents(tx, task_id)?;
+        outcome.promoted = promote(tx, &graph, &key, now)?;
+    } else if status.blocks_dependents() {
         let graph = load_graph(tx, key.orchestration_id)?;
-        if status == TaskStatus::Completed {
-            outcome.promoted = promote(tx, &graph, &key, now)?;
-        } else {
-            outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
-        }
+        outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
     }
     refresh_orchestration(tx, key.orchestration_id, now)?;
     Ok(outcome)
+}
+
+/// The part of the graph a completion of `task_id` can change: its dependents, and every
+/// dependency of those dependents, with their states.
+fn load_dependents(tx: &Connection, task_id: TaskId) -> Result<crate::graph::Graph, StoreError> {
+    let mut graph = crate::graph::Graph::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT d2.task_id, dependent.status, d2.depends_on, dependency.status
+         FROM task_dependencies d1
+         JOIN task_dependencies d2 ON d2.task_id = d1.task_id
+         JOIN tasks dependent ON dependent.task_id = d2.task_id
+         JOIN tasks dependency ON dependency.task_id = d2.depends_on
+         WHERE d1.depends_on = ?1",
+    )?;
+    let mut rows = stmt.query([task_id])?;
+    while let Some(row) = rows.next()? {
+        let (dependent, dependency): (TaskId, TaskId) = (row.get(0)?, row.get(2)?);
+        let (dependent_status, dependency_status): (String, String) = (row.get(1)?, row.get(3)?);
+        graph.add_task(dependent, TaskStatus::parse(&dependent_status).unwrap_or(TaskStatus::Failed));
+        graph.add_task(dependency, TaskStatus::parse(&dependency_status).unwrap_or(TaskStatus::Failed));
+        graph.add_edge(dependent, dependency);
+    }
+    Ok(graph)
 }
 
 /// Moves the dependents of a completed task whose dependencies have all completed to `pending`,
