@@ -376,3 +376,26 @@ async fn work_until_idle_runs_what_a_server_left_behind() {
     assert_eq!(env.sql_count("SELECT count(*) FROM task_events WHERE kind = 'released'"), 1);
     client.stop().await;
 }
+
+#[tokio::test]
+async fn a_working_directory_deleted_before_the_start_fails_the_task_clearly() {
+    let env = Env::new();
+    let dir = env.work.join("gone");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let client = env.server().await;
+    client
+        .create(
+            "doomed",
+            "x",
+            json!({ "working_directory": dir.display().to_string(), "wait_after_dependencies": 0.5 }),
+        )
+        .await;
+    std::fs::remove_dir(&dir).expect("rmdir");
+    let status = client.wait_task("doomed", 30.0).await;
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["error"]["kind"], "working_directory_missing");
+    assert!(status["error"]["message"].as_str().expect("m").contains("recreate it"), "{status}");
+    assert_eq!(status["attempt"], 1, "not retried");
+    assert!(env.starts().is_empty(), "claude never ran");
+    client.stop().await;
+}
