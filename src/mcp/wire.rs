@@ -67,7 +67,9 @@ macro_rules! with_task_options {
             pub append_system_prompt: Option<String>,
             /// default, acceptEdits, plan, dontAsk, auto (bypassPermissions only if the server allows it).
             pub permission_mode: Option<String>,
+            #[serde(default, deserialize_with = "one_or_many_opt")]
             pub allowed_tools: Option<Vec<String>>,
+            #[serde(default, deserialize_with = "one_or_many_opt")]
             pub disallowed_tools: Option<Vec<String>>,
             pub max_turns: Option<u32>,
             pub max_budget_usd: Option<f64>,
@@ -111,7 +113,7 @@ with_task_options! {
         /// What Claude Code should do.
         pub execution_prompt: String,
         /// Tasks that must complete first: identifiers or #<task_id>.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "one_or_many")]
         pub depends_on: Vec<String>,
         /// Seconds to wait after the last dependency completed.
         pub wait_after_dependencies: Option<f64>,
@@ -140,7 +142,7 @@ with_task_options! {
         pub identifier: String,
         pub execution_prompt: String,
         /// Identifiers of tasks in this batch (or #<task_id> of stored ones).
-        #[serde(default)]
+        #[serde(default, deserialize_with = "one_or_many")]
         pub depends_on: Vec<String>,
         /// Seconds to wait after the dependencies completed.
         #[serde(alias = "wait_after_dependencies")]
@@ -154,6 +156,26 @@ impl BatchTask {
             (self.identifier.clone(), self.execution_prompt.clone(), self.depends_on.clone(), self.initial_delay);
         self.into_input(identifier, prompt, depends_on, wait)
     }
+}
+
+/// A list of strings, also accepted as one string (models often write `"depends_on": "a"`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match Option::<OneOrMany>::deserialize(deserializer) {
+        Ok(None) => Ok(Vec::new()),
+        Ok(Some(OneOrMany::One(one))) => Ok(vec![one]),
+        Ok(Some(OneOrMany::Many(many))) => Ok(many),
+        Err(_) => Err(serde::de::Error::custom("expected a list of strings (or one string)")),
+    }
+}
+
+fn one_or_many_opt<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    one_or_many(deserializer).map(Some)
 }
 
 /// Parses a tool's arguments, naming the field at fault in the error.

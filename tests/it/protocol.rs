@@ -37,6 +37,12 @@ async fn check_session(client: &Client, name: &str) {
         let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
         assert_eq!(read_only, READ_ONLY.contains(&tool.name.as_ref()), "readOnlyHint of {}", tool.name);
         assert!(tool.output_schema.is_some(), "{} has an output schema", tool.name);
+        if tool.name == "create_task" {
+            let properties = tool.input_schema.get("properties").expect("properties");
+            assert_eq!(properties["depends_on"]["type"], "array", "{properties:?}");
+            let required = tool.input_schema.get("required").expect("required");
+            assert_eq!(required, &serde_json::json!(["task_identifier", "execution_prompt"]));
+        }
         let description = tool.description.as_deref().unwrap_or("");
         assert!(!description.is_empty() && description.len() < 200, "{}: short description", tool.name);
     }
