@@ -148,10 +148,6 @@ impl Service {
         Service { db, config, executor }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     fn wake(&self) {
         if let Some(executor) = &self.executor {
             executor.wake();
@@ -361,6 +357,11 @@ impl Service {
                 Ok(Status::Orchestration(self.db.call(move |s| s.orchestration(id)).await?))
             }
         }
+    }
+
+    /// A task's history, oldest first.
+    pub async fn history(&self, task: TaskRef) -> Result<Vec<crate::model::TaskEvent>> {
+        Ok(self.db.call(move |s| s.events(&task)).await?)
     }
 
     pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskListItem>> {

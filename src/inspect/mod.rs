@@ -149,10 +149,14 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
         Command::Status { task } => {
             let status = service.status(&Target::Task(TaskRef::parse(&task))).await.map_err(friendly)?;
             let Status::Task(view) = status else { bail!("not a task") };
+            let history = service.history(TaskRef::Id(view.detail.task.task_id)).await.map_err(friendly)?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&render::task_json(&view))?)?;
+                let mut value = render::task_json(&view);
+                value["events"] = render::events_json(&history);
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
                 writeln!(out, "{}", render::task_text(&view))?;
+                write!(out, "{}", render::events_text(&history))?;
             }
         }
         Command::ListOrchestrations { status, limit } => {

@@ -139,6 +139,31 @@ pub fn task_text(view: &TaskStatusView) -> String {
     s
 }
 
+/// A task's history, one line per event.
+pub fn events_text(events: &[crate::model::TaskEvent]) -> String {
+    let mut s = String::from("  history:\n");
+    for e in events {
+        let _ = write!(s, "    {} {}", rfc3339(e.at), e.kind);
+        if e.attempt > 0 {
+            let _ = write!(s, " (attempt {})", e.attempt);
+        }
+        if let Some(detail) = &e.detail {
+            let _ = write!(s, ": {detail}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+pub fn events_json(events: &[crate::model::TaskEvent]) -> Value {
+    Value::Array(
+        events
+            .iter()
+            .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "attempt": e.attempt, "detail": e.detail }))
+            .collect(),
+    )
+}
+
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}")).collect::<Vec<_>>().join("\n")
 }

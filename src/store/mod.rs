@@ -197,11 +197,6 @@ impl Store {
         }
     }
 
-    /// The file this store reads and writes.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it if `f` succeeds — or, inside
     /// a group (see [`Store::begin_group`]), in a savepoint of the group's transaction. The
     /// events it recorded reach the global log only once their commit succeeded.

@@ -307,25 +307,6 @@ impl Store {
         })
     }
 
-    /// Every event of every task, oldest first: for audits.
-    pub fn all_events(&mut self) -> Result<Vec<TaskEvent>, StoreError> {
-        self.read(|tx| {
-            let mut stmt =
-                tx.prepare("SELECT event_id, task_id, at, kind, attempt, detail FROM task_events ORDER BY event_id")?;
-            let rows = stmt.query_map([], |row| {
-                Ok(TaskEvent {
-                    event_id: row.get(0)?,
-                    task_id: row.get(1)?,
-                    at: row.get(2)?,
-                    kind: row.get(3)?,
-                    attempt: row.get(4)?,
-                    detail: row.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
     /// What the executor has to do, and by when: whether a task is ready now, and the earliest
     /// future moment something becomes due (a delayed start or an orchestration deadline).
     pub fn schedule(&mut self, now: Millis) -> Result<Schedule, StoreError> {

@@ -37,8 +37,12 @@ async fn inspect_reads_and_manages_a_populated_database() {
 
     let status = stdout(&env.inspect(&["status", "design_api"]).await);
     assert!(status.contains("completed") && status.contains("Final answer from mock."), "{status}");
+    for event in ["created", "claimed (attempt 1)", "started (attempt 1): pid", "completed (attempt 1)"] {
+        assert!(status.contains(event), "the history shows {event}: {status}");
+    }
     let json: Value = serde_json::from_str(&stdout(&env.inspect(&["status", "#1", "--json"]).await)).expect("JSON");
     assert_eq!(json["task_identifier"], "design_api");
+    assert_eq!(json["events"].as_array().expect("events").last().expect("one")["kind"], "completed");
     assert_eq!(json["status"], "completed");
 
     let orchestrations = stdout(&env.inspect(&["list-orchestrations"]).await);
