@@ -56,6 +56,19 @@ def finish(code):
     sys.exit(code)
 
 
+def on_sigint(signum, frame):
+    fixture("interrupted-by-sigint.jsonl")
+    finish(0)
+
+
+def on_sigterm(signum, frame):
+    finish(143)
+
+
+# Installed first, so that a signal that comes as soon as the run is recorded is handled.
+signal.signal(signal.SIGINT, on_sigint)
+signal.signal(signal.SIGTERM, on_sigterm)
+
 prompt = sys.stdin.buffer.read()
 text = prompt.decode("utf-8", "replace")
 os.makedirs(RUNNING, exist_ok=True)
@@ -79,17 +92,6 @@ def directive(name):
     return m.group(1) or ""
 
 
-def on_sigint(signum, frame):
-    fixture("interrupted-by-sigint.jsonl")
-    finish(0)
-
-
-def on_sigterm(signum, frame):
-    finish(143)
-
-
-signal.signal(signal.SIGINT, on_sigint)
-signal.signal(signal.SIGTERM, on_sigterm)
 
 init = json.dumps({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": SESSION, "tools": ["Bash"]})
 emit(init)
