@@ -155,12 +155,7 @@ impl Executor {
                     Some(_) = runs.join_next(), if !runs.is_empty() => {}
                     () = sleep_until(next_at.unwrap_or(far)), if next_at.is_some() => {}
                     () = shutdown.cancelled() => break,
-                    changed = changed(&mut watcher) => {
-                        if let Err(e) = changed {
-                            tracing::warn!("database watch failed ({e}); checking every {CAP_RECHECK:?} instead");
-                            watcher = None;
-                            break;
-                        }
+                    () = changed(&mut watcher) => {
                         // The writer updates the WAL index just after the WAL file: look a few
                         // times over the next moments.
                         version_checks = VERSION_CHECKS.iter().map(|d| Instant::now() + *d).collect();
@@ -455,7 +450,7 @@ impl Executor {
     }
 }
 
-async fn changed(watcher: &mut Option<DbWatcher>) -> std::io::Result<()> {
+async fn changed(watcher: &mut Option<DbWatcher>) {
     match watcher {
         Some(w) => w.changed().await,
         None => std::future::pending().await,

@@ -30,10 +30,17 @@ impl TaskLogPaths {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode_private().create(dir)?;
+    let open = || OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+    match open() {
+        // The directory is made the first time only.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new().recursive(true).mode_private().create(dir)?;
+            }
+            open()
+        }
+        other => other,
     }
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
 trait PrivateDir {

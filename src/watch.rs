@@ -39,8 +39,7 @@ impl DbWatcher {
     }
 
     /// Resolves once the WAL file was written since the last call.
-    pub async fn changed(&mut self) -> std::io::Result<()> {
+    pub async fn changed(&mut self) {
         self.written.notified().await;
-        Ok(())
     }
 }
