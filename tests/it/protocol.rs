@@ -85,21 +85,24 @@ async fn stdout_carries_only_json_rpc() {
         json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}),
         json!({"jsonrpc":"2.0","id":5,"method":"no/such/method"}),
     ];
-    for request in &requests {
-        stdin.write_all(format!("{request}\n").as_bytes()).await.expect("write");
-    }
+    // Requests may be handled concurrently: each waits for the answers it depends on.
     let mut answered = std::collections::HashMap::new();
-    while answered.len() < 5 {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("answer in time")
-            .expect("read")
-            .expect("a line before EOF");
-        let message: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line:?}"));
-        assert_eq!(message["jsonrpc"], "2.0", "{line}");
-        if let Some(id) = message.get("id").and_then(Value::as_i64) {
-            answered.insert(id, message);
+    for (batch, wait_for) in [(&requests[..2], vec![1]), (&requests[2..3], vec![2]), (&requests[3..], vec![3, 4, 5])] {
+        for request in batch {
+            stdin.write_all(format!("{request}\n").as_bytes()).await.expect("write");
+        }
+        while !wait_for.iter().all(|id| answered.contains_key(id)) {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("answer in time")
+                .expect("read")
+                .expect("a line before EOF");
+            let message: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line:?}"));
+            assert_eq!(message["jsonrpc"], "2.0", "{line}");
+            if let Some(id) = message.get("id").and_then(Value::as_i64) {
+                answered.insert(id, message);
+            }
         }
     }
     assert_eq!(answered[&3]["result"]["structuredContent"]["status"], "completed", "{}", answered[&3]);
