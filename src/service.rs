@@ -394,7 +394,8 @@ impl Service {
             Target::Orchestration(id) => CancelTarget::Orchestration(*id),
         };
         let outcome = self.db.call(move |s| s.cancel(&store_target, &reason, now_ms())).await?;
-        // Attempts running in this process are stopped now; others by their owner's heartbeat.
+        // Attempts running in this process are stopped now; others by their owner, which sees
+        // the change in the database.
         let local: Vec<i64> = match &self.executor {
             Some(executor) => outcome.stopping.iter().map(|(id, _)| *id).filter(|id| executor.stop(*id)).collect(),
             None => Vec::new(),
@@ -409,14 +410,24 @@ impl Service {
         for task_id in local {
             let target = Target::Task(TaskRef::Id(task_id));
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if let Ok((Status::Task(view), false)) = self.wait(&target, remaining, |_| {}).await {
-                if view.detail.task.status == crate::model::TaskStatus::Cancelled {
-                    outcome.cancelled.push(task_id);
-                }
-                for link in &view.detail.dependents {
-                    if link.status == crate::model::TaskStatus::Skipped && !outcome.skipped.contains(&link.task_id) {
-                        outcome.skipped.push(link.task_id);
-                    }
+            if let Ok((Status::Task(view), false)) = self.wait(&target, remaining, |_| {}).await
+                && view.detail.task.status == crate::model::TaskStatus::Cancelled
+            {
+                outcome.cancelled.push(task_id);
+            }
+        }
+        // Their dependents, transitively, were skipped when they stopped.
+        if !outcome.skipped_when_stopped.is_empty()
+            && let Ok(Status::Orchestration(detail)) =
+                self.status(&Target::Orchestration(outcome.orchestration_id)).await
+        {
+            for task in &detail.tasks {
+                let skipped = task.status == crate::model::TaskStatus::Skipped;
+                if skipped
+                    && outcome.skipped_when_stopped.contains(&task.task_id)
+                    && !outcome.skipped.contains(&task.task_id)
+                {
+                    outcome.skipped.push(task.task_id);
                 }
             }
         }

@@ -26,6 +26,8 @@ pub struct CancelOutcome {
     pub skipped: Vec<TaskId>,
     /// Running tasks whose owners were asked to stop them; each ends `cancelled`.
     pub stopping: Vec<(TaskId, String)>,
+    /// The unfinished dependents of `stopping` tasks: skipped once those have stopped.
+    pub skipped_when_stopped: Vec<TaskId>,
     /// Tasks that had already finished, left as they were.
     pub already_finished: Vec<(TaskId, TaskStatus)>,
 }
@@ -236,6 +238,10 @@ fn cancel_one(
                 record_event(tx, &key, now, "cancel_requested", attempt, None, Some(&format!("{kind}: {reason}")))?;
             }
             outcome.stopping.push((task_id, owner.unwrap_or_default()));
+            if skip_dependents {
+                let graph = load_graph(tx, key.orchestration_id)?;
+                outcome.skipped_when_stopped.extend(graph.unfinished_descendants(task_id));
+            }
         }
         finished => outcome.already_finished.push((task_id, finished)),
     }

@@ -265,9 +265,12 @@ async fn cancel_kills_the_whole_process_tree_even_when_it_ignores_signals() {
     let env = Env::new();
     let client = env.server().await;
     client.create("tree", "tree @grandchild", json!({})).await;
+    let next = client.create("next", "next", json!({ "depends_on": ["tree"] })).await["task_id"].clone();
+    let last = client.create("last", "last", json!({ "depends_on": ["next"] })).await["task_id"].clone();
     let grandchild = grandchild_of(&env).await;
     let cancelled = client.ok("cancel", json!({ "task": "tree" })).await;
     assert_eq!(cancelled["cancelled"].as_array().expect("ids").len(), 1, "{cancelled}");
+    assert_eq!(cancelled["skipped"], json!([next, last]), "dependents are skipped transitively: {cancelled}");
     assert_eq!(client.ok("get_status", json!({ "task": "tree" })).await["status"], "cancelled");
     eventually(5.0, "the grandchild to be gone", || (!alive(grandchild)).then_some(())).await;
 
