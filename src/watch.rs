@@ -19,11 +19,15 @@ pub struct DbWatcher {
 }
 
 impl DbWatcher {
-    /// Watches the directory that holds `db_path`.
+    /// Watches the WAL file of `db_path` — or, while it does not exist yet, the directory that
+    /// holds it. Watching the file itself keeps other files' writes (the global log often lives
+    /// beside the database) from interleaving, so the kernel can merge a commit's many writes
+    /// into one event. The file lives as long as this process keeps a connection open.
     pub fn new(db_path: &Path) -> notify::Result<DbWatcher> {
         let dir = db_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut wal_name = db_path.file_name().map(OsString::from).unwrap_or_default();
         wal_name.push("-wal");
+        let wal_path = dir.join(&wal_name);
         let written = Arc::new(Notify::new());
         let signal = written.clone();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -34,7 +38,11 @@ impl DbWatcher {
                 signal.notify_one();
             }
         })?;
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        if wal_path.exists() {
+            watcher.watch(&wal_path, RecursiveMode::NonRecursive)?;
+        } else {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        }
         Ok(DbWatcher { _watcher: watcher, written })
     }
 
