@@ -1,6 +1,6 @@
 //! Telling when *another process* wrote to the shared database, without polling: a file-system
-//! watch (inotify, through the `notify` crate) on the database's directory reports writes to its
-//! WAL file, and `PRAGMA data_version` (which changes only for commits made by other connections)
+//! watch (inotify, through the `notify` crate) on the database's WAL file reports writes to it,
+//! and `PRAGMA data_version` (which changes only for commits made by other connections)
 //! tells them apart from our own writes. An idle executor thus sleeps with no timer and still
 //! wakes when, say, the inspect CLI retries a task or another editor window's server frees a slot.
 
