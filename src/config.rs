@@ -6,6 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// What a resumed attempt is told: the session already holds the task and the work so far.
+pub const DEFAULT_RESUME_PROMPT: &str = "Your previous run of this task was interrupted (the process running it \
+stopped). Continue the task from where you left off: check what is already done, finish the rest, and end with \
+the final answer the task asks for.";
+
 /// The settings of one claude-worker process (server, worker or inspect CLI).
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -47,6 +52,11 @@ pub struct Config {
     pub lease: Duration,
     /// `CLAUDE_WORKER_HEARTBEAT_SECONDS`: how often a running task renews its lease.
     pub heartbeat: Duration,
+    /// `CLAUDE_WORKER_RESUME_PROMPT`: what an attempt that resumes an interrupted session says.
+    pub resume_prompt: String,
+    /// `CLAUDE_WORKER_DETACH_ON_EXIT`: whether a server that exits with work left, and no other
+    /// executor alive, starts a detached `claude-worker work --until-idle`.
+    pub detach_on_exit: bool,
     /// The directory a task runs in when it names none: the server's own working directory.
     pub default_working_directory: PathBuf,
 }
@@ -115,6 +125,8 @@ impl Config {
             kill_grace: seconds(&get, "CLAUDE_WORKER_KILL_GRACE_SECONDS", 3.0)?,
             lease: seconds(&get, "CLAUDE_WORKER_LEASE_SECONDS", 30.0)?,
             heartbeat: seconds(&get, "CLAUDE_WORKER_HEARTBEAT_SECONDS", 10.0)?,
+            resume_prompt: get("CLAUDE_WORKER_RESUME_PROMPT").unwrap_or_else(|| DEFAULT_RESUME_PROMPT.to_owned()),
+            detach_on_exit: parse_bool(&get, "CLAUDE_WORKER_DETACH_ON_EXIT", true)?,
             default_working_directory,
             home,
             db_path,
@@ -129,6 +141,13 @@ impl Config {
             u32::MAX,
             "a whole number, at least 1",
         )?;
+        if config.heartbeat >= config.lease {
+            return Err(ConfigError::Invalid {
+                name: "CLAUDE_WORKER_HEARTBEAT_SECONDS",
+                value: format!("{}", config.heartbeat.as_secs_f64()),
+                expected: "fewer seconds than CLAUDE_WORKER_LEASE_SECONDS (a lease must be renewed before it runs out)",
+            });
+        }
         if !crate::model::PERMISSION_MODES.contains(&config.default_permission_mode.as_str()) {
             return Err(ConfigError::Invalid {
                 name: "CLAUDE_WORKER_PERMISSION_MODE",

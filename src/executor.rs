@@ -8,9 +8,14 @@
 //! cannot be set up does it fall back to looking every [`CAP_RECHECK`] while work is ready.
 //!
 //! Each attempt runs in its own tokio task, which records progress, renews the lease by heartbeat
-//! (learning of cancels issued elsewhere), and writes the fenced outcome when the run ends.
+//! (learning of cancels issued elsewhere, or that it lost the claim), and writes the fenced
+//! outcome when the run ends.
+//!
+//! Recovery: every step also looks at the tasks other owners run. One whose owner is dead (its
+//! owner lock is free, see [`crate::owners`]) or whose lease expired is taken back: its leftover
+//! processes are stopped first, then it returns to `pending` to resume its Claude session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::logs::{TaskLogPaths, append_summary};
 use crate::model::{Millis, TaskError, TaskId, Usage};
+use crate::owners::{self, Liveness, OwnerLock};
 use crate::runner::{self, Outcome, RunProgress, RunReport, RunSpec, StopCause};
-use crate::store::{Claimed, Db, Finish, Heartbeat, RunStats, StoreError};
+use crate::store::{Claimed, Db, Finish, ForeignClaim, Heartbeat, RunStats, StoreError};
 use crate::time::now_ms;
 use crate::watch::DbWatcher;
 
@@ -58,6 +64,11 @@ struct Inner {
     config: Arc<Config>,
     /// Who claims: unique per process, recorded on every claim.
     owner: String,
+    host: String,
+    /// Held while this executor may claim: tells other processes it is alive.
+    lock: Mutex<Option<OwnerLock>>,
+    /// Tasks of dead owners this executor is taking back.
+    reclaiming: Mutex<HashSet<TaskId>>,
     /// Set when there may be new work; `notify_one` keeps a permit, so no wake-up is lost.
     wake: Notify,
     /// Stop switches of the attempts running in this process. A std mutex: never held across an await.
@@ -75,18 +86,35 @@ enum StopReason {
 }
 
 impl Executor {
-    pub fn new(db: Db, config: Arc<Config>) -> Executor {
-        let owner = format!("{}:{}:{}", hostname(), std::process::id(), now_ms());
-        Executor {
+    /// An executor for this process, holding its owner lock on the database from now on.
+    pub fn new(db: Db, config: Arc<Config>) -> std::io::Result<Executor> {
+        let host = hostname();
+        let owner = format!("{host}:{}:{}", std::process::id(), now_ms());
+        let lock = OwnerLock::acquire(&config.db_path, &owner)?;
+        Ok(Executor {
             inner: Arc::new(Inner {
                 db,
                 config,
                 owner,
+                host,
+                lock: Mutex::new(Some(lock)),
+                reclaiming: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 changes: watch::channel(0).0,
             }),
-        }
+        })
+    }
+
+    /// Gives up the owner lock (after [`Executor::run`] returned): from now on other processes
+    /// see this executor as gone.
+    pub fn release_owner_lock(&self) {
+        lock(&self.inner.lock).take();
+    }
+
+    /// Whether another executor (server or worker) is alive on this database.
+    pub fn others_alive(&self) -> bool {
+        owners::others_alive(&self.inner.config.db_path, &self.inner.owner)
     }
 
     /// The owner name this executor claims with.
@@ -102,7 +130,7 @@ impl Executor {
 
     /// Stops an attempt running in this process; false when it does not run here.
     pub fn stop(&self, task_id: TaskId) -> bool {
-        let running = self.inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = lock(&self.inner.running);
         match running.get(&task_id) {
             Some(token) => {
                 token.cancel();
@@ -205,6 +233,7 @@ impl Executor {
         let inner = &self.inner;
         let cap = inner.config.max_concurrent;
         let lease_ms = duration_ms(inner.config.lease);
+        let recheck_at = self.recover(runs).await?;
         loop {
             let now = now_ms();
             let schedule = inner.db.call(move |s| s.schedule(now)).await?;
@@ -217,8 +246,12 @@ impl Executor {
                 }
                 continue;
             }
-            let next_at =
-                schedule.next_at.map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+            let next_at = schedule
+                .next_at
+                .map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+                .into_iter()
+                .chain(recheck_at)
+                .min();
             if !schedule.ready_now || schedule.running >= cap {
                 return Ok(next_at);
             }
@@ -229,13 +262,10 @@ impl Executor {
                 // Another process took the work first.
                 return Ok(next_at);
             }
+            crate::crash::point("after_claim");
             for claimed in claims {
                 let token = CancellationToken::new();
-                inner
-                    .running
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(claimed.task.task_id, token.clone());
+                lock(&inner.running).insert(claimed.task.task_id, token.clone());
                 let this = self.clone();
                 let shutdown = attempt_shutdown.clone();
                 runs.spawn(async move { Box::pin(this.drive(claimed, token, shutdown)).await });
@@ -244,11 +274,67 @@ impl Executor {
         }
     }
 
+    /// Takes back the tasks whose owner died or whose lease expired, each in its own tokio task
+    /// (stopping the old processes may take a grace period). Says when to look again while other
+    /// owners run tasks: when the first lease runs out, and every heartbeat for dead owners.
+    async fn recover(&self, runs: &mut JoinSet<()>) -> Result<Option<Instant>, StoreError> {
+        let inner = &self.inner;
+        let me = inner.owner.clone();
+        let claims = inner.db.call(move |s| s.foreign_claims(&me)).await?;
+        if claims.is_empty() {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let mut recheck = Instant::now() + inner.config.heartbeat;
+        for claim in claims {
+            if lock(&inner.reclaiming).contains(&claim.task_id) {
+                continue;
+            }
+            let why = if claim.lease_expires_at <= now {
+                format!("the lease of {} expired without a heartbeat", claim.owner)
+            } else if owners::liveness(&inner.config.db_path, &claim.owner, &inner.host) == Liveness::Dead {
+                format!("its owner {} exited", claim.owner)
+            } else {
+                let expires_in = Duration::from_millis(u64::try_from(claim.lease_expires_at - now).unwrap_or(0));
+                recheck = recheck.min(Instant::now() + expires_in);
+                continue;
+            };
+            lock(&inner.reclaiming).insert(claim.task_id);
+            let this = self.clone();
+            runs.spawn(async move { this.reclaim(claim, why).await });
+        }
+        Ok(Some(recheck))
+    }
+
+    /// Stops what is left of a dead owner's attempt, then takes the task back.
+    async fn reclaim(&self, claim: ForeignClaim, why: String) {
+        let inner = &self.inner;
+        let task_id = claim.task_id;
+        let tag = runner::run_tag(&claim.owner, task_id, claim.fence);
+        match runner::stop_run(&tag, inner.config.kill_grace).await {
+            Ok(found) => {
+                let why = if found > 0 { format!("{why}; stopped {found} leftover processes") } else { why };
+                let written = inner.db.call(move |s| s.reclaim(&claim, &why, now_ms())).await;
+                match written {
+                    Ok(r) if r.accepted => {
+                        tracing::warn!(task_id, status = ?r.status, resume = ?r.resume_session, "took back task {task_id}");
+                    }
+                    Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
+                    Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),
+                }
+            }
+            // Running it again now could run it twice: leave it for the next look.
+            Err(e) => tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}"),
+        }
+        lock(&inner.reclaiming).remove(&task_id);
+        inner.changes.send_modify(|n| *n += 1);
+        inner.wake.notify_one();
+    }
+
     /// Stops the attempts running here whose cancel was asked for by another process (the
     /// heartbeat would find out too, but later).
     async fn stop_cancelled_elsewhere(&self) {
-        let ids: Vec<TaskId> =
-            self.inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().copied().collect();
+        let ids: Vec<TaskId> = lock(&self.inner.running).keys().copied().collect();
         if ids.is_empty() {
             return;
         }
@@ -281,16 +367,21 @@ impl Executor {
                 task.settings.working_directory
             ),
         );
+        let resume = claimed.resume_session.as_deref();
+        if let Some(session) = resume {
+            let _ = append_summary(&paths.summary, &format!("resuming the interrupted session {session}"));
+        }
         let spec = RunSpec {
             claude_bin: config.claude_bin.clone(),
-            args: runner::command_args(&task.settings),
-            prompt: task.prompt.clone(),
+            args: runner::command_args(&task.settings, resume),
+            prompt: if resume.is_some() { config.resume_prompt.clone() } else { task.prompt.clone() },
             working_directory: task.settings.working_directory.clone().into(),
             timeout: Duration::from_secs(task.settings.timeout_seconds),
             kill_grace: config.kill_grace,
             summary_log: paths.summary.clone(),
             detailed_log: paths.detailed.clone(),
             max_detailed_log_bytes: config.max_detailed_log_bytes,
+            run_tag: runner::run_tag(&inner.owner, task_id, fence),
         };
         let (progress_tx, mut progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();
@@ -313,7 +404,8 @@ impl Executor {
                 Ok(()) = progress_rx.changed() => {
                     let pid = progress_rx.borrow_and_update().pid;
                     if pid.is_some() && recorded.pid.is_none() {
-                        // The pid is written at once: recovery needs it to find the process group.
+                        crate::crash::point("after_spawn");
+                        // The pid is written at once, for a person looking at the task.
                         self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
                         recorded.pid = pid;
                     }
@@ -340,7 +432,7 @@ impl Executor {
                 () = shutdown.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Shutdown, &run_stop),
             }
         };
-        inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&task_id);
+        lock(&inner.running).remove(&task_id);
         let last_pid = progress_rx.borrow().pid;
         if recorded.pid.is_none()
             && let Some(pid) = last_pid
@@ -348,7 +440,7 @@ impl Executor {
             self.mark_started(task_id, fence, pid).await;
         }
 
-        let Some(finish) = self.decide(&task, &report, stop_reason) else {
+        let Some(finish) = self.decide(&task, claimed.resume_session.is_some(), &report, stop_reason) else {
             tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
             return;
         };
@@ -409,6 +501,7 @@ impl Executor {
     fn decide(
         &self,
         task: &crate::model::TaskRecord,
+        resumed: bool,
         report: &RunReport,
         stop_reason: Option<StopReason>,
     ) -> Option<Finish> {
@@ -430,13 +523,25 @@ impl Executor {
                 Some(StopReason::Shutdown) => Finish::Release {
                     error: TaskError {
                         kind: "interrupted_by_shutdown".to_owned(),
-                        message: "claude-worker shut down while the task ran; it will run again".to_owned(),
+                        message: "claude-worker shut down while the task ran; it will resume".to_owned(),
                     },
+                    resume: true,
                 },
                 Some(StopReason::Cancel) | None => Finish::Cancelled {
                     error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
                 },
             },
+            // The session to resume is gone (the CLI keeps sessions per directory and machine):
+            // start over, the attempt not counted.
+            Outcome::Failure { message, .. } if resumed && message.contains("No conversation found") => {
+                Finish::Release {
+                    error: TaskError {
+                        kind: "resume_failed".to_owned(),
+                        message: format!("could not resume the interrupted session ({message}); starting over"),
+                    },
+                    resume: false,
+                }
+            }
             Outcome::Failure { kind, message, transient } => {
                 let error = TaskError { kind: kind.clone(), message: message.clone() };
                 if *transient && task.attempt < task.settings.max_attempts {
@@ -514,8 +619,15 @@ fn summary_of(finish: &Finish, report: &RunReport) -> String {
             format!("failed after {elapsed:.1} s, cost ${cost:.4}: {}: {}", error.kind, error.message)
         }
         Finish::Cancelled { .. } => format!("cancelled after {elapsed:.1} s, cost ${cost:.4}"),
-        Finish::Release { error } => format!("released after {elapsed:.1} s: {}", error.message),
+        Finish::Release { error, .. } | Finish::Reclaimed { error } => {
+            format!("released after {elapsed:.1} s: {}", error.message)
+        }
     }
+}
+
+/// Locks a std mutex that is never held across an await, ignoring poisoning (the data stays valid).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn duration_ms(d: Duration) -> Millis {

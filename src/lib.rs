@@ -7,15 +7,18 @@
 //! claims ready tasks and drives runs, waking on events; [`service`] offers the application's
 //! verbs to both edges; [`mcp`] is the only module that knows MCP; [`inspect`] is the side CLI;
 //! [`logs`] writes the global and per-task log files; [`watch`] notices
-//! other processes' writes to the shared database.
+//! other processes' writes to the shared database; [`owners`] tells which executors on the
+//! database are alive; [`crash`] holds the crash points of the durability tests.
 
 pub mod config;
+pub mod crash;
 pub mod executor;
 pub mod graph;
 pub mod inspect;
 pub mod logs;
 pub mod mcp;
 pub mod model;
+pub mod owners;
 pub mod runner;
 pub mod service;
 pub mod store;

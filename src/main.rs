@@ -38,6 +38,9 @@ enum Command {
         /// Exit once no task is running, ready or waiting.
         #[arg(long)]
         until_idle: bool,
+        /// Started by a server on its way out: leave its session first (internal).
+        #[arg(long, hide = true)]
+        detached: bool,
     },
 }
 
@@ -61,7 +64,13 @@ fn main() -> std::process::ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
-            Command::Work { until_idle } => work(config, until_idle).await,
+            Command::Work { until_idle, detached } => {
+                if detached {
+                    // Out of the editor's session and process group: its end must not end us.
+                    let _ = nix::unistd::setsid();
+                }
+                work(config, until_idle).await
+            }
         }
     });
     // Attempts that ignore their stop signals must not keep the process alive.
@@ -85,8 +94,8 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 
 async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let db = open(&config).await?;
-    let executor = Executor::new(db.clone(), config.clone());
-    let service = Service::new(db, config.clone(), Some(executor.clone()));
+    let executor = new_executor(&db, &config)?;
+    let service = Service::new(db.clone(), config.clone(), Some(executor.clone()));
     let shutdown = CancellationToken::new();
     let executor_task = {
         let executor = executor.clone();
@@ -123,12 +132,40 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!("claude-worker shutting down");
     shutdown.cancel();
     let _ = executor_task.await;
+    executor.release_owner_lock();
+    if config.detach_on_exit {
+        detach_if_work_remains(&db, &executor).await;
+    }
     result
+}
+
+fn new_executor(db: &Db, config: &Arc<Config>) -> anyhow::Result<Executor> {
+    Executor::new(db.clone(), config.clone()).with_context(|| {
+        format!(
+            "cannot create this process's owner lock in {} (other processes use it to tell that this one is alive)",
+            claude_worker::owners::owners_dir(&config.db_path).display()
+        )
+    })
+}
+
+/// Fire and forget: work queued through this server must not wait for the next editor session.
+/// When work is left and no other executor is alive on the database (checked after giving up our
+/// own lock, so that two servers exiting together cannot each leave it to the other), starts a
+/// detached `claude-worker work --until-idle`.
+async fn detach_if_work_remains(db: &Db, executor: &Executor) {
+    let left = db.call(|s| s.has_unfinished_work()).await.unwrap_or(false);
+    if !left || executor.others_alive() {
+        return;
+    }
+    match claude_worker::runner::spawn_detached_worker() {
+        Ok(pid) => tracing::info!(pid, "work is left and no other executor is alive: started a detached worker"),
+        Err(e) => tracing::error!("work is left, but a detached worker could not be started: {e}"),
+    }
 }
 
 async fn work(config: Arc<Config>, until_idle: bool) -> anyhow::Result<()> {
     let db = open(&config).await?;
-    let executor = Executor::new(db.clone(), config.clone());
+    let executor = new_executor(&db, &config)?;
     let shutdown = CancellationToken::new();
     let executor_task = {
         let executor = executor.clone();

@@ -6,7 +6,9 @@
 //! it ended.
 
 mod classify;
+mod detach;
 mod lines;
+mod stale;
 mod stream;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +24,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 pub use classify::{Exit, Outcome, StopCause, classify};
+pub use detach::spawn_detached_worker;
 pub use lines::{BoundedLines, Line};
+pub use stale::{RUN_TAG_VAR, run_tag, stop_run};
 pub use stream::{LineEffect, ResultEvent, StreamState};
 
 use crate::logs::{DetailedLog, append_summary};
@@ -47,6 +51,9 @@ pub struct RunSpec {
     pub summary_log: PathBuf,
     pub detailed_log: PathBuf,
     pub max_detailed_log_bytes: u64,
+    /// The attempt's tag ([`run_tag`]), set in the CLI's environment so that its processes can
+    /// be found if this process dies.
+    pub run_tag: String,
 }
 
 /// What a running attempt is doing, for the executor to record.
@@ -66,13 +73,17 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
-/// The arguments of `claude` for a task (the prompt goes to stdin, never here).
-pub fn command_args(settings: &TaskSettings) -> Vec<String> {
+/// The arguments of `claude` for a task (the prompt goes to stdin, never here); `resume` continues
+/// an interrupted attempt's session.
+pub fn command_args(settings: &TaskSettings, resume: Option<&str>) -> Vec<String> {
     let mut args: Vec<String> =
         ["-p", "--output-format", "stream-json", "--verbose", "--model"].iter().map(|s| (*s).to_owned()).collect();
     args.push(settings.model.clone());
     args.push("--permission-mode".to_owned());
     args.push(settings.permission_mode.clone());
+    if let Some(session) = resume {
+        args.push(format!("--resume={session}"));
+    }
     // Written as one `--flag=value` argument: a prompt that starts with '-' (a Markdown list)
     // must not be read as a flag.
     if let Some(prompt) = &settings.system_prompt {
@@ -123,6 +134,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         .args(&spec.args)
         .current_dir(&spec.working_directory)
         .env_remove("CLAUDECODE")
+        .env(RUN_TAG_VAR, &spec.run_tag)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -322,7 +334,7 @@ mod tests {
             allowed_tools: vec!["Edit".to_owned(), "Bash(git log:*)".to_owned()],
             ..TaskSettings::for_tests()
         };
-        let args = command_args(&settings);
+        let args = command_args(&settings, None);
         assert_eq!(
             args,
             [

@@ -27,13 +27,16 @@ pub use control::{CancelOutcome, CancelTarget, RetryOutcome};
 pub use create::{Created, CreatedTask};
 pub use handle::Db;
 pub use query::{OrchestrationFilter, Schedule, TaskFilter};
-pub use run::{Claimed, Finish, FinishOutcome, Heartbeat, RunStats};
+pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 1;
+pub const SCHEMA_VERSION: usize = 2;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_initial.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_initial.sql")),
+        M::up(include_str!("migrations/0002_recovery.sql")),
+    ])
 }
 
 /// What went wrong in the store. `Refused` and `NotFound` are the caller's to fix; the rest are

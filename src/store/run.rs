@@ -15,7 +15,34 @@ pub struct Claimed {
     pub task: TaskRecord,
     /// The fencing token of this claim: every later write of the attempt carries it.
     pub fence: i64,
+    /// The Claude session an interrupted attempt left: this attempt resumes it.
+    pub resume_session: Option<String>,
 }
+
+/// A running task claimed by another owner, as recovery sees it.
+#[derive(Clone, Debug)]
+pub struct ForeignClaim {
+    pub task_id: TaskId,
+    pub owner: String,
+    pub fence: i64,
+    pub lease_expires_at: Millis,
+}
+
+/// What a reclaim did.
+#[derive(Clone, Debug, Default)]
+pub struct Reclaimed {
+    /// False when the claim had changed meanwhile (its owner finished it, or another reclaimed it).
+    pub accepted: bool,
+    pub status: Option<TaskStatus>,
+    /// The session the next attempt will resume.
+    pub resume_session: Option<String>,
+    /// Dependents that can now never run (when the task failed or was cancelled).
+    pub skipped: Vec<TaskId>,
+}
+
+/// After this many recoveries from dead owners a task fails instead of running again: something
+/// about it keeps killing the processes that run it.
+pub const MAX_RECLAIMS: i64 = 5;
 
 /// What one attempt reported, added to the task's totals.
 #[derive(Clone, Debug, Default)]
@@ -47,7 +74,13 @@ pub enum Finish {
         error: TaskError,
     },
     /// The executor shut down mid-attempt: back to `pending` at once, the attempt not counted.
+    /// With `resume`, the next attempt resumes the Claude session this one recorded.
     Release {
+        error: TaskError,
+        resume: bool,
+    },
+    /// Another executor found the attempt's owner dead or its lease expired: as `Release`, resuming.
+    Reclaimed {
         error: TaskError,
     },
 }
@@ -90,26 +123,28 @@ impl Store {
         self.write(|tx| {
             let mut claims = Vec::new();
             while claims.len() < max {
-                let claimed: Option<(TaskId, i64, u32)> = tx
+                // A new attempt starts a new Claude session unless it resumes an interrupted one.
+                let claimed: Option<(TaskId, i64, u32, Option<String>)> = tx
                     .prepare_cached(
                         "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
                              lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL,
-                             error_kind = NULL, error_message = NULL
+                             error_kind = NULL, error_message = NULL, session_id = resume_session_id
                          WHERE task_id = (
                              SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
                              ORDER BY priority DESC, task_id LIMIT 1)
                            AND (SELECT count(*) FROM tasks WHERE status = 'running') < ?4
-                         RETURNING task_id, fence, attempt",
+                         RETURNING task_id, fence, attempt, resume_session_id",
                     )?
                     .query_row(params![owner, now + lease_ms, now, cap], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                     })
                     .optional()?;
-                let Some((task_id, fence, attempt)) = claimed else { break };
+                let Some((task_id, fence, attempt, resume_session)) = claimed else { break };
                 let key = task_key(tx, task_id)?;
-                record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), None)?;
+                let detail = resume_session.as_ref().map(|s| format!("resumes session {s}"));
+                record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), detail.as_deref())?;
                 refresh_orchestration(tx, key.orchestration_id, now)?;
-                claims.push(Claimed { task: read_task(tx, task_id)?, fence });
+                claims.push(Claimed { task: read_task(tx, task_id)?, fence, resume_session });
             }
             Ok(claims)
         })
@@ -185,6 +220,61 @@ impl Store {
         })
     }
 
+    /// The running tasks other owners hold, for recovery.
+    pub fn foreign_claims(&mut self, me: &str) -> Result<Vec<ForeignClaim>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT task_id, owner, fence, lease_expires_at FROM tasks
+                 WHERE status = 'running' AND owner IS NOT ?1 ORDER BY lease_expires_at",
+            )?;
+            let rows = stmt.query_map([me], |row| {
+                Ok(ForeignClaim {
+                    task_id: row.get(0)?,
+                    owner: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    fence: row.get(2)?,
+                    lease_expires_at: row.get::<_, Option<Millis>>(3)?.unwrap_or(0),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Takes back a task whose owner died or whose lease expired (the caller has made sure its
+    /// process group is gone): back to `pending` to resume its session, the attempt not counted;
+    /// cancelled instead if a cancel was asked for; failed after [`MAX_RECLAIMS`] recoveries.
+    /// Fenced like every attempt write: a claim that changed meanwhile is left alone.
+    pub fn reclaim(
+        &mut self,
+        claim: &ForeignClaim,
+        why: &str,
+        now: Millis,
+    ) -> Result<Reclaimed, StoreError> {
+        self.write(|tx| {
+            let earlier: i64 = tx
+                .prepare_cached("SELECT count(*) FROM task_events WHERE task_id = ?1 AND kind = 'reclaimed'")?
+                .query_row([claim.task_id], |row| row.get(0))?;
+            let finish = if earlier + 1 >= MAX_RECLAIMS {
+                Finish::Failed {
+                    error: TaskError {
+                        kind: "owner_lost".to_owned(),
+                        message: format!(
+                            "the processes running this task died {} times ({why}); retry it to run it again",
+                            earlier + 1
+                        ),
+                    },
+                }
+            } else {
+                Finish::Reclaimed { error: TaskError { kind: "owner_lost".to_owned(), message: why.to_owned() } }
+            };
+            let outcome =
+                finish_in(tx, claim.task_id, &claim.owner, claim.fence, &finish, &RunStats::default(), now)?;
+            let resume_session: Option<String> = tx
+                .prepare_cached("SELECT resume_session_id FROM tasks WHERE task_id = ?1")?
+                .query_row([claim.task_id], |row| row.get(0))?;
+            Ok(Reclaimed { accepted: outcome.accepted, status: outcome.status, resume_session, skipped: outcome.skipped })
+        })
+    }
+
     /// Ends an attempt: writes its outcome and totals, then promotes or skips its dependents, all
     /// in one transaction. A stale claim is refused and writes nothing.
     pub fn finish(
@@ -225,7 +315,9 @@ fn finish_in(
         .unwrap_or(false);
     let cancelled_instead;
     let finish = match finish {
-        Finish::Retry { .. } | Finish::Release { .. } | Finish::Failed { .. } if cancel_requested => {
+        Finish::Retry { .. } | Finish::Release { .. } | Finish::Reclaimed { .. } | Finish::Failed { .. }
+            if cancel_requested =>
+        {
             cancelled_instead = Finish::Cancelled {
                 error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
             };
@@ -240,9 +332,12 @@ fn finish_in(
         }
         Finish::Failed { error } => (TaskStatus::Failed, None, Some(error), None, "failed"),
         Finish::Cancelled { error } => (TaskStatus::Cancelled, None, Some(error), None, "cancelled"),
-        Finish::Release { error } => (TaskStatus::Pending, None, Some(error), None, "released"),
+        Finish::Release { error, .. } => (TaskStatus::Pending, None, Some(error), None, "released"),
+        Finish::Reclaimed { error } => (TaskStatus::Pending, None, Some(error), None, "reclaimed"),
     };
-    let uncount = i64::from(matches!(finish, Finish::Release { .. }));
+    let uncount = i64::from(matches!(finish, Finish::Release { .. } | Finish::Reclaimed { .. }));
+    // An interrupted attempt leaves its Claude session to the next one; any other end clears it.
+    let resume = i64::from(matches!(finish, Finish::Release { resume: true, .. } | Finish::Reclaimed { .. }));
     let ended_at = status.is_terminal().then_some(now);
     let changed = tx
         .prepare_cached(
@@ -256,7 +351,8 @@ fn finish_in(
                  cache_read_input_tokens = cache_read_input_tokens + ?15,
                  num_turns = coalesce(?16, num_turns), duration_ms = coalesce(?17, duration_ms),
                  permission_denials = coalesce(?18, permission_denials), last_action = coalesce(?19, last_action),
-                 attempt = attempt - ?20
+                 attempt = attempt - ?20,
+                 resume_session_id = CASE WHEN ?21 = 1 THEN coalesce(?10, session_id, resume_session_id) END
              WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'",
         )?
         .execute(params![
@@ -280,6 +376,7 @@ fn finish_in(
             stats.permission_denials,
             stats.last_action,
             uncount,
+            resume,
         ])?;
     if changed == 0 {
         return Ok(FinishOutcome::default());
@@ -297,7 +394,15 @@ fn finish_in(
             error.message,
             (*ready_at - now) as f64 / 1000.0
         )),
-        Finish::Release { error } => Some(error.message.clone()),
+        Finish::Release { error, .. } | Finish::Reclaimed { error } => {
+            let resumes: Option<String> = tx
+                .prepare_cached("SELECT resume_session_id FROM tasks WHERE task_id = ?1")?
+                .query_row([task_id], |row| row.get(0))?;
+            Some(match resumes {
+                Some(session) => format!("{}; the next attempt resumes session {session}", error.message),
+                None => error.message.clone(),
+            })
+        }
         Finish::Failed { .. } | Finish::Cancelled { .. } => {
             stored_error.map(|(kind, message)| format!("{kind}: {message}"))
         }
@@ -306,6 +411,7 @@ fn finish_in(
 
     let mut outcome = FinishOutcome { accepted: true, status: Some(status), ..FinishOutcome::default() };
     if status == TaskStatus::Completed {
+        crate::crash::point("before_completion_commit");
         // A completion only concerns the task's dependents and their other dependencies.
         let graph = load_dependents(tx, task_id)?;
         outcome.promoted = promote(tx, &graph, &key, now)?;
@@ -365,6 +471,7 @@ pub(super) fn promote(
             "dependencies completed".to_owned()
         };
         record_event(tx, &key, now, "ready", 0, None, Some(&detail))?;
+        crate::crash::point("mid_promotion");
     }
     Ok(ready)
 }

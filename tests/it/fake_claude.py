@@ -11,6 +11,8 @@
 #   @grandchild     start a `sleep` grandchild (its pid goes to $FAKE_CLAUDE_STATE/grandchild-<pid>), then work forever
 #   @lots=MB        print MB mebibytes of assistant lines before answering
 #   @result=TEXT    answer with TEXT (up to the end of the line)
+# `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
+# apply again, as the conversation goes on); an unknown id fails as the real CLI does.
 # SIGINT makes it print the interrupted-by-sigint fixture and exit 0, as the real CLI does;
 # SIGTERM makes it exit 143 without a result.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
@@ -71,6 +73,22 @@ signal.signal(signal.SIGTERM, on_sigterm)
 
 prompt = sys.stdin.buffer.read()
 text = prompt.decode("utf-8", "replace")
+SESSIONS = os.path.join(STATE, "sessions")
+os.makedirs(SESSIONS, exist_ok=True)
+resume = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--resume=")), None)
+if resume is not None:
+    try:
+        with open(os.path.join(SESSIONS, resume)) as f:
+            text = f.read()
+        SESSION = resume
+    except FileNotFoundError:
+        record("start", argv=sys.argv[1:], resume=resume, concurrent=0)
+        sys.stderr.write("No conversation found with session ID: %s\n" % resume)
+        record("end", code=1)
+        sys.exit(1)
+else:
+    with open(os.path.join(SESSIONS, SESSION), "w") as f:
+        f.write(text)
 os.makedirs(RUNNING, exist_ok=True)
 open(os.path.join(RUNNING, str(PID)), "w").close()
 concurrent = len(os.listdir(RUNNING))
@@ -83,6 +101,9 @@ record(
     prompt_head=text[:200],
     concurrent=concurrent,
     claudecode=os.environ.get("CLAUDECODE"),
+    resume=resume,
+    session=SESSION,
+    run_tag=os.environ.get("CLAUDE_WORKER_RUN"),
 )
 
 def directive(name):

@@ -49,6 +49,8 @@ impl Env {
             ("CLAUDE_WORKER_RETRY_BASE_SECONDS".into(), "0.05".into()),
             ("CLAUDE_WORKER_KILL_GRACE_SECONDS".into(), "0.5".into()),
             ("CLAUDE_WORKER_HEARTBEAT_SECONDS".into(), "0.5".into()),
+            // A test that wants the detached worker turns it on; others must not leave one behind.
+            ("CLAUDE_WORKER_DETACH_ON_EXIT".into(), "false".into()),
             ("FAKE_CLAUDE_STATE".into(), state.display().to_string()),
             ("FAKE_CLAUDE_FIXTURES".into(), fixtures.display().to_string()),
             // A server started from inside Claude Code inherits this; the runner must drop it.

@@ -114,7 +114,7 @@ async fn inspect_errors_are_one_clear_line() {
 
 #[tokio::test]
 async fn a_cancel_from_another_process_stops_the_task_before_the_next_heartbeat() {
-    let env = Env::new().set("CLAUDE_WORKER_HEARTBEAT_SECONDS", "3600");
+    let env = Env::new().set("CLAUDE_WORKER_HEARTBEAT_SECONDS", "3600").set("CLAUDE_WORKER_LEASE_SECONDS", "7200");
     let client = env.server().await;
     client.create("long", "long @sleep=120", json!({})).await;
     crate::harness::eventually(20.0, "long to start", || (!env.starts().is_empty()).then_some(())).await;

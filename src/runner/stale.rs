@@ -1,0 +1,109 @@
+//! Stopping what is left of an attempt whose owner died. Every CLI the runner starts carries
+//! `CLAUDE_WORKER_RUN=<owner>/<task>/<fence>` in its environment, inherited by everything it
+//! starts. Before an attempt is run again, the processes carrying its tag are found through
+//! `/proc/<pid>/environ` — which proves that a pid still belongs to that run, whatever the pid
+//! recorded in the database has become since — and their process groups are stopped.
+//!
+//! Only Linux has `/proc`: elsewhere no process can be found this way, and a recovered attempt
+//! may run while the old one finishes (its completion is still refused by the fence).
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpgid};
+use tokio::time::Instant;
+
+use crate::model::TaskId;
+
+/// The environment variable that tags a run's processes.
+pub const RUN_TAG_VAR: &str = "CLAUDE_WORKER_RUN";
+
+/// The tag of one attempt: unique across owners, tasks and claims.
+pub fn run_tag(owner: &str, task_id: TaskId, fence: i64) -> String {
+    format!("{owner}/{task_id}/{fence}")
+}
+
+/// The live processes (not zombies) whose environment carries `tag`.
+pub fn processes_of(tag: &str) -> Vec<Pid> {
+    let needle = format!("{RUN_TAG_VAR}={tag}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// Stops every process of the run tagged `tag` (SIGTERM to their groups, then SIGKILL after
+/// `grace`) and waits until none is left. Returns how many processes were found; an error when
+/// some survived even SIGKILL (unkillable, in uninterruptible sleep).
+pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
+    let found = processes_of(tag);
+    if found.is_empty() {
+        return Ok(0);
+    }
+    tracing::warn!(tag, "stopping {} leftover processes of an attempt whose owner is gone", found.len());
+    signal_all(&found, Signal::SIGTERM);
+    let kill_at = Instant::now() + grace;
+    let give_up = kill_at + grace + Duration::from_secs(5);
+    let mut killed = false;
+    loop {
+        let left = processes_of(tag);
+        if left.is_empty() {
+            return Ok(found.len());
+        }
+        let now = Instant::now();
+        if now >= give_up {
+            return Err(format!("{} processes of the old attempt survived SIGKILL", left.len()));
+        }
+        if now >= kill_at && !killed {
+            signal_all(&left, Signal::SIGKILL);
+            killed = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn signal_all(pids: &[Pid], signal: Signal) {
+    for &pid in pids {
+        // The group first (the CLI leads its own), then the process, should it have left it.
+        if let Ok(group) = getpgid(Some(pid))
+            && group == pid
+        {
+            let _ = killpg(group, signal);
+        }
+        let _ = kill(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt as _;
+
+    #[tokio::test]
+    async fn finds_and_stops_a_tagged_process_group() {
+        let tag = run_tag("test-host:1:1", 7, i64::from(std::process::id()));
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000 & sleep 1000; wait"])
+            .env(RUN_TAG_VAR, &tag)
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        // The shell and both sleeps carry the tag once started.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes_of(&tag).len() < 3 {
+            assert!(Instant::now() < deadline, "tagged processes appear");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let found = stop_run(&tag, Duration::from_millis(500)).await.expect("stopped");
+        assert_eq!(found, 3);
+        let _ = child.wait();
+        assert!(processes_of(&tag).is_empty());
+        assert_eq!(stop_run(&tag, Duration::from_millis(500)).await, Ok(0));
+    }
+}
