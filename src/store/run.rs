@@ -243,12 +243,7 @@ impl Store {
     /// process group is gone): back to `pending` to resume its session, the attempt not counted;
     /// cancelled instead if a cancel was asked for; failed after [`MAX_RECLAIMS`] recoveries.
     /// Fenced like every attempt write: a claim that changed meanwhile is left alone.
-    pub fn reclaim(
-        &mut self,
-        claim: &ForeignClaim,
-        why: &str,
-        now: Millis,
-    ) -> Result<Reclaimed, StoreError> {
+    pub fn reclaim(&mut self, claim: &ForeignClaim, why: &str, now: Millis) -> Result<Reclaimed, StoreError> {
         self.write(|tx| {
             let earlier: i64 = tx
                 .prepare_cached("SELECT count(*) FROM task_events WHERE task_id = ?1 AND kind = 'reclaimed'")?
@@ -266,12 +261,16 @@ impl Store {
             } else {
                 Finish::Reclaimed { error: TaskError { kind: "owner_lost".to_owned(), message: why.to_owned() } }
             };
-            let outcome =
-                finish_in(tx, claim.task_id, &claim.owner, claim.fence, &finish, &RunStats::default(), now)?;
+            let outcome = finish_in(tx, claim.task_id, &claim.owner, claim.fence, &finish, &RunStats::default(), now)?;
             let resume_session: Option<String> = tx
                 .prepare_cached("SELECT resume_session_id FROM tasks WHERE task_id = ?1")?
                 .query_row([claim.task_id], |row| row.get(0))?;
-            Ok(Reclaimed { accepted: outcome.accepted, status: outcome.status, resume_session, skipped: outcome.skipped })
+            Ok(Reclaimed {
+                accepted: outcome.accepted,
+                status: outcome.status,
+                resume_session,
+                skipped: outcome.skipped,
+            })
         })
     }
 

@@ -361,10 +361,7 @@ async fn work_until_idle_runs_what_a_server_left_behind() {
     let pending = env.sql_count("SELECT count(*) FROM tasks WHERE status = 'pending' AND attempt = 0");
     assert_eq!(pending, 1, "the interrupted task is pending again, its attempt not counted");
 
-    // The headless worker runs the rest (the same prompt sleeps again: make it quick).
-    let conn = rusqlite::Connection::open(env.db_path()).expect("db");
-    conn.execute("UPDATE tasks SET execution_prompt = 'first' WHERE task_identifier = 'first'", []).expect("edit");
-    drop(conn);
+    // The headless worker runs the rest, resuming the interrupted session.
     let output = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         env.command(crate::harness::SERVER).args(["work", "--until-idle"]).output(),
@@ -378,6 +375,8 @@ async fn work_until_idle_runs_what_a_server_left_behind() {
     let done = client.ok("get_status", json!({ "orchestration_id": id })).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(env.sql_count("SELECT count(*) FROM task_events WHERE kind = 'released'"), 1);
+    let starts = env.starts();
+    assert_eq!(starts[1]["resume"], starts[0]["session"], "the second attempt resumed the first's session");
     client.stop().await;
 }
 

@@ -12,7 +12,8 @@
 #   @lots=MB        print MB mebibytes of assistant lines before answering
 #   @result=TEXT    answer with TEXT (up to the end of the line)
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
-# apply again, as the conversation goes on); an unknown id fails as the real CLI does.
+# apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
+# an unknown id fails as the real CLI does.
 # SIGINT makes it print the interrupted-by-sigint fixture and exit 0, as the real CLI does;
 # SIGTERM makes it exit 143 without a result.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
@@ -34,8 +35,12 @@ def record(event, **fields):
 
 
 def emit(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    # A reader that went away (its server was killed) does not stop the work, as with the real CLI.
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")
 
 
 def fixture(name, result=None):
@@ -137,7 +142,7 @@ if lots:
         emit(line)
 
 sleep = directive("sleep")
-if sleep:
+if sleep and resume is None:
     end = time.time() + float(sleep)
     step = 0
     while time.time() < end:

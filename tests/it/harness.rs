@@ -85,10 +85,11 @@ impl Env {
     /// Starts the server and connects with the `initialize` handshake at `version`.
     pub async fn server_with(&self, version: ProtocolVersion) -> Client {
         let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(version);
         let service =
             handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
-        Client { service }
+        Client { service, pid }
     }
 
     /// Starts the server and connects with the `initialize` handshake (2025-11-25).
@@ -99,6 +100,7 @@ impl Env {
     /// Starts the server and connects with the 2026-07-28 `server/discover` lifecycle.
     pub async fn server_discover(&self) -> Client {
         let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(ProtocolVersion::V_2026_07_28);
         let service = handler
             .serve_with_lifecycle(
@@ -107,7 +109,7 @@ impl Env {
             )
             .await
             .expect("server/discover");
-        Client { service }
+        Client { service, pid }
     }
 
     /// Runs the inspect CLI to completion.
@@ -148,8 +150,9 @@ impl Drop for Env {
 }
 
 /// Checks the invariants a user relies on over `task_events`: no completion without a claim of
-/// that attempt, at most one completion per task, no claim before every dependency completed,
-/// attempts never above `max_attempts`, and a sound file.
+/// that attempt, at most one accepted outcome per claim and one completion per task, no outcome
+/// from a claim a newer claim superseded, no claim before every dependency completed, attempts
+/// never above `max_attempts`, and a sound file.
 pub fn audit(db: &Path) {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).expect(sql) };
@@ -160,10 +163,28 @@ pub fn audit(db: &Path) {
         count(
             "SELECT count(*) FROM task_events e WHERE e.kind = 'completed' AND NOT EXISTS (
                 SELECT 1 FROM task_events c WHERE c.task_id = e.task_id AND c.kind = 'claimed'
-                  AND c.attempt = e.attempt AND c.event_id < e.event_id)"
+                  AND c.attempt = e.attempt AND c.fence = e.fence AND c.owner = e.owner AND c.event_id < e.event_id)"
         ),
         0,
         "a completion without a claim of its attempt"
+    );
+    let outcomes = "('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'reclaimed')";
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM task_events WHERE kind IN {outcomes} AND fence IS NOT NULL
+             GROUP BY task_id, fence HAVING count(*) > 1)"
+        )),
+        0,
+        "two outcomes accepted for one claim"
+    );
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM task_events e WHERE e.kind IN {outcomes} AND e.fence IS NOT NULL AND EXISTS (
+                SELECT 1 FROM task_events c WHERE c.task_id = e.task_id AND c.kind = 'claimed'
+                  AND c.fence > e.fence AND c.event_id < e.event_id)"
+        )),
+        0,
+        "an outcome accepted from a claim a newer claim had superseded"
     );
     assert_eq!(
         count(
@@ -229,6 +250,8 @@ impl ClientHandler for TestClient {
 /// A connected MCP client.
 pub struct Client {
     pub service: RunningService<RoleClient, TestClient>,
+    /// The server process.
+    pub pid: i32,
 }
 
 impl Client {
