@@ -86,6 +86,8 @@ const STATEMENT_CACHE: usize = 256;
 
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write keeps trying to begin while the database stays locked.
+const BUSY_GIVE_UP: Duration = Duration::from_secs(60);
 
 impl Store {
     /// Opens (creating if needed, with private permissions) and migrates the database.
@@ -219,7 +221,7 @@ impl Store {
             })()
         } else {
             (|| {
-                let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = begin_immediate(&self.conn)?;
                 let value = f(&tx)?;
                 tx.commit()?;
                 Ok(value)
@@ -248,7 +250,7 @@ impl Store {
     /// a savepoint of its own (an operation that fails undoes only itself), and so share one
     /// commit and one fsync. Their callers must not learn their outcome before that commit.
     pub(crate) fn begin_group(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        begin_immediate(&self.conn)?.set_drop_behavior(rusqlite::DropBehavior::Ignore);
         self.in_group = true;
         PENDING_LOG.with_borrow_mut(Vec::clear);
         Ok(())
@@ -277,6 +279,21 @@ impl Store {
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     pub fn integrity_check(&mut self) -> Result<String, StoreError> {
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+    }
+}
+
+/// `BEGIN IMMEDIATE`, tried again with a small jittered delay while another process holds the
+/// write lock beyond the busy timeout: a busy database never reaches a caller as an error
+/// unless it stays locked for [`BUSY_GIVE_UP`].
+fn begin_immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>, rusqlite::Error> {
+    let give_up = std::time::Instant::now() + BUSY_GIVE_UP;
+    loop {
+        match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(5 + jitter_ms()));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -164,10 +164,8 @@ async fn four_servers_share_one_database_without_running_anything_twice() {
     const TASKS: usize = 200;
     const CAP: i64 = 4;
     let env = Env::new().set("CLAUDE_WORKER_MAX_CONCURRENT", &CAP.to_string());
-    let mut servers = Vec::new();
-    for _ in 0..4 {
-        servers.push(env.server().await);
-    }
+    // All four start at once on a database that does not exist yet.
+    let servers: Vec<Client> = futures::future::join_all((0..4).map(|_| env.server())).await;
     for (i, server) in servers.iter().enumerate() {
         let tasks: Vec<Value> = (0..TASKS / 4)
             .map(|j| {

@@ -249,7 +249,8 @@ async fn grandchild_of(env: &Env) -> i32 {
 async fn a_timeout_kills_the_whole_process_tree() {
     let env = Env::new();
     let client = env.server().await;
-    client.create("stuck", "stuck @grandchild", json!({ "timeout_seconds": 1 })).await;
+    // Long enough for the fake CLI to start its grandchild on a loaded machine.
+    client.create("stuck", "stuck @grandchild", json!({ "timeout_seconds": 5 })).await;
     let grandchild = grandchild_of(&env).await;
     assert!(alive(grandchild));
     let status = client.wait_task("stuck", 30.0).await;

@@ -63,13 +63,14 @@ async fn create_task_runs_and_records_what_happened() {
     assert_eq!((o["total_tasks"].as_u64(), o["completed_tasks"].as_u64()), (Some(1), Some(1)));
     assert!((o["cost_usd"].as_f64().expect("cost") - 0.0016).abs() < 1e-9);
 
-    // The global log has one line per task event.
-    let global = std::fs::read_to_string(env.home.join("claude-worker.log")).expect("global log");
+    // The global log has one line per task event (written by a background thread: wait for it).
+    let path = env.home.join("claude-worker.log");
     for kind in ["created", "claimed", "started", "completed"] {
-        assert!(
-            global.lines().any(|l| l.contains(kind) && l.contains(&format!("task_id={id}"))),
-            "no {kind} line in {global}"
-        );
+        crate::harness::eventually(10.0, &format!("a {kind} line in the global log"), || {
+            let global = std::fs::read_to_string(&path).unwrap_or_default();
+            global.lines().any(|l| l.contains(kind) && l.contains(&format!("task_id={id}"))).then_some(())
+        })
+        .await;
     }
     client.stop().await;
 }
