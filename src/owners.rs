@@ -49,6 +49,11 @@ fn host_of(owner: &str) -> &str {
     owner.rsplitn(3, ':').nth(2).unwrap_or("")
 }
 
+/// The pid part of an owner name.
+fn pid_of(owner: &str) -> Option<i32> {
+    owner.rsplitn(3, ':').nth(1)?.parse().ok()
+}
+
 impl OwnerLock {
     /// Creates and locks the owner file of `owner`.
     pub fn acquire(db_path: &Path, owner: &str) -> io::Result<OwnerLock> {
@@ -72,7 +77,17 @@ pub fn liveness(db_path: &Path, owner: &str, this_host: &str) -> Liveness {
     if host_of(owner) != this_host {
         return Liveness::Unknown;
     }
-    probe(&owner_file(db_path, owner))
+    let path = owner_file(db_path, owner);
+    if !path.exists() {
+        // The owner removed it on its way out, or someone removed it under a live owner: only
+        // a gone process is dead; otherwise its lease decides.
+        return if pid_of(owner).is_some_and(process_exists) { Liveness::Unknown } else { Liveness::Dead };
+    }
+    probe(&path)
+}
+
+fn process_exists(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::ESRCH)
 }
 
 /// Tries the lock of one owner file: held means alive. A free lock's file is removed.
@@ -113,7 +128,8 @@ mod tests {
     fn a_held_lock_is_alive_and_a_dropped_one_dead() {
         let dir = tempfile::tempdir().expect("dir");
         let db = dir.path().join("tasks.db");
-        let (a, b) = ("host:1:1", "host:2:2");
+        // Owners named after pids that cannot exist (pid_max is at most 2^22).
+        let (a, b) = ("host:2000000000:1", "host:2000000001:2");
         let lock_a = OwnerLock::acquire(&db, a).expect("lock a");
         assert_eq!(liveness(&db, a, "host"), Liveness::Alive);
         assert_eq!(liveness(&db, b, "host"), Liveness::Dead, "no file: never lived or gone");
@@ -130,15 +146,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let db = dir.path().join("tasks.db");
         std::fs::create_dir_all(owners_dir(&db)).expect("mkdir");
-        let path = owner_file(&db, "host:9:9");
+        let path = owner_file(&db, "host:2000000009:9");
         std::fs::write(&path, "").expect("leftover");
-        assert_eq!(liveness(&db, "host:9:9", "host"), Liveness::Dead);
+        assert_eq!(liveness(&db, "host:2000000009:9", "host"), Liveness::Dead);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_live_process_whose_file_was_removed_is_not_declared_dead() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("tasks.db");
+        let me = format!("host:{}:1", std::process::id());
+        assert_eq!(liveness(&db, &me, "host"), Liveness::Unknown, "left to its lease");
     }
 
     #[test]
     fn host_names_with_colons_parse() {
         assert_eq!(host_of("my:host:12:34"), "my:host");
         assert_eq!(host_of("h:12:34"), "h");
+        assert_eq!(pid_of("my:host:12:34"), Some(12));
     }
 }
