@@ -69,6 +69,8 @@ struct Inner {
     lock: Mutex<Option<OwnerLock>>,
     /// Tasks of dead owners this executor is taking back.
     reclaiming: Mutex<HashSet<TaskId>>,
+    /// Claims of live owners first seen with an expired lease, and when (see `recover`).
+    expired_seen: Mutex<HashMap<(TaskId, i64), Instant>>,
     /// Set when there may be new work; `notify_one` keeps a permit, so no wake-up is lost.
     wake: Notify,
     /// Stop switches of the attempts running in this process. A std mutex: never held across an await.
@@ -99,6 +101,7 @@ impl Executor {
                 host,
                 lock: Mutex::new(Some(lock)),
                 reclaiming: Mutex::new(HashSet::new()),
+                expired_seen: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 changes: watch::channel(0).0,
@@ -285,15 +288,29 @@ impl Executor {
             return Ok(None);
         }
         let now = now_ms();
-        let mut recheck = Instant::now() + inner.config.heartbeat;
+        let heartbeat = inner.config.heartbeat;
+        let mut recheck = Instant::now() + heartbeat;
+        let mut expired_seen = std::mem::take(&mut *lock(&inner.expired_seen));
+        let mut still_expired = HashMap::new();
         for claim in claims {
             if lock(&inner.reclaiming).contains(&claim.task_id) {
                 continue;
             }
-            let why = if claim.lease_expires_at <= now {
-                format!("the lease of {} expired without a heartbeat", claim.owner)
-            } else if owners::liveness(&inner.config.db_path, &claim.owner, &inner.host) == Liveness::Dead {
+            let liveness = owners::liveness(&inner.config.db_path, &claim.owner, &inner.host);
+            let why = if liveness == Liveness::Dead {
                 format!("its owner {} exited", claim.owner)
+            } else if claim.lease_expires_at <= now {
+                // A live owner whose lease ran out is taken over only if it has not renewed
+                // within one more heartbeat by our monotonic clock: after a laptop sleeps, every
+                // lease has expired by the wall clock, and every owner renews as it wakes.
+                let key = (claim.task_id, claim.fence);
+                let first_seen = expired_seen.remove(&key).unwrap_or_else(Instant::now);
+                if liveness == Liveness::Alive && first_seen.elapsed() < heartbeat {
+                    recheck = recheck.min(first_seen + heartbeat);
+                    still_expired.insert(key, first_seen);
+                    continue;
+                }
+                format!("the lease of {} expired without a heartbeat", claim.owner)
             } else {
                 let expires_in = Duration::from_millis(u64::try_from(claim.lease_expires_at - now).unwrap_or(0));
                 recheck = recheck.min(Instant::now() + expires_in);
@@ -303,6 +320,7 @@ impl Executor {
             let this = self.clone();
             runs.spawn(async move { this.reclaim(claim, why).await });
         }
+        *lock(&inner.expired_seen) = still_expired;
         Ok(Some(recheck))
     }
 

@@ -225,7 +225,7 @@ impl Store {
         self.read(|tx| {
             let mut stmt = tx.prepare_cached(
                 "SELECT task_id, owner, fence, lease_expires_at FROM tasks
-                 WHERE status = 'running' AND owner IS NOT ?1 ORDER BY lease_expires_at",
+                 WHERE status = 'running' AND owner IS NOT NULL AND owner != ?1 ORDER BY lease_expires_at",
             )?;
             let rows = stmt.query_map([me], |row| {
                 Ok(ForeignClaim {
