@@ -105,17 +105,18 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(owner = executor.owner(), db = %config.db_path.display(), "claude-worker serving MCP on stdio");
     warn_if_claude_missing(&config);
 
-    let (stdin, stdout) = rmcp::transport::stdio();
-    let (stdin, eof) = claude_worker::mcp::EofSignal::new(stdin);
+    let (transport, session) = claude_worker::mcp::transport::stdio();
     let server = ClaudeWorkerServer::new(service);
     let ended = async {
-        match server.serve((stdin, stdout)).await {
+        match server.serve(transport).await {
             Ok(running) => {
                 let waiting = running.waiting();
                 tokio::pin!(waiting);
                 tokio::select! {
                     _ = &mut waiting => {}
-                    () = eof.notified() => {
+                    // The client closed stdin or stdout: answers still being worked on are not
+                    // waited for beyond a moment.
+                    () = session.ended() => {
                         let _ = tokio::time::timeout(Duration::from_millis(200), &mut waiting).await;
                     }
                 }
@@ -132,6 +133,8 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!("claude-worker shutting down");
     shutdown.cancel();
     let _ = executor_task.await;
+    // What is queued for stdout is written before the process exits.
+    session.finish(Duration::from_secs(2)).await;
     executor.release_owner_lock();
     if config.detach_on_exit {
         detach_if_work_remains(&db, &executor).await;

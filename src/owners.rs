@@ -51,7 +51,7 @@ fn host_of(owner: &str) -> &str {
 
 /// The pid part of an owner name.
 fn pid_of(owner: &str) -> Option<i32> {
-    owner.rsplitn(3, ':').nth(1)?.parse().ok()
+    owner.rsplit(':').nth(1)?.parse().ok()
 }
 
 impl OwnerLock {

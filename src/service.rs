@@ -207,6 +207,19 @@ impl Service {
         if input.prompt.contains('\0') {
             return Err(invalid("execution_prompt contains a NUL byte: remove it".to_owned()));
         }
+        // These become command-line arguments of `claude` (or its directory), which cannot
+        // carry a NUL byte: refused here, not failed at spawn time.
+        for (field, value) in [
+            ("working_directory", input.working_directory.as_deref()),
+            ("model", input.model.as_deref()),
+            ("system_prompt", input.system_prompt.as_deref()),
+            ("append_system_prompt", input.append_system_prompt.as_deref()),
+            ("permission_mode", input.permission_mode.as_deref()),
+        ] {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(invalid(format!("{field} contains a NUL byte: remove it")));
+            }
+        }
         let working_directory = self.check_directory(input.working_directory.as_deref())?;
         let model = input.model.unwrap_or_else(|| self.config.default_model.clone());
         if model.is_empty()
@@ -236,7 +249,10 @@ impl Service {
         let tools = |name: &str, list: Option<Vec<String>>| -> Result<Vec<String>> {
             let list = list.unwrap_or_default();
             for tool in &list {
-                if tool.trim().is_empty() || tool.contains(['\n', '\r', '\0']) {
+                if tool.contains('\0') {
+                    return Err(invalid(format!("{name} entry {tool:?} contains a NUL byte: remove it")));
+                }
+                if tool.trim().is_empty() || tool.contains(['\n', '\r']) {
                     return Err(invalid(format!("{name} has an empty or multi-line entry {tool:?}")));
                 }
                 // The CLI would read it as one of its own flags (say, another --permission-mode).

@@ -5,6 +5,7 @@
 //! text. A mistake the caller can fix comes back as a result with `isError: true` and a sentence
 //! that says what to do; only protocol faults are JSON-RPC errors.
 
+pub mod transport;
 mod wire;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -245,35 +246,5 @@ impl ServerHandler for ClaudeWorkerServer {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("claude-worker", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
-    }
-}
-
-/// Wraps stdin to tell when it reached its end, so the server can shut down at once when the
-/// client goes away instead of waiting for rmcp to drain in-flight requests.
-pub struct EofSignal<R> {
-    inner: R,
-    eof: std::sync::Arc<tokio::sync::Notify>,
-}
-
-impl<R> EofSignal<R> {
-    /// The wrapped reader and what fires at its end.
-    pub fn new(inner: R) -> (EofSignal<R>, std::sync::Arc<tokio::sync::Notify>) {
-        let eof = std::sync::Arc::new(tokio::sync::Notify::new());
-        (EofSignal { inner, eof: eof.clone() }, eof)
-    }
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EofSignal<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
-            self.eof.notify_one();
-        }
-        poll
     }
 }
