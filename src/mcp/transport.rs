@@ -184,6 +184,9 @@ async fn read_lines<R: AsyncRead + Unpin>(
     ended: CancellationToken,
 ) {
     let mut lines = LineReader::new(reader, max_line);
+    // rmcp ends the session on a notification or response before the lifecycle began (the
+    // first request other than ping or server/discover): such a message is dropped instead.
+    let mut lifecycle_started = false;
     loop {
         let read = tokio::select! {
             biased;
@@ -192,7 +195,22 @@ async fn read_lines<R: AsyncRead + Unpin>(
         };
         let handled = match read {
             Ok(Read::Line(line)) => match parse_line(&line) {
-                Parsed::Message(message) => messages.send(*message).await.is_ok(),
+                Parsed::Message(message) => {
+                    match &*message {
+                        JsonRpcMessage::Request(request) => {
+                            lifecycle_started |= !matches!(
+                                request.request,
+                                ClientRequest::PingRequest(_) | ClientRequest::DiscoverRequest(_)
+                            );
+                        }
+                        _ if !lifecycle_started => {
+                            tracing::warn!("a notification or response before initialize: ignored");
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    messages.send(*message).await.is_ok()
+                }
                 Parsed::Reply(reply) => replies.send(reply).await.is_ok(),
                 Parsed::Ignore => true,
             },

@@ -24,6 +24,13 @@ struct Raw {
 impl Raw {
     /// Starts the server and goes through `initialize`.
     async fn start(env: &Env) -> Raw {
+        let mut raw = Raw::spawn(env);
+        raw.initialize().await;
+        raw
+    }
+
+    /// Starts the server without a handshake.
+    fn spawn(env: &Env) -> Raw {
         let mut child = env
             .command(SERVER)
             .stdin(Stdio::piped())
@@ -39,7 +46,11 @@ impl Raw {
             let _ = stderr.read_to_string(&mut text).await;
             text
         });
-        let mut raw = Raw { child, stdin: Some(stdin), stdout: Some(stdout), stderr, next_id: 100 };
+        Raw { child, stdin: Some(stdin), stdout: Some(stdout), stderr, next_id: 100 }
+    }
+
+    async fn initialize(&mut self) {
+        let raw = self;
         let init = raw
             .request(
                 "initialize",
@@ -48,7 +59,6 @@ impl Raw {
             .await;
         assert_eq!(init["result"]["serverInfo"]["name"], "claude-worker", "{init}");
         raw.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string()).await;
-        raw
     }
 
     async fn send_bytes(&mut self, bytes: &[u8]) {
@@ -151,6 +161,19 @@ async fn a_line_that_is_not_json_is_a_parse_error() {
         assert!(message(&error).starts_with("Parse error: "), "{error}");
         raw.alive().await;
     }
+    raw.close().await;
+}
+
+#[tokio::test]
+async fn garbage_before_initialize_does_not_end_the_session() {
+    let env = Env::new();
+    let mut raw = Raw::spawn(&env);
+    raw.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string()).await;
+    raw.send(&json!({"jsonrpc":"2.0","id":7,"result":{}}).to_string()).await;
+    let error = raw.error_for(b"not json", &Value::Null).await;
+    assert_eq!(error["code"], -32700, "{error}");
+    raw.initialize().await;
+    raw.alive().await;
     raw.close().await;
 }
 
