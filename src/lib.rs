@@ -8,13 +8,16 @@
 //! verbs to both edges; [`mcp`] is the only module that knows MCP; [`inspect`] is the side CLI;
 //! [`logs`] writes the global and per-task log files; [`watch`] notices
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
-//! database are alive; [`crash`] holds the crash points of the durability tests.
+//! database are alive; [`crash`] holds the crash points of the durability tests; [`terminal`]
+//! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
+//! inspect CLI's `watch`.
 
 pub mod config;
 pub mod crash;
 pub mod executor;
 pub mod graph;
 pub mod inspect;
+pub mod live;
 pub mod logs;
 pub mod mcp;
 pub mod model;
@@ -22,5 +25,6 @@ pub mod owners;
 pub mod runner;
 pub mod service;
 pub mod store;
+pub mod terminal;
 pub mod time;
 pub mod watch;

@@ -109,6 +109,11 @@ fn probe(path: &Path) -> Liveness {
     }
 }
 
+/// Whether any executor holds its lock on this database (on this host).
+pub fn any_alive(db_path: &Path) -> bool {
+    others_alive(db_path, "")
+}
+
 /// Whether any executor other than `me` holds its lock on this database (on this host).
 pub fn others_alive(db_path: &Path, me: &str) -> bool {
     let mine = owner_file(db_path, me);

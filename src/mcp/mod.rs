@@ -8,6 +8,8 @@
 pub mod transport;
 mod wire;
 
+pub use wire::parse_workflow;
+
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};

@@ -197,6 +197,22 @@ pub struct CreateOrchestrationArgs {
     pub tasks: Vec<BatchTask>,
 }
 
+/// Reads a workflow file (the seed's `workflow.json`: the `create_orchestration` arguments) into
+/// its name and tasks, naming the field at fault on error. Checks of the graph itself happen when
+/// the batch is created, all or nothing.
+pub fn parse_workflow(text: &str) -> Result<(Option<String>, Vec<TaskInput>), String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let args: CreateOrchestrationArgs = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." || path.is_empty() { format!("{}", e.inner()) } else { format!("{path}: {}", e.inner()) }
+    })?;
+    deserializer.end().map_err(|e| format!("{e}"))?;
+    if args.tasks.is_empty() {
+        return Err("tasks: the workflow has no tasks".to_owned());
+    }
+    Ok((args.name, args.tasks.into_iter().map(BatchTask::into_task_input).collect()))
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusArgs {

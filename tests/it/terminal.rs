@@ -1,0 +1,179 @@
+//! The terminal workflow with the real binary: `claude-worker run` (prompt, file, stdin,
+//! options, `--watch`), `claude-worker orchestrate` (the seed's workflow file, `--wait`), the
+//! background worker they start when no executor is alive, and Ctrl-C leaving the work running.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::harness::{Env, SERVER, eventually};
+
+async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(90), command.output()).await.expect("finished in time").expect("run")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits until no server or worker is left on the database.
+async fn no_executor_left(env: &Env) {
+    let owners = claude_worker::owners::owners_dir(&env.db_path());
+    eventually(30.0, "the background worker to exit", || {
+        (std::fs::read_dir(&owners).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_queues_and_returns_at_once_while_a_server_runs_the_task() {
+    let env = Env::new();
+    let client = env.server().await;
+    let output = finished(
+        env.command(SERVER)
+            .args(["run", "slow job @sleep=3", "--identifier", "slow", "--model", "opus"])
+            .stdin(Stdio::null()),
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("queued task #1 slow (pending) in orchestration 1"), "{stdout}");
+    assert!(!text(&output.stderr).contains("background worker"), "a server is alive: no worker started");
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks WHERE status = 'completed'"), 0, "it did not wait");
+    let done = client.wait_task("slow", 30.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let start = env.starts().into_iter().next().expect("ran");
+    assert!(start["argv"].as_array().expect("argv").iter().any(|a| a == "opus"), "{start}");
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn run_reads_a_prompt_file_and_appends_piped_stdin() {
+    let env = Env::new();
+    let client = env.server().await;
+    let file = env.work.join("instructions.txt");
+    std::fs::write(&file, "Follow these instructions").expect("write");
+    let output = finished(env.command(SERVER).args(["run", "instructions.txt", "-q"]).stdin(Stdio::null())).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "1", "--quiet prints the id alone");
+
+    let mut child = env
+        .command(SERVER)
+        .args(["run", "Review these changes", "--identifier", "review"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"diff --git a/x b/x\n+added line\n").await.expect("pipe");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("t").expect("o");
+    assert!(output.status.success());
+    for task in ["instructions", "review"] {
+        assert_eq!(client.wait_task(task, 30.0).await["status"], "completed");
+    }
+    let heads: Vec<String> = env.starts().iter().map(|s| s["prompt_head"].as_str().unwrap_or("").to_owned()).collect();
+    assert!(heads.contains(&"Follow these instructions".to_owned()), "{heads:?}");
+    assert!(heads.contains(&"Review these changes\n\ndiff --git a/x b/x\n+added line\n".to_owned()), "{heads:?}");
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn run_watch_starts_a_worker_when_none_is_alive_and_reports_the_outcome() {
+    let env = Env::new();
+    let output = finished(env.command(SERVER).args(["run", "quick one", "--watch"]).stdin(Stdio::null())).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("started a background worker"), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("watching task #1 quick-one"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("✓ quick-one") && l.contains("completed")), "{stdout}");
+    assert!(stdout.contains("task #1 quick-one: 1 completed, cost $0.0008"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "no escape codes when piped: {stdout:?}");
+
+    let output = finished(env.command(SERVER).args(["run", "broken @auth", "--watch"]).stdin(Stdio::null())).await;
+    assert_eq!(output.status.code(), Some(1), "a failed task makes the watch fail");
+    let stdout = text(&output.stdout);
+    assert!(stdout.lines().any(|l| l.contains("✗ broken-auth") && l.contains("failed")), "{stdout}");
+    no_executor_left(&env).await;
+}
+
+#[tokio::test]
+async fn orchestrate_the_seed_full_stack_workflow_and_wait() {
+    let env = Env::new();
+    for dir in ["backend", "frontend"] {
+        std::fs::create_dir_all(env.work.join(dir)).expect("mkdir");
+    }
+    let workflow = json!({ "tasks": [
+        { "identifier": "design_api", "execution_prompt": "Design REST API specification for todo app", "model": "opus" },
+        { "identifier": "create_backend", "execution_prompt": "Implement FastAPI backend based on API spec",
+          "depends_on": ["design_api"], "working_directory": "./backend" },
+        { "identifier": "create_frontend", "execution_prompt": "Build React frontend with TypeScript",
+          "depends_on": ["design_api"], "working_directory": "./frontend" },
+        { "identifier": "add_tests", "execution_prompt": "Write comprehensive test suites",
+          "depends_on": ["create_backend", "create_frontend"], "initial_delay": 0.2 },
+        { "identifier": "create_docker", "execution_prompt": "Create Docker Compose configuration",
+          "depends_on": ["add_tests"] },
+    ] });
+    std::fs::write(env.work.join("workflow.json"), workflow.to_string()).expect("write");
+    let output =
+        finished(env.command(SERVER).args(["orchestrate", "workflow.json", "--wait"]).stdin(Stdio::null())).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(stdout.starts_with("queued orchestration 1 with 5 tasks:"), "{stdout}");
+    assert!(stdout.contains("orchestration 1: 5 completed"), "{stdout}");
+    let backend = env
+        .starts()
+        .into_iter()
+        .find(|s| s["prompt_head"].as_str().is_some_and(|p| p.starts_with("Implement FastAPI")))
+        .expect("backend ran");
+    assert!(backend["cwd"].as_str().is_some_and(|c| c.ends_with("/backend")), "relative to the file: {backend}");
+    no_executor_left(&env).await;
+}
+
+#[tokio::test]
+async fn a_bad_workflow_is_refused_whole_and_stores_nothing() {
+    let env = Env::new();
+    let cases = [
+        (json!({ "tasks": [{ "identifier": "a", "execution_prompt": "x", "depends_on": ["nope"] }] }), "nope"),
+        (json!({ "tasks": [{ "identifier": "a" }] }), "execution_prompt"),
+        (json!({ "tasks": [{ "identifier": "a", "execution_prompt": "x", "colour": "red" }] }), "colour"),
+    ];
+    for (workflow, needle) in cases {
+        std::fs::write(env.work.join("bad.json"), workflow.to_string()).expect("write");
+        let output = finished(env.command(SERVER).args(["orchestrate", "bad.json"]).stdin(Stdio::null())).await;
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("bad.json") && stderr.contains(needle), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    std::fs::write(env.work.join("broken.json"), "{ not json").expect("write");
+    let output = finished(env.command(SERVER).args(["orchestrate", "broken.json"]).stdin(Stdio::null())).await;
+    assert!(text(&output.stderr).contains("not a valid workflow"), "{}", text(&output.stderr));
+    if env.db_path().exists() {
+        assert_eq!(env.sql_count("SELECT count(*) FROM tasks"), 0);
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_watching_and_leaves_the_task_running() {
+    let env = Env::new();
+    let client = env.server().await;
+    let mut child = env
+        .command(SERVER)
+        .args(["run", "long @sleep=60", "--identifier", "long", "--watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    eventually(20.0, "the task to start", || env.starts().into_iter().next()).await;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
+    assert_eq!(status.code(), Some(130));
+    let task = client.ok("get_status", json!({ "task": "long" })).await;
+    assert_eq!(task["status"], "running", "watching stopped, the work did not: {task}");
+    client.ok("cancel", json!({ "task": "long" })).await;
+    client.stop().await;
+}
