@@ -286,3 +286,24 @@ async fn the_detached_worker_finishes_the_queue_after_the_last_server_exits() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_owner_that_lost_its_claim_stops_its_cli_and_writes_nothing() {
+    let env = Env::new();
+    let client = env.server().await;
+    client.create("long", "long @sleep=60", json!({})).await;
+    let start = eventually(20.0, "the task to start", || env.starts().into_iter().next()).await;
+    // Another executor, on a host whose processes this one cannot see, took the task over.
+    let conn = rusqlite::Connection::open(env.db_path()).expect("db");
+    conn.execute("UPDATE tasks SET owner = 'elsewhere:1:1', fence = fence + 1 WHERE task_identifier = 'long'", [])
+        .expect("take over");
+    drop(conn);
+    let ended = eventually(10.0, "the CLI to be stopped at the next heartbeat", || {
+        env.invocations().into_iter().find(|v| v["event"] == "end" && v["pid"] == start["pid"])
+    })
+    .await;
+    assert_eq!(ended["code"], 0, "stopped with SIGINT: {ended}");
+    let owner = env.sql_count("SELECT count(*) FROM tasks WHERE owner = 'elsewhere:1:1' AND status = 'running'");
+    assert_eq!(owner, 1, "the stale owner wrote nothing over the new claim");
+    client.stop().await;
+}
