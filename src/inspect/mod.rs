@@ -115,7 +115,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Print a shell completion script: claude-worker-inspect completions bash > ~/.local/share/bash-completion/completions/claude-worker-inspect
+    /// Print a shell completion script (bash, zsh or fish; README says where to put it).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

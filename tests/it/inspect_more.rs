@@ -155,7 +155,9 @@ fn fake_home(env: &Env) -> PathBuf {
     home
 }
 
-const CREDENTIAL_VARS: [&str; 3] = ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"];
+/// Where credentials may come from besides `HOME`: removed so that only what a test sets counts.
+const CREDENTIAL_VARS: [&str; 4] =
+    ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CONFIG_DIR"];
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["checks"]
