@@ -90,7 +90,7 @@ enum StopReason {
 impl Executor {
     /// An executor for this process, holding its owner lock on the database from now on.
     pub fn new(db: Db, config: Arc<Config>) -> std::io::Result<Executor> {
-        let host = hostname();
+        let host = owners::this_host();
         let owner = format!("{host}:{}:{}", std::process::id(), now_ms());
         let lock = OwnerLock::acquire(&config.db_path, &owner)?;
         Ok(Executor {
@@ -650,10 +650,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn duration_ms(d: Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The live view of queued work, for `claude-worker run --watch`, `orchestrate --wait` and
 //! `claude-worker-inspect watch`: one line per task with its state, what it is doing now, its
 //! elapsed time and cost. On a terminal the lines are redrawn in place (`indicatif`), coloured
-//! unless `NO_COLOR` is set; otherwise a plain line is printed each time a task changes. It reads
-//! through the [`Service`] (it runs nothing) and wakes when the database changes.
+//! when the caller says so; otherwise a plain line (or, with `--json`, a JSON object) is printed
+//! each time a task changes. It reads through the [`Service`] (it runs nothing) and wakes when
+//! the database changes.
 //!
 //! Ctrl-C stops watching and leaves the work running. The exit code says how the work ended: 0
 //! when every task completed, 1 when any failed, was cancelled or skipped, 130 when the watch
@@ -44,14 +45,35 @@ struct Group {
     rows: Vec<Row>,
 }
 
-/// Watches `targets` until every task in them has finished or Ctrl-C; returns the exit code.
-pub async fn watch(service: &Service, db_path: &Path, targets: &[Target]) -> anyhow::Result<ExitCode> {
-    let tty = std::io::stdout().is_terminal();
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || !tty {
-        console::set_colors_enabled(false);
+/// How to show the view.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Output {
+    pub color: bool,
+    /// One JSON object per change instead of lines.
+    pub json: bool,
+}
+
+impl Output {
+    /// Colour on a terminal unless `NO_COLOR` is set or `TERM=dumb`.
+    pub fn auto() -> Output {
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        Output { color, json: false }
     }
+}
+
+/// Watches `targets` until every task in them has finished or Ctrl-C; returns the exit code.
+pub async fn watch(service: &Service, db_path: &Path, targets: &[Target], output: Output) -> anyhow::Result<ExitCode> {
+    console::set_colors_enabled(output.color && !output.json);
     let mut watcher = DbWatcher::new(db_path).ok();
-    let mut view = if tty { View::live() } else { View::plain() };
+    let mut view = if output.json {
+        View::Json { seen: HashMap::new() }
+    } else if std::io::stdout().is_terminal() {
+        View::live()
+    } else {
+        View::plain()
+    };
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
@@ -209,6 +231,8 @@ enum View {
     Live { multi: MultiProgress, headers: HashMap<String, ProgressBar>, bars: HashMap<TaskId, ProgressBar> },
     /// A line per change, for pipes and files.
     Plain { seen: HashMap<TaskId, (TaskStatus, Option<String>)>, started: bool },
+    /// A JSON object per change.
+    Json { seen: HashMap<TaskId, (TaskStatus, Option<String>)> },
 }
 
 impl View {
@@ -268,6 +292,27 @@ impl View {
                 }
                 out.flush()
             }
+            View::Json { seen } => {
+                let mut out = std::io::stdout().lock();
+                for row in groups.iter().flat_map(|g| g.rows.iter()) {
+                    let now = (row.status, row.note.clone());
+                    if seen.get(&row.task_id) != Some(&now) {
+                        let elapsed_ms = row.started_at.map(|s| row.ended_at.unwrap_or_else(now_ms) - s);
+                        let value = serde_json::json!({
+                            "at": crate::time::rfc3339(now_ms()),
+                            "task_id": row.task_id,
+                            "task_identifier": row.identifier,
+                            "status": row.status.as_str(),
+                            "elapsed_ms": elapsed_ms,
+                            "cost_usd": row.cost_usd,
+                            "note": row.note,
+                        });
+                        writeln!(out, "{value}")?;
+                        seen.insert(row.task_id, now);
+                    }
+                }
+                out.flush()
+            }
         }
     }
 
@@ -276,7 +321,19 @@ impl View {
         self.stop()?;
         let mut out = std::io::stdout().lock();
         for group in groups {
-            writeln!(out, "{}", summary(group))?;
+            if matches!(self, View::Json { .. }) {
+                let cost: f64 = group.rows.iter().map(|r| r.cost_usd).sum();
+                let completed = group.rows.iter().filter(|r| r.status == TaskStatus::Completed).count();
+                let value = serde_json::json!({
+                    "finished": group.title,
+                    "tasks": group.rows.len(),
+                    "completed": completed,
+                    "cost_usd": cost,
+                });
+                writeln!(out, "{value}")?;
+            } else {
+                writeln!(out, "{}", summary(group))?;
+            }
         }
         out.flush()
     }

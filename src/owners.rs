@@ -114,6 +114,11 @@ pub fn any_alive(db_path: &Path) -> bool {
     others_alive(db_path, "")
 }
 
+/// This host's name, as owner names carry it.
+pub fn this_host() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// Whether any executor other than `me` holds its lock on this database (on this host).
 pub fn others_alive(db_path: &Path, me: &str) -> bool {
     let mine = owner_file(db_path, me);

@@ -72,7 +72,8 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
     }
     ensure_executor(&config);
     if request.watch {
-        return crate::live::watch(&service, &config.db_path, &[Target::Task(TaskRef::Id(task.task_id))]).await;
+        let target = [Target::Task(TaskRef::Id(task.task_id))];
+        return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto()).await;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -107,7 +108,8 @@ pub async fn orchestrate(
     print_created(&created)?;
     ensure_executor(&config);
     if wait {
-        return crate::live::watch(&service, &config.db_path, &[Target::Orchestration(created.orchestration_id)]).await;
+        let target = [Target::Orchestration(created.orchestration_id)];
+        return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto()).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,16 @@
 //! (safe while they run: WAL readers never block writers) and prints readable tables, a
 //! dependency tree, logs, or JSON with `--json`; it can also cancel and retry. It runs nothing
 //! itself: a cancelled running task is stopped by the server that runs it, at its next heartbeat.
+//!
+//! Beyond looking: `cost` (spend by task, orchestration, model and day), `doctor` (checks the
+//! environment and says how to fix it), `prune` (deletes old finished work and its logs) and
+//! `completions` (shell completion scripts). Colour on terminals only (see `color.rs`).
 
+mod color;
+mod cost;
+mod doctor;
+mod duration;
+mod prune;
 mod render;
 
 use std::io::Write as _;
@@ -11,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::Config;
@@ -32,12 +41,19 @@ pub struct Cli {
     /// The database (default: $CLAUDE_WORKER_DB, else $CLAUDE_WORKER_HOME/tasks.db).
     #[arg(long, global = true)]
     db: Option<PathBuf>,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = color::ColorChoice::Auto)]
+    color: color::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Follow work live until it ends: an orchestration id, a task (identifier or #id), or by
+    /// default every unfinished orchestration. Exit 0 when everything completed; Ctrl-C stops
+    /// watching and leaves the work running.
+    Watch { target: Option<String> },
     /// List tasks, newest first.
     List {
         #[arg(long)]
@@ -77,6 +93,37 @@ enum Command {
     },
     /// Run a failed or cancelled task again.
     Retry { task: String },
+    /// What tasks spent: by task, orchestration, model and day (UTC), with tokens and totals.
+    Cost {
+        /// Only tasks that ended (or, still running, started) within this long: 30m, 12h, 7d, 2w.
+        #[arg(long, value_parser = duration::parse)]
+        since: Option<Duration>,
+        /// Only this orchestration.
+        #[arg(long)]
+        orchestration: Option<i64>,
+    },
+    /// Check the claude binary, credentials, database, logs, sounds and notifications, and say
+    /// how to fix each problem. Exits 1 when a check fails.
+    Doctor {
+        /// Run PRAGMA integrity_check (reads the whole file) instead of quick_check.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Delete orchestrations whose every task finished before the cutoff, with their tasks,
+    /// events, dependency edges and log files. Does not VACUUM (see README).
+    Prune {
+        /// How long ago the tasks must have finished: 30m, 12h, 7d, 2w.
+        #[arg(long, value_parser = duration::parse)]
+        older_than: Duration,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script (bash, zsh or fish; README says where to put it).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -95,6 +142,27 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    color::init(cli.color, cli.json);
+    // These two need no database, and doctor must run whatever state the settings are in.
+    match cli.command {
+        Command::Completions { shell } => return completions(shell, cli.json),
+        Command::Doctor { full } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let checks = runtime.block_on(doctor::run(cli.db, full));
+            let mut out = std::io::stdout().lock();
+            if cli.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&doctor::checks_json(&checks))?)?;
+            } else {
+                write!(out, "{}", doctor::checks_text(&checks))?;
+            }
+            return Ok(if doctor::has_failure(&checks) {
+                std::process::ExitCode::FAILURE
+            } else {
+                std::process::ExitCode::SUCCESS
+            });
+        }
+        _ => {}
+    }
     let mut config = Config::from_env()?;
     if let Some(db) = cli.db {
         config.db_path = db;
@@ -108,9 +176,75 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let db = Db::spawn(store).context("cannot start the database thread")?;
-    let service = Service::new(db, config.clone(), None);
+    let service = Service::new(db.clone(), config.clone(), None);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(command(&service, cli.command, cli.json))
+    let json = cli.json;
+    let print = |value: serde_json::Value, text: String| -> anyhow::Result<std::process::ExitCode> {
+        let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        } else {
+            write!(out, "{text}")?;
+        }
+        Ok(std::process::ExitCode::SUCCESS)
+    };
+    match cli.command {
+        Command::Cost { since, orchestration } => {
+            let since = since.map(|ago| duration::before(crate::time::now_ms(), ago));
+            let rows = runtime.block_on(db.call(move |store| store.cost_rows(since, orchestration)))?;
+            let report = cost::report(rows, since, orchestration);
+            print(cost::report_json(&report), cost::report_text(&report))
+        }
+        Command::Prune { older_than, dry_run } => {
+            let (value, text) = runtime.block_on(prune::run(&db, &config, older_than, dry_run))?;
+            print(value, text)
+        }
+        Command::Watch { target } => runtime.block_on(async {
+            let targets = watch_targets(&service, target).await?;
+            let output = crate::live::Output { color: color::enabled(), json };
+            crate::live::watch(&service, &config.db_path, &targets, output).await
+        }),
+        other => runtime.block_on(command(&service, other, cli.json)),
+    }
+}
+
+/// Prints the completion script for `shell` (as `{"shell", "script"}` with `--json`).
+fn completions(shell: clap_complete::Shell, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "claude-worker-inspect", &mut script);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = json!({ "shell": shell.to_string(), "script": String::from_utf8_lossy(&script) });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        out.write_all(&script)?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What `watch` follows: `N` is an orchestration, `#N` or a name a task; by default every
+/// unfinished orchestration, or the latest one when all have finished.
+async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Result<Vec<Target>> {
+    if let Some(target) = target {
+        return Ok(vec![match target.parse::<i64>() {
+            Ok(id) => Target::Orchestration(id),
+            Err(_) => Target::Task(TaskRef::parse(&target)),
+        }]);
+    }
+    let all = service.list_orchestrations(OrchestrationFilter { status: None, limit: 1000 }).await.map_err(friendly)?;
+    let unfinished: Vec<Target> = all
+        .iter()
+        .filter(|o| o.counters.unfinished() > 0)
+        .map(|o| Target::Orchestration(o.orchestration_id))
+        .rev()
+        .collect();
+    if !unfinished.is_empty() {
+        return Ok(unfinished);
+    }
+    match all.first() {
+        Some(latest) => Ok(vec![Target::Orchestration(latest.orchestration_id)]),
+        None => bail!("nothing to watch: no task has been queued yet"),
+    }
 }
 
 fn parse_status<T>(text: Option<String>, parse: fn(&str) -> Option<T>, allowed: &str) -> anyhow::Result<Option<T>> {
@@ -216,6 +350,13 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
                     writeln!(out, "stopping (running; the server that runs them stops them): {stopping:?}")?;
                 }
             }
+        }
+        Command::Cost { .. }
+        | Command::Doctor { .. }
+        | Command::Prune { .. }
+        | Command::Completions { .. }
+        | Command::Watch { .. } => {
+            bail!("handled before")
         }
         Command::Retry { task } => {
             let outcome = service.retry(TaskRef::parse(&task)).await.map_err(friendly)?;

@@ -4,16 +4,18 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
+use super::color;
 use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskListItem};
 use crate::service::TaskStatusView;
 use crate::time::rfc3339;
 
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    super::color::style_table(&mut table);
     table
 }
 
@@ -24,13 +26,13 @@ pub fn tasks_table(tasks: &[TaskListItem]) -> String {
     let mut t = table(&["id", "task", "orch", "status", "cost", "created", "last action"]);
     for task in tasks {
         t.add_row(vec![
-            format!("#{}", task.task_id),
-            task.task_identifier.clone(),
-            task.orchestration_id.to_string(),
-            task.status.to_string(),
-            format!("${:.4}", task.cost_usd),
-            rfc3339(task.created_at),
-            task.last_action.clone().unwrap_or_default(),
+            Cell::new(format!("#{}", task.task_id)),
+            Cell::new(&task.task_identifier),
+            Cell::new(task.orchestration_id),
+            color::status_cell(task.status.as_str()),
+            Cell::new(format!("${:.4}", task.cost_usd)),
+            Cell::new(rfc3339(task.created_at)),
+            Cell::new(task.last_action.clone().unwrap_or_default()),
         ]);
     }
     t.to_string()
@@ -99,7 +101,13 @@ pub fn task_text(view: &TaskStatusView) -> String {
     let t = &view.detail.task;
     let mut s = String::new();
     let _ = writeln!(s, "task #{} {} (orchestration {})", t.task_id, t.task_identifier, t.orchestration_id);
-    let _ = writeln!(s, "  status:      {} (attempt {}/{})", t.status, t.attempt, t.settings.max_attempts);
+    let _ = writeln!(
+        s,
+        "  status:      {} (attempt {}/{})",
+        color::status(t.status.as_str()),
+        t.attempt,
+        t.settings.max_attempts
+    );
     let _ = writeln!(s, "  model:       {}", t.settings.model);
     let _ = writeln!(s, "  directory:   {}", t.settings.working_directory);
     let deps: Vec<String> =
@@ -220,14 +228,14 @@ pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
     for s in list {
         let c = s.counters;
         t.add_row(vec![
-            s.orchestration_id.to_string(),
-            s.name.clone().unwrap_or_default(),
-            s.status.to_string(),
-            format!("{}/{}", c.completed, c.total),
-            c.running.to_string(),
-            (c.failed + c.skipped + c.cancelled).to_string(),
-            format!("${:.4}", s.cost_usd),
-            rfc3339(s.created_at),
+            Cell::new(s.orchestration_id),
+            Cell::new(s.name.clone().unwrap_or_default()),
+            color::status_cell(s.status.as_str()),
+            Cell::new(format!("{}/{}", c.completed, c.total)),
+            Cell::new(c.running),
+            Cell::new(c.failed + c.skipped + c.cancelled),
+            Cell::new(format!("${:.4}", s.cost_usd)),
+            Cell::new(rfc3339(s.created_at)),
         ]);
     }
     t.to_string()
@@ -244,7 +252,7 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
         out,
         "orchestration {}{name}: {} — {}/{} completed, {} running, {} waiting/pending, {} failed, {} skipped, {} cancelled, ${:.4}",
         s.orchestration_id,
-        s.status,
+        color::status(s.status.as_str()),
         c.completed,
         c.total,
         c.running,
@@ -286,7 +294,7 @@ fn draw(
         let _ = writeln!(out, "{prefix}{branch}{} #{} (shown above)", t.task_identifier, t.task_id);
         return;
     }
-    let mut line = format!("{prefix}{branch}{} #{} {}", t.task_identifier, t.task_id, t.status);
+    let mut line = format!("{prefix}{branch}{} #{} {}", t.task_identifier, t.task_id, color::status(t.status.as_str()));
     if let (Some(start), Some(end)) = (t.started_at, t.ended_at) {
         let _ = write!(line, " in {:.1} s", (end - start) as f64 / 1000.0);
     }

@@ -10,6 +10,7 @@ mod detach;
 mod lines;
 mod stale;
 mod stream;
+mod version;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,6 +29,7 @@ pub use detach::spawn_detached_worker;
 pub use lines::{BoundedLines, Line};
 pub use stale::{RUN_TAG_VAR, run_tag, stop_run};
 pub use stream::{LineEffect, ResultEvent, StreamState};
+pub use version::{VersionError, claude_version};
 
 use crate::logs::{DetailedLog, append_summary};
 use crate::model::TaskSettings;

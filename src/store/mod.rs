@@ -9,6 +9,7 @@
 mod control;
 mod create;
 mod handle;
+mod maintenance;
 mod query;
 mod run;
 
@@ -26,6 +27,7 @@ use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
 pub use control::{CancelOutcome, CancelTarget, RetryOutcome};
 pub use create::{Created, CreatedTask};
 pub use handle::Db;
+pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{OrchestrationFilter, Schedule, TaskFilter};
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, Reclaimed, RunStats};
 

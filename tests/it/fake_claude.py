@@ -11,6 +11,7 @@
 #   @grandchild     start a `sleep` grandchild (its pid goes to $FAKE_CLAUDE_STATE/grandchild-<pid>), then work forever
 #   @lots=MB        print MB mebibytes of assistant lines before answering
 #   @result=TEXT    answer with TEXT (up to the end of the line)
+# `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
 # an unknown id fails as the real CLI does.
@@ -20,6 +21,11 @@
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
 # were running at that moment.
 import hashlib, json, os, re, signal, subprocess, sys, time, uuid
+
+# `claude --version`, as the real CLI answers it (doctor asks), before anything needs the test's state.
+if sys.argv[1:] == ["--version"]:
+    print("2.1.331 (Claude Code)")
+    sys.exit(0)
 
 STATE = os.environ["FAKE_CLAUDE_STATE"]
 FIXTURES = os.environ["FAKE_CLAUDE_FIXTURES"]

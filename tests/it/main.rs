@@ -6,6 +6,7 @@ mod durability;
 mod execution;
 mod harness;
 mod inspect;
+mod inspect_more;
 mod limits;
 mod protocol;
 mod terminal;

@@ -177,3 +177,35 @@ async fn ctrl_c_stops_watching_and_leaves_the_task_running() {
     client.ok("cancel", json!({ "task": "long" })).await;
     client.stop().await;
 }
+
+#[tokio::test]
+async fn inspect_watch_follows_queued_work_in_lines_or_json() {
+    let env = Env::new();
+    let client = env.server().await;
+    client
+        .ok(
+            "create_orchestration",
+            json!({ "name": "demo", "tasks": [
+                { "identifier": "first", "execution_prompt": "first @sleep=1" },
+                { "identifier": "second", "execution_prompt": "second @auth", "depends_on": ["first"] },
+            ] }),
+        )
+        .await;
+    // No argument: every unfinished orchestration.
+    let output = env.inspect(&["watch"]).await;
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "second failed: {stdout}");
+    assert!(stdout.starts_with("watching orchestration 1 (demo) (2 tasks)"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("✓ first") && l.contains("completed")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("✗ second") && l.contains("failed")), "{stdout}");
+    assert!(stdout.trim_end().ends_with("orchestration 1 (demo): 1 completed, 1 failed, cost $0.0008"), "{stdout}");
+
+    let output = env.inspect(&["watch", "first", "--json"]).await;
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> =
+        text(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines[0]["task_identifier"], "first");
+    assert_eq!(lines[0]["status"], "completed");
+    assert_eq!(lines.last().expect("summary")["completed"], 1);
+    client.stop().await;
+}

@@ -1,0 +1,140 @@
+//! `prune --older-than DURATION [--dry-run]`: deletes old finished work — whole orchestrations
+//! whose every task finished before the cutoff, with their tasks, events, dependency edges (one
+//! transaction, see `store/maintenance.rs`) and then the tasks' log files.
+//!
+//! It does not `VACUUM`: SQLite reuses the freed pages for new tasks, while `VACUUM` rewrites the
+//! whole file under an exclusive lock that would stall every running server for as long as it
+//! takes (and needs as much free disk again). To shrink the file, run `sqlite3 tasks.db VACUUM`
+//! while no claude-worker runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use comfy_table::Cell;
+use serde_json::{Value, json};
+
+use super::color;
+use super::render::table;
+use crate::config::Config;
+use crate::logs::TaskLogPaths;
+use crate::model::Millis;
+use crate::store::{Db, PruneReport};
+use crate::time::{now_ms, rfc3339};
+
+/// How many pruned tasks the text lists.
+const TASKS_SHOWN: usize = 50;
+
+/// The log files of what was pruned.
+#[derive(Debug, Default)]
+pub struct Files {
+    pub count: u64,
+    pub bytes: u64,
+    pub errors: Vec<String>,
+}
+
+/// Every file a task may have left: its summary and detailed logs, and the tail segments of a
+/// detailed log whose writer died before joining them.
+fn task_files(dir: &std::path::Path, task_id: i64) -> [PathBuf; 4] {
+    let paths = TaskLogPaths::new(dir, task_id);
+    let tail = |n: u8| paths.detailed.with_extension(format!("log.tail{n}"));
+    [tail(0), tail(1), paths.summary.clone(), paths.detailed.clone()]
+}
+
+pub async fn run(db: &Db, config: &Config, older_than: Duration, dry_run: bool) -> anyhow::Result<(Value, String)> {
+    let cutoff = super::duration::before(now_ms(), older_than);
+    let report = db.call(move |store| store.prune(cutoff, dry_run)).await?;
+    let dir = config.task_log_dir();
+    let mut files = Files::default();
+    for task in &report.tasks {
+        for path in task_files(&dir, task.task_id) {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if !dry_run && let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    files.errors.push(format!("{}: {e}", path.display()));
+                }
+                continue;
+            }
+            files.count += 1;
+            files.bytes += meta.len();
+        }
+    }
+    if !dry_run && !report.tasks.is_empty() {
+        tracing::info!(
+            "pruned {} orchestrations, {} tasks, {} events and {} log files that finished before {}",
+            report.orchestrations.len(),
+            report.tasks.len(),
+            report.events,
+            files.count,
+            rfc3339(cutoff)
+        );
+    }
+    Ok((to_json(&report, &files, cutoff, dry_run), to_text(&report, &files, cutoff, dry_run)))
+}
+
+fn to_json(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> Value {
+    json!({
+        "dry_run": dry_run,
+        "cutoff": rfc3339(cutoff),
+        "orchestrations": r.orchestrations,
+        "tasks": r.tasks.iter().map(|t| json!({
+            "task_id": t.task_id,
+            "task_identifier": t.task_identifier,
+            "orchestration_id": t.orchestration_id,
+            "status": t.status.as_str(),
+            "ended_at": t.ended_at.map(rfc3339),
+        })).collect::<Vec<_>>(),
+        "events": r.events,
+        "dependencies": r.dependencies,
+        "log_files": files.count,
+        "log_bytes": files.bytes,
+        "kept_finished": r.kept_finished,
+        "errors": files.errors,
+    })
+}
+
+fn to_text(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> String {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let mut out = format!(
+        "{} {} {} orchestrations, {} tasks, {} events, {} dependency edges and {} log files ({} bytes): \
+         everything that finished before {}\n",
+        if dry_run { color::bold("dry run:") } else { String::new() },
+        verb,
+        r.orchestrations.len(),
+        r.tasks.len(),
+        r.events,
+        r.dependencies,
+        files.count,
+        files.bytes,
+        rfc3339(cutoff)
+    )
+    .trim_start()
+    .to_owned();
+    if r.kept_finished > 0 {
+        out.push_str(&format!(
+            "kept {} finished task{} that ended before then: their orchestrations have newer or unfinished tasks\n",
+            r.kept_finished,
+            if r.kept_finished == 1 { "" } else { "s" }
+        ));
+    }
+    for error in &files.errors {
+        out.push_str(&format!("could not delete {error}\n"));
+    }
+    if !r.tasks.is_empty() {
+        let mut t = table(&["id", "task", "orch", "status", "ended"]);
+        for task in r.tasks.iter().take(TASKS_SHOWN) {
+            t.add_row(vec![
+                Cell::new(format!("#{}", task.task_id)),
+                Cell::new(&task.task_identifier),
+                Cell::new(task.orchestration_id),
+                color::status_cell(task.status.as_str()),
+                Cell::new(task.ended_at.map(rfc3339).unwrap_or_default()),
+            ]);
+        }
+        out.push_str(&t.to_string());
+        out.push('\n');
+        if r.tasks.len() > TASKS_SHOWN {
+            out.push_str(&format!("... and {} more (--json lists all)\n", r.tasks.len() - TASKS_SHOWN));
+        }
+    }
+    out
+}
