@@ -26,7 +26,7 @@ use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
 pub use control::{CancelOutcome, CancelTarget, RetryOutcome};
 pub use create::{Created, CreatedTask};
 pub use handle::Db;
-pub use query::{OrchestrationFilter, Schedule, TaskFilter};
+pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
