@@ -8,4 +8,5 @@ mod harness;
 mod inspect;
 mod limits;
 mod protocol;
+mod resources;
 mod tools;
