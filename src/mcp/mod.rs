@@ -60,6 +60,8 @@ pub struct ClaudeWorkerServer {
     tool_router: ToolRouter<ClaudeWorkerServer>,
     /// What this session subscribed to with `resources/subscribe`.
     subscribed: Arc<tokio::sync::Mutex<Watcher>>,
+    /// Set once the task that notifies subscribers runs.
+    notifying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClaudeWorkerServer {
@@ -68,6 +70,7 @@ impl ClaudeWorkerServer {
             service,
             tool_router: Self::tool_router(),
             subscribed: Arc::new(tokio::sync::Mutex::new(Watcher::default())),
+            notifying: Arc::default(),
         }
     }
 
@@ -340,7 +343,10 @@ impl ServerHandler for ClaudeWorkerServer {
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         tracing::debug!("client initialized");
-        tokio::spawn(self.clone().notify_subscribers(context.peer));
+        // A client that says it twice still gets each notification once.
+        if !self.notifying.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(self.clone().notify_subscribers(context.peer));
+        }
     }
 
     async fn list_prompts(
