@@ -1,7 +1,8 @@
 //! Resources and prompts over a real stdio session with rmcp's client: the templates and the
 //! listing, reading a task, its log and its orchestration (the same JSON as `get_status`), the
 //! error for a URI that names nothing, `resources/subscribe` and `resources/unsubscribe` in an
-//! `initialize` session and `subscriptions/listen` in a 2026-07-28 one, and `plan_orchestration`.
+//! `initialize` session (also for a change another process made) and `subscriptions/listen` in a
+//! 2026-07-28 one, and `plan_orchestration`.
 
 use std::time::Duration;
 
@@ -185,6 +186,31 @@ async fn subscribed_resources_are_notified_until_unsubscribed() {
     .await;
     let notes = client.notes();
     assert!(!notes.iter().any(|n| n.contains("orchestrations/2")), "unsubscribed, yet notified: {notes:?}");
+    client.stop().await;
+}
+
+/// A change made by another process (here the inspect CLI) reaches subscribers too.
+#[tokio::test]
+async fn another_process_change_is_notified() {
+    let env = Env::new();
+    let client = env.server().await;
+    // Nothing runs: the first task waits an hour before it may start.
+    let first = client.create("later", "hello", json!({"wait_after_dependencies": 3600})).await;
+    let waiting = client.create("after", "hello", json!({"depends_on": ["later"]})).await;
+    let uri = format!("claude-worker://tasks/{}", waiting["task_id"]);
+    #[allow(deprecated)]
+    client.service.peer().subscribe(SubscribeRequestParams::new(uri.clone())).await.expect("subscribe");
+    let cancel = env.inspect(&["cancel", "after"]).await;
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    // Nothing in the server changed anything: only its database watch can tell.
+    let expected = format!("updated {uri}");
+    eventually(20.0, "an update for the task cancelled by the inspect CLI", || {
+        client.notes().contains(&expected).then_some(())
+    })
+    .await;
+    let (_, text) = read(&client, &uri).await;
+    assert_eq!(serde_json::from_str::<Value>(&text).expect("json")["status"], "cancelled");
+    client.ok("cancel", json!({"task": format!("#{}", first["task_id"])})).await;
     client.stop().await;
 }
 
