@@ -1,5 +1,6 @@
 //! The application's verbs, shared by the MCP edge and the inspect CLI: create a task or a
-//! whole orchestration, read statuses and outputs, cancel, retry and wait. Each checks what it is
+//! whole orchestration, read statuses, outputs and log tails, cancel, retry and wait, and watch
+//! for changes (what resource subscriptions are built on). Each checks what it is
 //! given and turns it into domain types (applying defaults from [`Config`]), calls the store,
 //! and wakes or stops the executor as needed. Nothing here knows MCP or JSON.
 
@@ -18,7 +19,7 @@ use crate::model::{
     TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
-    CancelOutcome, CancelTarget, Created, Db, OrchestrationFilter, RetryOutcome, StoreError, TaskFilter,
+    CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, RetryOutcome, StoreError, TaskFilter,
 };
 use crate::time::now_ms;
 
@@ -134,6 +135,10 @@ pub struct Service {
     config: Arc<Config>,
     executor: Option<Executor>,
 }
+
+/// How much of a task's summary log [`Service::log_tail`] returns at most.
+pub const LOG_TAIL_BYTES: usize = 64 * 1024;
+const LOG_TAIL_LINES: usize = 1000;
 
 /// Longest `wait`.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -399,6 +404,44 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("cannot read the log: {e}")))?
             .unwrap_or_default();
         Ok(TaskOutput { view: *view, summary_tail })
+    }
+
+    /// The end of a task's summary log: its last lines, at most [`LOG_TAIL_BYTES`] (cut at a
+    /// line start), and whether earlier lines were left out.
+    pub async fn log_tail(&self, task: TaskRef) -> Result<(TaskStatusView, String, bool)> {
+        let Status::Task(view) = self.status(&Target::Task(task)).await? else {
+            return Err(ServiceError::Invalid("expected a task".to_owned()));
+        };
+        let path = view.logs.summary.clone();
+        let lines = tokio::task::spawn_blocking(move || tail_lines(&path, LOG_TAIL_LINES))
+            .await
+            .map_err(|e| ServiceError::Invalid(format!("cannot read the log: {e}")))?
+            .unwrap_or_default();
+        let mut cut = lines.len() == LOG_TAIL_LINES;
+        let mut size = 0;
+        let mut first = lines.len();
+        while first > 0 && size + lines[first - 1].len() < LOG_TAIL_BYTES {
+            first -= 1;
+            size += lines[first].len() + 1;
+        }
+        cut |= first > 0;
+        let mut text = String::with_capacity(size);
+        for line in &lines[first..] {
+            text.push_str(line);
+            text.push('\n');
+        }
+        Ok((*view, text, cut))
+    }
+
+    /// A receiver that changes whenever a task may have changed, in this process or (as noticed
+    /// by the executor's database watch) in another; `None` without an executor.
+    pub fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.executor.as_ref().map(Executor::subscribe)
+    }
+
+    /// The marks of these tasks and orchestrations, to tell when they move.
+    pub async fn marks(&self, tasks: Vec<crate::model::TaskId>, orchestrations: Vec<OrchestrationId>) -> Result<Marks> {
+        Ok(self.db.call(move |s| s.marks(&tasks, &orchestrations)).await?)
     }
 
     /// Cancels a task (skipping its dependents) or a whole orchestration. Running attempts are

@@ -3,8 +3,13 @@
 //! answers `server/discover` from [`ServerHandler::get_info`]). Each tool parses its arguments
 //! (see `wire.rs`), calls the [`Service`], and returns `structuredContent` plus the same JSON as
 //! text. A mistake the caller can fix comes back as a result with `isError: true` and a sentence
-//! that says what to do; only protocol faults are JSON-RPC errors.
+//! that says what to do; only protocol faults are JSON-RPC errors. It also serves resources
+//! (`resources.rs`: tasks, their logs and orchestrations, with update notifications through
+//! `resources/subscribe` in `initialize` sessions and `subscriptions/listen` in 2026-07-28 ones)
+//! and the `plan_orchestration` prompt (`prompts.rs`).
 
+mod prompts;
+mod resources;
 pub mod transport;
 mod wire;
 
@@ -12,14 +17,21 @@ pub use wire::parse_workflow;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
-use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use rmcp::model::{
+    CacheScope, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ResourceUpdatedNotificationParam,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, Json, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{OrchestrationStatus, TaskStatus};
 use crate::service::{Service, ServiceError, Target};
 use crate::store::{OrchestrationFilter, TaskFilter};
+use resources::{ResourceUri, Watcher};
 use rmcp::handler::server::common::schema_for_input;
 use rmcp::model::JsonObject;
 use wire::{
@@ -34,22 +46,96 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them. cancel stops a task or a whole orchestration.
+- Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
 
 /// Progress notifications count finished tasks in thousandths (see `wait`).
 const PROGRESS_SCALE: f64 = 1000.0;
 
-/// The MCP server: the tools over the [`Service`].
+/// How often resource watchers look when there is no executor to tell them of changes.
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
+
+/// The MCP server: the tools, resources and prompts over the [`Service`].
 #[derive(Clone)]
 pub struct ClaudeWorkerServer {
     service: Service,
     tool_router: ToolRouter<ClaudeWorkerServer>,
+    /// What this session subscribed to with `resources/subscribe`.
+    subscribed: Arc<tokio::sync::Mutex<Watcher>>,
+    /// Set once the task that notifies subscribers runs.
+    notifying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClaudeWorkerServer {
     pub fn new(service: Service) -> ClaudeWorkerServer {
-        ClaudeWorkerServer { service, tool_router: Self::tool_router() }
+        ClaudeWorkerServer {
+            service,
+            tool_router: Self::tool_router(),
+            subscribed: Arc::new(tokio::sync::Mutex::new(Watcher::default())),
+            notifying: Arc::default(),
+        }
     }
+
+    /// Waits for the next change anywhere (or a moment, without an executor); false once no
+    /// more changes can come.
+    async fn next_change(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+        match changes {
+            Some(rx) => rx.changed().await.is_ok(),
+            None => {
+                tokio::time::sleep(WATCH_RECHECK).await;
+                true
+            }
+        }
+    }
+
+    /// For an `initialize` session: after every change, tells the client which subscribed
+    /// resources moved, and that the list changed when a task or orchestration was created.
+    /// Ends when the client is gone.
+    async fn notify_subscribers(self, peer: Peer<RoleServer>) {
+        let mut changes = self.service.changes();
+        {
+            let mut watcher = self.subscribed.lock().await;
+            let uris = watcher.uris();
+            if let Ok(marks) = Watcher::read(&self.service, &uris).await {
+                watcher.compare(&marks);
+            }
+        }
+        while Self::next_change(&mut changes).await {
+            if peer.is_transport_closed() {
+                return;
+            }
+            let moved = {
+                let mut watcher = self.subscribed.lock().await;
+                let uris = watcher.uris();
+                match Watcher::read(&self.service, &uris).await {
+                    Ok(marks) => watcher.compare(&marks),
+                    Err(e) => {
+                        tracing::warn!("cannot read what subscribed resources look like: {e}");
+                        continue;
+                    }
+                }
+            };
+            for uri in moved.updated {
+                let note = ResourceUpdatedNotificationParam::new(uri.to_string());
+                if peer.notify_resource_updated(note).await.is_err() {
+                    return;
+                }
+            }
+            if moved.list_changed && peer.notify_resource_list_changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// True for sessions at 2026-07-28 or later, which take cache hints.
+fn new_protocol(context: &RequestContext<RoleServer>) -> bool {
+    context.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+}
+
+fn internal_error(e: impl std::fmt::Display) -> ErrorData {
+    tracing::error!("{e}");
+    ErrorData::internal_error(format!("claude-worker could not complete the request: {e}"), None)
 }
 
 /// The sentence a caller sees for an error.
@@ -245,8 +331,132 @@ impl ClaudeWorkerServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for ClaudeWorkerServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_resources_list_changed()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("claude-worker", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        tracing::debug!("client initialized");
+        // A client that says it twice still gets each notification once.
+        if !self.notifying.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(self.clone().notify_subscribers(context.peer));
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut result = ListPromptsResult::with_all_items(prompts::list());
+        if new_protocol(&context) {
+            result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        prompts::get(&request.name, request.arguments.as_ref()).map(GetPromptResponse::from)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(resources::templates(new_protocol(&context)))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        resources::list(&self.service, new_protocol(&context)).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        resources::read(&self.service, &request.uri, new_protocol(&context)).await.map(ReadResourceResponse::from)
+    }
+
+    /// A well-formed URI may name a task or orchestration that does not exist yet: its
+    /// subscriber hears when it appears.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let uri = resources::parse_or_error(&request.uri)?;
+        self.subscribed.lock().await.watch(&self.service, uri).await.map_err(internal_error)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let uri = resources::parse_or_error(&request.uri)?;
+        self.subscribed.lock().await.unwatch(uri);
+        Ok(())
+    }
+
+    /// `subscriptions/listen` (2026-07-28): resource updates for our URIs (others are left out of
+    /// the acknowledged filter) and resource list changes.
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let uris: Vec<String> = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| ResourceUri::parse(uri).is_some())
+            .cloned()
+            .collect();
+        Some(SubscriptionFilter::builder().resources_list_changed().resource_subscriptions(uris).build())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let accepted = context.accepted().clone();
+        let sink = context.sink().clone();
+        let uris: Vec<ResourceUri> =
+            accepted.resource_subscriptions.iter().flatten().filter_map(|uri| ResourceUri::parse(uri)).collect();
+        let wants_list = accepted.resources_list_changed == Some(true);
+        let mut changes = self.service.changes();
+        let mut watcher = Watcher::start(&self.service, &uris).await.map_err(internal_error)?;
+        loop {
+            tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                more = Self::next_change(&mut changes) => if !more { return Ok(()) },
+            }
+            let moved = match Watcher::read(&self.service, &uris).await {
+                Ok(marks) => watcher.compare(&marks),
+                Err(e) => {
+                    tracing::warn!("cannot read what subscribed resources look like: {e}");
+                    continue;
+                }
+            };
+            for uri in moved.updated {
+                if sink.notify_resource_updated(uri.to_string()).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if wants_list && moved.list_changed && sink.notify_resource_list_changed().await.is_err() {
+                return Ok(());
+            }
+        }
     }
 }

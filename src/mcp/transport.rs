@@ -16,7 +16,11 @@ use std::time::Duration;
 
 use futures::{Sink, Stream};
 use rmcp::RoleServer;
-use rmcp::model::{CallToolRequestParams, ClientRequest, CustomRequest, InitializeRequestParams, JsonRpcMessage};
+use rmcp::model::{
+    CallToolRequestParams, ClientRequest, CustomRequest, GetPromptRequestParams, InitializeRequestParams,
+    JsonRpcMessage, ReadResourceRequestParams, SubscribeRequestParams, SubscriptionsListenRequestParams,
+    UnsubscribeRequestParams,
+};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -373,13 +377,28 @@ fn parse_line(line: &[u8]) -> Parsed {
 /// Why the params of a request rmcp could not type are invalid, if its method is one this server
 /// serves (rmcp answers the others with Method not found).
 fn invalid_params(request: &CustomRequest) -> Option<String> {
-    if request.params.is_none() && request.method == "tools/call" {
+    const WITH_PARAMS: [&str; 6] = [
+        "tools/call",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/get",
+        "subscriptions/listen",
+    ];
+    if request.params.is_none() && WITH_PARAMS.contains(&request.method.as_str()) {
         return Some("params are missing".to_owned());
     }
     let reason = match request.method.as_str() {
         "tools/call" => request.params_as::<CallToolRequestParams>().err(),
         "initialize" => request.params_as::<InitializeRequestParams>().err(),
-        "tools/list" | "ping" | "server/discover" => None,
+        "resources/read" => request.params_as::<ReadResourceRequestParams>().err(),
+        "resources/subscribe" => request.params_as::<SubscribeRequestParams>().err(),
+        "resources/unsubscribe" => request.params_as::<UnsubscribeRequestParams>().err(),
+        "prompts/get" => request.params_as::<GetPromptRequestParams>().err(),
+        "subscriptions/listen" => request.params_as::<SubscriptionsListenRequestParams>().err(),
+        "tools/list" | "ping" | "server/discover" | "resources/list" | "resources/templates/list" | "prompts/list" => {
+            None
+        }
         _ => return None,
     };
     Some(reason.map_or_else(|| "they do not match the MCP schema".to_owned(), |e| e.to_string()))
@@ -459,6 +478,15 @@ mod tests {
         assert_eq!(reply["id"], 4);
         assert_eq!(reply["error"]["code"], INVALID_PARAMS);
         assert!(reply["error"]["message"].as_str().is_some_and(|m| m.contains("name")), "{reply}");
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"url":"x"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":6,"method":"resources/read"}"#,
+            br#"{"jsonrpc":"2.0","id":6,"method":"prompts/get","params":{"goal":"x"}}"#,
+            br#"{"jsonrpc":"2.0","id":6,"method":"resources/subscribe","params":{"uri":5}}"#,
+        ] {
+            let answer = super::tests::reply(parse_line(line));
+            assert_eq!((answer["id"].clone(), answer["error"]["code"].clone()), (json!(6), json!(INVALID_PARAMS)));
+        }
         let unknown = br#"{"jsonrpc":"2.0","id":5,"method":"no/such","params":{"foo":1}}"#;
         assert!(matches!(parse_line(unknown), Parsed::Message(_)), "rmcp answers Method not found");
     }

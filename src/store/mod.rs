@@ -28,7 +28,7 @@ pub use control::{CancelOutcome, CancelTarget, RetryOutcome};
 pub use create::{Created, CreatedTask};
 pub use handle::Db;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
-pub use query::{OrchestrationFilter, Schedule, TaskFilter};
+pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.

@@ -1,14 +1,15 @@
 //! Reads: one task with its edges, one orchestration with its tasks, filtered lists, a task's
-//! history, and the next moment the executor has something to do. Each read is one snapshot.
+//! history, the marks a resource watcher compares, and the next moment the executor has
+//! something to do. Each read is one snapshot.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::create::follow_merges;
 use super::{Store, StoreError, counters};
 use crate::model::{
-    Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary, OrchestrationTask,
-    TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem, TaskRecord, TaskRef, TaskSettings, TaskStatus,
-    Usage,
+    Counters, Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary,
+    OrchestrationTask, TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem, TaskRecord, TaskRef,
+    TaskSettings, TaskStatus, Usage,
 };
 
 /// Which tasks to list.
@@ -339,6 +340,80 @@ impl Store {
                 (a, b) => a.or(b),
             };
             Ok(Schedule { ready_now, running, next_at, deadline_passed })
+        })
+    }
+}
+
+/// The few columns of a task that tell a watcher it moved: its state, its attempt and what it
+/// is doing now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskMark {
+    pub status: TaskStatus,
+    pub attempt: u32,
+    pub last_action: Option<String>,
+}
+
+/// What tells a watcher an orchestration moved: its state and its tasks' counts by state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrchestrationMark {
+    /// The live orchestration (after following merges).
+    pub orchestration_id: OrchestrationId,
+    pub status: OrchestrationStatus,
+    pub counters: Counters,
+}
+
+/// What [`Store::marks`] read, in one snapshot: a mark per asked id (`None`: no such row), and
+/// the newest task and live orchestration (a new one changes what lists show).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    pub tasks: Vec<(TaskId, Option<TaskMark>)>,
+    pub orchestrations: Vec<(OrchestrationId, Option<OrchestrationMark>)>,
+    pub newest_task: Option<TaskId>,
+    pub newest_orchestration: Option<OrchestrationId>,
+}
+
+impl Store {
+    /// The marks of these tasks and orchestrations, and the newest of each.
+    pub fn marks(&mut self, tasks: &[TaskId], orchestrations: &[OrchestrationId]) -> Result<Marks, StoreError> {
+        self.read(|tx| {
+            let mut marks = Marks::default();
+            let mut stmt = tx.prepare_cached("SELECT status, attempt, last_action FROM tasks WHERE task_id = ?1")?;
+            for &id in tasks {
+                let mark = stmt
+                    .query_row([id], |row| {
+                        let status: String = row.get(0)?;
+                        Ok(TaskMark { status: status_of(&status), attempt: row.get(1)?, last_action: row.get(2)? })
+                    })
+                    .optional()?;
+                marks.tasks.push((id, mark));
+            }
+            for &id in orchestrations {
+                let mark = match resolve_orchestration(tx, id) {
+                    Ok(live) => {
+                        let status: String = tx
+                            .prepare_cached("SELECT status FROM orchestrations WHERE orchestration_id = ?1")?
+                            .query_row([live], |row| row.get(0))?;
+                        let (counters, _) = counters(tx, live)?;
+                        Some(OrchestrationMark {
+                            orchestration_id: live,
+                            status: OrchestrationStatus::parse(&status).unwrap_or(OrchestrationStatus::Failed),
+                            counters,
+                        })
+                    }
+                    Err(StoreError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                marks.orchestrations.push((id, mark));
+            }
+            marks.newest_task = tx.prepare_cached("SELECT max(task_id) FROM tasks")?.query_row([], |row| row.get(0))?;
+            marks.newest_orchestration = tx
+                .prepare_cached(
+                    "SELECT orchestration_id FROM orchestrations WHERE merged_into IS NULL
+                     ORDER BY orchestration_id DESC LIMIT 1",
+                )?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            Ok(marks)
         })
     }
 }

@@ -200,3 +200,28 @@ fn a_cancel_asked_for_during_an_attempt_wins_over_its_retry() {
     assert_eq!(a.error.map(|e| e.message), Some("stop it".to_owned()));
     assert!(store.claim_ready("two", 4, 4, 30_000, 20).expect("claim").is_empty(), "nothing runs again");
 }
+
+#[test]
+fn marks_move_with_a_task_and_its_orchestration() {
+    let (_dir, mut store) = open();
+    let empty = store.marks(&[1], &[1]).expect("marks");
+    assert_eq!(empty.tasks, vec![(1, None)], "no task yet");
+    assert_eq!(empty.orchestrations, vec![(1, None)]);
+    assert_eq!((empty.newest_task, empty.newest_orchestration), (None, None));
+
+    let created =
+        store.create_batch(&batch(vec![task("a", &[]), task("b", &["a"])]), 100, 3_600_000, 1).expect("create");
+    let (a, o) = (created.tasks[0].task_id, created.orchestration_id);
+    let before = store.marks(&[a], &[o]).expect("marks");
+    let mark = before.tasks[0].1.clone().expect("a exists");
+    assert_eq!((mark.status, mark.attempt), (TaskStatus::Pending, 0));
+    assert_eq!(before.orchestrations[0].1.as_ref().expect("o exists").counters.pending, 1);
+    assert_eq!(before.newest_task, Some(created.tasks[1].task_id));
+    assert_eq!(before.newest_orchestration, Some(o));
+
+    store.claim_ready("one", 4, 4, 30_000, 2).expect("claim");
+    let after = store.marks(&[a], &[o]).expect("marks");
+    assert_eq!(after.tasks[0].1.as_ref().map(|m| (m.status, m.attempt)), Some((TaskStatus::Running, 1)));
+    assert_ne!(after.orchestrations, before.orchestrations, "the orchestration's counters moved");
+    assert_eq!(after.newest_task, before.newest_task, "no new task");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam,
-    ProtocolVersion,
+    ProtocolVersion, ResourceUpdatedNotificationParam,
 };
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
@@ -220,11 +220,15 @@ pub fn make_executable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// The rmcp client side: forwards progress notifications to whoever subscribed.
+/// The rmcp client side: forwards progress notifications to whoever subscribed, and records
+/// resource notifications.
 #[derive(Clone)]
 pub struct TestClient {
     config: ClientConfig,
     pub progress: ProgressDispatcher,
+    /// `updated <uri>` for each `notifications/resources/updated` and `list_changed` for each
+    /// `notifications/resources/list_changed`, in the order they arrived.
+    pub notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestClient {
@@ -233,7 +237,12 @@ impl TestClient {
             config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("claude-worker-tests", "0.1"))
                 .with_protocol_version(version),
             progress: ProgressDispatcher::new(),
+            notes: std::sync::Arc::default(),
         }
+    }
+
+    fn note(&self, note: String) {
+        self.notes.lock().expect("notes").push(note);
     }
 }
 
@@ -244,6 +253,18 @@ impl ClientHandler for TestClient {
 
     async fn on_progress(&self, params: ProgressNotificationParam, _ctx: NotificationContext<RoleClient>) {
         self.progress.handle_notification(params).await;
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.note(format!("updated {}", params.uri));
+    }
+
+    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.note("list_changed".to_owned());
     }
 }
 
@@ -304,6 +325,11 @@ impl Client {
             args.as_object_mut().expect("object").extend(extra);
         }
         self.ok("create_task", args).await
+    }
+
+    /// The resource notifications recorded so far.
+    pub fn notes(&self) -> Vec<String> {
+        self.service.service().notes.lock().expect("notes").clone()
     }
 
     pub async fn stop(self) {

@@ -9,5 +9,6 @@ mod inspect;
 mod inspect_more;
 mod limits;
 mod protocol;
+mod resources;
 mod terminal;
 mod tools;
