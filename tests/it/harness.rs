@@ -83,10 +83,11 @@ impl Env {
     /// Starts the server and connects with the `initialize` handshake at `version`.
     pub async fn server_with(&self, version: ProtocolVersion) -> Client {
         let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(version);
         let service =
             handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
-        Client { service }
+        Client { service, pid }
     }
 
     /// Starts the server and connects with the `initialize` handshake (2025-11-25).
@@ -97,6 +98,7 @@ impl Env {
     /// Starts the server and connects with the 2026-07-28 `server/discover` lifecycle.
     pub async fn server_discover(&self) -> Client {
         let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(ProtocolVersion::V_2026_07_28);
         let service = handler
             .serve_with_lifecycle(
@@ -105,7 +107,7 @@ impl Env {
             )
             .await
             .expect("server/discover");
-        Client { service }
+        Client { service, pid }
     }
 
     /// Runs the inspect CLI to completion.
@@ -227,6 +229,8 @@ impl ClientHandler for TestClient {
 /// A connected MCP client.
 pub struct Client {
     pub service: RunningService<RoleClient, TestClient>,
+    /// The server process.
+    pub pid: i32,
 }
 
 impl Client {
