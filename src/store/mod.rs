@@ -445,11 +445,6 @@ impl Store {
     }
 }
 
-/// Whether this user may write to `path`: `Err` says why not (a read-only file system counts).
-fn writable(path: &Path) -> Result<(), String> {
-    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).map_err(|errno| errno.desc().to_owned())
-}
-
 fn is_busy(err: &rusqlite::Error) -> bool {
     matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
@@ -457,6 +452,11 @@ fn is_busy(err: &rusqlite::Error) -> bool {
 /// A few milliseconds of jitter, from the clock's low bits (no RNG needed for this).
 fn jitter_ms() -> u64 {
     u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 30)
+}
+
+/// Whether this user may write to `path`: `Err` says why not (a read-only file system counts).
+fn writable(path: &Path) -> Result<(), String> {
+    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).map_err(|errno| errno.desc().to_owned())
 }
 
 /// A task's key facts, carried along so that each event can be logged with its context.
