@@ -59,6 +59,11 @@ pub struct Config {
     pub detach_on_exit: bool,
     /// The directory a task runs in when it names none: the server's own working directory.
     pub default_working_directory: PathBuf,
+    /// `CLAUDE_WORKER_MAX_DB_PAGES`: the most pages (4 KiB each) the database may grow to, unset
+    /// by default. A write that would need more fails as on a full disk. It is read in every
+    /// build, not only in debug ones: the tests of a full disk use it against the binary that
+    /// is shipped, and a user may want a hard ceiling on the file's size.
+    pub max_db_pages: Option<u64>,
 }
 
 /// A setting that could not be used.
@@ -103,6 +108,19 @@ impl Config {
                 expected: "a whole number of MiB, at least 1",
             });
         }
+        let max_db_pages: Option<u64> = match get("CLAUDE_WORKER_MAX_DB_PAGES") {
+            None => None,
+            Some(value) => match value.trim().parse() {
+                Ok(pages) if pages >= 1 => Some(pages),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "CLAUDE_WORKER_MAX_DB_PAGES",
+                        value,
+                        expected: "a whole number of pages, at least 1",
+                    });
+                }
+            },
+        };
         let config = Config {
             claude_bin: get("CLAUDE_WORKER_CLAUDE_BIN").map_or_else(|| PathBuf::from("claude"), PathBuf::from),
             max_concurrent: parse(&get, "CLAUDE_WORKER_MAX_CONCURRENT", 4, "a whole number from 1 to 1000")?,
@@ -128,6 +146,7 @@ impl Config {
             resume_prompt: get("CLAUDE_WORKER_RESUME_PROMPT").unwrap_or_else(|| DEFAULT_RESUME_PROMPT.to_owned()),
             detach_on_exit: parse_bool(&get, "CLAUDE_WORKER_DETACH_ON_EXIT", true)?,
             default_working_directory,
+            max_db_pages,
             home,
             db_path,
             log_dir,
@@ -244,6 +263,7 @@ mod tests {
         assert_eq!(c.task_timeout, Duration::from_secs(3600));
         assert_eq!(c.max_detailed_log_bytes, 50 * 1024 * 1024);
         assert!(!c.allow_bypass_permissions);
+        assert_eq!(c.max_db_pages, None);
     }
 
     #[test]
@@ -262,6 +282,10 @@ mod tests {
         let err =
             config(&[("HOME", "/h"), ("CLAUDE_WORKER_ALLOW_BYPASS_PERMISSIONS", "maybe")]).expect_err("not a bool");
         assert!(err.to_string().contains("true or false"), "{err}");
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_DB_PAGES", "0")]).expect_err("zero");
+        assert!(err.to_string().contains("CLAUDE_WORKER_MAX_DB_PAGES"), "{err}");
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_DB_PAGES", "500")]).expect("valid");
+        assert_eq!(c.max_db_pages, Some(500));
     }
 
     #[test]

@@ -61,6 +61,38 @@ pub fn append_summary(path: &Path, line: &str) -> io::Result<()> {
     writeln!(file, "{stamp} {line}")
 }
 
+/// The steps of one attempt, as they go to its summary log: a step that repeats the one before
+/// is not written again, and once `budget` bytes are written the rest are left to the detailed
+/// log (one line says so). However much a task prints, its summary stays readable and small.
+pub struct SummarySteps {
+    path: PathBuf,
+    last: Option<String>,
+    left: u64,
+    stopped: bool,
+}
+
+impl SummarySteps {
+    pub fn new(path: &Path, budget: u64) -> SummarySteps {
+        SummarySteps { path: path.to_owned(), last: None, left: budget, stopped: false }
+    }
+
+    /// Records that the task began `action`.
+    pub fn step(&mut self, action: &str) -> io::Result<()> {
+        if self.stopped || self.last.as_deref() == Some(action) {
+            return Ok(());
+        }
+        self.last = Some(action.to_owned());
+        // The time stamp and the newline: about 26 bytes.
+        let len = action.len() as u64 + 26;
+        if len > self.left {
+            self.stopped = true;
+            return append_summary(&self.path, "[... more steps than the summary keeps: see the detailed log ...]");
+        }
+        self.left -= len;
+        append_summary(&self.path, action)
+    }
+}
+
 /// The last `n` lines of a file (empty when it does not exist), reading at most the last few MiB.
 pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
     const WINDOW: u64 = 4 * 1024 * 1024;
@@ -105,8 +137,24 @@ impl DetailedLog {
         })
     }
 
-    /// Writes one line (a newline is added).
+    /// Writes one line (a newline is added). A line longer than a tail segment is shortened,
+    /// so that the cap holds whatever the size of one line.
     pub fn line(&mut self, prefix: &str, bytes: &[u8]) -> io::Result<()> {
+        let room = usize::try_from(self.segment_limit).unwrap_or(usize::MAX).saturating_sub(prefix.len() + 1);
+        if bytes.len() <= room {
+            return self.whole_line(prefix, bytes);
+        }
+        let note = format!(" [... {} more bytes of this line not kept: CLAUDE_WORKER_MAX_LOG_MB ...]", bytes.len());
+        let keep = room.saturating_sub(note.len());
+        let note =
+            format!(" [... {} more bytes of this line not kept: CLAUDE_WORKER_MAX_LOG_MB ...]", bytes.len() - keep);
+        let mut shortened = Vec::with_capacity(keep + note.len());
+        shortened.extend_from_slice(&bytes[..keep]);
+        shortened.extend_from_slice(note.as_bytes());
+        self.whole_line(prefix, &shortened)
+    }
+
+    fn whole_line(&mut self, prefix: &str, bytes: &[u8]) -> io::Result<()> {
         let len = (prefix.len() + bytes.len() + 1) as u64;
         if self.segments.is_none() && len <= self.head_left {
             self.head_left -= len;
@@ -217,6 +265,23 @@ mod tests {
         assert!(text.trim_end().ends_with("line 00999 ........."), "tail kept");
         assert!(text.contains("bytes omitted"));
         assert!(!path.with_extension("log.tail0").exists());
+    }
+
+    #[test]
+    fn one_enormous_line_does_not_break_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("task_1_detailed.log");
+        let cap = 4000;
+        let mut log = DetailedLog::open(&path, cap).expect("open");
+        log.line("", b"first").expect("write");
+        log.line("", &vec![b'x'; 1_000_000]).expect("write");
+        log.line("[stderr] ", &vec![b'y'; 1_000_000]).expect("write");
+        log.line("", b"last").expect("write");
+        log.finish().expect("finish");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.len() as u64 <= cap + 200, "{} bytes", text.len());
+        assert!(text.starts_with("first\n") && text.trim_end().ends_with("last"), "{text}");
+        assert!(text.contains("more bytes of this line not kept"), "{text}");
     }
 
     #[test]

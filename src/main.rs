@@ -159,8 +159,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn open(config: &Config) -> anyhow::Result<Db> {
-    let path = config.db_path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
+    let (path, max_pages) = (config.db_path.clone(), config.max_db_pages);
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, max_pages)).await??;
     Db::spawn(store).context("cannot start the database thread")
 }
 

@@ -42,16 +42,9 @@ impl<R: AsyncRead + Unpin> BoundedLines<R> {
     /// future is dropped between reads.
     pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         loop {
-            // Only bytes not looked at before are searched: a long line costs linear time.
-            let from = self.start + self.scanned;
-            if let Some(pos) = self.buffer[from..].iter().position(|&b| b == b'\n') {
-                let end = from + pos;
-                let line = self.take(end);
-                self.start = end + 1;
-                self.scanned = 0;
+            if let Some(line) = self.buffered_line() {
                 return Ok(Some(line));
             }
-            self.scanned = self.buffer.len() - self.start;
             if self.scanned > self.max_line {
                 // Too long: keep the head, drop the rest of the line as it arrives.
                 self.cut += (self.scanned - self.max_line) as u64;
@@ -76,6 +69,26 @@ impl<R: AsyncRead + Unpin> BoundedLines<R> {
             self.buffer.reserve(64 * 1024);
             if self.reader.read_buf(&mut self.buffer).await? == 0 {
                 self.eof = true;
+            }
+        }
+    }
+
+    /// The next line if it is already read in whole (no waiting for more input): a caller that
+    /// took a line can take those that came with it at once.
+    pub fn buffered_line(&mut self) -> Option<Line> {
+        // Only bytes not looked at before are searched: a long line costs linear time.
+        let from = self.start + self.scanned;
+        match memchr::memchr(b'\n', &self.buffer[from..]) {
+            Some(pos) => {
+                let end = from + pos;
+                let line = self.take(end);
+                self.start = end + 1;
+                self.scanned = 0;
+                Some(line)
+            }
+            None => {
+                self.scanned = self.buffer.len() - self.start;
+                None
             }
         }
     }

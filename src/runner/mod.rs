@@ -31,11 +31,13 @@ pub use stale::{RUN_TAG_VAR, run_tag, stop_run};
 pub use stream::{LineEffect, ResultEvent, StreamState};
 pub use version::{VersionError, claude_version};
 
-use crate::logs::{DetailedLog, append_summary};
+use crate::logs::{DetailedLog, SummarySteps};
 use crate::model::TaskSettings;
 
 /// The longest stream-json line kept whole; longer ones are cut in the log and not parsed.
 const MAX_LINE: usize = 8 * 1024 * 1024;
+/// How many bytes of steps one attempt writes to the summary log at most (thousands of steps).
+const SUMMARY_STEPS_BUDGET: u64 = 1024 * 1024;
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL: usize = 2000;
 /// How long to wait for the output pipes to close once the process exited and its group was killed.
@@ -144,6 +146,22 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && spec.claude_bin.is_file() => {
+            // The file is there: what is missing is the interpreter its `#!` line names.
+            let interpreter = std::fs::read(&spec.claude_bin)
+                .ok()
+                .and_then(|bytes| bytes.split(|&b| b == b'\n').next().map(|l| String::from_utf8_lossy(l).into_owned()))
+                .and_then(|line| line.strip_prefix("#!").map(|i| i.trim().to_owned()))
+                .unwrap_or_default();
+            return failure(
+                "claude_not_found",
+                format!(
+                    "cannot run {:?}: the interpreter its first line names ({interpreter:?}) was not found. Install \
+                     it, or set CLAUDE_WORKER_CLAUDE_BIN to a working Claude Code CLI",
+                    spec.claude_bin
+                ),
+            );
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return failure(
                 "claude_not_found",
@@ -155,10 +173,16 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
             );
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return failure(
-                "claude_not_executable",
-                format!("cannot run {:?}: permission denied. Make it executable (chmod +x)", spec.claude_bin),
-            );
+            let what = if spec.claude_bin.is_dir() {
+                "it is a directory. Set CLAUDE_WORKER_CLAUDE_BIN to the CLI file itself".to_owned()
+            } else {
+                format!(
+                    "permission denied. Make it executable (chmod +x {}), or set CLAUDE_WORKER_CLAUDE_BIN to \
+                     another Claude Code CLI",
+                    spec.claude_bin.display()
+                )
+            };
+            return failure("claude_not_executable", format!("cannot run {:?}: {what}", spec.claude_bin));
         }
         Err(e) => return failure("spawn_failed", format!("cannot start {:?}: {e}", spec.claude_bin)),
     };
@@ -190,6 +214,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
     let mut stderr =
         child.stderr.take().map(|s| BoundedLines::new(Box::new(s) as Box<dyn AsyncRead + Unpin + Send>, 64 * 1024));
     let mut stderr_tail = String::new();
+    let mut steps = SummarySteps::new(&spec.summary_log, SUMMARY_STEPS_BUDGET);
     let mut state = StreamState::default();
 
     let deadline = Instant::now() + spec.timeout;
@@ -198,6 +223,9 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
     let mut escalation: Option<(Signal, Instant)> = None;
     let mut exit: Option<Exit> = None;
     let mut drain_until: Option<Instant> = None;
+    // When the CLI closed its output, if it did before it exited.
+    let mut stdout_closed: Option<Instant> = None;
+    let mut exited_at: Option<Instant> = None;
 
     loop {
         if exit.is_some() && stdout.is_none() && stderr.is_none() {
@@ -207,27 +235,37 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         tokio::select! {
             line = next(&mut stdout), if stdout.is_some() => match line {
                 Some(line) => {
-                    if let Some(log) = detailed.as_mut() {
-                        let _ = log.line("", &line.bytes);
-                        if line.cut > 0 {
-                            let _ = log.line("", format!("[... line cut: {} more bytes ...]", line.cut).as_bytes());
-                        }
-                    }
-                    if line.cut == 0 {
-                        match state.feed(&line.bytes) {
-                            LineEffect::Action(action) => {
-                                let _ = append_summary(&spec.summary_log, &action);
-                                progress.send_modify(|p| p.last_action = Some(action));
+                    let mut on_line = |line: Line| {
+                        if let Some(log) = detailed.as_mut() {
+                            let _ = log.line("", &line.bytes);
+                            if line.cut > 0 {
+                                let _ = log.line("", format!("[... line cut: {} more bytes ...]", line.cut).as_bytes());
                             }
-                            LineEffect::Session => {
-                                let id = state.session_id.clone();
-                                progress.send_modify(|p| p.session_id = id);
-                            }
-                            LineEffect::Result | LineEffect::Nothing => {}
                         }
+                        if line.cut == 0 {
+                            match state.feed(&line.bytes) {
+                                LineEffect::Action(action) => {
+                                    let _ = steps.step(&action);
+                                    progress.send_modify(|p| p.last_action = Some(action));
+                                }
+                                LineEffect::Session => {
+                                    let id = state.session_id.clone();
+                                    progress.send_modify(|p| p.session_id = id);
+                                }
+                                LineEffect::Result | LineEffect::Nothing => {}
+                            }
+                        }
+                    };
+                    on_line(line);
+                    // The lines that came in the same read need no trip through the select.
+                    while let Some(line) = stdout.as_mut().and_then(BoundedLines::buffered_line) {
+                        on_line(line);
                     }
                 }
-                None => stdout = None,
+                None => {
+                    stdout = None;
+                    stdout_closed = Some(Instant::now());
+                }
             },
             line = next(&mut stderr), if stderr.is_some() => match line {
                 Some(line) => {
@@ -245,6 +283,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                 None => stderr = None,
             },
             status = child.wait(), if exit.is_none() => {
+                exited_at = Some(Instant::now());
                 exit = Some(match status {
                     Ok(status) => exit_of(status),
                     Err(_) => Exit::Code(-1),
@@ -282,7 +321,18 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         let _ = log.finish();
     }
     let exit = exit.unwrap_or(Exit::Code(-1));
-    let outcome = classify(&state, exit, stopped, &stderr_tail);
+    let mut outcome = classify(&state, exit, stopped, &stderr_tail);
+    if let (Outcome::Failure { kind, message, .. }, Some(closed), Some(exited)) =
+        (&mut outcome, stdout_closed, exited_at)
+        && kind == "cli_error"
+        && exited.duration_since(closed) >= Duration::from_secs(1)
+    {
+        // Say why nothing came: a CLI that goes on without its output is stuck or broken.
+        message.push_str(&format!(
+            " (it closed its standard output {:.1} s before it exited)",
+            exited.duration_since(closed).as_secs_f64()
+        ));
+    }
     RunReport { outcome, stream: state, exit: Some(exit), elapsed: started.elapsed() }
 }
 

@@ -1,7 +1,11 @@
 //! Reading the CLI's `--output-format stream-json` output, leniently: each line is parsed on its
 //! own, unknown event types and fields are ignored here (they stay in the detailed log), and a
-//! line that is not JSON is not an error. What a run needs is kept: the session id, what the
-//! model is doing now, the errors the CLI reported, and the final `result` event.
+//! line that is not JSON is not an error, nor is one with invalid UTF-8 (it is read with the
+//! bad bytes replaced). What a run needs is kept: the session id, what the model is doing now,
+//! the errors the CLI reported, and the final `result` event.
+//!
+//! Most of what a busy task prints is tool output (`user` events), often large: once the session
+//! id is known, a line that says it is of a type the runner does not track is not parsed at all.
 
 use serde_json::Value;
 
@@ -53,6 +57,7 @@ pub struct StreamState {
     pub assistant_error_text: Option<String>,
     pub result: Option<ResultEvent>,
     pub lines: u64,
+    /// Lines that were parsed and found not to be JSON.
     pub non_json_lines: u64,
 }
 
@@ -63,9 +68,26 @@ impl StreamState {
     /// Takes one line of output.
     pub fn feed(&mut self, line: &[u8]) -> LineEffect {
         self.lines += 1;
-        let Ok(event) = serde_json::from_slice::<Value>(line) else {
-            self.non_json_lines += 1;
+        if self.session_id.is_some() && leading_type(line).is_some_and(|t| t != b"assistant" && t != b"result") {
             return LineEffect::Nothing;
+        }
+        let event = match serde_json::from_slice::<Value>(line) {
+            Ok(event) => event,
+            // Invalid UTF-8 in a string makes the line invalid JSON: read it with the bad bytes
+            // replaced, so that a result with a broken character still counts.
+            Err(_) if line.first() == Some(&b'{') && std::str::from_utf8(line).is_err() => {
+                match serde_json::from_str::<Value>(&String::from_utf8_lossy(line)) {
+                    Ok(event) => event,
+                    Err(_) => {
+                        self.non_json_lines += 1;
+                        return LineEffect::Nothing;
+                    }
+                }
+            }
+            Err(_) => {
+                self.non_json_lines += 1;
+                return LineEffect::Nothing;
+            }
         };
         let mut effect = LineEffect::Nothing;
         if self.session_id.is_none()
@@ -96,6 +118,14 @@ impl StreamState {
         }
         effect
     }
+}
+
+/// The event type of a line the CLI wrote with `type` as its first key (`{"type":"user",...`),
+/// without parsing the rest.
+fn leading_type(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(br#"{"type":""#)?;
+    let end = rest.iter().take(64).position(|&b| b == b'"')?;
+    Some(&rest[..end])
 }
 
 fn message_text(event: &Value) -> Option<String> {
@@ -140,14 +170,39 @@ fn action_of(event: &Value) -> Option<String> {
 }
 
 fn one_line(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= ACTION_LEN {
+    // Only the start can be shown: a long text is not looked at whole.
+    let end = (0..=text.len().min(ACTION_LEN * 4)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let mut flat = String::with_capacity(ACTION_LEN * 2);
+    let mut chars = 0;
+    for word in text[..end].split_whitespace() {
+        if chars > 0 {
+            flat.push(' ');
+            chars += 1;
+        }
+        flat.push_str(word);
+        chars += word.chars().count();
+        if chars > ACTION_LEN {
+            break;
+        }
+    }
+    if chars <= ACTION_LEN && end == text.len() {
         flat
     } else {
         let mut cut: String = flat.chars().take(ACTION_LEN - 1).collect();
         cut.push('…');
         cut
     }
+}
+
+#[cfg(test)]
+#[test]
+fn one_line_flattens_and_shortens() {
+    assert_eq!(one_line("  a\n b\tc "), "a b c");
+    let long = one_line(&"word ".repeat(1000));
+    assert_eq!(long.chars().count(), ACTION_LEN);
+    assert!(long.ends_with('…'));
+    let unbroken = one_line(&"é".repeat(10_000));
+    assert_eq!(unbroken.chars().count(), ACTION_LEN);
 }
 
 fn parse_result(event: &Value) -> ResultEvent {

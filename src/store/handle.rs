@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{Store, StoreError};
 
 /// Delivers an operation's result once its transaction committed (`Ok`) or failed (`Err`).
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&mut Store) -> Reply + Send>;
 
 /// The most operations one group commit takes.
@@ -39,11 +39,11 @@ impl Db {
                         Err(_) => break,
                     }
                 }
-                if batch.len() > 1 && store.begin_group().is_ok() {
+                if batch.len() > 1 && !store.recently_full() && store.begin_group().is_ok() {
                     let replies: Vec<Reply> = batch.into_iter().map(|job| job(&mut store)).collect();
-                    let committed = store.end_group().map_err(|e| e.to_string());
+                    let committed = store.end_group();
                     for reply in replies {
-                        reply(committed.clone());
+                        reply(committed.as_ref().copied());
                     }
                 } else {
                     for job in batch {
@@ -65,11 +65,13 @@ impl Db {
         self.jobs
             .send(Box::new(move |store: &mut Store| -> Reply {
                 let result = f(store);
-                Box::new(move |committed: Result<(), String>| {
+                Box::new(move |committed: Result<(), &StoreError>| {
                     // The caller may have gone away (a cancelled request); the work is done regardless.
-                    let _ = reply.send(match committed {
-                        Ok(()) => result,
-                        Err(message) => Err(StoreError::Commit(message)),
+                    let _ = reply.send(match (committed, result) {
+                        (Ok(()), result) => result,
+                        // Its own failure says more than the group's (it may be why the group failed).
+                        (Err(_), Err(own)) => Err(own),
+                        (Err(group), Ok(_)) => Err(group.for_each_waiter()),
                     });
                 })
             }))

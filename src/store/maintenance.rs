@@ -232,7 +232,7 @@ impl Store {
 }
 
 fn diagnose(path: &Path, full: bool) -> Result<Diagnosis, StoreError> {
-    let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+    let open_err = |error: rusqlite::Error| StoreError::Open { path: path.to_owned(), error };
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;

@@ -18,6 +18,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 
@@ -42,17 +43,46 @@ fn migrations() -> Migrations<'static> {
 }
 
 /// What went wrong in the store. `Refused` and `NotFound` are the caller's to fix; the rest are
-/// faults of the database or its environment.
+/// faults of the database or its environment. Those a person has to fix say what to do in one
+/// line: they end up on the server's stderr or in a tool's error, and carry no error chain (the
+/// cause is in the sentence) so that they are never printed twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("cannot create the directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot open the database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    #[error(
+        "cannot create the directory {path} for the database ({error}): create it yourself, or set \
+         CLAUDE_WORKER_DB (or CLAUDE_WORKER_HOME) to a place this user can write to"
+    )]
+    CreateDir { path: PathBuf, error: std::io::Error },
+    #[error(
+        "cannot create the database file {path} ({error}): check the directory's permissions, or set \
+         CLAUDE_WORKER_DB to a place this user can write to"
+    )]
+    CreateFile { path: PathBuf, error: std::io::Error },
+    #[error(
+        "the database {path} is read-only for this user ({reason}): claude-worker must write to it. Make it \
+         writable (chmod u+w {path}; check its owner too), or set CLAUDE_WORKER_DB to another file"
+    )]
+    ReadOnlyFile { path: PathBuf, reason: String },
+    #[error(
+        "the directory {path} of the database is not writable for this user ({reason}): SQLite creates the \
+         database's -wal and -shm files there. Make it writable (chmod u+w {path}), or set CLAUDE_WORKER_DB \
+         to a file in a writable directory"
+    )]
+    ReadOnlyDir { path: PathBuf, reason: String },
+    #[error(
+        "the database {path} is corrupt ({detail}); claude-worker leaves it as it is. Restore it from a \
+         backup, or move it away together with its -wal and -shm files (mv {path} {path}.corrupt) and \
+         start again with a new one"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the database {path} is full: {cause}. Nothing of this change was written; {remedy}, then try again")]
+    Full { path: PathBuf, cause: &'static str, remedy: &'static str },
+    #[error("cannot open the database {path}: {error}")]
+    Open { path: PathBuf, error: rusqlite::Error },
     #[error("no database at {0}: start claude-worker once to create it, or set CLAUDE_WORKER_DB")]
     Missing(PathBuf),
     #[error(
@@ -65,8 +95,8 @@ pub enum StoreError {
          ({supported}): upgrade claude-worker; the database was not modified"
     )]
     TooNew { path: PathBuf, found: usize, supported: usize },
-    #[error("cannot migrate the database {path}: {source}")]
-    Migrate { path: PathBuf, source: rusqlite_migration::Error },
+    #[error("cannot migrate the database {path}: {error}")]
+    Migrate { path: PathBuf, error: rusqlite_migration::Error },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the database thread has stopped")]
@@ -75,12 +105,32 @@ pub enum StoreError {
     Commit(String),
 }
 
+impl StoreError {
+    /// What every operation of a group commit that failed as a whole is told: the same fault
+    /// when it is one a person has to act on (a full disk, a corrupt file), else why the
+    /// commit failed.
+    pub(crate) fn for_each_waiter(&self) -> StoreError {
+        match self {
+            StoreError::Full { path, cause, remedy } => StoreError::Full { path: path.clone(), cause, remedy },
+            StoreError::Corrupt { path, detail } => StoreError::Corrupt { path: path.clone(), detail: detail.clone() },
+            StoreError::Commit(message) => StoreError::Commit(message.clone()),
+            other => StoreError::Commit(other.to_string()),
+        }
+    }
+}
+
 /// One connection to the shared database.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     /// Inside a group of operations that share one transaction (see `begin_group`).
     in_group: bool,
+    /// The fault that ended the group's transaction early, for every operation of the group.
+    group_abort: Option<StoreError>,
+    /// `CLAUDE_WORKER_MAX_DB_PAGES`, when set: the database may not grow past it.
+    max_pages: Option<u64>,
+    /// When a write last found the database full (see [`Store::recently_full`]).
+    full_at: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 /// How many prepared statements a connection keeps.
@@ -94,16 +144,27 @@ const BUSY_GIVE_UP: Duration = Duration::from_secs(60);
 impl Store {
     /// Opens (creating if needed, with private permissions) and migrates the database.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
+        Self::open_with(path, None)
+    }
+
+    /// Opens the database as a server or worker does: creating it (and its directory) if needed,
+    /// refusing at once, with what to do, a place it cannot write to or a corrupt file, and
+    /// capping its size at `max_pages` pages when given (`CLAUDE_WORKER_MAX_DB_PAGES`).
+    pub fn open_with(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+                .map_err(|error| StoreError::CreateDir { path: dir.to_owned(), error })?;
         }
-        if !path.exists() {
+        // SQLite would open a file it cannot write read-only without a word, and fail later
+        // (or at the first write) with a message that does not say what to fix.
+        writable(dir).map_err(|reason| StoreError::ReadOnlyDir { path: dir.to_owned(), reason })?;
+        if path.exists() {
+            writable(path).map_err(|reason| StoreError::ReadOnlyFile { path: path.to_owned(), reason })?;
+        } else {
             // Create the file ourselves so that it is private from the first byte: it holds prompts.
             OpenOptions::new()
                 .write(true)
@@ -111,9 +172,13 @@ impl Store {
                 .truncate(false)
                 .mode(0o600)
                 .open(path)
-                .map_err(|source| StoreError::CreateDir { path: path.to_owned(), source })?;
+                .map_err(|error| StoreError::CreateFile { path: path.to_owned(), error })?;
         }
-        Self::open_existing(path, true)
+        let mut store = Self::open_existing(path, true)?;
+        if let Some(pages) = max_pages {
+            store.limit_pages(pages)?;
+        }
+        Ok(store)
     }
 
     /// Opens a database that must already exist (the inspect CLI never creates one).
@@ -130,7 +195,7 @@ impl Store {
         let mut attempts = 0;
         loop {
             match Self::try_open(path, migrate) {
-                Err(StoreError::Open { source, .. }) if attempts < 200 && is_busy(&source) => {
+                Err(StoreError::Open { error, .. }) if attempts < 200 && is_busy(&error) => {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(5 + jitter_ms()));
                 }
@@ -140,15 +205,30 @@ impl Store {
     }
 
     fn try_open(path: &Path, migrate: bool) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let open_err = |error: rusqlite::Error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                StoreError::Corrupt { path: path.to_owned(), detail: error.to_string() }
+            }
+            _ => StoreError::Open { path: path.to_owned(), error },
+        };
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(open_err)?;
+        // Until the file is known to be sound, closing must not checkpoint: that would copy
+        // what a WAL file holds into a file we are about to refuse.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        if migrate && conn.is_readonly(rusqlite::MAIN_DB).map_err(open_err)? {
+            return Err(StoreError::ReadOnlyFile {
+                path: path.to_owned(),
+                reason: "SQLite could open it for reading only".to_owned(),
+            });
+        }
         // Every statement of the store stays prepared (rusqlite keeps 16 by default, fewer than
         // the store has, and re-parsing SQL was the database thread's largest cost).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        // A newer schema is refused before anything could write to it.
+        // A newer schema is refused before anything could write to it (so is a file that is not
+        // a database at all: reading its header fails).
         let found: usize = conn
             .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
             .map_err(open_err)?
@@ -156,6 +236,18 @@ impl Store {
             .unwrap_or(usize::MAX);
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+        }
+        // A damaged page is refused too, before anything writes. `quick_check` reads every page
+        // once (milliseconds for a database of a few MiB) but skips the index contents.
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0)).map_err(open_err)?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path: path.to_owned(),
+                detail: format!(
+                    "SQLite's check found: {}",
+                    check.lines().filter(|l| !l.starts_with("***")).collect::<Vec<_>>().join("; ")
+                ),
+            });
         }
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_err)?;
@@ -168,7 +260,15 @@ impl Store {
         if fk != 1 {
             return Err(open_err(rusqlite::Error::InvalidQuery));
         }
-        let mut store = Store { conn, path: path.to_owned(), in_group: false };
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false).map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+            in_group: false,
+            group_abort: None,
+            max_pages: None,
+            full_at: std::cell::Cell::new(None),
+        };
         if migrate && found < SCHEMA_VERSION {
             store.migrate()?;
         }
@@ -179,6 +279,53 @@ impl Store {
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
         Ok(store)
+    }
+
+    /// Caps the database at `pages` pages (`PRAGMA max_page_count`, for this connection): a
+    /// write that would grow it further fails as a full disk does. SQLite never sets the cap
+    /// below the current size; freed pages are reused below it.
+    fn limit_pages(&mut self, pages: u64) -> Result<(), StoreError> {
+        let set: u64 = self
+            .conn
+            .pragma_update_and_check(None, "max_page_count", pages, |row| row.get(0))
+            .map_err(|error| StoreError::Open { path: self.path.clone(), error })?;
+        tracing::info!(
+            requested = pages,
+            set,
+            "the database may not grow past {set} pages (CLAUDE_WORKER_MAX_DB_PAGES)"
+        );
+        self.max_pages = Some(set);
+        Ok(())
+    }
+
+    /// Turns SQLite's codes for faults a person must fix into errors that say what to do.
+    fn explain(&self, error: StoreError) -> StoreError {
+        let StoreError::Sqlite(sqlite) = &error else { return error };
+        match sqlite.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => {
+                self.full_at.set(Some(std::time::Instant::now()));
+                StoreError::Full {
+                    path: self.path.clone(),
+                    cause: if self.max_pages.is_some() {
+                        "it reached its CLAUDE_WORKER_MAX_DB_PAGES size limit, or the disk has no space left"
+                    } else {
+                        "the disk has no space left"
+                    },
+                    remedy: if self.max_pages.is_some() {
+                        "free disk space, or raise CLAUDE_WORKER_MAX_DB_PAGES and restart claude-worker"
+                    } else {
+                        "free disk space on that file system"
+                    },
+                }
+            }
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                StoreError::Corrupt { path: self.path.clone(), detail: sqlite.to_string() }
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => {
+                StoreError::ReadOnlyFile { path: self.path.clone(), reason: "SQLite could not write to it".to_owned() }
+            }
+            _ => error,
+        }
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -196,7 +343,7 @@ impl Store {
                     }
                     attempts += 1;
                     if attempts >= 20 {
-                        return Err(StoreError::Migrate { path: self.path.clone(), source });
+                        return Err(StoreError::Migrate { path: self.path.clone(), error: source });
                     }
                     std::thread::sleep(Duration::from_millis(10 + jitter_ms()));
                 }
@@ -214,7 +361,10 @@ impl Store {
                 // SQLite rolls a whole transaction back on some errors (a full disk, an I/O
                 // error): then the group is over, and a savepoint here would commit on its own.
                 if self.conn.is_autocommit() {
-                    return Err(StoreError::Commit("an earlier operation's error ended the transaction".to_owned()));
+                    return Err(self.group_abort.as_ref().map_or_else(
+                        || StoreError::Commit("an earlier operation's error ended the transaction".to_owned()),
+                        StoreError::for_each_waiter,
+                    ));
                 }
                 let savepoint = self.conn.savepoint()?;
                 let value = f(&savepoint)?;
@@ -229,8 +379,12 @@ impl Store {
                 Ok(value)
             })()
         };
-        if outcome.is_err() {
+        let outcome = outcome.map_err(|e| self.explain(e));
+        if let Err(e) = &outcome {
             PENDING_LOG.with_borrow_mut(|lines| lines.truncate(logged));
+            if self.in_group && self.conn.is_autocommit() && self.group_abort.is_none() {
+                self.group_abort = Some(e.for_each_waiter());
+            }
         } else if !self.in_group {
             emit_pending_log();
         }
@@ -240,12 +394,15 @@ impl Store {
     /// Runs `f` in a read transaction (one consistent snapshot), or in the group's transaction.
     fn read<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
         if self.in_group {
-            return f(&self.conn);
+            return f(&self.conn).map_err(|e| self.explain(e));
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let value = f(&tx)?;
-        tx.finish()?;
-        Ok(value)
+        (|| {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let value = f(&tx)?;
+            tx.finish()?;
+            Ok(value)
+        })()
+        .map_err(|e| self.explain(e))
     }
 
     /// Starts a group: the operations until [`Store::end_group`] share one transaction, each in
@@ -254,6 +411,7 @@ impl Store {
     pub(crate) fn begin_group(&mut self) -> Result<(), StoreError> {
         begin_immediate(&self.conn)?.set_drop_behavior(rusqlite::DropBehavior::Ignore);
         self.in_group = true;
+        self.group_abort = None;
         PENDING_LOG.with_borrow_mut(Vec::clear);
         Ok(())
     }
@@ -261,9 +419,12 @@ impl Store {
     /// Commits the group (rolling it back if the commit fails).
     pub(crate) fn end_group(&mut self) -> Result<(), StoreError> {
         self.in_group = false;
+        let aborted = self.group_abort.take();
         if self.conn.is_autocommit() {
             PENDING_LOG.with_borrow_mut(Vec::clear);
-            return Err(StoreError::Commit("the transaction was rolled back by an error".to_owned()));
+            return Err(
+                aborted.unwrap_or_else(|| StoreError::Commit("the transaction was rolled back by an error".to_owned()))
+            );
         }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
@@ -273,9 +434,16 @@ impl Store {
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 PENDING_LOG.with_borrow_mut(Vec::clear);
-                Err(e.into())
+                Err(self.explain(e.into()))
             }
         }
+    }
+
+    /// Whether a write found the database full in the last few seconds. SQLite may answer a
+    /// full disk by rolling back the whole transaction, which in a group commit fails every
+    /// operation of the group, even those that would fit: meanwhile, operations run one by one.
+    pub(crate) fn recently_full(&self) -> bool {
+        self.full_at.get().is_some_and(|at| at.elapsed() < Duration::from_secs(10))
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
@@ -306,6 +474,11 @@ fn is_busy(err: &rusqlite::Error) -> bool {
 /// A few milliseconds of jitter, from the clock's low bits (no RNG needed for this).
 fn jitter_ms() -> u64 {
     u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 30)
+}
+
+/// Whether this user may write to `path`: `Err` says why not (a read-only file system counts).
+fn writable(path: &Path) -> Result<(), String> {
+    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).map_err(|errno| errno.desc().to_owned())
 }
 
 /// A task's key facts, carried along so that each event can be logged with its context.

@@ -225,3 +225,66 @@ fn marks_move_with_a_task_and_its_orchestration() {
     assert_ne!(after.orchestrations, before.orchestrations, "the orchestration's counters moved");
     assert_eq!(after.newest_task, before.newest_task, "no new task");
 }
+
+#[tokio::test]
+async fn a_full_database_tells_every_caller_what_to_do_and_keeps_exactly_the_successes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tasks.db");
+    drop(Store::open(&path).expect("create"));
+    let pages: u64 = Connection::open(&path).expect("raw").query_row("PRAGMA page_count", [], |r| r.get(0)).expect("n");
+    let db = Db::spawn(Store::open_with(&path, Some(pages + 20)).expect("open")).expect("db thread");
+    let mut ok = 0;
+    // A whole group may be told the database is full, even operations that would have fitted:
+    // those that try again (as a caller told so does) are then taken one by one.
+    let mut left: Vec<usize> = (0..40).collect();
+    for _round in 0..2 {
+        let mut calls = Vec::new();
+        for &i in &left {
+            let db = db.clone();
+            calls.push((
+                i,
+                tokio::spawn(async move {
+                    // Each prompt takes a few pages of its own.
+                    let mut t = task(&format!("t{i}"), &[]);
+                    t.prompt = "p".repeat(8 * 1024);
+                    db.call(move |s| s.create_batch(&batch(vec![t]), 100, 3_600_000, 1)).await
+                }),
+            ));
+        }
+        left.clear();
+        for (i, call) in calls {
+            match call.await.expect("join") {
+                Ok(_) => ok += 1,
+                Err(e @ StoreError::Full { .. }) => {
+                    let message = e.to_string();
+                    assert!(
+                        message.contains("CLAUDE_WORKER_MAX_DB_PAGES") && message.contains("free disk space"),
+                        "{message}"
+                    );
+                    left.push(i);
+                }
+                Err(e) => panic!("expected a full database, got {e}"),
+            }
+        }
+    }
+    assert!(ok > 0 && ok < 40, "{ok} fitted");
+    let mut store = Store::open(&path).expect("reopen");
+    let stored: i64 = store.conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0)).expect("count");
+    assert_eq!(stored, ok, "every answered success is in the file, nothing else");
+    let events: i64 = store.conn.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0)).expect("count");
+    assert_eq!(events, ok);
+    assert_eq!(store.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_as_corrupt_and_left_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tasks.db");
+    let junk: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, &junk).expect("write");
+    match Store::open(&path) {
+        Err(e @ StoreError::Corrupt { .. }) => assert!(e.to_string().contains("Restore it from a backup"), "{e}"),
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::read(&path).expect("read"), junk, "not a byte changed");
+}

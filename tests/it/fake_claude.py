@@ -9,6 +9,13 @@
 #   @max-turns      fail with error_max_turns
 #   @hang           ignore SIGINT and SIGTERM and never answer
 #   @grandchild     start a `sleep` grandchild (its pid goes to $FAKE_CLAUDE_STATE/grandchild-<pid>), then work forever
+#   @flood=MB       print MB mebibytes of lines of 1 KiB in large writes: tool output (`user` events),
+#                   and every 16th line an assistant step (a different one each time)
+#   @junk=MB        print MB mebibytes of lines of 1 KiB that are not JSON, in large writes
+#   @longline=MB    print one line of MB mebibytes (no newline until its end)
+#   @badutf8        print invalid UTF-8: a line that is not JSON, an assistant line, and the result's text
+#   @close-stdout=S close stdout (stderr stays open), go on for S seconds, then exit 0 without a result
+#   @close-output=S the same, closing stderr too
 #   @lots=MB        print MB mebibytes of assistant lines before answering
 #   @result=TEXT    answer with TEXT (up to the end of the line)
 # `--version` prints a version line and exits.
@@ -140,6 +147,76 @@ if directive("grandchild") is not None:
         f.write(str(child.pid))
     while True:
         time.sleep(60)
+
+def write_raw(data):
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def write_mib(mib, chunk_of):
+    # 4 MiB per write: a chunk of 4096 lines of 1 KiB.
+    written = 0
+    step = 0
+    while written < mib * 1024 * 1024:
+        chunk = chunk_of(step)
+        write_raw(chunk)
+        written += len(chunk)
+        step += 4096
+
+
+flood = directive("flood")
+if flood:
+    sid = SESSION.encode()
+
+    def line_of(head, tail):
+        return head + b"x" * (1024 - len(head % (0, 0)) - len(tail)) + tail
+
+    tool = line_of(
+        b'{"type":"assistant","message":{"content":[{"type":"tool_use","id":"toolu_%09d","name":"Bash","input":{"command":"step %09d ',
+        b'"}}]},"session_id":"' + sid + b'"}\n',
+    )
+    output = line_of(
+        b'{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_%09d","type":"tool_result","content":"output %09d ',
+        b'","is_error":false}]},"parent_tool_use_id":null,"session_id":"' + sid + b'"}\n',
+    )
+    write_mib(float(flood), lambda step: b"".join((tool if i % 16 == 0 else output) % (step + i, step + i) for i in range(4096)))
+
+junk = directive("junk")
+if junk:
+    lines = (b"not json: " + b"j" * 1013 + b"\n") * 4096
+    write_mib(float(junk), lambda step: lines)
+
+longline = directive("longline")
+if longline:
+    block = b"L" * (1024 * 1024)
+    for _ in range(int(float(longline))):
+        write_raw(block)
+    write_raw(b"\n")
+
+if directive("badutf8") is not None:
+    write_raw(b"\xff\xfe not UTF-8 at all \xc3\x28\n")
+    write_raw(b'{"type":"assistant","message":{"content":[{"type":"text","text":"caf\xe9 in Latin-1"}]},"session_id":"' + SESSION.encode() + b'"}\n')
+    with open(os.path.join(FIXTURES, "success-text.jsonl")) as f:
+        events = [json.loads(raw) for raw in f]
+    for event in events:
+        if "session_id" in event:
+            event["session_id"] = SESSION
+        if event.get("type") == "result":
+            event["result"] = "RESULT-MARK"
+        write_raw(json.dumps(event, separators=(",", ":")).encode().replace(b"RESULT-MARK", b"bad \xff byte, then fine") + b"\n")
+    finish(0)
+
+for name, fds in (("close-stdout", (1,)), ("close-output", (1, 2))):
+    closing = directive(name)
+    if closing is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in fds:
+            os.dup2(devnull, fd)
+        time.sleep(float(closing or 0))
+        finish(0)
 
 lots = directive("lots")
 if lots:

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod durability;
+mod environment;
 mod execution;
 mod harness;
 mod inspect;
