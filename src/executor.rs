@@ -414,6 +414,7 @@ impl Executor {
         // most every PROGRESS_INTERVAL; the final state goes with the outcome).
         let mut recorded = RunProgress::default();
         let mut flush_at: Option<Instant> = None;
+        let mut progress_failing = false;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let lease_ms = duration_ms(config.lease);
         let report: RunReport = loop {
@@ -434,8 +435,20 @@ impl Executor {
                 () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
                     flush_at = None;
                     let now_progress = progress_rx.borrow().clone();
-                    self.record_progress(task_id, fence, &recorded, &now_progress).await;
-                    recorded = now_progress;
+                    match self.record_progress(task_id, fence, &recorded, &now_progress).await {
+                        Ok(()) => {
+                            progress_failing = false;
+                            recorded = now_progress;
+                        }
+                        Err(e) => {
+                            // The session id must reach the store for a resume: try again later.
+                            if !progress_failing {
+                                tracing::warn!(task_id, "cannot record progress: {e}; trying again");
+                            }
+                            progress_failing = true;
+                            flush_at = Some(Instant::now() + PROGRESS_INTERVAL * 8);
+                        }
+                    }
                 }
                 _ = heartbeat.tick() => {
                     let owner = inner.owner.clone();
@@ -474,10 +487,13 @@ impl Executor {
             .retry(
                 backon::ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_max_times(8)
+                    .with_max_delay(Duration::from_secs(30))
+                    .without_max_times()
                     .with_jitter(),
             )
+            // A full disk can last: keep the outcome until it can be written (or the database
+            // thread is gone). Meanwhile the lease runs out and another executor may take the
+            // task over, and then this write is refused by its fence.
             .when(|e| !matches!(e, StoreError::Closed))
             .notify(|e, delay| tracing::warn!(task_id, "cannot record the outcome yet ({e}); again in {delay:?}"))
             .await;
@@ -498,7 +514,13 @@ impl Executor {
         }
     }
 
-    async fn record_progress(&self, task_id: TaskId, fence: i64, before: &RunProgress, now: &RunProgress) {
+    async fn record_progress(
+        &self,
+        task_id: TaskId,
+        fence: i64,
+        before: &RunProgress,
+        now: &RunProgress,
+    ) -> Result<(), StoreError> {
         let inner = &self.inner;
         let owner = inner.owner.clone();
         let action = (now.last_action != before.last_action).then(|| now.last_action.clone()).flatten();
@@ -508,11 +530,10 @@ impl Executor {
                 .db
                 .call(move |s| s.record_progress(task_id, &owner, fence, action.as_deref(), session.as_deref()))
                 .await;
-            if let Err(e) = written {
-                tracing::warn!(task_id, "cannot record progress: {e}");
-            }
+            written?;
             inner.changes.send_modify(|n| *n += 1);
         }
+        Ok(())
     }
 
     /// Turns a run's outcome into the state change to write; `None` when the claim was lost.
