@@ -209,3 +209,47 @@ async fn inspect_watch_follows_queued_work_in_lines_or_json() {
     assert_eq!(lines.last().expect("summary")["completed"], 1);
     client.stop().await;
 }
+
+#[tokio::test]
+async fn run_options_reach_the_task() {
+    let env = Env::new();
+    let client = env.server().await;
+    std::fs::create_dir_all(env.work.join("sub")).expect("mkdir");
+    let first =
+        finished(env.command(SERVER).args(["run", "first @sleep=1", "--identifier", "first"]).stdin(Stdio::null()))
+            .await;
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = finished(
+        env.command(SERVER)
+            .args([
+                "run",
+                "second",
+                "--identifier",
+                "second",
+                "--depends-on",
+                "first",
+                "--dir",
+                "sub",
+                "--priority",
+                "5",
+            ])
+            .args(["--timeout-seconds", "120"])
+            .stdin(Stdio::null()),
+    )
+    .await;
+    let stdout = text(&second.stdout);
+    assert!(stdout.contains("second (waiting)"), "it waits for first: {stdout}");
+    let done = client.wait_task("second", 30.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let starts = env.starts();
+    let run = starts.iter().find(|s| s["prompt_head"] == "second").expect("second ran");
+    assert!(run["cwd"].as_str().is_some_and(|c| c.ends_with("/sub")), "{run}");
+    let conn = rusqlite::Connection::open(env.db_path()).expect("db");
+    let (priority, timeout): (i64, i64) = conn
+        .query_row("SELECT priority, timeout_seconds FROM tasks WHERE task_identifier = 'second'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("row");
+    assert_eq!((priority, timeout), (5, 120));
+    client.stop().await;
+}
