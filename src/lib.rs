@@ -8,11 +8,13 @@
 //! verbs to both edges; [`mcp`] is the only module that knows MCP; [`inspect`] is the side CLI;
 //! [`logs`] writes the global and per-task log files; [`watch`] notices
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
-//! database are alive; [`crash`] holds the crash points of the durability tests.
+//! database are alive; [`crash`] holds the crash points of the durability tests; [`feedback`]
+//! plays sounds and shows desktop notifications for what the executor did.
 
 pub mod config;
 pub mod crash;
 pub mod executor;
+pub mod feedback;
 pub mod graph;
 pub mod inspect;
 pub mod logs;
