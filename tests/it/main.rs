@@ -4,6 +4,7 @@
 mod bad_input;
 mod durability;
 mod execution;
+mod feedback;
 mod harness;
 mod inspect;
 mod limits;
