@@ -230,6 +230,8 @@ impl Executor {
                 }
             }
         }
+        // The last task's sound and notification go out before the process exits.
+        inner.feedback.drain(Duration::from_secs(5)).await;
     }
 
     /// Expires orchestrations, claims what can start, and says when to look again.

@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Seam;
+use super::Shared;
 
 /// How long showing one notification may take.
 const SHOW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the notification thread; `None` (after a warning) when it cannot be started.
-pub(super) fn start(seam: Option<Arc<Seam>>, queue: usize) -> Option<SyncSender<(&'static str, String, String)>> {
+pub(super) fn start(shared: Arc<Shared>, queue: usize) -> Option<SyncSender<(&'static str, String, String)>> {
     let (tx, rx) = sync_channel(queue);
-    let spawned =
-        std::thread::Builder::new().name("claude-worker-notify".to_owned()).spawn(move || run(&rx, seam.as_deref()));
+    let spawned = std::thread::Builder::new().name("claude-worker-notify".to_owned()).spawn(move || run(&rx, &shared));
     match spawned {
         Ok(_) => Some(tx),
         Err(e) => {
@@ -30,11 +29,14 @@ pub(super) fn start(seam: Option<Arc<Seam>>, queue: usize) -> Option<SyncSender<
     }
 }
 
-fn run(rx: &Receiver<(&'static str, String, String)>, seam: Option<&Seam>) {
+fn run(rx: &Receiver<(&'static str, String, String)>, shared: &Shared) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("cannot start the notifications' runtime ({e}): no desktop notifications");
+            while rx.recv().is_ok() {
+                shared.done();
+            }
             return;
         }
     };
@@ -52,17 +54,16 @@ fn run(rx: &Receiver<(&'static str, String, String)>, seam: Option<&Seam>) {
             reported = true;
             tracing::debug!("cannot show desktop notifications here ({why}); they stay quiet");
         }
-        if let Some(seam) = seam {
-            seam.record(&json!({
-                "kind": "notification",
-                "event": event,
-                "title": title,
-                "body": body,
-                "backend": BACKEND,
-                "shown": shown.is_ok(),
-                "error": shown.err(),
-            }));
-        }
+        shared.record(&json!({
+            "kind": "notification",
+            "event": event,
+            "title": title,
+            "body": body,
+            "backend": BACKEND,
+            "shown": shown.is_ok(),
+            "error": shown.err(),
+        }));
+        shared.done();
     }
 }
 

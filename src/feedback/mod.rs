@@ -19,6 +19,7 @@ pub mod synth;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,16 +138,51 @@ impl Event {
 pub struct Feedback {
     sound: Option<SyncSender<(&'static str, Cue)>>,
     desktop: Option<SyncSender<(&'static str, String, String)>>,
+    shared: Arc<Shared>,
+}
+
+/// What the output threads share with the handle.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The feedback log, when `CLAUDE_WORKER_FEEDBACK_LOG` names one.
+    seam: Option<Seam>,
+    /// Events queued or being played or shown.
+    pending: AtomicUsize,
+}
+
+impl Shared {
+    /// Records one line in the feedback log, if there is one.
+    pub(crate) fn record(&self, line: &Value) {
+        if let Some(seam) = &self.seam {
+            seam.record(line);
+        }
+    }
+
+    /// An output finished with an event.
+    pub(crate) fn done(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Feedback {
     /// Starts the outputs the configuration enables. The sound files are loaded and checked on
     /// the sound thread as it starts (a broken one is reported there, once).
     pub fn new(config: &Config) -> Feedback {
-        let seam = config.feedback_log.clone().map(|path| Arc::new(Seam { path, lock: Mutex::new(()) }));
+        let seam = config.feedback_log.clone().map(|path| Seam { path, lock: Mutex::new(()) });
+        let shared = Arc::new(Shared { seam, pending: AtomicUsize::new(0) });
         Feedback {
-            sound: if config.enable_sounds { sound::start(&config.sound_files, seam.clone(), QUEUE) } else { None },
-            desktop: if config.enable_notifications { desktop::start(seam, QUEUE) } else { None },
+            sound: if config.enable_sounds { sound::start(&config.sound_files, shared.clone(), QUEUE) } else { None },
+            desktop: if config.enable_notifications { desktop::start(shared.clone(), QUEUE) } else { None },
+            shared,
+        }
+    }
+
+    /// Waits (at most `limit`) until the events emitted so far were played and shown: a worker
+    /// that exits once the queue is done still announces its last task.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.shared.pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -158,10 +194,22 @@ impl Feedback {
     /// Hands an event to the outputs without waiting; dropped where an output is busy.
     pub fn emit(&self, event: &Event) {
         if let Some(queue) = &self.sound {
-            offer(queue, (event.name(), event.cue()), "sound");
+            self.offer(queue, (event.name(), event.cue()), "sound");
         }
         if let (Some(queue), Some((title, body))) = (&self.desktop, event.notification()) {
-            offer(queue, (event.name(), title, body), "notification");
+            self.offer(queue, (event.name(), title, body), "notification");
+        }
+    }
+
+    fn offer<T>(&self, queue: &SyncSender<T>, item: T, what: &str) {
+        self.shared.pending.fetch_add(1, Ordering::AcqRel);
+        match queue.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.done();
+                tracing::debug!("the {what} output is busy: an event was dropped");
+            }
+            Err(TrySendError::Disconnected(_)) => self.shared.done(),
         }
     }
 
@@ -198,22 +246,14 @@ impl Feedback {
     }
 }
 
-fn offer<T>(queue: &SyncSender<T>, item: T, what: &str) {
-    match queue.try_send(item) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => tracing::debug!("the {what} output is busy: an event was dropped"),
-        Err(TrySendError::Disconnected(_)) => {}
-    }
-}
-
 /// The feedback log: one JSON line per sound played and notification shown.
-pub(crate) struct Seam {
+struct Seam {
     path: PathBuf,
     lock: Mutex<()>,
 }
 
 impl Seam {
-    pub(crate) fn record(&self, line: &Value) {
+    fn record(&self, line: &Value) {
         let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let written = std::fs::OpenOptions::new()
             .create(true)

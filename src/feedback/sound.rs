@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rodio::Source as _;
 use serde_json::json;
 
-use super::Seam;
+use super::Shared;
 use super::synth;
 use crate::config::SoundFiles;
 
@@ -149,16 +149,12 @@ pub fn load_sounds(files: &SoundFiles) -> Vec<(Cue, Sound)> {
 }
 
 /// Starts the sound thread; `None` (after a warning) when it cannot be started.
-pub(super) fn start(
-    files: &SoundFiles,
-    seam: Option<Arc<Seam>>,
-    queue: usize,
-) -> Option<SyncSender<(&'static str, Cue)>> {
+pub(super) fn start(files: &SoundFiles, shared: Arc<Shared>, queue: usize) -> Option<SyncSender<(&'static str, Cue)>> {
     let (tx, rx) = sync_channel(queue);
     let files = files.clone();
     let spawned = std::thread::Builder::new().name("claude-worker-sound".to_owned()).spawn(move || {
         let sounds = load_sounds(&files);
-        run(&sounds, &rx, seam.as_deref());
+        run(&sounds, &rx, &shared);
     });
     match spawned {
         Ok(_) => Some(tx),
@@ -169,17 +165,16 @@ pub(super) fn start(
     }
 }
 
-fn run(sounds: &[(Cue, Sound)], rx: &Receiver<(&'static str, Cue)>, seam: Option<&Seam>) {
+fn run(sounds: &[(Cue, Sound)], rx: &Receiver<(&'static str, Cue)>, shared: &Shared) {
     let mut output = Output::new();
     while let Ok((event, cue)) = rx.recv() {
-        let Some((_, sound)) = sounds.iter().find(|(c, _)| *c == cue) else { continue };
-        let played = output.play(cue, sound);
-        if let Some(seam) = seam {
+        if let Some((_, sound)) = sounds.iter().find(|(c, _)| *c == cue) {
+            let played = output.play(cue, sound);
             let (backend, error) = match &played {
                 Ok(backend) => (*backend, None),
                 Err(why) => ("none", Some(why.clone())),
             };
-            seam.record(&json!({
+            shared.record(&json!({
                 "kind": "sound",
                 "event": event,
                 "cue": cue.name(),
@@ -189,6 +184,7 @@ fn run(sounds: &[(Cue, Sound)], rx: &Receiver<(&'static str, Cue)>, seam: Option
                 "error": error,
             }));
         }
+        shared.done();
     }
 }
 

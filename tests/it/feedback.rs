@@ -198,6 +198,42 @@ async fn the_switches_turn_each_output_off() {
 }
 
 #[tokio::test]
+async fn a_headless_worker_announces_its_last_task_before_it_exits() {
+    let f = feedback_env();
+    let env = f.env.set("CLAUDE_WORKER_ENABLE_SOUNDS", "false").set("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "false");
+    // A server queues a task that may start only in a moment, and goes away before it does.
+    let client = env.server().await;
+    client.create("later", "later @result=Done later", json!({ "wait_after_dependencies": 2.0 })).await;
+    stop(client).await;
+    assert!(!f.log.exists(), "the server announced nothing");
+
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        env.command(crate::harness::SERVER)
+            .args(["work", "--until-idle"])
+            .env("CLAUDE_WORKER_ENABLE_SOUNDS", "true")
+            .env("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "true")
+            .output(),
+    )
+    .await
+    .expect("work --until-idle exits when the queue is empty")
+    .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+    // It exited: what it announced is all there is.
+    let events: Vec<(String, String)> = lines(&f.log)
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap_or("").to_owned(), l["event"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let pair = |kind: &str, event: &str| (kind.to_owned(), event.to_owned());
+    assert!(events.contains(&pair("sound", "task_completed")), "{events:?}");
+    assert!(events.contains(&pair("notification", "task_completed")), "{events:?}");
+    for sound in of_kind(&f.log, "sound") {
+        check_played(&sound);
+    }
+}
+
+#[tokio::test]
 async fn configured_sound_files_play_and_a_broken_one_is_reported_once_at_start_up() {
     let f = feedback_env();
     // A real WAV of our own: a quarter second of a quiet 440 Hz tone, 16-bit mono at 8 kHz.
