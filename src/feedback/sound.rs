@@ -319,7 +319,21 @@ mod native {
 
     /// Plays WAV bytes on the default output device to their end.
     pub(super) fn play(wav: &[u8]) -> Result<(), String> {
-        let mut sink = rodio::DeviceSinkBuilder::open_default_sink().map_err(|e| e.to_string())?;
+        // alsa-lib prints its errors (no card, unknown PCM) to stderr: on this thread, they are
+        // kept and become part of the reason instead.
+        #[cfg(target_os = "linux")]
+        let alsa_errors = alsa::Output::local_error_handler().ok();
+        #[cfg(target_os = "linux")]
+        let with_alsa = |e: String| {
+            let said = alsa_errors.as_ref().map(|o| o.borrow().to_string()).unwrap_or_default();
+            match said.lines().last() {
+                Some(last) => format!("{e} (ALSA: {last})"),
+                None => e,
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let with_alsa = |e: String| e;
+        let mut sink = rodio::DeviceSinkBuilder::open_default_sink().map_err(|e| with_alsa(e.to_string()))?;
         sink.log_on_drop(false);
         let player = rodio::play(sink.mixer(), std::io::Cursor::new(wav.to_vec())).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + super::PLAYER_TIMEOUT;

@@ -300,3 +300,51 @@ fn wav_16bit_mono(samples: &[i16], rate: u32) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test]
+async fn without_audio_or_a_desktop_it_stays_quiet_and_says_why_once() {
+    let f = feedback_env();
+    // An ALSA that knows no device at all; no sound server and no D-Bus, as before.
+    let no_devices = f.dir.join("empty-asound.conf");
+    std::fs::write(&no_devices, "").expect("write");
+    let env = f
+        .env
+        .set("ALSA_CONFIG_PATH", &no_devices.display().to_string())
+        .set("CLAUDE_WORKER_ENABLE_SOUNDS", "false")
+        .set("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "false");
+    let client = env.server().await;
+    for name in ["one", "two"] {
+        client.create(name, name, json!({ "wait_after_dependencies": 1.0 })).await;
+    }
+    stop(client).await;
+
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        env.command(crate::harness::SERVER)
+            .args(["work", "--until-idle"])
+            .env("CLAUDE_WORKER_ENABLE_SOUNDS", "true")
+            .env("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "true")
+            .env("CLAUDE_WORKER_LOG_LEVEL", "claude_worker=debug")
+            .output(),
+    )
+    .await
+    .expect("work --until-idle exits when the queue is empty")
+    .expect("run");
+    assert!(output.status.success());
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+    assert!(output.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&output.stderr));
+
+    let sounds = of_kind(&f.log, "sound");
+    assert_eq!(sounds.len(), 4, "two starts, two successes: {sounds:?}");
+    for sound in &sounds {
+        assert_eq!(sound["played"], false, "{sound}");
+        assert!(sound["error"].as_str().is_some_and(|e| !e.is_empty()), "{sound}");
+    }
+    let notifications = of_kind(&f.log, "notification");
+    assert_eq!(notifications.len(), 2, "{notifications:?}");
+    assert!(notifications.iter().all(|n| n["shown"] == false), "{notifications:?}");
+    let global = std::fs::read_to_string(env.home.join("claude-worker.log")).expect("global log");
+    let said = |what: &str| global.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(said("cannot play sounds here"), 1, "one debug line for sounds");
+    assert_eq!(said("cannot show desktop notifications here"), 1, "one debug line for notifications");
+}
