@@ -3,6 +3,8 @@
 //! tries to play and show them; here audio goes to ALSA's null device (players that reach a sound
 //! server are pointed at none) and D-Bus at a bus that does not exist, so a test run is silent.
 //! With the `native-audio` feature the sounds really play, in-process, through that null device.
+//! One test runs a private D-Bus session bus with a stand-in notification service, to see the
+//! notifications really delivered.
 
 use std::path::{Path, PathBuf};
 
@@ -347,4 +349,79 @@ async fn without_audio_or_a_desktop_it_stays_quiet_and_says_why_once() {
     let said = |what: &str| global.lines().filter(|l| l.contains(what)).count();
     assert_eq!(said("cannot play sounds here"), 1, "one debug line for sounds");
     assert_eq!(said("cannot show desktop notifications here"), 1, "one debug line for notifications");
+}
+
+/// A stand-in for the desktop's notification service: records what it is asked to show.
+#[cfg(target_os = "linux")]
+struct Notifications {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+}
+
+#[cfg(target_os = "linux")]
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut seen = self.seen.lock().expect("lock");
+        seen.push((app_name, summary, body));
+        u32::try_from(seen.len()).expect("few")
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn notifications_reach_the_desktop_over_d_bus() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let f = feedback_env();
+    // A private session bus (dbus-daemon is part of every Linux desktop; .ci/run installs it).
+    let socket = f.dir.join("bus");
+    let mut daemon = tokio::process::Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address"])
+        .arg(format!("--address=unix:path={}", socket.display()))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dbus-daemon runs (apt-get install dbus-daemon)");
+    let mut address = String::new();
+    tokio::io::BufReader::new(daemon.stdout.take().expect("stdout"))
+        .read_line(&mut address)
+        .await
+        .expect("the bus address");
+    let address = address.trim().to_owned();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _service = zbus::connection::Builder::address(address.as_str())
+        .expect("address")
+        .name("org.freedesktop.Notifications")
+        .expect("name")
+        .serve_at("/org/freedesktop/Notifications", Notifications { seen: seen.clone() })
+        .expect("serve")
+        .build()
+        .await
+        .expect("the notification service is on the bus");
+
+    let env = f.env.set("DBUS_SESSION_BUS_ADDRESS", &address);
+    let client = env.server().await;
+    client.create("shown", "shown @result=All done", json!({})).await;
+    client.wait_task("shown", 20.0).await;
+    let line = line_for(&f.log, "notification", "task_completed").await;
+    assert_eq!(line["shown"], true, "{line}");
+    assert_eq!(line["backend"], "dbus");
+    stop(client).await;
+
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (app, summary, body) = &seen[0];
+    assert_eq!((app.as_str(), summary.as_str()), ("claude-worker", "Completed: shown"));
+    assert!(body.ends_with("\nAll done") && body.contains("$0.0008"), "{body}");
 }
