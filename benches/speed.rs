@@ -102,7 +102,10 @@ async fn main() {
         .env("CLAUDE_WORKER_HOME", &home)
         .env("CLAUDE_WORKER_CLAUDE_BIN", &claude)
         .env("CLAUDE_WORKER_MAX_CONCURRENT", "4")
-        .env("CLAUDE_WORKER_LOG_LEVEL", "info");
+        .env("CLAUDE_WORKER_LOG_LEVEL", "info")
+        // Hundreds of tasks must not beep at whoever runs the benchmark.
+        .env("CLAUDE_WORKER_ENABLE_SOUNDS", "false")
+        .env("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "false");
     let transport = TokioChildProcess::new(command).expect("spawn server");
     let pid = transport.id().expect("server pid");
     let client = Bench.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");

@@ -64,6 +64,26 @@ pub struct Config {
     /// build, not only in debug ones: the tests of a full disk use it against the binary that
     /// is shipped, and a user may want a hard ceiling on the file's size.
     pub max_db_pages: Option<u64>,
+    /// `CLAUDE_WORKER_ENABLE_SOUNDS`: play a sound when a task starts, completes or fails and when
+    /// an orchestration finishes.
+    pub enable_sounds: bool,
+    /// `CLAUDE_WORKER_ENABLE_NOTIFICATIONS`: show a desktop notification when a task completes or
+    /// fails and when an orchestration finishes.
+    pub enable_notifications: bool,
+    /// `CLAUDE_WORKER_{START,SUCCESS,FAILURE,ORCHESTRATION}_SOUND`: the user's own sound files.
+    pub sound_files: SoundFiles,
+    /// `CLAUDE_WORKER_FEEDBACK_LOG` (diagnostics): a file that gets one JSON line per sound played
+    /// and notification shown.
+    pub feedback_log: Option<PathBuf>,
+}
+
+/// The sound files a user chose instead of the built-in sounds (`None`: the built-in one).
+#[derive(Clone, Debug, Default)]
+pub struct SoundFiles {
+    pub start: Option<PathBuf>,
+    pub success: Option<PathBuf>,
+    pub failure: Option<PathBuf>,
+    pub orchestration: Option<PathBuf>,
 }
 
 /// A setting that could not be used.
@@ -147,6 +167,17 @@ impl Config {
             detach_on_exit: parse_bool(&get, "CLAUDE_WORKER_DETACH_ON_EXIT", true)?,
             default_working_directory,
             max_db_pages,
+            enable_sounds: parse_bool(&get, "CLAUDE_WORKER_ENABLE_SOUNDS", true)?,
+            enable_notifications: parse_bool(&get, "CLAUDE_WORKER_ENABLE_NOTIFICATIONS", true)?,
+            sound_files: SoundFiles {
+                start: get("CLAUDE_WORKER_START_SOUND").map(|p| expand_tilde(&p, &lookup)).transpose()?,
+                success: get("CLAUDE_WORKER_SUCCESS_SOUND").map(|p| expand_tilde(&p, &lookup)).transpose()?,
+                failure: get("CLAUDE_WORKER_FAILURE_SOUND").map(|p| expand_tilde(&p, &lookup)).transpose()?,
+                orchestration: get("CLAUDE_WORKER_ORCHESTRATION_SOUND")
+                    .map(|p| expand_tilde(&p, &lookup))
+                    .transpose()?,
+            },
+            feedback_log: get("CLAUDE_WORKER_FEEDBACK_LOG").map(|p| expand_tilde(&p, &lookup)).transpose()?,
             home,
             db_path,
             log_dir,
@@ -264,6 +295,22 @@ mod tests {
         assert_eq!(c.max_detailed_log_bytes, 50 * 1024 * 1024);
         assert!(!c.allow_bypass_permissions);
         assert_eq!(c.max_db_pages, None);
+        assert!(c.enable_sounds && c.enable_notifications);
+        assert!(c.sound_files.start.is_none() && c.feedback_log.is_none());
+    }
+
+    #[test]
+    fn feedback_switches_and_sound_files() {
+        for (value, on) in [("true", true), ("1", true), ("Yes", true), ("on", true), ("false", false), ("0", false)] {
+            let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_ENABLE_SOUNDS", value)]).expect("valid");
+            assert_eq!(c.enable_sounds, on, "{value}");
+        }
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "off")]).expect("valid");
+        assert!(!c.enable_notifications);
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_ENABLE_SOUNDS", "loud")]).expect_err("not a bool");
+        assert!(err.to_string().contains("CLAUDE_WORKER_ENABLE_SOUNDS"), "{err}");
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_FAILURE_SOUND", "~/s/fail.wav")]).expect("valid");
+        assert_eq!(c.sound_files.failure, Some(PathBuf::from("/h/s/fail.wav")));
     }
 
     #[test]

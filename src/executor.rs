@@ -26,6 +26,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::feedback::{Event, Feedback};
 use crate::logs::{TaskLogPaths, append_summary};
 use crate::model::{Millis, TaskError, TaskId, Usage};
 use crate::owners::{self, Liveness, OwnerLock};
@@ -77,6 +78,8 @@ struct Inner {
     running: Mutex<HashMap<TaskId, CancellationToken>>,
     /// Bumped after every change this process makes to a task, for waiters.
     changes: watch::Sender<u64>,
+    /// Sounds and desktop notifications for the changes this process makes.
+    feedback: Feedback,
 }
 
 /// Why a running attempt was stopped by us.
@@ -93,6 +96,7 @@ impl Executor {
         let host = owners::this_host();
         let owner = format!("{host}:{}:{}", std::process::id(), now_ms());
         let lock = OwnerLock::acquire(&config.db_path, &owner)?;
+        let feedback = Feedback::new(&config);
         Ok(Executor {
             inner: Arc::new(Inner {
                 db,
@@ -105,6 +109,7 @@ impl Executor {
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 changes: watch::channel(0).0,
+                feedback,
             }),
         })
     }
@@ -225,6 +230,8 @@ impl Executor {
                 }
             }
         }
+        // The last task's sound and notification go out before the process exits.
+        inner.feedback.drain(Duration::from_secs(5)).await;
     }
 
     /// Expires orchestrations, claims what can start, and says when to look again.
@@ -426,6 +433,7 @@ impl Executor {
                         crate::crash::point("after_spawn");
                         // The pid is written at once, for a person looking at the task.
                         self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
+                        inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
                         recorded.pid = pid;
                     }
                     if flush_at.is_none() {
@@ -469,6 +477,7 @@ impl Executor {
             && let Some(pid) = last_pid
         {
             self.mark_started(task_id, fence, pid).await;
+            inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
         }
 
         let Some(finish) = self.decide(&task, claimed.resume_session.is_some(), &report, stop_reason) else {
@@ -500,6 +509,7 @@ impl Executor {
         match written {
             Ok(outcome) if outcome.accepted => {
                 let _ = append_summary(&paths.summary, &summary_line);
+                inner.feedback.finished(&task, &finish, &outcome, report.elapsed, stats.cost_usd);
             }
             Ok(_) => tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now"),
             Err(e) => tracing::error!(task_id, "cannot record the outcome of task {task_id}: {e}"),

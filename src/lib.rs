@@ -10,11 +10,13 @@
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
 //! database are alive; [`crash`] holds the crash points of the durability tests; [`terminal`]
 //! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
-//! inspect CLI's `watch`.
+//! inspect CLI's `watch`; [`feedback`] plays sounds and shows desktop notifications for what
+//! the executor did.
 
 pub mod config;
 pub mod crash;
 pub mod executor;
+pub mod feedback;
 pub mod graph;
 pub mod inspect;
 pub mod live;

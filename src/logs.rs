@@ -220,11 +220,17 @@ pub fn init_tracing(config: &crate::config::Config) -> Option<tracing_appender::
         .filter(|l| !l.is_empty())
         .or_else(|| std::env::var("RUST_LOG").ok().filter(|l| !l.is_empty()))
         .unwrap_or_else(|| "info".to_owned());
-    let filter = || EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The audio decoder comments on every file it probes; a broken sound file is reported once,
+    // by claude-worker, instead.
+    let quiet = |filter: EnvFilter| match "symphonia=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let filter = || quiet(EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info")));
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_filter(EnvFilter::new("warn,claude_worker::exit=off"));
+        .with_filter(quiet(EnvFilter::new("warn,claude_worker::exit=off")));
     let file = std::fs::DirBuilder::new()
         .recursive(true)
         .mode_private()

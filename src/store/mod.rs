@@ -30,7 +30,7 @@ pub use create::{Created, CreatedTask};
 pub use handle::Db;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
-pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, Reclaimed, RunStats};
+pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
 pub const SCHEMA_VERSION: usize = 2;
@@ -572,11 +572,16 @@ fn counters(tx: &Connection, orchestration_id: OrchestrationId) -> Result<(Count
 
 /// Recomputes an orchestration's stored state, start and end from its tasks. Called in every
 /// transaction that changes one of its tasks, so that lists can filter on a fresh `status`.
-fn refresh_orchestration(tx: &Connection, orchestration_id: OrchestrationId, now: Millis) -> Result<(), StoreError> {
-    let (counters, _) = counters(tx, orchestration_id)?;
-    let cancel_requested: bool = tx
-        .prepare_cached("SELECT cancel_requested FROM orchestrations WHERE orchestration_id = ?1")?
-        .query_row([orchestration_id], |row| row.get(0))?;
+/// Returns the orchestration as it ended when this change finished it.
+fn refresh_orchestration(
+    tx: &Connection,
+    orchestration_id: OrchestrationId,
+    now: Millis,
+) -> Result<Option<OrchestrationEnd>, StoreError> {
+    let (counters, cost_usd) = counters(tx, orchestration_id)?;
+    let (cancel_requested, before, name): (bool, String, Option<String>) = tx
+        .prepare_cached("SELECT cancel_requested, status, name FROM orchestrations WHERE orchestration_id = ?1")?
+        .query_row([orchestration_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     let status = graph::orchestration_status(&counters, cancel_requested);
     let started = status != crate::model::OrchestrationStatus::Pending;
     // The deadline (ORCHESTRATION_TIMEOUT) counts from when the orchestration starts running.
@@ -588,7 +593,14 @@ fn refresh_orchestration(tx: &Connection, orchestration_id: OrchestrationId, now
          WHERE orchestration_id = ?1",
     )?
     .execute(params![orchestration_id, status.as_str(), started, status.is_terminal(), now])?;
-    Ok(())
+    let was_terminal = crate::model::OrchestrationStatus::parse(&before).is_some_and(|s| s.is_terminal());
+    Ok((status.is_terminal() && !was_terminal).then_some(OrchestrationEnd {
+        orchestration_id,
+        name,
+        status,
+        counters,
+        cost_usd,
+    }))
 }
 
 /// Loads an orchestration's tasks and edges for the graph logic.

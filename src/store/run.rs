@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::create::seconds_to_ms;
 use super::query::read_task;
 use super::{Store, StoreError, TaskKey, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
-use crate::model::{Millis, TaskError, TaskId, TaskRecord, TaskStatus, Usage};
+use crate::model::{
+    Counters, Millis, OrchestrationId, OrchestrationStatus, TaskError, TaskId, TaskRecord, TaskStatus, Usage,
+};
 
 /// A task claimed for one attempt.
 #[derive(Clone, Debug)]
@@ -95,6 +97,18 @@ pub struct FinishOutcome {
     pub promoted: Vec<TaskId>,
     /// Dependents that can now never run.
     pub skipped: Vec<TaskId>,
+    /// The task's orchestration, when this outcome finished it.
+    pub orchestration_finished: Option<OrchestrationEnd>,
+}
+
+/// An orchestration as the change that finished it left it.
+#[derive(Clone, Debug)]
+pub struct OrchestrationEnd {
+    pub orchestration_id: OrchestrationId,
+    pub name: Option<String>,
+    pub status: OrchestrationStatus,
+    pub counters: Counters,
+    pub cost_usd: f64,
 }
 
 /// The answer to a heartbeat.
@@ -418,7 +432,7 @@ fn finish_in(
         let graph = load_graph(tx, key.orchestration_id)?;
         outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
     }
-    refresh_orchestration(tx, key.orchestration_id, now)?;
+    outcome.orchestration_finished = refresh_orchestration(tx, key.orchestration_id, now)?;
     Ok(outcome)
 }
 

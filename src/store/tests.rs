@@ -105,6 +105,30 @@ fn claims_respect_the_cap_and_completions_are_fenced() {
 }
 
 #[test]
+fn only_the_outcome_that_finishes_an_orchestration_reports_it() {
+    let (_dir, mut store) = open();
+    let mut b = batch(vec![task("a", &[]), task("b", &[])]);
+    b.orchestration = Some("pair".to_owned());
+    store.create_batch(&b, 100, 3_600_000, 1).expect("create");
+    let claims = store.claim_ready("one", 2, 2, 30_000, 2).expect("claim");
+    assert_eq!(claims.len(), 2);
+    let done = Finish::Completed { result: Some("ok".to_owned()) };
+    let first = store.finish(claims[0].task.task_id, "one", claims[0].fence, &done, &RunStats::default(), 3);
+    assert!(first.expect("finish").orchestration_finished.is_none(), "one task is still running");
+    let stats = RunStats { cost_usd: 0.25, ..RunStats::default() };
+    let failed =
+        Finish::Failed { error: crate::model::TaskError { kind: "auth".to_owned(), message: "no".to_owned() } };
+    let last = store.finish(claims[1].task.task_id, "one", claims[1].fence, &failed, &stats, 4).expect("finish");
+    let end = last.orchestration_finished.expect("the last outcome finished it");
+    assert_eq!(end.name.as_deref(), Some("pair"));
+    assert_eq!(end.status, crate::model::OrchestrationStatus::Failed);
+    assert_eq!((end.counters.completed, end.counters.failed), (1, 1));
+    assert!((end.cost_usd - 0.25).abs() < 1e-9);
+    let again = store.finish(claims[1].task.task_id, "one", claims[1].fence, &failed, &stats, 5).expect("finish");
+    assert!(!again.accepted && again.orchestration_finished.is_none(), "a refused outcome reports nothing");
+}
+
+#[test]
 fn a_batch_with_a_bad_dependency_stores_nothing() {
     let (_dir, mut store) = open();
     let err = store

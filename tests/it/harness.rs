@@ -49,6 +49,10 @@ impl Env {
             ("CLAUDE_WORKER_RETRY_BASE_SECONDS".into(), "0.05".into()),
             ("CLAUDE_WORKER_KILL_GRACE_SECONDS".into(), "0.5".into()),
             ("CLAUDE_WORKER_HEARTBEAT_SECONDS".into(), "0.5".into()),
+            // A test run must not beep or pop up notifications at the developer; the feedback
+            // tests turn them on (and point them at nothing).
+            ("CLAUDE_WORKER_ENABLE_SOUNDS".into(), "false".into()),
+            ("CLAUDE_WORKER_ENABLE_NOTIFICATIONS".into(), "false".into()),
             // A test that wants the detached worker turns it on; others must not leave one behind.
             ("CLAUDE_WORKER_DETACH_ON_EXIT".into(), "false".into()),
             ("FAKE_CLAUDE_STATE".into(), state.display().to_string()),

@@ -5,6 +5,7 @@ mod bad_input;
 mod durability;
 mod environment;
 mod execution;
+mod feedback;
 mod harness;
 mod inspect;
 mod inspect_more;
