@@ -42,40 +42,15 @@ enum Command {
         #[arg(long, hide = true)]
         detached: bool,
     },
-    /// Queue one task and return at once, printing its id. Text piped to stdin is appended to
-    /// the prompt (`git diff | claude-worker run "Review these changes"`).
-    Run {
-        /// The instructions, or a file that holds them.
-        prompt: String,
-        /// Directory to run in (default: this one).
-        #[arg(long)]
-        dir: Option<String>,
-        /// sonnet, opus, haiku or a full model id.
-        #[arg(long)]
-        model: Option<String>,
-        /// The task's name (default: from the prompt's first words).
-        #[arg(long)]
-        identifier: Option<String>,
-        /// Tasks that must complete first (identifiers or #id; repeat or separate with commas).
-        #[arg(long, value_delimiter = ',')]
-        depends_on: Vec<String>,
-        /// Orchestration name to join or create.
-        #[arg(long)]
-        orchestration: Option<String>,
-        /// Higher runs first.
-        #[arg(long)]
-        priority: Option<i64>,
-        #[arg(long)]
-        timeout_seconds: Option<u64>,
-        /// Follow the task live until it ends (exit 0 when it completed).
-        #[arg(long)]
-        watch: bool,
-        /// Print only the task id.
-        #[arg(long, short)]
-        quiet: bool,
-    },
-    /// Queue a workflow file (`{"tasks": [...]}`, as create_orchestration takes), checked whole
-    /// before anything is stored.
+    /// Queue one task and return at once, printing its id.
+    ///
+    /// Text piped to stdin is appended to the prompt: git diff | claude-worker run "Review these
+    /// changes". When no claude-worker is running, a background worker starts.
+    Run(claude_worker::terminal::RunRequest),
+    /// Queue a workflow file, checked whole before anything is stored.
+    ///
+    /// The file is {"tasks": [...]}, as create_orchestration takes (identifier, execution_prompt,
+    /// depends_on, initial_delay, model, working_directory, ...).
     Orchestrate {
         file: std::path::PathBuf,
         /// Name the orchestration (overrides the file's "name").
@@ -106,32 +81,7 @@ fn main() -> std::process::ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Run {
-                prompt,
-                dir,
-                model,
-                identifier,
-                depends_on,
-                orchestration,
-                priority,
-                timeout_seconds,
-                watch,
-                quiet,
-            } => {
-                let request = claude_worker::terminal::RunRequest {
-                    prompt,
-                    dir,
-                    model,
-                    identifier,
-                    depends_on,
-                    orchestration,
-                    priority,
-                    timeout_seconds,
-                    watch,
-                    quiet,
-                };
-                claude_worker::terminal::run(config, request).await
-            }
+            Command::Run(request) => claude_worker::terminal::run(config, request).await,
             Command::Orchestrate { file, name, wait } => {
                 claude_worker::terminal::orchestrate(config, &file, name, wait).await
             }

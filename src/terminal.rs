@@ -18,20 +18,36 @@ use crate::model::TaskRef;
 use crate::service::{Service, Target, TaskInput};
 use crate::store::{Created, Db, Store};
 
-/// What `claude-worker run` was asked.
-#[derive(Debug, Default)]
+/// What `claude-worker run` was asked (its command-line arguments).
+#[derive(Debug, Default, clap::Args)]
 pub struct RunRequest {
-    /// The prompt, or the path of a file that holds it.
+    /// The instructions, or a file that holds them.
     pub prompt: String,
+    /// Directory to run in (default: this one).
+    #[arg(long)]
     pub dir: Option<String>,
+    /// sonnet, opus, haiku or a full model id.
+    #[arg(long)]
     pub model: Option<String>,
+    /// The task's name (default: from the prompt's first words).
+    #[arg(long)]
     pub identifier: Option<String>,
+    /// Tasks that must complete first (identifiers or #id; repeat or separate with commas).
+    #[arg(long, value_delimiter = ',')]
     pub depends_on: Vec<String>,
+    /// Orchestration name to join or create.
+    #[arg(long)]
     pub orchestration: Option<String>,
+    /// Higher runs first.
+    #[arg(long)]
     pub priority: Option<i64>,
+    #[arg(long)]
     pub timeout_seconds: Option<u64>,
+    /// Follow the task live until it ends (exit 0 when it completed).
+    #[arg(long)]
     pub watch: bool,
     /// Print only the task id.
+    #[arg(long, short)]
     pub quiet: bool,
 }
 
