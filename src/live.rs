@@ -276,7 +276,7 @@ impl View {
                 if !*started {
                     *started = true;
                     for group in groups {
-                        writeln!(out, "watching {} ({} tasks)", group.title, group.rows.len())?;
+                        writeln!(out, "watching {}: {} tasks", group.title, group.rows.len())?;
                     }
                 }
                 for group in groups {

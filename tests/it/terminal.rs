@@ -195,7 +195,7 @@ async fn inspect_watch_follows_queued_work_in_lines_or_json() {
     let output = env.inspect(&["watch"]).await;
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "second failed: {stdout}");
-    assert!(stdout.starts_with("watching orchestration 1 (demo) (2 tasks)"), "{stdout}");
+    assert!(stdout.starts_with("watching orchestration 1 (demo): 2 tasks"), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("✓ first") && l.contains("completed")), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("✗ second") && l.contains("failed")), "{stdout}");
     assert!(stdout.trim_end().ends_with("orchestration 1 (demo): 1 completed, 1 failed, cost $0.0008"), "{stdout}");
