@@ -52,6 +52,8 @@ Prompts must be self-contained: the background Claude does not see this conversa
 /// Progress notifications count finished tasks in thousandths (see `wait`).
 const PROGRESS_SCALE: f64 = 1000.0;
 
+/// How long resource watchers let a burst of changes settle before they read.
+const CHANGE_COALESCE: std::time::Duration = std::time::Duration::from_millis(30);
 /// How often resource watchers look when there is no executor to tell them of changes.
 const WATCH_RECHECK: Duration = Duration::from_secs(1);
 
@@ -80,7 +82,13 @@ impl ClaudeWorkerServer {
     /// more changes can come.
     async fn next_change(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
         match changes {
-            Some(rx) => rx.changed().await.is_ok(),
+            Some(rx) => {
+                let more = rx.changed().await.is_ok();
+                // A task's start or end is a burst of changes: one read of the marks after it,
+                // not one per change (the watch keeps only the latest, so nothing is lost).
+                tokio::time::sleep(CHANGE_COALESCE).await;
+                more
+            }
             None => {
                 tokio::time::sleep(WATCH_RECHECK).await;
                 true
