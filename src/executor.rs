@@ -72,6 +72,9 @@ struct Inner {
     reclaiming: Mutex<HashSet<TaskId>>,
     /// Claims of live owners first seen with an expired lease, and when (see `recover`).
     expired_seen: Mutex<HashMap<(TaskId, i64), Instant>>,
+    /// When recovery must look again: `None` once it found no other owner's running task and
+    /// nothing else changed the database since (another process's commit makes it due).
+    recovery_due: Mutex<Option<Instant>>,
     /// Set when there may be new work; `notify_one` keeps a permit, so no wake-up is lost.
     wake: Notify,
     /// Stop switches of the attempts running in this process. A std mutex: never held across an await.
@@ -106,6 +109,7 @@ impl Executor {
                 lock: Mutex::new(Some(lock)),
                 reclaiming: Mutex::new(HashSet::new()),
                 expired_seen: Mutex::new(HashMap::new()),
+                recovery_due: Mutex::new(Some(Instant::now())),
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 changes: watch::channel(0).0,
@@ -207,6 +211,8 @@ impl Executor {
                         tracing::debug!(version, "another process changed the database");
                         data_version = version;
                         version_checks.clear();
+                        // Another process may have claimed (and died) since recovery last looked.
+                        *lock(&inner.recovery_due) = Some(Instant::now());
                         inner.changes.send_modify(|n| *n += 1);
                         // It may have asked for one of our attempts to stop.
                         self.stop_cancelled_elsewhere().await;
@@ -216,6 +222,10 @@ impl Executor {
             }
             if shutdown.is_cancelled() {
                 break;
+            }
+            if watcher.is_none() {
+                // Other processes' commits go unseen: recovery looks on every pass.
+                *lock(&inner.recovery_due) = Some(Instant::now());
             }
         }
         attempt_shutdown.cancel();
@@ -243,7 +253,15 @@ impl Executor {
         let inner = &self.inner;
         let cap = inner.config.max_concurrent;
         let lease_ms = duration_ms(inner.config.lease);
-        let recheck_at = self.recover(runs).await?;
+        let due = *lock(&inner.recovery_due);
+        let recheck_at = match due {
+            Some(at) if at <= Instant::now() => {
+                let next = self.recover(runs).await?;
+                *lock(&inner.recovery_due) = next;
+                next
+            }
+            other => other,
+        };
         loop {
             let now = now_ms();
             let schedule = inner.db.call(move |s| s.schedule(now)).await?;
