@@ -105,7 +105,9 @@ async fn main() {
         .env("CLAUDE_WORKER_LOG_LEVEL", "info")
         // Hundreds of tasks must not beep at whoever runs the benchmark.
         .env("CLAUDE_WORKER_ENABLE_SOUNDS", "false")
-        .env("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "false");
+        .env("CLAUDE_WORKER_ENABLE_NOTIFICATIONS", "false")
+        // Each run leaves delayed tasks behind in a temporary database: no worker for them.
+        .env("CLAUDE_WORKER_DETACH_ON_EXIT", "false");
     let transport = TokioChildProcess::new(command).expect("spawn server");
     let pid = transport.id().expect("server pid");
     let client = Bench.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");

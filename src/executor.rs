@@ -240,8 +240,12 @@ impl Executor {
                 }
             }
         }
-        // The last task's sound and notification go out before the process exits.
-        inner.feedback.drain(Duration::from_secs(5)).await;
+    }
+
+    /// Waits (at most a few seconds) for the last sounds and notifications to go out, after
+    /// [`Executor::run`] returned and the owner lock was given up.
+    pub async fn drain_feedback(&self) {
+        self.inner.feedback.drain(Duration::from_secs(5)).await;
     }
 
     /// Expires orchestrations, claims what can start, and says when to look again.
@@ -361,6 +365,23 @@ impl Executor {
                 match written {
                     Ok(r) if r.accepted => {
                         tracing::warn!(task_id, status = ?r.status, resume = ?r.resume_session, "took back task {task_id}");
+                        // A task given up after too many deaths of its runners is a failure like any other.
+                        if let Some(Finish::Failed { error }) = &r.finish
+                            && r.status == Some(crate::model::TaskStatus::Failed)
+                        {
+                            inner.feedback.emit(&Event::TaskFailed {
+                                task_id,
+                                identifier: r.identifier.clone(),
+                                elapsed: Duration::ZERO,
+                                cost_usd: 0.0,
+                                error: error.clone(),
+                            });
+                        }
+                        if let Some(end) = &r.outcome.orchestration_finished
+                            && end.counters.total > 1
+                        {
+                            inner.feedback.emit(&Event::OrchestrationFinished(end.clone()));
+                        }
                     }
                     Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
                     Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),

@@ -63,8 +63,21 @@ impl Output {
     }
 }
 
-/// Watches `targets` until every task in them has finished or Ctrl-C; returns the exit code.
-pub async fn watch(service: &Service, db_path: &Path, targets: &[Target], output: Output) -> anyhow::Result<ExitCode> {
+/// Ctrl-C, listened for from the start of a command: a Ctrl-C that comes before the view is up
+/// (even before the work was queued) only ends the watching.
+pub fn interrupts() -> anyhow::Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?)
+}
+
+/// Watches `targets` until every task in them has finished or Ctrl-C (`interrupted`, from
+/// [`interrupts`]); returns the exit code.
+pub async fn watch(
+    service: &Service,
+    db_path: &Path,
+    targets: &[Target],
+    output: Output,
+    mut interrupted: tokio::signal::unix::Signal,
+) -> anyhow::Result<ExitCode> {
     console::set_colors_enabled(output.color && !output.json);
     let mut watcher = DbWatcher::new(db_path).ok();
     let mut view = if output.json {
@@ -74,8 +87,6 @@ pub async fn watch(service: &Service, db_path: &Path, targets: &[Target], output
     } else {
         View::plain()
     };
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
     loop {
         let groups = gather(service, targets).await?;
         view.draw(&groups)?;
@@ -86,7 +97,7 @@ pub async fn watch(service: &Service, db_path: &Path, targets: &[Target], output
             return Ok(if all_completed { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         tokio::select! {
-            _ = &mut interrupted => {
+            _ = interrupted.recv() => {
                 view.stop()?;
                 eprintln!("stopped watching; the tasks go on (claude-worker-inspect watch to look again)");
                 return Ok(ExitCode::from(130));

@@ -38,7 +38,8 @@ enum Command {
         /// Exit once no task is running, ready or waiting.
         #[arg(long)]
         until_idle: bool,
-        /// Started by a server on its way out: leave its session first (internal).
+        /// Started in the background by a server or a terminal command (internal: marks it in
+        /// process listings).
         #[arg(long, hide = true)]
         detached: bool,
     },
@@ -87,11 +88,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Serve => serve(config).await.map(|()| std::process::ExitCode::SUCCESS),
             Command::Work { until_idle, detached } => {
-                if detached {
-                    // Out of the editor's session and process group: its end must not end us.
-                    let _ = nix::unistd::setsid();
-                }
-                work(config, until_idle).await.map(|()| std::process::ExitCode::SUCCESS)
+                work(config, until_idle, detached).await.map(|()| std::process::ExitCode::SUCCESS)
             }
         }
     });
@@ -161,6 +158,8 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     if config.detach_on_exit {
         detach_if_work_remains(&db, &executor).await;
     }
+    // The last task's sound and notification go out before the process exits.
+    executor.drain_feedback().await;
     result
 }
 
@@ -188,7 +187,14 @@ async fn detach_if_work_remains(db: &Db, executor: &Executor) {
     }
 }
 
-async fn work(config: Arc<Config>, until_idle: bool) -> anyhow::Result<()> {
+async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::Result<()> {
+    // Registered once: a signal between two looks is not lost. A background worker is stopped
+    // with SIGTERM only: a Ctrl-C at the terminal that started it is not meant for it.
+    let signalled = if detached {
+        Box::pin(sigterm()) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+    } else {
+        Box::pin(terminated())
+    };
     let db = open(&config).await?;
     let executor = new_executor(&db, &config)?;
     let shutdown = CancellationToken::new();
@@ -199,24 +205,34 @@ async fn work(config: Arc<Config>, until_idle: bool) -> anyhow::Result<()> {
     };
     tracing::info!(owner = executor.owner(), "claude-worker working");
     warn_if_claude_missing(&config);
+    tokio::pin!(signalled);
+    let mut idle = false;
     if until_idle {
         let mut changes = executor.subscribe();
         loop {
             let busy = db.call(|s| s.has_unfinished_work()).await?;
             if !busy {
+                idle = true;
                 break;
             }
             tokio::select! {
                 _ = changes.changed() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = terminated() => break,
+                () = &mut signalled => break,
             }
         }
     } else {
-        terminated().await;
+        signalled.await;
     }
     shutdown.cancel();
     let _ = executor_task.await;
+    executor.release_owner_lock();
+    // Work queued after the last look found none, while this worker still held its lock, was
+    // left to it by whoever queued it: hand it on.
+    if idle {
+        detach_if_work_remains(&db, &executor).await;
+    }
+    executor.drain_feedback().await;
     Ok(())
 }
 
@@ -231,16 +247,33 @@ fn warn_if_claude_missing(config: &Config) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn terminated() {
+/// Resolves on SIGTERM; SIGINT is caught (from this call on) and ignored.
+fn sigterm() -> impl Future<Output = ()> + Send {
+    stop_signals(false)
+}
+
+/// Resolves on SIGTERM or SIGINT, caught from this call on (not from the first poll).
+fn terminated() -> impl Future<Output = ()> + Send {
+    stop_signals(true)
+}
+
+fn stop_signals(on_interrupt: bool) -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let listeners = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match listeners {
+            (Ok(mut term), Ok(mut int)) => loop {
+                tokio::select! {
+                    _ = term.recv() => return,
+                    _ = int.recv() => {
+                        if on_interrupt {
+                            return;
+                        }
+                        tracing::debug!("SIGINT ignored: a background worker stops on SIGTERM");
+                    }
+                }
+            },
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }

@@ -49,12 +49,18 @@ pub struct RunRequest {
     /// Print only the task id.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not read stdin even when it is a pipe or a file (for `while read ...; do claude-worker
+    /// run ...; done` loops, which would otherwise hand it the rest of their input).
+    #[arg(long)]
+    pub no_stdin: bool,
 }
 
 /// `claude-worker run`: queues one task; with `watch`, follows it to its end.
 pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<ExitCode> {
+    // From here a Ctrl-C cannot come between queuing the task and starting a worker for it.
+    let interrupted = crate::live::interrupts()?;
     let mut prompt = prompt_text(&request.prompt)?;
-    if !std::io::stdin().is_terminal() {
+    if !request.no_stdin && stdin_has_input() {
         let piped = read_stdin(config.max_prompt_bytes)?;
         if !piped.trim().is_empty() {
             prompt = format!("{prompt}\n\n{piped}");
@@ -74,6 +80,9 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
     let service = open(&config)?;
     let created = service.create_task(input, request.orchestration).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let task = created.tasks.first().context("the task was not stored")?;
+    // Before anything is printed: a Ctrl-C that answers the output cannot reach the worker
+    // while it is being started, still in this process's group.
+    ensure_executor(&config);
     {
         let mut out = std::io::stdout().lock();
         if request.quiet {
@@ -86,10 +95,9 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
             )?;
         }
     }
-    ensure_executor(&config);
     if request.watch {
         let target = [Target::Task(TaskRef::Id(task.task_id))];
-        return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto()).await;
+        return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto(), interrupted).await;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -101,6 +109,7 @@ pub async fn orchestrate(
     name: Option<String>,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
+    let interrupted = crate::live::interrupts()?;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (file_name, tasks) = crate::mcp::parse_workflow(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a valid workflow: {e}", file.display()))?;
@@ -121,11 +130,11 @@ pub async fn orchestrate(
         .create_orchestration(name.or(file_name), tasks)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was queued", file.display()))?;
-    print_created(&created)?;
     ensure_executor(&config);
+    print_created(&created)?;
     if wait {
         let target = [Target::Orchestration(created.orchestration_id)];
-        return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto()).await;
+        return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto(), interrupted).await;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,6 +179,22 @@ fn prompt_text(arg: &str) -> anyhow::Result<String> {
         bail!("the prompt is empty: give the task's instructions, or a file that holds them");
     }
     Ok(arg.to_owned())
+}
+
+/// Whether stdin is a pipe or a redirected file: input given on purpose. A terminal, /dev/null
+/// or a socket (an IDE's task runner) is not read.
+fn stdin_has_input() -> bool {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return false;
+    }
+    match nix::sys::stat::fstat(&stdin) {
+        Ok(stat) => {
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode) & nix::sys::stat::SFlag::S_IFMT;
+            kind == nix::sys::stat::SFlag::S_IFIFO || kind == nix::sys::stat::SFlag::S_IFREG
+        }
+        Err(_) => false,
+    }
 }
 
 /// What was piped in, refused when over the prompt limit.

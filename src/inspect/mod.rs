@@ -200,9 +200,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print(value, text)
         }
         Command::Watch { target } => runtime.block_on(async {
+            let interrupted = crate::live::interrupts()?;
             let targets = watch_targets(&service, target).await?;
             let output = crate::live::Output { color: color::enabled(), json };
-            crate::live::watch(&service, &config.db_path, &targets, output).await
+            crate::live::watch(&service, &config.db_path, &targets, output, interrupted).await
         }),
         other => runtime.block_on(command(&service, other, cli.json)),
     }

@@ -40,10 +40,15 @@ pub struct Reclaimed {
     pub resume_session: Option<String>,
     /// Dependents that can now never run (when the task failed or was cancelled).
     pub skipped: Vec<TaskId>,
+    pub identifier: String,
+    /// The end the task was given (a failure after too many recoveries is announced).
+    pub finish: Option<Finish>,
+    pub outcome: FinishOutcome,
 }
 
-/// After this many recoveries from dead owners a task fails instead of running again: something
-/// about it keeps killing the processes that run it.
+/// After this many recoveries in a row from dead owners (with no other end of an attempt, and no
+/// retry by request, between them) a task fails instead of running again: something about it
+/// keeps killing the processes that run it.
 pub const MAX_RECLAIMS: i64 = 5;
 
 /// What one attempt reported, added to the task's totals.
@@ -260,7 +265,11 @@ impl Store {
     pub fn reclaim(&mut self, claim: &ForeignClaim, why: &str, now: Millis) -> Result<Reclaimed, StoreError> {
         self.write(|tx| {
             let earlier: i64 = tx
-                .prepare_cached("SELECT count(*) FROM task_events WHERE task_id = ?1 AND kind = 'reclaimed'")?
+                .prepare_cached(
+                    "SELECT count(*) FROM task_events WHERE task_id = ?1 AND kind = 'reclaimed'
+                       AND event_id > coalesce((SELECT max(event_id) FROM task_events WHERE task_id = ?1 AND kind IN
+                           ('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'retried')), 0)",
+                )?
                 .query_row([claim.task_id], |row| row.get(0))?;
             let finish = if earlier + 1 >= MAX_RECLAIMS {
                 Finish::Failed {
@@ -279,11 +288,15 @@ impl Store {
             let resume_session: Option<String> = tx
                 .prepare_cached("SELECT resume_session_id FROM tasks WHERE task_id = ?1")?
                 .query_row([claim.task_id], |row| row.get(0))?;
+            let identifier = task_key(tx, claim.task_id)?.identifier;
             Ok(Reclaimed {
                 accepted: outcome.accepted,
                 status: outcome.status,
                 resume_session,
-                skipped: outcome.skipped,
+                skipped: outcome.skipped.clone(),
+                identifier,
+                finish: Some(finish),
+                outcome,
             })
         })
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::model::{NewBatch, NewTask, TaskRef, TaskSettings};
+use run::MAX_RECLAIMS;
 
 fn settings() -> TaskSettings {
     TaskSettings { allowed_tools: vec!["Bash(git log:*)".to_owned()], ..TaskSettings::for_tests() }
@@ -311,4 +312,27 @@ fn a_file_that_is_not_a_database_is_refused_as_corrupt_and_left_untouched() {
         other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
     }
     assert_eq!(std::fs::read(&path).expect("read"), junk, "not a byte changed");
+}
+
+#[test]
+fn a_task_fails_after_five_deaths_in_a_row_and_a_retry_starts_the_count_again() {
+    let (_dir, mut store) = open();
+    let created = store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("create");
+    let id = created.tasks[0].task_id;
+    let die = |store: &mut Store, now: Millis| {
+        let claimed = store.claim_ready("dead:1:1", 4, 1, 30_000, now).expect("claim");
+        assert_eq!(claimed.len(), 1, "the task can be claimed");
+        let claim =
+            ForeignClaim { task_id: id, owner: "dead:1:1".to_owned(), fence: claimed[0].fence, lease_expires_at: 0 };
+        store.reclaim(&claim, "its owner exited", now).expect("reclaim")
+    };
+    for n in 1..MAX_RECLAIMS {
+        assert_eq!(die(&mut store, 10 + n).status, Some(TaskStatus::Pending), "death {n}: runs again");
+    }
+    let last = die(&mut store, 100);
+    assert_eq!(last.status, Some(TaskStatus::Failed));
+    assert!(matches!(&last.finish, Some(Finish::Failed { error }) if error.kind == "owner_lost"));
+
+    store.retry(&TaskRef::Id(id), 200).expect("retry");
+    assert_eq!(die(&mut store, 300).status, Some(TaskStatus::Pending), "a retry by request starts the count again");
 }

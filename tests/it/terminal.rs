@@ -253,3 +253,31 @@ async fn run_options_reach_the_task() {
     assert_eq!((priority, timeout), (5, 120));
     client.stop().await;
 }
+
+#[tokio::test]
+async fn ctrl_c_to_the_whole_group_right_after_queuing_leaves_the_work_to_the_worker() {
+    use tokio::io::AsyncBufReadExt as _;
+    let env = Env::new();
+    let mut child = env
+        .command(SERVER)
+        .args(["run", "quick one", "--watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).expect("pid");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("t").expect("line");
+    assert!(first.is_some_and(|l| l.starts_with("queued task #1")));
+    // As a terminal's Ctrl-C does: to the whole foreground process group, at once.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
+    assert_eq!(status.code(), Some(130), "it stopped watching, it was not killed");
+    eventually(30.0, "the background worker to run the task anyway", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE status = 'completed'") == 1).then_some(())
+    })
+    .await;
+    no_executor_left(&env).await;
+}
