@@ -117,12 +117,14 @@ async fn orchestrate_the_seed_full_stack_workflow_and_wait() {
           "depends_on": ["add_tests"] },
     ] });
     std::fs::write(env.work.join("workflow.json"), workflow.to_string()).expect("write");
-    let output =
-        finished(env.command(SERVER).args(["orchestrate", "workflow.json", "--wait"]).stdin(Stdio::null())).await;
+    let output = finished(
+        env.command(SERVER).args(["orchestrate", "workflow.json", "--wait", "--name", "todo-app"]).stdin(Stdio::null()),
+    )
+    .await;
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
     assert!(stdout.starts_with("queued orchestration 1 with 5 tasks:"), "{stdout}");
-    assert!(stdout.contains("orchestration 1: 5 completed"), "{stdout}");
+    assert!(stdout.contains("orchestration 1 (todo-app): 5 completed"), "{stdout}");
     let backend = env
         .starts()
         .into_iter()
