@@ -242,6 +242,17 @@ impl Executor {
         }
     }
 
+    /// Plays the orchestration's sound and shows its notification when a cancel (by request or
+    /// by its deadline) made here finished it; one whose running tasks are still stopping is
+    /// announced by whoever writes the last of them.
+    pub fn announce(&self, outcome: &crate::store::CancelOutcome) {
+        if let Some(end) = &outcome.orchestration_finished
+            && end.counters.total > 1
+        {
+            self.inner.feedback.emit(&Event::OrchestrationFinished(end.clone()));
+        }
+    }
+
     /// Waits (at most a few seconds) for the last sounds and notifications to go out, after
     /// [`Executor::run`] returned and the owner lock was given up.
     pub async fn drain_feedback(&self) {
@@ -271,9 +282,10 @@ impl Executor {
             let schedule = inner.db.call(move |s| s.schedule(now)).await?;
             if schedule.deadline_passed {
                 for outcome in inner.db.call(|s| s.expire_orchestrations(now_ms())).await? {
-                    for (task_id, _) in outcome.stopping {
-                        self.stop(task_id);
+                    for (task_id, _) in &outcome.stopping {
+                        self.stop(*task_id);
                     }
+                    self.announce(&outcome);
                     inner.changes.send_modify(|n| *n += 1);
                 }
                 continue;

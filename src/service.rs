@@ -453,6 +453,9 @@ impl Service {
             Target::Orchestration(id) => CancelTarget::Orchestration(*id),
         };
         let outcome = self.db.call(move |s| s.cancel(&store_target, &reason, now_ms())).await?;
+        if let Some(executor) = &self.executor {
+            executor.announce(&outcome);
+        }
         // Attempts running in this process are stopped now; others by their owner, which sees
         // the change in the database.
         let local: Vec<i64> = match &self.executor {

@@ -30,6 +30,8 @@ pub struct CancelOutcome {
     pub skipped_when_stopped: Vec<TaskId>,
     /// Tasks that had already finished, left as they were.
     pub already_finished: Vec<(TaskId, TaskStatus)>,
+    /// Set when this cancel finished the orchestration (nothing of it was left running).
+    pub orchestration_finished: Option<super::OrchestrationEnd>,
 }
 
 /// What a retry changed.
@@ -50,7 +52,7 @@ impl Store {
                 let orchestration_id = task_key(tx, task_id)?.orchestration_id;
                 let mut outcome = CancelOutcome { orchestration_id, ..CancelOutcome::default() };
                 cancel_one(tx, task_id, "cancelled", reason, now, true, &mut outcome)?;
-                refresh_orchestration(tx, orchestration_id, now)?;
+                outcome.orchestration_finished = refresh_orchestration(tx, orchestration_id, now)?;
                 Ok(outcome)
             }
             CancelTarget::Orchestration(id) => {
@@ -189,7 +191,7 @@ fn cancel_orchestration(
         // Every unfinished task is cancelled, so none needs skipping.
         cancel_one(tx, task_id, kind, reason, now, false, &mut outcome)?;
     }
-    refresh_orchestration(tx, id, now)?;
+    outcome.orchestration_finished = refresh_orchestration(tx, id, now)?;
     Ok(outcome)
 }
 

@@ -425,3 +425,28 @@ async fn notifications_reach_the_desktop_over_d_bus() {
     assert_eq!((app.as_str(), summary.as_str()), ("claude-worker", "Completed: shown"));
     assert!(body.ends_with("\nAll done") && body.contains("$0.0008"), "{body}");
 }
+
+#[tokio::test]
+async fn an_orchestration_cancelled_while_nothing_of_it_runs_is_announced() {
+    let f = feedback_env();
+    let env = f.env.set("CLAUDE_WORKER_MAX_CONCURRENT", "1");
+    let client = env.server().await;
+    client.create("blocker", "blocker @sleep=60", json!({})).await;
+    eventually(20.0, "the blocker to start", || env.starts().into_iter().next()).await;
+    let created = client
+        .ok(
+            "create_orchestration",
+            json!({ "name": "queued", "tasks": [
+                { "identifier": "one", "execution_prompt": "one" },
+                { "identifier": "two", "execution_prompt": "two", "depends_on": ["one"] },
+            ]}),
+        )
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    client.ok("cancel", json!({ "orchestration_id": id })).await;
+    let notification = line_for(&f.log, "notification", "orchestration_finished").await;
+    assert_eq!(notification["title"], "Orchestration cancelled: queued", "{notification}");
+    line_for(&f.log, "sound", "orchestration_finished").await;
+    client.ok("cancel", json!({ "task": "blocker" })).await;
+    stop(client).await;
+}
