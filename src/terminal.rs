@@ -38,8 +38,8 @@ pub struct RunRequest {
     /// Orchestration name to join or create.
     #[arg(long)]
     pub orchestration: Option<String>,
-    /// Higher runs first.
-    #[arg(long)]
+    /// Higher runs first (may be negative).
+    #[arg(long, allow_negative_numbers = true)]
     pub priority: Option<i64>,
     #[arg(long)]
     pub timeout_seconds: Option<u64>,
@@ -57,28 +57,32 @@ pub struct RunRequest {
 
 /// `claude-worker run`: queues one task; with `watch`, follows it to its end.
 pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<ExitCode> {
-    // From here a Ctrl-C cannot come between queuing the task and starting a worker for it.
-    let interrupted = crate::live::interrupts()?;
     let mut prompt = prompt_text(&request.prompt)?;
+    // Read while Ctrl-C still ends the command: an interrupted input queues nothing.
     if !request.no_stdin && stdin_has_input() {
         let piped = read_stdin(config.max_prompt_bytes)?;
         if !piped.trim().is_empty() {
             prompt = format!("{prompt}\n\n{piped}");
         }
     }
-    let identifier = request.identifier.clone().unwrap_or_else(|| slug(&request.prompt));
-    let input = TaskInput {
-        identifier,
-        prompt,
-        depends_on: request.depends_on,
-        working_directory: request.dir,
-        model: request.model,
-        priority: request.priority,
-        timeout_seconds: request.timeout_seconds,
-        ..TaskInput::default()
-    };
+    // From here a Ctrl-C cannot come between queuing the task and starting a worker for it.
+    let interrupted = crate::live::interrupts()?;
     let service = open(&config)?;
-    let created = service.create_task(input, request.orchestration).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created = match &request.identifier {
+        Some(identifier) => create(&service, &request, identifier.clone(), prompt).await?,
+        // A name made up from the prompt may be taken in the orchestration: the next free one.
+        None => {
+            let base = slug(&request.prompt);
+            let mut n = 1;
+            loop {
+                let identifier = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+                match create(&service, &request, identifier, prompt.clone()).await {
+                    Err(e) if n < 100 && e.to_string().contains("already has a task") => n += 1,
+                    other => break other?,
+                }
+            }
+        }
+    };
     let task = created.tasks.first().context("the task was not stored")?;
     // Before anything is printed: a Ctrl-C that answers the output cannot reach the worker
     // while it is being started, still in this process's group.
@@ -102,6 +106,29 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// Queues the task of `run` under `identifier`; errors speak of the command's flags.
+async fn create(
+    service: &Service,
+    request: &RunRequest,
+    identifier: String,
+    prompt: String,
+) -> anyhow::Result<Created> {
+    let input = TaskInput {
+        identifier,
+        prompt,
+        depends_on: request.depends_on.clone(),
+        working_directory: request.dir.clone(),
+        model: request.model.clone(),
+        priority: request.priority,
+        timeout_seconds: request.timeout_seconds,
+        ..TaskInput::default()
+    };
+    service.create_task(input, request.orchestration.clone()).await.map_err(|e| {
+        let message = e.to_string().replace("task_identifier", "--identifier").replace("working_directory", "--dir");
+        anyhow::anyhow!("{message}")
+    })
+}
+
 /// `claude-worker orchestrate FILE`: queues a workflow; with `wait`, follows it to its end.
 pub async fn orchestrate(
     config: Arc<Config>,
@@ -119,7 +146,9 @@ pub async fn orchestrate(
     let tasks = tasks
         .into_iter()
         .map(|mut task| {
-            if let Some(dir) = task.working_directory.as_deref().filter(|d| Path::new(d).is_relative()) {
+            if let Some(dir) =
+                task.working_directory.as_deref().filter(|d| Path::new(d).is_relative() && !d.starts_with('~'))
+            {
                 task.working_directory = Some(base.join(dir).display().to_string());
             }
             task
@@ -225,7 +254,14 @@ fn slug(prompt: &str) -> String {
         }
         slug.push_str(&word.to_ascii_lowercase());
     }
-    if slug.is_empty() { "task".to_owned() } else { slug }
+    if slug.is_empty() {
+        "task".to_owned()
+    } else if slug.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        // Identifiers need a letter (an all-digit one would read as a task id).
+        format!("task-{slug}")
+    } else {
+        slug
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +273,7 @@ mod tests {
         assert_eq!(slug("Create a Python web scraper for news articles"), "create-a-python-web-scraper-for");
         assert_eq!(slug("Review these changes"), "review-these-changes");
         assert_eq!(slug("¿¡!"), "task");
+        assert_eq!(slug("2024"), "task-2024");
         assert!(slug(&"word ".repeat(50)).len() <= 40);
     }
 

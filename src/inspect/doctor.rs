@@ -426,7 +426,12 @@ fn sounds() -> Vec<Check> {
     });
     for name in SOUND_FILES {
         if let Some(file) = env(name) {
-            let readable = std::fs::File::open(&file).and_then(|f| f.metadata()).is_ok_and(|m| m.is_file());
+            // As the server reads it: a leading ~/ is the home directory.
+            let path = match (file.strip_prefix("~/"), env("HOME")) {
+                (Some(rest), Some(home)) => Path::new(&home).join(rest),
+                _ => std::path::PathBuf::from(&file),
+            };
+            let readable = std::fs::File::open(&path).and_then(|f| f.metadata()).is_ok_and(|m| m.is_file());
             if !readable {
                 checks.push(fail(
                     "sounds",

@@ -49,8 +49,8 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
 
-/// Progress notifications count finished tasks in thousandths (see `wait`).
-const PROGRESS_SCALE: f64 = 1000.0;
+/// Progress is the count of finished tasks; changes within one count step by a thousandth.
+const PROGRESS_STEPS: f64 = 1000.0;
 
 /// How long resource watchers let a burst of changes settle before they read.
 const CHANGE_COALESCE: std::time::Duration = std::time::Duration::from_millis(30);
@@ -296,23 +296,22 @@ impl ClaudeWorkerServer {
             let peer = ctx.peer.clone();
             tokio::spawn(async move {
                 // MCP asks progress to increase with every notification, but a change (a task's
-                // new action) need not finish anything: counts are scaled by 1000 and a change
-                // within the same count adds one.
+                // new action) need not finish anything: progress is the count of finished
+                // tasks, and a change within the same count adds a thousandth.
                 let mut last: Option<f64> = None;
                 while let Some((done, total, message)) = progress_rx.recv().await {
-                    let mut value = done * PROGRESS_SCALE;
+                    let mut value = done;
                     if let Some(last) = last
                         && value <= last
                     {
-                        value = last + 1.0;
-                        if value >= (done + 1.0) * PROGRESS_SCALE {
+                        value = ((last * PROGRESS_STEPS).round() + 1.0) / PROGRESS_STEPS;
+                        if value >= done + 1.0 {
                             continue;
                         }
                     }
                     last = Some(value);
-                    let note = ProgressNotificationParam::new(token.clone(), value)
-                        .with_total(total * PROGRESS_SCALE)
-                        .with_message(message);
+                    let note =
+                        ProgressNotificationParam::new(token.clone(), value).with_total(total).with_message(message);
                     if peer.notify_progress(note).await.is_err() {
                         break;
                     }

@@ -139,7 +139,8 @@ impl Store {
 
 fn prune_in(tx: &Connection, cutoff: Millis, delete: bool) -> Result<PruneReport, StoreError> {
     // Survivors (not merged) whose every task finished before the cutoff, and which no task of
-    // another orchestration depends on (none can, as merges keep edges inside one; checked anyway).
+    // another orchestration depends on (none can, as merges keep edges inside one; checked anyway),
+    // except the one holding the newest ids, so that no id is ever given to another task.
     let survivors: Vec<OrchestrationId> = tx
         .prepare_cached(&format!(
             "SELECT o.orchestration_id FROM orchestrations o
@@ -150,6 +151,11 @@ fn prune_in(tx: &Connection, cutoff: Millis, delete: bool) -> Result<PruneReport
                AND NOT EXISTS (SELECT 1 FROM task_dependencies d
                    JOIN tasks dep ON dep.task_id = d.depends_on JOIN tasks t ON t.task_id = d.task_id
                    WHERE dep.orchestration_id = o.orchestration_id AND t.orchestration_id <> o.orchestration_id)
+               -- The newest task and orchestration stay: SQLite would hand their ids out again.
+               AND o.orchestration_id IS NOT (SELECT orchestration_id FROM tasks ORDER BY task_id DESC LIMIT 1)
+               AND NOT EXISTS (SELECT 1 FROM orchestrations m
+                   WHERE m.orchestration_id = (SELECT max(orchestration_id) FROM orchestrations)
+                     AND (m.orchestration_id = o.orchestration_id OR m.merged_into = o.orchestration_id))
              ORDER BY o.orchestration_id"
         ))?
         .query_map([cutoff], |row| row.get(0))?

@@ -442,3 +442,19 @@ async fn colour_only_when_asked_or_on_a_terminal() {
     let doctor = inspect_with(&env, &["doctor"], &[("NO_COLOR", "1")], &[]).await;
     assert!(!String::from_utf8_lossy(&doctor.stdout).contains(escape));
 }
+
+#[tokio::test]
+async fn prune_never_frees_an_id_for_reuse() {
+    let env = Env::new();
+    let client = env.server().await;
+    for name in ["old", "newest"] {
+        client.create(name, name, json!({})).await;
+        assert_eq!(client.wait_task(name, 30.0).await["status"], "completed");
+    }
+    let output = env.inspect(&["prune", "--older-than", "0s"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks"), 1, "the newest orchestration is kept");
+    let created = client.create("next", "next", json!({})).await;
+    assert_eq!(created["task_id"], 3, "a new task gets a new id: {created}");
+    client.stop().await;
+}

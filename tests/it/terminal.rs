@@ -283,3 +283,29 @@ async fn ctrl_c_to_the_whole_group_right_after_queuing_leaves_the_work_to_the_wo
     .await;
     no_executor_left(&env).await;
 }
+
+#[tokio::test]
+async fn made_up_identifiers_are_valid_and_free_and_priorities_may_be_negative() {
+    let env = Env::new();
+    let client = env.server().await;
+    for expected in ["task-2024", "task-2024-2"] {
+        let output = finished(
+            env.command(SERVER)
+                .args(["run", "2024", "--orchestration", "yearly", "--priority", "-5"])
+                .stdin(Stdio::null()),
+        )
+        .await;
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(text(&output.stdout).contains(&format!(" {expected} (")), "{}", text(&output.stdout));
+    }
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks WHERE priority = -5"), 2);
+    let taken = finished(
+        env.command(SERVER)
+            .args(["run", "again", "--identifier", "task-2024", "--orchestration", "yearly"])
+            .stdin(Stdio::null()),
+    )
+    .await;
+    assert!(!taken.status.success());
+    assert!(text(&taken.stderr).contains("--identifier"), "the error speaks of the flag: {}", text(&taken.stderr));
+    client.stop().await;
+}

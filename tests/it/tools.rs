@@ -181,6 +181,10 @@ async fn wait_sends_progress_and_times_out_honestly() {
     }
     assert!(!notes.is_empty(), "wait sent progress notifications");
     assert!(notes.windows(2).all(|w| w[1].progress > w[0].progress), "progress only increases: {notes:?}");
+    assert!(
+        notes.iter().all(|n| n.total == Some(1.0) && n.progress <= 1.0),
+        "progress counts finished tasks of the total (one): {notes:?}"
+    );
     assert!(notes.iter().any(|n| n.message.as_deref().is_some_and(|m| m.contains("slow"))), "{notes:?}");
     client.stop().await;
 }
