@@ -222,7 +222,7 @@ pub fn init_tracing(config: &crate::config::Config) -> Option<tracing_appender::
         .unwrap_or_else(|| "info".to_owned());
     // The audio decoder comments on every file it probes; a broken sound file is reported once,
     // by claude-worker, instead.
-    let quiet = |filter: EnvFilter| match "symphonia=error".parse() {
+    let quiet = |filter: EnvFilter| match "symphonia=off".parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
