@@ -258,8 +258,14 @@ fn parse_status<T>(text: Option<String>, parse: fn(&str) -> Option<T>, allowed: 
     }
 }
 
+/// The error in this CLI's words: the service names the MCP tools a model would use.
 fn friendly(e: ServiceError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    let message = e
+        .to_string()
+        .replace("list_tasks shows", "`claude-worker-inspect list` shows")
+        .replace("list_orchestrations shows", "`claude-worker-inspect list-orchestrations` shows")
+        .replace("get_status shows", "`claude-worker-inspect status` shows");
+    anyhow::anyhow!("{message}")
 }
 
 async fn command(service: &Service, command: Command, json: bool) -> anyhow::Result<std::process::ExitCode> {

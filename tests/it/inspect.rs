@@ -109,6 +109,7 @@ async fn inspect_errors_are_one_clear_line() {
     assert!(!unknown.status.success());
     let message = String::from_utf8_lossy(&unknown.stderr);
     assert!(message.contains("no task nobody") && message.lines().count() == 1, "{message}");
+    assert!(message.contains("`claude-worker-inspect list` shows"), "in the CLI's own words: {message}");
     client.stop().await;
 }
 
