@@ -33,7 +33,7 @@ use crate::owners::{self, Liveness, OwnerLock};
 use crate::runner::{self, Outcome, RunProgress, RunReport, RunSpec, StopCause};
 use crate::store::{Claimed, Db, Finish, ForeignClaim, Heartbeat, RunStats, StoreError};
 use crate::time::now_ms;
-use crate::watch::DbWatcher;
+use crate::watch::{DbWatcher, changed};
 
 /// How often to look for a free slot while every slot is held by other processes.
 const CAP_RECHECK: Duration = Duration::from_millis(500);
@@ -652,13 +652,6 @@ impl Executor {
                 }
             }
         })
-    }
-}
-
-async fn changed(watcher: &mut Option<DbWatcher>) {
-    match watcher {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -21,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::model::{Millis, OrchestrationId, TaskId, TaskStatus};
 use crate::service::{Service, Status, Target};
 use crate::time::now_ms;
-use crate::watch::DbWatcher;
+use crate::watch::{DbWatcher, changed};
 
 /// How often the view is redrawn on a terminal (elapsed times move) or checked when piped.
 const TICK: Duration = Duration::from_millis(500);
@@ -108,13 +108,6 @@ pub async fn watch(
             }
             () = tokio::time::sleep(TICK) => {}
         }
-    }
-}
-
-async fn changed(watcher: &mut Option<DbWatcher>) {
-    match watcher {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
     }
 }
 

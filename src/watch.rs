@@ -51,3 +51,11 @@ impl DbWatcher {
         self.written.notified().await;
     }
 }
+
+/// [`DbWatcher::changed`] of a watch that may not exist: without one, never resolves.
+pub async fn changed(watcher: &mut Option<DbWatcher>) {
+    match watcher {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
