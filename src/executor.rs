@@ -246,11 +246,7 @@ impl Executor {
     /// by its deadline) made here finished it; one whose running tasks are still stopping is
     /// announced by whoever writes the last of them.
     pub fn announce(&self, outcome: &crate::store::CancelOutcome) {
-        if let Some(end) = &outcome.orchestration_finished
-            && end.counters.total > 1
-        {
-            self.inner.feedback.emit(&Event::OrchestrationFinished(end.clone()));
-        }
+        self.inner.feedback.orchestration_ended(outcome.orchestration_finished.as_ref());
     }
 
     /// Waits (at most a few seconds) for the last sounds and notifications to go out, after
@@ -389,11 +385,7 @@ impl Executor {
                                 error: error.clone(),
                             });
                         }
-                        if let Some(end) = &r.outcome.orchestration_finished
-                            && end.counters.total > 1
-                        {
-                            inner.feedback.emit(&Event::OrchestrationFinished(end.clone()));
-                        }
+                        inner.feedback.orchestration_ended(r.outcome.orchestration_finished.as_ref());
                     }
                     Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
                     Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),

@@ -237,9 +237,14 @@ impl Feedback {
             }
             _ => {}
         }
+        self.orchestration_ended(outcome.orchestration_finished.as_ref());
+    }
+
+    /// Announces the end of an orchestration, however it ended (last task, cancel, deadline).
+    pub fn orchestration_ended(&self, end: Option<&OrchestrationEnd>) {
         // A task created alone has an orchestration of its own: its end is the task's end, and
         // is not announced twice.
-        if let Some(end) = &outcome.orchestration_finished
+        if let Some(end) = end
             && end.counters.total > 1
         {
             self.emit(&Event::OrchestrationFinished(end.clone()));
