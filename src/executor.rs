@@ -371,11 +371,11 @@ impl Executor {
                 let why = if found > 0 { format!("{why}; stopped {found} leftover processes") } else { why };
                 let written = inner.db.call(move |s| s.reclaim(&claim, &why, now_ms())).await;
                 match written {
-                    Ok(r) if r.accepted => {
-                        tracing::warn!(task_id, status = ?r.status, resume = ?r.resume_session, "took back task {task_id}");
+                    Ok(r) if r.outcome.accepted => {
+                        tracing::warn!(task_id, status = ?r.outcome.status, resume = ?r.resume_session, "took back task {task_id}");
                         // A task given up after too many deaths of its runners is a failure like any other.
                         if let Some(Finish::Failed { error }) = &r.finish
-                            && r.status == Some(crate::model::TaskStatus::Failed)
+                            && r.outcome.status == Some(crate::model::TaskStatus::Failed)
                         {
                             inner.feedback.emit(&Event::TaskFailed {
                                 task_id,

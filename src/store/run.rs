@@ -33,16 +33,13 @@ pub struct ForeignClaim {
 /// What a reclaim did.
 #[derive(Clone, Debug, Default)]
 pub struct Reclaimed {
-    /// False when the claim had changed meanwhile (its owner finished it, or another reclaimed it).
-    pub accepted: bool,
-    pub status: Option<TaskStatus>,
     /// The session the next attempt will resume.
     pub resume_session: Option<String>,
-    /// Dependents that can now never run (when the task failed or was cancelled).
-    pub skipped: Vec<TaskId>,
     pub identifier: String,
     /// The end the task was given (a failure after too many recoveries is announced).
     pub finish: Option<Finish>,
+    /// What the write did: `accepted` is false when the claim had changed meanwhile (its owner
+    /// finished it, or another executor took it back first).
     pub outcome: FinishOutcome,
 }
 
@@ -289,15 +286,7 @@ impl Store {
                 .prepare_cached("SELECT resume_session_id FROM tasks WHERE task_id = ?1")?
                 .query_row([claim.task_id], |row| row.get(0))?;
             let identifier = task_key(tx, claim.task_id)?.identifier;
-            Ok(Reclaimed {
-                accepted: outcome.accepted,
-                status: outcome.status,
-                resume_session,
-                skipped: outcome.skipped.clone(),
-                identifier,
-                finish: Some(finish),
-                outcome,
-            })
+            Ok(Reclaimed { resume_session, identifier, finish: Some(finish), outcome })
         })
     }
 

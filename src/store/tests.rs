@@ -327,12 +327,16 @@ fn a_task_fails_after_five_deaths_in_a_row_and_a_retry_starts_the_count_again() 
         store.reclaim(&claim, "its owner exited", now).expect("reclaim")
     };
     for n in 1..MAX_RECLAIMS {
-        assert_eq!(die(&mut store, 10 + n).status, Some(TaskStatus::Pending), "death {n}: runs again");
+        assert_eq!(die(&mut store, 10 + n).outcome.status, Some(TaskStatus::Pending), "death {n}: runs again");
     }
     let last = die(&mut store, 100);
-    assert_eq!(last.status, Some(TaskStatus::Failed));
+    assert_eq!(last.outcome.status, Some(TaskStatus::Failed));
     assert!(matches!(&last.finish, Some(Finish::Failed { error }) if error.kind == "owner_lost"));
 
     store.retry(&TaskRef::Id(id), 200).expect("retry");
-    assert_eq!(die(&mut store, 300).status, Some(TaskStatus::Pending), "a retry by request starts the count again");
+    assert_eq!(
+        die(&mut store, 300).outcome.status,
+        Some(TaskStatus::Pending),
+        "a retry by request starts the count again"
+    );
 }
