@@ -56,10 +56,7 @@ pub struct Output {
 impl Output {
     /// Colour on a terminal unless `NO_COLOR` is set or `TERM=dumb`.
     pub fn auto() -> Output {
-        let color = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
-        Output { color, json: false }
+        Output { color: crate::inspect::color::auto(), json: false }
     }
 }
 

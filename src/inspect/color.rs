@@ -25,13 +25,17 @@ pub fn init(choice: ColorChoice, json: bool) {
         && match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stdout().is_terminal()
-                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
-            }
+            ColorChoice::Auto => auto(),
         };
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// What `auto` means: stdout is a terminal, `NO_COLOR` is unset (or empty) and `TERM` is not
+/// `dumb`. The terminal commands' live view decides the same way.
+pub fn auto() -> bool {
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 pub fn enabled() -> bool {

@@ -7,7 +7,7 @@
 //! environment and says how to fix it), `prune` (deletes old finished work and its logs) and
 //! `completions` (shell completion scripts). Colour on terminals only (see `color.rs`).
 
-mod color;
+pub(crate) mod color;
 mod cost;
 mod doctor;
 mod duration;
