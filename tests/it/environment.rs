@@ -179,12 +179,22 @@ fn give_away(paths: &[&Path]) {
 /// root) with stdin closed, expecting it to refuse to start: exit code not 0, nothing on stdout,
 /// one line on stderr. Returns that line.
 async fn refused(env: &Env) -> String {
-    let mut command = env.command(SERVER);
-    command.stdin(std::process::Stdio::null());
-    if is_root() {
-        give_away(&[env.home.parent().expect("root")]);
+    let mut command = if is_root() {
+        let root = env.home.parent().expect("root");
+        give_away(&[root]);
+        // The build's directory may be closed to that user (a clone in a 0700 directory): run
+        // a link to the binary from the test's own directory, which the user now owns.
+        let exe = root.join("claude-worker");
+        if !exe.exists() && std::fs::hard_link(SERVER, &exe).is_err() {
+            std::fs::copy(SERVER, &exe).expect("copy the server binary");
+        }
+        let mut command = env.command(exe.to_str().expect("a UTF-8 path"));
         command.uid(UNPRIVILEGED).gid(UNPRIVILEGED);
-    }
+        command
+    } else {
+        env.command(SERVER)
+    };
+    command.stdin(std::process::Stdio::null());
     let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
         .await
         .expect("the server exits at once")
