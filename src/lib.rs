@@ -1,7 +1,7 @@
 //! claude-worker: an MCP stdio server that lets Claude hand work to background Claude Code
 //! processes, as a dependency graph stored durably in SQLite.
 //!
-//! Codemap: [`config`] reads the environment once; [`model`] holds the domain types; [`graph`] is
+//! Codemap: [`cli`] holds the `claude-worker` binary's arguments; [`config`] reads the environment once; [`model`] holds the domain types; [`graph`] is
 //! the pure dependency logic; [`store`] is the only module with SQL; [`runner`] is the only
 //! module that spawns processes (the `claude` CLI) and reads their stream-json; [`executor`]
 //! claims ready tasks and drives runs, waking on events; [`service`] offers the application's
@@ -11,8 +11,9 @@
 //! database are alive; [`crash`] holds the crash points of the durability tests; [`terminal`]
 //! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
 //! inspect CLI's `watch`; [`feedback`] plays sounds and shows desktop notifications for what
-//! the executor did.
+//! the executor did; [`text`] words counts for people.
 
+pub mod cli;
 pub mod config;
 pub mod crash;
 pub mod executor;
@@ -28,5 +29,6 @@ pub mod runner;
 pub mod service;
 pub mod store;
 pub mod terminal;
+pub mod text;
 pub mod time;
 pub mod watch;

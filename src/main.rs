@@ -3,11 +3,14 @@
 //! logging (stderr and the global log, never stdout), and wires the library together; the exit
 //! code is decided here.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser as _};
+
+use claude_worker::cli::{Cli, Command};
 use rmcp::ServiceExt;
 use rmcp::service::ServerInitializeError;
 use tokio_util::sync::CancellationToken;
@@ -17,51 +20,6 @@ use claude_worker::executor::Executor;
 use claude_worker::mcp::ClaudeWorkerServer;
 use claude_worker::service::Service;
 use claude_worker::store::{Db, Store};
-
-#[derive(Parser)]
-#[command(
-    name = "claude-worker",
-    version,
-    about = "Run Claude Code tasks in the background as a dependency graph (MCP server on stdio)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve MCP on stdio (the default).
-    Serve,
-    /// Run queued tasks without serving MCP, until stopped (or until idle).
-    Work {
-        /// Exit once no task is running, ready or waiting.
-        #[arg(long)]
-        until_idle: bool,
-        /// Started in the background by a server or a terminal command (internal: marks it in
-        /// process listings).
-        #[arg(long, hide = true)]
-        detached: bool,
-    },
-    /// Queue one task and return at once, printing its id.
-    ///
-    /// Text piped to stdin is appended to the prompt: git diff | claude-worker run "Review these
-    /// changes". When no claude-worker is running, a background worker starts.
-    Run(claude_worker::terminal::RunRequest),
-    /// Queue a workflow file, checked whole before anything is stored.
-    ///
-    /// The file is {"tasks": [...]}, as create_orchestration takes (identifier, execution_prompt,
-    /// depends_on, initial_delay, model, working_directory, ...).
-    Orchestrate {
-        file: std::path::PathBuf,
-        /// Name the orchestration (overrides the file's "name").
-        #[arg(long)]
-        name: Option<String>,
-        /// Follow it live until every task ended (exit 0 when all completed).
-        #[arg(long)]
-        wait: bool,
-    },
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -82,9 +40,12 @@ fn main() -> std::process::ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Run(request) => claude_worker::terminal::run(config, request).await,
-            Command::Orchestrate { file, name, wait } => {
-                claude_worker::terminal::orchestrate(config, &file, name, wait).await
+            Command::Run(request) => claude_worker::terminal::run(config, *request).await,
+            Command::Orchestrate(request) => claude_worker::terminal::orchestrate(config, request).await,
+            Command::Completions { shell } => {
+                let mut out = std::io::stdout().lock();
+                clap_complete::generate(shell, &mut Cli::command(), "claude-worker", &mut out);
+                Ok(std::process::ExitCode::SUCCESS)
             }
             Command::Serve => serve(config).await.map(|()| std::process::ExitCode::SUCCESS),
             Command::Work { until_idle, detached } => {
@@ -99,7 +60,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // The global log gets it; stderr gets it once, without the log prefix.
             tracing::error!(target: "claude_worker::exit", "{e:#}");
-            eprintln!("claude-worker: {e:#}");
+            eprintln!("claude-worker: {}", claude_worker::text::in_cli_words(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
@@ -123,6 +84,17 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     };
     tracing::info!(owner = executor.owner(), db = %config.db_path.display(), "claude-worker serving MCP on stdio");
     warn_if_claude_missing(&config);
+    if std::io::stdin().is_terminal() {
+        // A person ran it by hand: an MCP client, not a person, is meant to talk to it.
+        eprintln!(
+            "claude-worker is an MCP server: it reads JSON-RPC messages on stdin, for an MCP client such as \
+             Claude Code, which starts it itself once registered:\n  claude mcp add claude-worker -s user -- \
+             claude-worker\nFrom a shell, queue work with `claude-worker run \"...\"` or `claude-worker \
+             orchestrate FILE`, and look at it with `claude-worker-inspect`. Meanwhile this process runs queued \
+             tasks ({}). Ctrl-D or Ctrl-C quits.",
+            config.db_path.display()
+        );
+    }
 
     let (transport, session) = claude_worker::mcp::transport::stdio();
     let server = ClaudeWorkerServer::new(service);
@@ -156,7 +128,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     session.finish(Duration::from_secs(2)).await;
     executor.release_owner_lock();
     if config.detach_on_exit {
-        detach_if_work_remains(&db, &executor).await;
+        detach_if_work_remains(&db, &executor, &config.db_path).await;
     }
     // The last task's sound and notification go out before the process exits.
     executor.drain_feedback().await;
@@ -176,12 +148,12 @@ fn new_executor(db: &Db, config: &Arc<Config>) -> anyhow::Result<Executor> {
 /// When work is left and no other executor is alive on the database (checked after giving up our
 /// own lock, so that two servers exiting together cannot each leave it to the other), starts a
 /// detached `claude-worker work --until-idle`.
-async fn detach_if_work_remains(db: &Db, executor: &Executor) {
+async fn detach_if_work_remains(db: &Db, executor: &Executor, db_path: &std::path::Path) {
     let left = db.call(|s| s.has_unfinished_work()).await.unwrap_or(false);
     if !left || executor.others_alive() {
         return;
     }
-    match claude_worker::runner::spawn_detached_worker() {
+    match claude_worker::runner::spawn_detached_worker(db_path) {
         Ok(pid) => tracing::info!(pid, "work is left and no other executor is alive: started a detached worker"),
         Err(e) => tracing::error!("work is left, but a detached worker could not be started: {e}"),
     }
@@ -205,6 +177,15 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
     };
     tracing::info!(owner = executor.owner(), "claude-worker working");
     warn_if_claude_missing(&config);
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "claude-worker: running the tasks queued in {}, at most {} at once across every process, {}; \
+             `claude-worker-inspect watch` shows them.",
+            config.db_path.display(),
+            config.max_concurrent,
+            if until_idle { "until none is left" } else { "until Ctrl-C" }
+        );
+    }
     tokio::pin!(signalled);
     let mut idle = false;
     if until_idle {
@@ -230,7 +211,7 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
     // Work queued after the last look found none, while this worker still held its lock, was
     // left to it by whoever queued it: hand it on.
     if idle {
-        detach_if_work_remains(&db, &executor).await;
+        detach_if_work_remains(&db, &executor, &config.db_path).await;
     }
     executor.drain_feedback().await;
     Ok(())

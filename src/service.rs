@@ -380,6 +380,41 @@ impl Service {
         }
     }
 
+    /// The orchestration that `text` names: its id (`12` or `#12`) or its name.
+    pub async fn find_orchestration(&self, text: &str) -> Result<OrchestrationId> {
+        let text = text.trim();
+        let digits = text.strip_prefix('#').unwrap_or(text);
+        if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(id) = digits.parse()
+        {
+            return Ok(id);
+        }
+        match self.orchestration_named(text).await? {
+            Some(id) => Ok(id),
+            None => Err(ServiceError::NotFound(format!(
+                "no orchestration {text:?}: give an orchestration id or name (list_orchestrations shows the stored ones)"
+            ))),
+        }
+    }
+
+    /// The orchestration of this name (the newest), if there is one.
+    pub async fn orchestration_named(&self, name: &str) -> Result<Option<OrchestrationId>> {
+        let name = name.to_owned();
+        Ok(self.db.call(move |s| s.orchestration_named(&name)).await?)
+    }
+
+    /// An orchestration's counters and cost, without its tasks.
+    pub async fn orchestration_summary(&self, id: OrchestrationId) -> Result<OrchestrationSummary> {
+        Ok(self.db.call(move |s| s.orchestration_summary(id)).await?)
+    }
+
+    /// The names of orchestrations that are `base` or `base-...`.
+    pub async fn orchestration_names_like(&self, base: &str) -> Result<Vec<String>> {
+        let base = base.to_owned();
+        Ok(self.db.call(move |s| s.orchestration_names_like(&base)).await?)
+    }
+
     /// A task's history, oldest first.
     pub async fn history(&self, task: TaskRef) -> Result<Vec<crate::model::TaskEvent>> {
         Ok(self.db.call(move |s| s.events(&task)).await?)

@@ -26,7 +26,7 @@ pub struct RunRequest {
     /// Directory to run in (default: this one).
     #[arg(long)]
     pub dir: Option<String>,
-    /// sonnet, opus, haiku or a full model id.
+    /// sonnet, opus, haiku or a full model id (default: CLAUDE_WORKER_DEFAULT_MODEL).
     #[arg(long)]
     pub model: Option<String>,
     /// The task's name (default: from the prompt's first words).
@@ -41,8 +41,34 @@ pub struct RunRequest {
     /// Higher runs first (may be negative).
     #[arg(long, allow_negative_numbers = true)]
     pub priority: Option<i64>,
+    /// Seconds the task may run before it is stopped (default: CLAUDE_WORKER_TASK_TIMEOUT).
     #[arg(long)]
     pub timeout_seconds: Option<u64>,
+    /// What the task may do unasked: default, acceptEdits, plan, dontAsk, auto or
+    /// bypassPermissions (default: CLAUDE_WORKER_PERMISSION_MODE).
+    #[arg(long)]
+    pub permission_mode: Option<String>,
+    /// Tools it may use without asking, such as Edit or "Bash(npm test:*)" (repeat the flag).
+    #[arg(long)]
+    pub allowed_tools: Vec<String>,
+    /// Tools it must not use (repeat the flag).
+    #[arg(long)]
+    pub disallowed_tools: Vec<String>,
+    /// Most turns before it stops (1 to 10000).
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    /// Most dollars it may spend.
+    #[arg(long)]
+    pub max_budget_usd: Option<f64>,
+    /// Replaces Claude Code's system prompt.
+    #[arg(long)]
+    pub system_prompt: Option<String>,
+    /// Is added to Claude Code's system prompt.
+    #[arg(long)]
+    pub append_system_prompt: Option<String>,
+    /// Attempts for transient failures (1 to 100; default: CLAUDE_WORKER_MAX_ATTEMPTS).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
     /// Follow the task live until it ends (exit 0 when it completed).
     #[arg(long)]
     pub watch: bool,
@@ -53,6 +79,26 @@ pub struct RunRequest {
     /// run ...; done` loops, which would otherwise hand it the rest of their input).
     #[arg(long)]
     pub no_stdin: bool,
+}
+
+/// What `claude-worker orchestrate` was asked (its command-line arguments).
+#[derive(Debug, Default, clap::Args)]
+pub struct OrchestrateRequest {
+    /// The workflow file: {"name": ..., "tasks": [...]}, as create_orchestration takes.
+    pub file: PathBuf,
+    /// Name the orchestration (overrides the file's "name").
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Queue it as a new run even while an earlier run of the same name is unfinished (named
+    /// NAME-2, NAME-3, ...). A finished earlier run needs no flag: the new one is numbered.
+    #[arg(long)]
+    pub rerun: bool,
+    /// Follow it live until every task ended (exit 0 when all completed).
+    #[arg(long)]
+    pub wait: bool,
+    /// Print only the orchestration id.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `claude-worker run`: queues one task; with `watch`, follows it to its end.
@@ -86,7 +132,7 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
     let task = created.tasks.first().context("the task was not stored")?;
     // Before anything is printed: a Ctrl-C that answers the output cannot reach the worker
     // while it is being started, still in this process's group.
-    ensure_executor(&config);
+    ensure_executor(&config.db_path);
     {
         let mut out = std::io::stdout().lock();
         if request.quiet {
@@ -113,6 +159,7 @@ async fn create(
     identifier: String,
     prompt: String,
 ) -> anyhow::Result<Created> {
+    let list = |tools: &[String]| (!tools.is_empty()).then(|| tools.to_vec());
     let input = TaskInput {
         identifier,
         prompt,
@@ -121,56 +168,151 @@ async fn create(
         model: request.model.clone(),
         priority: request.priority,
         timeout_seconds: request.timeout_seconds,
+        permission_mode: request.permission_mode.clone(),
+        allowed_tools: list(&request.allowed_tools),
+        disallowed_tools: list(&request.disallowed_tools),
+        max_turns: request.max_turns,
+        max_budget_usd: request.max_budget_usd,
+        system_prompt: request.system_prompt.clone(),
+        append_system_prompt: request.append_system_prompt.clone(),
+        max_attempts: request.max_attempts,
         ..TaskInput::default()
     };
-    service.create_task(input, request.orchestration.clone()).await.map_err(|e| {
-        let message = e.to_string().replace("task_identifier", "--identifier").replace("working_directory", "--dir");
-        anyhow::anyhow!("{message}")
-    })
+    service
+        .create_task(input, request.orchestration.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", in_flag_words(&e.to_string())))
+}
+
+/// A message about `create_task`'s fields in the words of `run`'s flags.
+fn in_flag_words(message: &str) -> String {
+    // Longer names first: `append_system_prompt` holds `system_prompt`.
+    const FLAGS: [(&str, &str); 12] = [
+        ("task_identifier", "--identifier"),
+        ("working_directory", "--dir"),
+        ("append_system_prompt", "--append-system-prompt"),
+        ("system_prompt", "--system-prompt"),
+        ("permission_mode", "--permission-mode"),
+        ("disallowed_tools", "--disallowed-tools"),
+        ("allowed_tools", "--allowed-tools"),
+        ("max_turns", "--max-turns"),
+        ("max_budget_usd", "--max-budget-usd"),
+        ("timeout_seconds", "--timeout-seconds"),
+        ("max_attempts", "--max-attempts"),
+        ("execution_prompt", "the prompt"),
+    ];
+    let mut message = message.to_owned();
+    for (field, flag) in FLAGS {
+        message = message.replace(field, flag);
+    }
+    message
 }
 
 /// `claude-worker orchestrate FILE`: queues a workflow; with `wait`, follows it to its end.
-pub async fn orchestrate(
-    config: Arc<Config>,
-    file: &Path,
-    name: Option<String>,
-    wait: bool,
-) -> anyhow::Result<ExitCode> {
+pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> anyhow::Result<ExitCode> {
     let interrupted = crate::live::interrupts()?;
+    let file = &request.file;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (file_name, tasks) = crate::mcp::parse_workflow(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a valid workflow: {e}", file.display()))?;
-    // Relative working directories in the file are relative to the file, not to the shell.
+    // Working directories in the file are relative to the file, not to the shell; a task that
+    // names none runs in the file's directory, where its relative paths point.
     let base =
         file.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let tasks = tasks
         .into_iter()
         .map(|mut task| {
-            if let Some(dir) =
-                task.working_directory.as_deref().filter(|d| Path::new(d).is_relative() && !d.starts_with('~'))
-            {
-                task.working_directory = Some(base.join(dir).display().to_string());
-            }
+            task.working_directory = Some(match task.working_directory.take().filter(|d| !d.is_empty()) {
+                Some(dir) if Path::new(&dir).is_relative() && !dir.starts_with('~') => {
+                    base.join(dir).display().to_string()
+                }
+                Some(dir) => dir,
+                None => base.display().to_string(),
+            });
             task
         })
-        .collect();
+        .collect::<Vec<_>>();
     let service = open(&config)?;
-    let created = service
-        .create_orchestration(name.or(file_name), tasks)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was queued", file.display()))?;
-    ensure_executor(&config);
-    print_created(&created)?;
-    if wait {
+    let asked = request.name.clone().or(file_name);
+    let mut name = None;
+    if let Some(asked) = &asked {
+        name = Some(run_name(&service, asked, request.rerun).await?);
+    }
+    let mut created = service.create_orchestration(name.clone(), tasks.clone()).await;
+    // Another run of the same file may have taken the number in the meantime: the next one.
+    for _ in 0..10 {
+        match (&created, &asked) {
+            (Err(e), Some(asked)) if e.to_string().contains("already exists") => {
+                name = Some(run_name(&service, asked, true).await?);
+                created = service.create_orchestration(name.clone(), tasks.clone()).await;
+            }
+            _ => break,
+        }
+    }
+    let created = created.map_err(|e| {
+        anyhow::anyhow!("{}: {}; nothing was queued", file.display(), crate::text::in_cli_words(&e.to_string()))
+    })?;
+    ensure_executor(&config.db_path);
+    if request.quiet {
+        writeln!(std::io::stdout().lock(), "{}", created.orchestration_id)?;
+    } else {
+        print_created(&created, name.as_deref())?;
+    }
+    if request.wait {
         let target = [Target::Orchestration(created.orchestration_id)];
         return crate::live::watch(&service, &config.db_path, &target, crate::live::Output::auto(), interrupted).await;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_created(created: &Created) -> std::io::Result<()> {
+/// The name this run of a workflow gets: `name` when no orchestration has it; the next free
+/// `name-N` when the one that has it finished (or `rerun` asks for another run anyway). An
+/// unfinished run of that name is refused, saying how to follow it or run another beside it.
+async fn run_name(service: &Service, name: &str, rerun: bool) -> anyhow::Result<String> {
+    let Some(existing) = service.orchestration_named(name).await? else {
+        return Ok(name.to_owned());
+    };
+    let summary = service.orchestration_summary(existing).await?;
+    if summary.counters.unfinished() > 0 && !rerun {
+        let taken = service.orchestration_names_like(name).await?;
+        bail!(
+            "orchestration {name:?} (#{existing}) is still {} with {} unfinished: follow it with \
+             `claude-worker-inspect watch {existing}`, or queue another run beside it with --rerun (it would be \
+             {:?}) or --name",
+            summary.status,
+            crate::text::count(u64::from(summary.counters.unfinished()), "task"),
+            next_run_name(name, &taken)
+        );
+    }
+    let taken = service.orchestration_names_like(name).await?;
+    Ok(next_run_name(name, &taken))
+}
+
+/// `base-N` for the first N above every run of `base` in `taken` (`base` itself is run 1).
+fn next_run_name(base: &str, taken: &[String]) -> String {
+    let highest = taken
+        .iter()
+        .filter_map(|name| match name.strip_prefix(base) {
+            Some("") => Some(1),
+            Some(rest) => rest.strip_prefix('-').and_then(|n| n.parse::<u64>().ok()),
+            None => None,
+        })
+        .max();
+    match highest {
+        None => base.to_owned(),
+        Some(n) => format!("{base}-{}", n + 1),
+    }
+}
+
+fn print_created(created: &Created, name: Option<&str>) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "queued orchestration {} with {} tasks:", created.orchestration_id, created.tasks.len())?;
+    writeln!(
+        out,
+        "queued orchestration {}{} with {}:",
+        created.orchestration_id,
+        name.map(|n| format!(" ({n})")).unwrap_or_default(),
+        crate::text::count(created.tasks.len() as u64, "task")
+    )?;
     for task in &created.tasks {
         writeln!(out, "  #{} {} ({})", task.task_id, task.identifier, task.status)?;
     }
@@ -183,13 +325,12 @@ fn open(config: &Arc<Config>) -> anyhow::Result<Service> {
     Ok(Service::new(db, config.clone(), None))
 }
 
-/// Starts the detached worker when no server or worker is alive on the database.
-fn ensure_executor(config: &Config) {
-    if crate::owners::any_alive(&config.db_path) {
-        return;
-    }
-    match crate::runner::spawn_detached_worker() {
-        Ok(pid) => eprintln!("no claude-worker was running: started a background worker (pid {pid})"),
+/// Starts the detached worker when no server or worker is alive on the database, saying so on
+/// stderr: work that a terminal command queued or reopened must run without an editor open.
+pub fn ensure_executor(db_path: &Path) {
+    match crate::runner::ensure_worker(db_path) {
+        Ok(None) => {}
+        Ok(Some(pid)) => eprintln!("no claude-worker was running: started a background worker (pid {pid})"),
         Err(e) => eprintln!(
             "warning: no claude-worker is running and a background worker could not be started ({e}): \
              run `claude-worker work --until-idle`"
@@ -226,16 +367,35 @@ fn stdin_has_input() -> bool {
     }
 }
 
-/// What was piped in, refused when over the prompt limit.
+/// What was piped in, refused when over the prompt limit. Nothing is queued before the input
+/// ends, so when none has ended after a moment, stderr says what the command waits for.
 fn read_stdin(max: usize) -> anyhow::Result<String> {
-    let mut bytes = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    std::io::stdin().lock().take(limit).read_to_end(&mut bytes).context("cannot read stdin")?;
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let read = std::io::stdin().lock().take(limit).read_to_end(&mut bytes).map(|_| bytes);
+        let _ = sender.send(read);
+    });
+    let read = match received.recv_timeout(STDIN_NOTICE_AFTER) {
+        Ok(read) => read,
+        Err(_) => {
+            eprintln!(
+                "reading stdin until it ends: its text is added to the prompt (--no-stdin skips it; Ctrl-C \
+                 queues nothing)"
+            );
+            received.recv().context("cannot read stdin")?
+        }
+    };
+    let bytes = read.context("cannot read stdin")?;
     if bytes.len() > max {
         bail!("the input on stdin is over CLAUDE_WORKER_MAX_PROMPT_BYTES ({max} bytes): pipe less, or raise the limit");
     }
     String::from_utf8(bytes).context("the input on stdin is not UTF-8 text")
 }
+
+/// How long `run` reads stdin before it says that it is waiting for it to end.
+const STDIN_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A task identifier from the first words of a prompt (or a file's name).
 fn slug(prompt: &str) -> String {
@@ -275,6 +435,25 @@ mod tests {
         assert_eq!(slug("¿¡!"), "task");
         assert_eq!(slug("2024"), "task-2024");
         assert!(slug(&"word ".repeat(50)).len() <= 40);
+    }
+
+    #[test]
+    fn a_new_run_of_a_workflow_gets_the_next_number() {
+        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(next_run_name("todo-app", &[]), "todo-app");
+        assert_eq!(next_run_name("todo-app", &names(&["todo-app"])), "todo-app-2");
+        assert_eq!(next_run_name("todo-app", &names(&["todo-app", "todo-app-2", "todo-app-7"])), "todo-app-8");
+        // Other names that merely start the same way are not runs of it.
+        assert_eq!(next_run_name("todo-app", &names(&["todo-app", "todo-app-ui", "todo-app-2b"])), "todo-app-2");
+        assert_eq!(next_run_name("build", &names(&["build-3"])), "build-4");
+    }
+
+    #[test]
+    fn errors_speak_of_run_s_flags() {
+        assert_eq!(
+            in_flag_words("append_system_prompt and system_prompt and working_directory"),
+            "--append-system-prompt and --system-prompt and --dir"
+        );
     }
 
     #[test]

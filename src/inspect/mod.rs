@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::model::{OrchestrationStatus, TaskRef, TaskStatus};
-use crate::service::{Service, ServiceError, Status, Target};
+use crate::service::{Service, Status, Target};
 use crate::store::{Db, OrchestrationFilter, Store, StoreError, TaskFilter};
 
 #[derive(Parser)]
@@ -50,33 +50,51 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Follow work live until it ends: an orchestration id, a task (identifier or #id), or by
-    /// default every unfinished orchestration. Exit 0 when everything completed; Ctrl-C stops
-    /// watching and leaves the work running.
-    Watch { target: Option<String> },
+    /// Follow work live until it ends: an orchestration (id or name), a task (#id or
+    /// identifier), or by default every unfinished orchestration. Exit 0 when everything
+    /// completed; Ctrl-C stops watching and leaves the work running.
+    Watch {
+        /// An orchestration id or name, or a task's #id or identifier (default: every unfinished
+        /// orchestration).
+        target: Option<String>,
+    },
     /// List tasks, newest first.
     List {
+        /// Only tasks in this state: waiting, pending, running, completed, failed, cancelled or
+        /// skipped.
         #[arg(long)]
         status: Option<String>,
+        /// Only the tasks of this orchestration (id or name).
         #[arg(long)]
-        orchestration: Option<i64>,
+        orchestration: Option<String>,
+        /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Show one task (identifier or #id).
-    Status { task: String },
+    /// Show one task: its settings, result or error, and history.
+    Status {
+        /// The task: an identifier, #id or id.
+        task: String,
+    },
     /// List orchestrations, newest first.
     ListOrchestrations {
+        /// Only orchestrations in this state: pending, running, completed, failed or cancelled.
         #[arg(long)]
         status: Option<String>,
+        /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// Show an orchestration's tasks as a dependency tree.
-    OrchestrationStatus { id: i64 },
+    OrchestrationStatus {
+        /// The orchestration: its id or name.
+        orchestration: String,
+    },
     /// Print a task's summary log (or its detailed log).
     Logs {
+        /// The task: an identifier, #id or id.
         task: String,
+        /// The detailed log (everything claude printed) instead of the summary.
         #[arg(long)]
         detailed: bool,
         /// Keep printing as the log grows, until the task finished.
@@ -85,22 +103,33 @@ enum Command {
     },
     /// Cancel a task (its dependents are skipped) or, with --orchestration, a whole orchestration.
     Cancel {
+        /// The task: an identifier, #id or id.
         task: Option<String>,
+        /// Cancel every unfinished task of this orchestration (id or name) instead.
         #[arg(long)]
-        orchestration: Option<i64>,
+        orchestration: Option<String>,
+        /// Why, kept in the tasks' history.
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Run a failed or cancelled task again.
-    Retry { task: String },
+    /// Run a failed or cancelled task again (its skipped dependents reopen), or with
+    /// --orchestration every failed, cancelled and skipped task of an orchestration. Starts a
+    /// background worker when none is running.
+    Retry {
+        /// The task: an identifier, #id or id.
+        task: Option<String>,
+        /// Retry every failed, cancelled and skipped task of this orchestration (id or name).
+        #[arg(long)]
+        orchestration: Option<String>,
+    },
     /// What tasks spent: by task, orchestration, model and day (UTC), with tokens and totals.
     Cost {
         /// Only tasks that ended (or, still running, started) within this long: 30m, 12h, 7d, 2w.
         #[arg(long, value_parser = duration::parse)]
         since: Option<Duration>,
-        /// Only this orchestration.
+        /// Only this orchestration (id or name).
         #[arg(long)]
-        orchestration: Option<i64>,
+        orchestration: Option<String>,
     },
     /// Check the claude binary, credentials, database, logs, sounds and notifications, and say
     /// how to fix each problem. Exits 1 when a check fails.
@@ -121,6 +150,7 @@ enum Command {
     },
     /// Print a shell completion script (bash, zsh or fish; README says where to put it).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -135,7 +165,7 @@ pub fn main() -> std::process::ExitCode {
             if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
                 return std::process::ExitCode::SUCCESS;
             }
-            eprintln!("claude-worker-inspect: {e:#}");
+            eprintln!("claude-worker-inspect: {}", crate::text::in_cli_words(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
@@ -163,7 +193,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         _ => {}
     }
-    let mut config = Config::from_env()?;
+    let mut config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            // An invalid setting: the same exit code as claude-worker's.
+            eprintln!("claude-worker-inspect: {e}");
+            return Ok(std::process::ExitCode::from(2));
+        }
+    };
     if let Some(db) = cli.db {
         config.db_path = db;
     }
@@ -191,6 +228,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Cost { since, orchestration } => {
             let since = since.map(|ago| duration::before(crate::time::now_ms(), ago));
+            let orchestration = match orchestration {
+                Some(text) => Some(runtime.block_on(service.find_orchestration(&text))?),
+                None => None,
+            };
             let rows = runtime.block_on(db.call(move |store| store.cost_rows(since, orchestration)))?;
             let report = cost::report(rows, since, orchestration);
             print(cost::report_json(&report), cost::report_text(&report))
@@ -205,7 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let output = crate::live::Output { color: color::enabled(), json };
             crate::live::watch(&service, &config.db_path, &targets, output, interrupted).await
         }),
-        other => runtime.block_on(command(&service, other, cli.json)),
+        other => runtime.block_on(command(&service, &config.db_path, other, cli.json)),
     }
 }
 
@@ -223,16 +264,24 @@ fn completions(shell: clap_complete::Shell, json: bool) -> anyhow::Result<std::p
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// What `watch` follows: `N` is an orchestration, `#N` or a name a task; by default every
-/// unfinished orchestration, or the latest one when all have finished.
+/// What `watch` follows: `N` is an orchestration id, `#N` a task; a name is an orchestration
+/// when one has it, else a task identifier. By default every unfinished orchestration, or the
+/// latest one when all have finished.
 async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Result<Vec<Target>> {
     if let Some(target) = target {
-        return Ok(vec![match target.parse::<i64>() {
-            Ok(id) => Target::Orchestration(id),
-            Err(_) => Target::Task(TaskRef::parse(&target)),
+        let target = target.trim();
+        if target.starts_with('#') {
+            return Ok(vec![Target::Task(TaskRef::parse(target))]);
+        }
+        if let Ok(id) = target.parse::<i64>() {
+            return Ok(vec![Target::Orchestration(id)]);
+        }
+        return Ok(vec![match service.orchestration_named(target).await? {
+            Some(id) => Target::Orchestration(id),
+            None => Target::Task(TaskRef::parse(target)),
         }]);
     }
-    let all = service.list_orchestrations(OrchestrationFilter { status: None, limit: 1000 }).await.map_err(friendly)?;
+    let all = service.list_orchestrations(OrchestrationFilter { status: None, limit: 1000 }).await?;
     let unfinished: Vec<Target> = all
         .iter()
         .filter(|o| o.counters.unfinished() > 0)
@@ -258,17 +307,12 @@ fn parse_status<T>(text: Option<String>, parse: fn(&str) -> Option<T>, allowed: 
     }
 }
 
-/// The error in this CLI's words: the service names the MCP tools a model would use.
-fn friendly(e: ServiceError) -> anyhow::Error {
-    let message = e
-        .to_string()
-        .replace("list_tasks shows", "`claude-worker-inspect list` shows")
-        .replace("list_orchestrations shows", "`claude-worker-inspect list-orchestrations` shows")
-        .replace("get_status shows", "`claude-worker-inspect status` shows");
-    anyhow::anyhow!("{message}")
-}
-
-async fn command(service: &Service, command: Command, json: bool) -> anyhow::Result<std::process::ExitCode> {
+async fn command(
+    service: &Service,
+    db_path: &std::path::Path,
+    command: Command,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
         Command::List { status, orchestration, limit } => {
@@ -277,10 +321,11 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
                 TaskStatus::parse,
                 "waiting, pending, running, completed, failed, cancelled, skipped",
             )?;
-            let tasks = service
-                .list_tasks(TaskFilter { status, orchestration_id: orchestration, limit })
-                .await
-                .map_err(friendly)?;
+            let orchestration_id = match orchestration {
+                Some(text) => Some(service.find_orchestration(&text).await?),
+                None => None,
+            };
+            let tasks = service.list_tasks(TaskFilter { status, orchestration_id, limit }).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&render::tasks_json(&tasks))?)?;
             } else {
@@ -288,9 +333,9 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
             }
         }
         Command::Status { task } => {
-            let status = service.status(&Target::Task(TaskRef::parse(&task))).await.map_err(friendly)?;
+            let status = service.status(&Target::Task(TaskRef::parse(&task))).await?;
             let Status::Task(view) = status else { bail!("not a task") };
-            let history = service.history(TaskRef::Id(view.detail.task.task_id)).await.map_err(friendly)?;
+            let history = service.history(TaskRef::Id(view.detail.task.task_id)).await?;
             if json {
                 let mut value = render::task_json(&view);
                 value["events"] = render::events_json(&history);
@@ -303,7 +348,7 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
         Command::ListOrchestrations { status, limit } => {
             let status =
                 parse_status(status, OrchestrationStatus::parse, "pending, running, completed, failed, cancelled")?;
-            let list = service.list_orchestrations(OrchestrationFilter { status, limit }).await.map_err(friendly)?;
+            let list = service.list_orchestrations(OrchestrationFilter { status, limit }).await?;
             if json {
                 let items: Vec<_> = list.iter().map(render::summary_json).collect();
                 writeln!(
@@ -315,8 +360,9 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
                 writeln!(out, "{}", render::orchestrations_table(&list))?;
             }
         }
-        Command::OrchestrationStatus { id } => {
-            let status = service.status(&Target::Orchestration(id)).await.map_err(friendly)?;
+        Command::OrchestrationStatus { orchestration } => {
+            let id = service.find_orchestration(&orchestration).await?;
+            let status = service.status(&Target::Orchestration(id)).await?;
             let Status::Orchestration(detail) = status else { bail!("not an orchestration") };
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&render::orchestration_json(&detail))?)?;
@@ -325,22 +371,27 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
             }
         }
         Command::Logs { task, detailed, follow } => {
-            let task_ref = TaskRef::parse(&task);
-            let status = service.status(&Target::Task(task_ref.clone())).await.map_err(friendly)?;
+            let status = service.status(&Target::Task(TaskRef::parse(&task))).await?;
             let Status::Task(view) = status else { bail!("not a task") };
+            let task_id = view.detail.task.task_id;
             let path = if detailed { view.logs.detailed.clone() } else { view.logs.summary.clone() };
             drop(out);
-            follow_log(service, &task_ref, &path, follow).await?;
+            let mut sink = if json {
+                LogSink::Json { task_id, log: if detailed { "detailed" } else { "summary" }, partial: Vec::new() }
+            } else {
+                LogSink::Raw
+            };
+            follow_log(service, task_id, &path, follow, &mut sink).await?;
         }
         Command::Cancel { task, orchestration, reason } => {
             let target = match (task, orchestration) {
                 (Some(t), None) => Target::Task(TaskRef::parse(&t)),
-                (None, Some(id)) => Target::Orchestration(id),
-                _ => bail!("give a task, or --orchestration <id>, not both"),
+                (None, Some(o)) => Target::Orchestration(service.find_orchestration(&o).await?),
+                _ => bail!("give a task, or --orchestration <id or name>, not both"),
             };
-            let outcome = service.cancel(target, reason).await.map_err(friendly)?;
-            let stopping: Vec<i64> = outcome.stopping.iter().map(|(id, _)| *id).collect();
+            let outcome = service.cancel(target, reason).await?;
             if json {
+                let stopping: Vec<i64> = outcome.stopping.iter().map(|(id, _)| *id).collect();
                 writeln!(
                     out,
                     "{}",
@@ -349,13 +400,12 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
                         "cancelled": outcome.cancelled,
                         "skipped": outcome.skipped,
                         "stopping": stopping,
+                        "skipped_when_stopped": outcome.skipped_when_stopped,
+                        "message": crate::text::cancel_summary(&outcome),
                     }))?
                 )?;
             } else {
-                writeln!(out, "cancelled: {:?}\nskipped: {:?}", outcome.cancelled, outcome.skipped)?;
-                if !stopping.is_empty() {
-                    writeln!(out, "stopping (running; the server that runs them stops them): {stopping:?}")?;
-                }
+                writeln!(out, "{}", crate::text::cancel_summary(&outcome))?;
             }
         }
         Command::Cost { .. }
@@ -365,8 +415,15 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
         | Command::Watch { .. } => {
             bail!("handled before")
         }
-        Command::Retry { task } => {
-            let outcome = service.retry(TaskRef::parse(&task)).await.map_err(friendly)?;
+        Command::Retry { task, orchestration } => {
+            let outcome = match (task, orchestration) {
+                (Some(task), None) => service.retry(TaskRef::parse(&task)).await?,
+                (None, Some(_)) | (Some(_), Some(_)) | (None, None) => {
+                    bail!("give a task, or --orchestration <id or name>, not both")
+                }
+            };
+            // The retried work must run without an editor open.
+            crate::terminal::ensure_executor(db_path);
             if json {
                 writeln!(
                     out,
@@ -378,43 +435,92 @@ async fn command(service: &Service, command: Command, json: bool) -> anyhow::Res
                     }))?
                 )?;
             } else {
-                writeln!(out, "task #{} is {}; reopened: {:?}", outcome.task_id, outcome.status, outcome.reopened)?;
+                let reopened = if outcome.reopened.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} went back to waiting: {}",
+                        crate::text::count_as(outcome.reopened.len() as u64, "skipped dependent", "skipped dependents"),
+                        outcome.reopened.iter().map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                writeln!(out, "task #{} is {} again, with fresh attempts{reopened}", outcome.task_id, outcome.status)?;
             }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Where `logs` prints what it reads: the bytes as they are, or with `--json` one JSON object
+/// per line (`{"task_id", "log", "line"}`; invalid UTF-8 replaced).
+enum LogSink {
+    Raw,
+    Json { task_id: i64, log: &'static str, partial: Vec<u8> },
+}
+
+impl LogSink {
+    fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match self {
+            LogSink::Raw => out.write_all(bytes)?,
+            LogSink::Json { task_id, log, partial } => {
+                partial.extend_from_slice(bytes);
+                while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = partial.drain(..=end).collect();
+                    let text = String::from_utf8_lossy(&line[..end]);
+                    writeln!(out, "{}", json!({ "task_id": task_id, "log": log, "line": text }))?;
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// The last line, when the log does not end with a line break.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if let LogSink::Json { partial, .. } = self
+            && !partial.is_empty()
+        {
+            partial.push(b'\n');
+            return self.write(&[]);
+        }
+        Ok(())
+    }
+}
+
 /// Prints a log file, and with `follow` keeps printing what is appended until the task finished.
-async fn follow_log(service: &Service, task: &TaskRef, path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
+async fn follow_log(
+    service: &Service,
+    task_id: i64,
+    path: &std::path::Path,
+    follow: bool,
+    sink: &mut LogSink,
+) -> anyhow::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut offset = 0u64;
+    let mut read_new = |offset: &mut u64| -> anyhow::Result<bool> {
+        let Ok(mut file) = std::fs::File::open(path) else { return Ok(false) };
+        file.seek(SeekFrom::Start(*offset))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        *offset += bytes.len() as u64;
+        sink.write(&bytes)?;
+        Ok(true)
+    };
     loop {
-        if let Ok(mut file) = std::fs::File::open(path) {
-            file.seek(SeekFrom::Start(offset))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
-            offset += bytes.len() as u64;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        } else if !follow {
+        if !read_new(&mut offset)? && !follow {
             bail!("no log yet at {}: the task has not started", path.display());
         }
         if !follow {
-            return Ok(());
+            break;
         }
-        let status = service.status(&Target::Task(task.clone())).await.map_err(friendly)?;
+        let status = service.status(&Target::Task(TaskRef::Id(task_id))).await?;
         if status.is_finished() {
             // One last read for what was written as it finished.
-            if let Ok(mut file) = std::fs::File::open(path) {
-                file.seek(SeekFrom::Start(offset))?;
-                let mut bytes = Vec::new();
-                file.read_to_end(&mut bytes)?;
-                std::io::stdout().lock().write_all(&bytes)?;
-            }
-            return Ok(());
+            read_new(&mut offset)?;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    sink.finish()
 }

@@ -93,33 +93,33 @@ fn to_json(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> Val
 }
 
 fn to_text(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> String {
+    use crate::text::{count, count_as};
     let verb = if dry_run { "would delete" } else { "deleted" };
     let mut out = format!(
-        "{} {} {} orchestrations, {} tasks, {} events, {} dependency edges and {} log files ({} bytes): \
-         everything that finished before {}\n",
+        "{} {} {}, {}, {}, {} and {} ({}): everything that finished before {}\n",
         if dry_run { color::bold("dry run:") } else { String::new() },
         verb,
-        r.orchestrations.len(),
-        r.tasks.len(),
-        r.events,
-        r.dependencies,
-        files.count,
-        files.bytes,
+        count(r.orchestrations.len() as u64, "orchestration"),
+        count(r.tasks.len() as u64, "task"),
+        count(r.events, "event"),
+        count(r.dependencies, "dependency edge"),
+        count(files.count, "log file"),
+        count(files.bytes, "byte"),
         rfc3339(cutoff)
     )
     .trim_start()
     .to_owned();
     if r.kept_finished > 0 {
         out.push_str(&format!(
-            "kept {} finished task{} that ended before then: their orchestrations have newer or unfinished tasks\n",
-            r.kept_finished,
-            if r.kept_finished == 1 { "" } else { "s" }
+            "kept {} that ended before then: their orchestrations have newer or unfinished tasks\n",
+            count_as(r.kept_finished, "finished task", "finished tasks"),
         ));
     }
     for error in &files.errors {
         out.push_str(&format!("could not delete {error}\n"));
     }
     if !r.tasks.is_empty() {
+        out.push_str(if dry_run { "tasks it would delete:\n" } else { "tasks deleted:\n" });
         let mut t = table(&["id", "task", "orch", "status", "ended"]);
         for task in r.tasks.iter().take(TASKS_SHOWN) {
             t.add_row(vec![

@@ -224,7 +224,8 @@ pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
     if list.is_empty() {
         return "no orchestrations".to_owned();
     }
-    let mut t = table(&["id", "name", "status", "done", "running", "failed", "cost", "created"]);
+    let mut t =
+        table(&["id", "name", "status", "done", "running", "failed", "cancelled", "skipped", "cost", "created"]);
     for s in list {
         let c = s.counters;
         t.add_row(vec![
@@ -233,7 +234,9 @@ pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
             color::status_cell(s.status.as_str()),
             Cell::new(format!("{}/{}", c.completed, c.total)),
             Cell::new(c.running),
-            Cell::new(c.failed + c.skipped + c.cancelled),
+            Cell::new(c.failed),
+            Cell::new(c.cancelled),
+            Cell::new(c.skipped),
             Cell::new(format!("${:.4}", s.cost_usd)),
             Cell::new(rfc3339(s.created_at)),
         ]);

@@ -652,18 +652,7 @@ pub struct CancelOut {
 
 impl From<&CancelOutcome> for CancelOut {
     fn from(o: &CancelOutcome) -> Self {
-        let mut message = format!("{} task(s) cancelled, {} dependent(s) skipped.", o.cancelled.len(), o.skipped.len());
-        let still: Vec<String> =
-            o.stopping.iter().filter(|(id, _)| !o.cancelled.contains(id)).map(|(id, _)| format!("#{id}")).collect();
-        if !still.is_empty() {
-            message.push_str(&format!(" Still stopping: {} (they will end cancelled).", still.join(", ")));
-        }
-        if !o.already_finished.is_empty() {
-            message.push_str(&format!(
-                " Already finished, left as they were: {}.",
-                o.already_finished.iter().map(|(id, s)| format!("#{id} {s}")).collect::<Vec<_>>().join(", ")
-            ));
-        }
+        let message = crate::text::cancel_summary(o);
         CancelOut { cancelled: o.cancelled.clone(), skipped: o.skipped.clone(), message }
     }
 }

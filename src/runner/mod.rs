@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 pub use classify::{Exit, Outcome, StopCause, classify};
-pub use detach::spawn_detached_worker;
+pub use detach::{ensure_worker, spawn_detached_worker};
 pub use lines::{BoundedLines, Line};
 pub use stale::{RUN_TAG_VAR, run_tag, stop_run};
 pub use stream::{LineEffect, ResultEvent, StreamState};

@@ -233,6 +233,23 @@ impl Store {
         })
     }
 
+    /// The orchestration a name gives (the newest of that name, following merges), if any.
+    pub fn orchestration_named(&mut self, name: &str) -> Result<Option<OrchestrationId>, StoreError> {
+        self.read(|tx| super::create::find_orchestration_by_name(tx, name))
+    }
+
+    /// The names of orchestrations that are `base` or start with `base-`, for numbering runs.
+    pub fn orchestration_names_like(&mut self, base: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT name FROM orchestrations
+                 WHERE name = ?1 OR (substr(name, 1, length(?1)) = ?1 AND substr(name, length(?1) + 1, 1) = '-')",
+            )?;
+            let names = stmt.query_map([base], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            Ok(names)
+        })
+    }
+
     /// One orchestration's live counters and cost, without its tasks.
     pub fn orchestration_summary(&mut self, id: OrchestrationId) -> Result<OrchestrationSummary, StoreError> {
         self.read(|tx| {

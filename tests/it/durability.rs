@@ -203,7 +203,10 @@ async fn a_cancel_in_one_server_stops_a_task_running_in_another() {
     eventually(20.0, "the task to start", || env.starts().into_iter().next()).await;
     let other = env.server().await;
     let cancelled = other.ok("cancel", json!({ "task": "long" })).await;
-    assert!(cancelled["message"].as_str().is_some_and(|m| m.contains("Still stopping: #1")), "{cancelled}");
+    assert!(
+        cancelled["message"].as_str().is_some_and(|m| m.contains("Still stopping 1 running task: #1")),
+        "{cancelled}"
+    );
     let done = runner.wait_task("long", 20.0).await;
     assert_eq!(done["status"], "cancelled", "{done}");
     runner.stop().await;

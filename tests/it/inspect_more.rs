@@ -367,7 +367,8 @@ async fn prune_deletes_old_finished_orchestrations_and_their_logs_only() {
     assert_eq!(env.sql_count("SELECT count(*) FROM task_events"), events);
     assert!(old_logs.iter().all(|p| p.exists()));
     let text = stdout(&env.inspect(&["prune", "--older-than", "7d", "--dry-run"]).await);
-    assert!(text.starts_with("dry run: would delete 1 orchestrations, 2 tasks"), "{text}");
+    assert!(text.starts_with("dry run: would delete 1 orchestration, 2 tasks"), "{text}");
+    assert!(text.contains("tasks it would delete:\n"), "the table is labelled: {text}");
 
     let done = json_of(&env.inspect(&["prune", "--older-than", "7d", "--json"]).await);
     assert_eq!(done["dry_run"], false);

@@ -123,7 +123,7 @@ async fn orchestrate_the_seed_full_stack_workflow_and_wait() {
     .await;
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
-    assert!(stdout.starts_with("queued orchestration 1 with 5 tasks:"), "{stdout}");
+    assert!(stdout.starts_with("queued orchestration 1 (todo-app) with 5 tasks:"), "{stdout}");
     assert!(stdout.contains("orchestration 1 (todo-app): 5 completed"), "{stdout}");
     let backend = env
         .starts()

@@ -1,0 +1,104 @@
+//! Small helpers for the words people read: counts with the right plural, and messages of the
+//! service (written for a model using the MCP tools) in the terminal commands' words.
+
+/// `1 task`, `2 tasks`, `0 tasks`: `noun` with an `s` unless `n` is one.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// As [`count`], for nouns whose plural is not just an `s` (`1 dependency`, `2 dependencies`).
+pub fn count_as(n: u64, one: &str, many: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+}
+
+/// What a cancel did and what will follow, in sentences: what is cancelled and skipped now,
+/// what is still stopping (and what will be skipped when it has), what was left alone.
+pub fn cancel_summary(o: &crate::store::CancelOutcome) -> String {
+    let ids = |ids: &mut dyn Iterator<Item = i64>| ids.map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ");
+    let mut sentences = Vec::new();
+    if !o.cancelled.is_empty() {
+        sentences.push(format!(
+            "Cancelled {}: {}.",
+            count(o.cancelled.len() as u64, "task"),
+            ids(&mut o.cancelled.iter().copied())
+        ));
+    }
+    if !o.skipped.is_empty() {
+        sentences.push(format!(
+            "Skipped {} that can no longer run: {}.",
+            count_as(o.skipped.len() as u64, "dependent", "dependents"),
+            ids(&mut o.skipped.iter().copied())
+        ));
+    }
+    let stopping: Vec<i64> = o.stopping.iter().map(|(id, _)| *id).filter(|id| !o.cancelled.contains(id)).collect();
+    if !stopping.is_empty() {
+        let later: Vec<i64> = o.skipped_when_stopped.iter().copied().filter(|id| !o.skipped.contains(id)).collect();
+        let then = if later.is_empty() {
+            String::new()
+        } else {
+            format!(", and then {} will be skipped", ids(&mut later.iter().copied()))
+        };
+        sentences.push(format!(
+            "Still stopping {}: {} (the claude-worker running {} stops {}; {} will end cancelled{then}).",
+            count(stopping.len() as u64, "running task"),
+            ids(&mut stopping.iter().copied()),
+            if stopping.len() == 1 { "it" } else { "them" },
+            if stopping.len() == 1 { "it" } else { "them" },
+            if stopping.len() == 1 { "it" } else { "they" },
+        ));
+    }
+    if !o.already_finished.is_empty() {
+        sentences.push(format!(
+            "Left alone {} that had already finished: {}.",
+            count(o.already_finished.len() as u64, "task"),
+            o.already_finished.iter().map(|(id, s)| format!("#{id} {s}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if sentences.is_empty() {
+        sentences.push("Nothing was left to cancel.".to_owned());
+    }
+    sentences.join(" ")
+}
+
+/// A message from the service in the words of the terminal commands: the MCP tools it names
+/// become the commands that do the same.
+pub fn in_cli_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 5] = [
+        ("list_tasks shows", "`claude-worker-inspect list` shows"),
+        ("list_orchestrations shows", "`claude-worker-inspect list-orchestrations` shows"),
+        ("get_status shows", "`claude-worker-inspect status` shows"),
+        (
+            "add tasks to it with create_task and orchestration=",
+            "add a task to it with `claude-worker run --orchestration` ",
+        ),
+        ("drop orchestration, or use orchestration=", "drop --orchestration, or use --orchestration "),
+    ];
+    let mut message = message.to_owned();
+    for (tool, command) in WORDS {
+        message = message.replace(tool, command);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_is_singular_and_everything_else_plural() {
+        assert_eq!(count(0, "task"), "0 tasks");
+        assert_eq!(count(1, "task"), "1 task");
+        assert_eq!(count(2, "task"), "2 tasks");
+        assert_eq!(count_as(1, "dependency edge", "dependency edges"), "1 dependency edge");
+        assert_eq!(count_as(3, "dependency", "dependencies"), "3 dependencies");
+    }
+
+    #[test]
+    fn messages_name_commands_instead_of_tools() {
+        assert_eq!(
+            in_cli_words("no task handoff: give a task identifier or #<task_id> (list_tasks shows the stored ones)"),
+            "no task handoff: give a task identifier or #<task_id> (`claude-worker-inspect list` shows the stored ones)"
+        );
+        assert!(!in_cli_words("x (list_orchestrations shows the stored ones)").contains("list_orchestrations"));
+    }
+}
