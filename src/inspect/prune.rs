@@ -60,11 +60,11 @@ pub async fn run(db: &Db, config: &Config, older_than: Duration, dry_run: bool) 
     }
     if !dry_run && !report.tasks.is_empty() {
         tracing::info!(
-            "pruned {} orchestrations, {} tasks, {} events and {} log files that finished before {}",
-            report.orchestrations.len(),
-            report.tasks.len(),
-            report.events,
-            files.count,
+            "pruned {}, {}, {} and {} that finished before {}",
+            crate::text::count(report.orchestrations.len() as u64, "orchestration"),
+            crate::text::count(report.tasks.len() as u64, "task"),
+            crate::text::count(report.events, "event"),
+            crate::text::count(files.count, "log file"),
             rfc3339(cutoff)
         );
     }

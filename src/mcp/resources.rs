@@ -139,8 +139,9 @@ pub async fn list(service: &Service, new_protocol: bool) -> Result<ListResources
             Resource::new(ResourceUri::Orchestration(o.orchestration_id).to_string(), label.clone())
                 .with_title(format!("Orchestration {} {label}", o.orchestration_id))
                 .with_description(format!(
-                    "Orchestration {} ({} tasks): state, counters, cost and tasks",
-                    o.orchestration_id, o.counters.total
+                    "Orchestration {} ({}): state, counters, cost and tasks",
+                    o.orchestration_id,
+                    crate::text::count(u64::from(o.counters.total), "task")
                 ))
                 .with_mime_type(JSON),
         );

@@ -382,9 +382,9 @@ impl CreateOrchestrationOut {
             .collect();
         let ready = tasks.iter().filter(|t| t.status == "pending").count();
         let message = format!(
-            "Orchestration {} created with {} tasks; {ready} can start now. Check it with get_status(orchestration_id={}) or wait.",
+            "Orchestration {} created with {}; {ready} can start now. Check it with get_status(orchestration_id={}) or wait.",
             created.orchestration_id,
-            tasks.len(),
+            crate::text::count(tasks.len() as u64, "task"),
             created.orchestration_id
         );
         CreateOrchestrationOut {
