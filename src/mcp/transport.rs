@@ -9,17 +9,24 @@
 //! when stdout can no longer be written (the client went away: Rust ignores SIGPIPE, so that is a
 //! `BrokenPipe` error); either way rmcp sees its input end, the same path as a client that
 //! closes stdin.
+//!
+//! A request whose id is that of a request still in flight (read and not yet answered) is
+//! answered at once with `-32600` instead of being handed to rmcp, which keeps one entry per id
+//! and would lose one of the two answers; MCP forbids the reuse, and a client waiting on it must
+//! not hang.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Sink, Stream};
 use rmcp::RoleServer;
 use rmcp::model::{
-    CallToolRequestParams, ClientRequest, CustomRequest, GetPromptRequestParams, InitializeRequestParams,
-    JsonRpcMessage, ReadResourceRequestParams, SubscribeRequestParams, SubscriptionsListenRequestParams,
-    UnsubscribeRequestParams,
+    CallToolRequestParams, ClientNotification, ClientRequest, CustomRequest, GetPromptRequestParams,
+    InitializeRequestParams, JsonRpcMessage, ReadResourceRequestParams, RequestId, SubscribeRequestParams,
+    SubscriptionsListenRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use serde_json::Value;
@@ -57,9 +64,11 @@ where
     let (messages_tx, messages_rx) = mpsc::channel(16);
     let ended = CancellationToken::new();
     let closing = CancellationToken::new();
+    let in_flight = InFlight::default();
     let writer = tokio::spawn(write_lines(writer, lines_rx, closing.clone(), ended.clone()));
-    let reader = tokio::spawn(read_lines(reader, max_line, messages_tx, lines_tx.clone(), ended.clone()));
-    let transport = (LineSink { lines: PollSender::new(lines_tx) }, MessageStream { messages: messages_rx });
+    let reader =
+        tokio::spawn(read_lines(reader, max_line, messages_tx, lines_tx.clone(), in_flight.clone(), ended.clone()));
+    let transport = (LineSink { lines: PollSender::new(lines_tx), in_flight }, MessageStream { messages: messages_rx });
     (transport, Session { ended, closing, writer, reader })
 }
 
@@ -97,6 +106,24 @@ impl Session {
 /// `BrokenPipe` once stdout is closed.
 pub struct LineSink {
     lines: PollSender<Vec<u8>>,
+    in_flight: InFlight,
+}
+
+/// The ids of the requests handed to rmcp and not yet answered (nor cancelled by the client).
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<RequestId>>>);
+
+impl InFlight {
+    /// Records a request's id; false when a request with that id is still in flight.
+    fn begin(&self, id: &RequestId) -> bool {
+        // No await while the lock is held: a plain mutex is right.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone())
+    }
+
+    /// The request with this id was answered, or cancelled.
+    fn end(&self, id: &RequestId) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
 }
 
 fn output_closed() -> std::io::Error {
@@ -111,6 +138,15 @@ impl Sink<TxJsonRpcMessage<RoleServer>> for LineSink {
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: TxJsonRpcMessage<RoleServer>) -> Result<(), Self::Error> {
+        match &item {
+            JsonRpcMessage::Response(response) => self.in_flight.end(&response.id),
+            JsonRpcMessage::Error(error) => {
+                if let Some(id) = &error.id {
+                    self.in_flight.end(id);
+                }
+            }
+            JsonRpcMessage::Request(_) | JsonRpcMessage::Notification(_) => {}
+        }
         let mut line = serde_json::to_vec(&item)?;
         line.push(b'\n');
         self.lines.send_item(line).map_err(|_| output_closed())
@@ -185,6 +221,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     max_line: usize,
     messages: mpsc::Sender<RxJsonRpcMessage<RoleServer>>,
     replies: mpsc::Sender<Vec<u8>>,
+    in_flight: InFlight,
     ended: CancellationToken,
 ) {
     let mut lines = LineReader::new(reader, max_line);
@@ -202,10 +239,32 @@ async fn read_lines<R: AsyncRead + Unpin>(
                 Parsed::Message(message) => {
                     match &*message {
                         JsonRpcMessage::Request(request) => {
+                            if !in_flight.begin(&request.id) {
+                                tracing::warn!(id = ?request.id, "a request reuses the id of one still in flight: refused");
+                                let id = serde_json::to_value(&request.id).unwrap_or(Value::Null);
+                                let reply = error_line(
+                                    id,
+                                    INVALID_REQUEST,
+                                    "Invalid Request: a request with this id is still in flight; give every request \
+                                     its own id",
+                                );
+                                if replies.send(reply).await.is_err() {
+                                    break;
+                                }
+                                continue;
+                            }
                             lifecycle_started |= !matches!(
                                 request.request,
                                 ClientRequest::PingRequest(_) | ClientRequest::DiscoverRequest(_)
                             );
+                        }
+                        JsonRpcMessage::Notification(notification) if lifecycle_started => {
+                            // A cancelled request is not answered: its id is free again.
+                            if let ClientNotification::CancelledNotification(cancelled) = &notification.notification
+                                && let Some(id) = &cancelled.params.request_id
+                            {
+                                in_flight.end(id);
+                            }
                         }
                         _ if !lifecycle_started => {
                             tracing::warn!("a notification or response before initialize: ignored");

@@ -333,3 +333,30 @@ async fn a_closed_stdout_ends_the_session_cleanly() {
     assert_eq!(env.sql_count("SELECT count(*) FROM tasks WHERE status = 'pending' AND attempt = 0"), 1);
     assert_eq!(env.sql_count("SELECT count(*) FROM task_events WHERE kind = 'released'"), 1);
 }
+
+#[tokio::test]
+async fn a_request_that_reuses_an_id_in_flight_is_answered_with_an_error_and_the_first_still_answers() {
+    let env = Env::new();
+    let mut raw = Raw::start(&env).await;
+    let created =
+        raw.call("create_task", json!({"task_identifier": "slow", "execution_prompt": "slow @sleep=2"})).await;
+    assert_ne!(created["isError"], true, "{created}");
+    let wait = |id: i64| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+               "params":{"name":"wait","arguments":{"task":"slow","timeout_seconds":30}}})
+        .to_string()
+    };
+    raw.send(&wait(7)).await;
+    // The same id while the first is still waiting: refused at once, with that id.
+    let error = raw.error_for(wait(7).as_bytes(), &json!(7)).await;
+    assert_eq!(error["code"], -32600, "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("still in flight")), "{error}");
+    // The first call still gets its answer.
+    let answer = raw.answer(&json!(7)).await;
+    assert_eq!(answer["result"]["structuredContent"]["status"], "completed", "{}", short(&answer));
+    // Once answered, the id may be used again.
+    raw.send(&json!({"jsonrpc":"2.0","id":7,"method":"tools/list"}).to_string()).await;
+    let again = raw.answer(&json!(7)).await;
+    assert!(again["result"]["tools"].is_array(), "{}", short(&again));
+    raw.close().await;
+}
