@@ -12,5 +12,6 @@ mod inspect_more;
 mod limits;
 mod protocol;
 mod resources;
+mod schemas;
 mod terminal;
 mod tools;
