@@ -2,6 +2,7 @@
 //! a fake `claude` shaped like the real CLI's output, and real SQLite, processes and signals.
 
 mod bad_input;
+mod costs;
 mod durability;
 mod environment;
 mod execution;
