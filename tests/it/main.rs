@@ -1,6 +1,7 @@
 //! One integration test binary: the real `claude-worker` and `claude-worker-inspect` binaries,
 //! a fake `claude` shaped like the real CLI's output, and real SQLite, processes and signals.
 
+mod api_retries;
 mod bad_input;
 mod costs;
 mod durability;
