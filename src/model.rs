@@ -355,3 +355,43 @@ pub struct TaskEvent {
     pub attempt: u32,
     pub detail: Option<String>,
 }
+
+/// How many decimal places of a dollar costs keep at the edges (JSON of the tools, resources and
+/// the inspect CLI). The CLI's `total_cost_usd` is tokens times a price per million tokens, and
+/// the finest prices (a few cents per million, or $0.3125 for a cache write) need up to 10
+/// decimals to stay exact; float noise of sums (`0.0024000000000000002`) sits near the 16th
+/// significant digit, far below that for any realistic spend.
+pub const USD_DECIMALS: i32 = 10;
+
+/// A cost rounded to [`USD_DECIMALS`] places, so that sums print as the decimals they are
+/// (`0.0024`, not `0.0024000000000000002`). Every edge that prints a cost as a number uses it.
+pub fn round_usd(usd: f64) -> f64 {
+    let scale = 10f64.powi(USD_DECIMALS);
+    let rounded = (usd * scale).round() / scale;
+    // Beyond what an f64 holds as whole units of the last place: nothing to round.
+    if rounded.is_finite() && (usd * scale).abs() < 9e15 { rounded } else { usd }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::round_usd;
+
+    #[test]
+    fn sums_print_as_the_decimals_they_are() {
+        let sum = 0.0008 + 0.0008 + 0.0008;
+        assert_eq!(sum.to_string(), "0.0024000000000000002", "the noise this is about");
+        assert_eq!(round_usd(sum).to_string(), "0.0024");
+        assert_eq!(serde_json::json!(round_usd(0.1 + 0.2)).to_string(), "0.3");
+    }
+
+    #[test]
+    fn what_the_cli_reports_is_kept() {
+        for cost in [0.0, 0.0004, 0.0016, 1.5, 3.125e-7, 3e-8, 123.456_789_012_3] {
+            assert_eq!(round_usd(cost), cost, "{cost}");
+        }
+        // A negative, huge or odd value passes through rather than turning into something else.
+        assert_eq!(round_usd(-0.0024000000000000002), -0.0024);
+        assert_eq!(round_usd(1e300), 1e300);
+        assert!(round_usd(f64::NAN).is_nan());
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::color;
 use super::render::table;
-use crate::model::{Millis, OrchestrationId, Usage};
+use crate::model::{Millis, OrchestrationId, Usage, round_usd};
 use crate::store::CostRow;
 use crate::time::rfc3339;
 
@@ -74,7 +74,7 @@ pub fn report(rows: Vec<CostRow>, since: Option<Millis>, orchestration: Option<O
 fn sum_json(sum: &Sum) -> Value {
     json!({
         "tasks": sum.tasks,
-        "cost_usd": sum.cost_usd,
+        "cost_usd": round_usd(sum.cost_usd),
         "input_tokens": sum.usage.input_tokens,
         "output_tokens": sum.usage.output_tokens,
         "cache_creation_input_tokens": sum.usage.cache_creation_input_tokens,
@@ -102,7 +102,7 @@ pub fn report_json(r: &CostReport) -> Value {
                 "status": t.status.as_str(),
                 "at": rfc3339(t.at),
                 "day": day(t.at),
-                "cost_usd": t.cost_usd,
+                "cost_usd": round_usd(t.cost_usd),
                 "input_tokens": t.usage.input_tokens,
                 "output_tokens": t.usage.output_tokens,
                 "cache_creation_input_tokens": t.usage.cache_creation_input_tokens,

@@ -8,7 +8,7 @@ use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
 use super::color;
-use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskListItem};
+use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskListItem, round_usd};
 use crate::service::TaskStatusView;
 use crate::time::rfc3339;
 
@@ -49,7 +49,7 @@ pub fn tasks_json(tasks: &[TaskListItem]) -> Value {
                 "status": t.status.as_str(),
                 "created_at": rfc3339(t.created_at),
                 "last_action": t.last_action,
-                "cost_usd": t.cost_usd,
+                "cost_usd": round_usd(t.cost_usd),
             })
         })
         .collect();
@@ -82,7 +82,7 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "result": t.result,
         "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
         "session_id": t.session_id,
-        "cost_usd": t.cost_usd,
+        "cost_usd": round_usd(t.cost_usd),
         "usage": {
             "input_tokens": t.usage.input_tokens,
             "output_tokens": t.usage.output_tokens,
@@ -193,7 +193,7 @@ pub fn summary_json(s: &OrchestrationSummary) -> Value {
         "running_tasks": c.running,
         "pending_tasks": c.pending,
         "waiting_tasks": c.waiting,
-        "cost_usd": s.cost_usd,
+        "cost_usd": round_usd(s.cost_usd),
     })
 }
 
@@ -211,7 +211,7 @@ pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
                 "started_at": t.started_at.map(rfc3339),
                 "ended_at": t.ended_at.map(rfc3339),
                 "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
-                "cost_usd": t.cost_usd,
+                "cost_usd": round_usd(t.cost_usd),
                 "last_action": t.last_action,
             })
         })

@@ -10,6 +10,7 @@
 
 mod prompts;
 mod resources;
+mod schema;
 pub mod transport;
 mod wire;
 
@@ -70,9 +71,11 @@ pub struct ClaudeWorkerServer {
 
 impl ClaudeWorkerServer {
     pub fn new(service: Service) -> ClaudeWorkerServer {
+        let mut tool_router = Self::tool_router();
+        schema::standardize_router(&mut tool_router);
         ClaudeWorkerServer {
             service,
-            tool_router: Self::tool_router(),
+            tool_router,
             subscribed: Arc::new(tokio::sync::Mutex::new(Watcher::default())),
             notifying: Arc::default(),
         }

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef};
+use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, round_usd};
 use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
 use crate::store::{CancelOutcome, Created, RetryOutcome};
 use crate::time::rfc3339;
@@ -509,7 +509,7 @@ impl StatusOut {
             created_at: rfc3339(t.created_at),
             started_at: t.started_at.map(rfc3339),
             ended_at: t.ended_at.map(rfc3339),
-            cost_usd: t.cost_usd,
+            cost_usd: round_usd(t.cost_usd),
             task_id: Some(t.task_id),
             task_identifier: Some(t.task_identifier.clone()),
             attempt: Some(t.attempt),
@@ -547,7 +547,7 @@ impl StatusOut {
             created_at: rfc3339(s.created_at),
             started_at: s.started_at.map(rfc3339),
             ended_at: s.ended_at.map(rfc3339),
-            cost_usd: s.cost_usd,
+            cost_usd: round_usd(s.cost_usd),
             name: s.name.clone(),
             total_tasks: Some(c.total),
             completed_tasks: Some(c.completed),

@@ -2,8 +2,16 @@
 //! we stopped it. The shapes come from the real CLI's output (`tests/fixtures/`): an API error
 //! still ends in a `result` event with `subtype: success` but `is_error: true`, so the error
 //! fields decide, never the subtype alone.
+//!
+//! [`give_up`] decides, while the CLI runs, that its own retries are pointless: a refused key
+//! stays refused however often it is tried, and the CLI would otherwise spend minutes on it.
 
-use super::stream::{ResultEvent, StreamState};
+use super::stream::{ApiRetry, ResultEvent, StreamState};
+
+/// After how many retries in a row of an error that retrying cannot fix the CLI is stopped. Not
+/// after the first: a login's token is refreshed by the CLI after a 401, and the next request
+/// may go through.
+pub const UNFIXABLE_RETRIES: u32 = 2;
 
 /// Why we stopped a process ourselves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +63,49 @@ pub fn classify(stream: &StreamState, exit: Exit, stopped: Option<StopCause>, st
     match &stream.result {
         Some(result) => classify_error_result(result, stream),
         None => classify_no_result(exit, stderr_tail),
+    }
+}
+
+/// Whether to stop the CLI now instead of letting it go on retrying: `Some` (a permanent failure,
+/// of the kind [`classify`] gives the same error in a result) once [`UNFIXABLE_RETRIES`] retries
+/// in a row reported an error that retrying cannot fix (a refused key or login, a billing
+/// problem) and the CLI means to try again after that.
+pub fn give_up(stream: &StreamState) -> Option<Outcome> {
+    let retry = stream.api_retry.as_ref()?;
+    let (kind, what, fix) = unfixable(retry)?;
+    if stream.api_retry_streak < UNFIXABLE_RETRIES || retry.attempt >= retry.max_retries {
+        return None;
+    }
+    let error = match (retry.error_status, retry.error.as_deref()) {
+        (Some(status), Some(error)) => format!("{status} {error}"),
+        (Some(status), None) => status.to_string(),
+        (None, error) => error.unwrap_or("error").to_owned(),
+    };
+    let left = retry.max_retries - retry.attempt;
+    Some(Outcome::permanent(
+        kind,
+        format!(
+            "the API {what} ({error}) on {} requests in a row, which retrying cannot fix: claude-worker stopped \
+             claude rather than let it retry {left} more {}. {fix}, then retry the task",
+            stream.api_retry_streak,
+            if left == 1 { "time" } else { "times" },
+        ),
+    ))
+}
+
+/// The kind, what happened and what to do, for an error that retrying cannot fix.
+fn unfixable(retry: &ApiRetry) -> Option<(&'static str, &'static str, &'static str)> {
+    match (retry.error_status, retry.error.as_deref()) {
+        (Some(401), _) | (_, Some("authentication_failed")) => {
+            Some(("auth", "refused the credentials", "Check ANTHROPIC_API_KEY (or log in again with `claude /login`)"))
+        }
+        (Some(403), _) => {
+            Some(("auth", "refused access", "Check that the API key or login may use this model and organization"))
+        }
+        (Some(402), _) | (_, Some("billing_error")) => {
+            Some(("billing", "refused the request for billing reasons", "Check the account's credit and billing"))
+        }
+        _ => None,
     }
 }
 
@@ -222,5 +273,63 @@ mod tests {
         assert_eq!(s.feed(b"{\"type\":\"brand_new_event\",\"x\":1}"), super::super::stream::LineEffect::Nothing);
         assert_eq!(s.feed(b"\xff\xfe"), super::super::stream::LineEffect::Nothing);
         assert_eq!(s.non_json_lines, 2);
+    }
+
+    fn retries(status: u16, error: &str, count: u32, max_retries: u32) -> StreamState {
+        let mut state = StreamState::default();
+        for attempt in 1..=count {
+            let line = format!(
+                r#"{{"type":"system","subtype":"api_retry","attempt":{attempt},"max_retries":{max_retries},"retry_delay_ms":500,"error_status":{status},"error":"{error}","session_id":"s"}}"#
+            );
+            state.feed(line.as_bytes());
+        }
+        state
+    }
+
+    fn gives_up(state: &StreamState) -> Option<(String, bool)> {
+        give_up(state).map(|outcome| match outcome {
+            Outcome::Failure { kind, transient, .. } => (kind, transient),
+            other => panic!("give_up gives failures, not {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_refused_key_is_given_up_at_its_second_retry() {
+        assert_eq!(gives_up(&retries(401, "authentication_failed", 1, 10)), None, "the first may heal");
+        let state = retries(401, "authentication_failed", 2, 10);
+        assert_eq!(gives_up(&state), Some(("auth".into(), false)));
+        let Some(Outcome::Failure { message, .. }) = give_up(&state) else { panic!("a failure") };
+        assert!(message.contains("401 authentication_failed") && message.contains("retry 8 more times"), "{message}");
+        assert!(message.contains("ANTHROPIC_API_KEY"), "{message}");
+        assert_eq!(gives_up(&retries(403, "permission_error", 2, 10)), Some(("auth".into(), false)));
+        assert_eq!(gives_up(&retries(402, "billing_error", 3, 10)), Some(("billing".into(), false)));
+        let Some(Outcome::Failure { message, .. }) = give_up(&retries(401, "authentication_failed", 2, 3)) else {
+            panic!("a failure")
+        };
+        assert!(message.contains("retry 1 more time."), "{message}");
+    }
+
+    #[test]
+    fn errors_that_may_pass_are_left_to_the_cli() {
+        for (status, error) in
+            [(429, "rate_limit"), (529, "overloaded"), (500, "server_error"), (400, "invalid_request")]
+        {
+            assert_eq!(gives_up(&retries(status, error, 5, 10)), None, "{status}");
+        }
+        // At its last retry the CLI stops by itself, with its own words: nothing to save.
+        assert_eq!(gives_up(&retries(401, "authentication_failed", 2, 2)), None);
+        // Nor is a streak broken by an answer from the model.
+        let mut state = retries(401, "authentication_failed", 1, 10);
+        state.feed(br#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"}]},"session_id":"s"}"#);
+        state.feed(
+            br#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":500,"error_status":401,"error":"authentication_failed","session_id":"s"}"#,
+        );
+        assert_eq!(gives_up(&state), None);
+    }
+
+    #[test]
+    fn the_recorded_auth_failure_is_not_cut_short() {
+        // The fixture's CLI retried twice of two: it gave up by itself.
+        assert_eq!(gives_up(&stream_of(fixture!("api-401-auth-failed.jsonl"))), None);
     }
 }

@@ -3,7 +3,8 @@
 //! in its environment — reads its stream-json with bounded memory into the logs and a live
 //! [`RunProgress`], stops it on timeout or request (SIGINT to the whole group, then SIGTERM, then
 //! SIGKILL, a grace period apart), makes sure nothing it started outlives it, and classifies how
-//! it ended.
+//! it ended. It also stops a CLI whose API retries cannot succeed ([`give_up`]: a refused key),
+//! the same way, and fails the attempt at once instead of minutes later.
 
 mod classify;
 mod detach;
@@ -24,11 +25,11 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-pub use classify::{Exit, Outcome, StopCause, classify};
+pub use classify::{Exit, Outcome, StopCause, classify, give_up};
 pub use detach::{ensure_worker, spawn_detached_worker};
 pub use lines::{BoundedLines, Line};
 pub use stale::{RUN_TAG_VAR, run_tag, stop_run};
-pub use stream::{LineEffect, ResultEvent, StreamState};
+pub use stream::{ApiRetry, LineEffect, ResultEvent, StreamState};
 pub use version::{VersionError, claude_version};
 
 use crate::logs::{DetailedLog, SummarySteps};
@@ -219,6 +220,8 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
 
     let deadline = Instant::now() + spec.timeout;
     let mut stopped: Option<StopCause> = None;
+    // The failure to report when the CLI was stopped because its retries cannot succeed.
+    let mut gave_up: Option<Outcome> = None;
     // The next signal to send while stopping, and when.
     let mut escalation: Option<(Signal, Instant)> = None;
     let mut exit: Option<Exit> = None;
@@ -248,6 +251,14 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                                     let _ = steps.step(&action);
                                     progress.send_modify(|p| p.last_action = Some(action));
                                 }
+                                LineEffect::ApiRetry(action) => {
+                                    let _ = steps.step(&action);
+                                    progress.send_modify(|p| p.last_action = Some(action));
+                                    // A stop already under way keeps its own cause.
+                                    if gave_up.is_none() && stopped.is_none() {
+                                        gave_up = give_up(&state);
+                                    }
+                                }
                                 LineEffect::Session => {
                                     let id = state.session_id.clone();
                                     progress.send_modify(|p| p.session_id = id);
@@ -260,6 +271,14 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                     // The lines that came in the same read need no trip through the select.
                     while let Some(line) = stdout.as_mut().and_then(BoundedLines::buffered_line) {
                         on_line(line);
+                    }
+                    if let Some(Outcome::Failure { message, .. }) = &gave_up
+                        && stopped.is_none()
+                        && escalation.is_none()
+                        && exit.is_none()
+                    {
+                        tracing::info!("stopping claude (pid {}): {message}", pid.unwrap_or(0));
+                        escalation = begin_stop(group, spec.kill_grace);
                     }
                 }
                 None => {
@@ -294,11 +313,12 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                 }
                 drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
             },
-            () = sleep_until(deadline), if stopped.is_none() && exit.is_none() => {
+            // Once giving up, that stop runs its course: its outcome is the one to report.
+            () = sleep_until(deadline), if stopped.is_none() && gave_up.is_none() && exit.is_none() => {
                 stopped = Some(StopCause::Timeout);
                 escalation = begin_stop(group, spec.kill_grace);
             },
-            () = stop.cancelled(), if stopped.is_none() && exit.is_none() => {
+            () = stop.cancelled(), if stopped.is_none() && gave_up.is_none() && exit.is_none() => {
                 stopped = Some(StopCause::Requested);
                 escalation = begin_stop(group, spec.kill_grace);
             },
@@ -321,7 +341,12 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         let _ = log.finish();
     }
     let exit = exit.unwrap_or(Exit::Code(-1));
-    let mut outcome = classify(&state, exit, stopped, &stderr_tail);
+    let mut outcome = match (classify(&state, exit, stopped, &stderr_tail), gave_up) {
+        // What the CLI printed once stopped (an interrupted run) is not what happened.
+        (Outcome::Success { result }, _) => Outcome::Success { result },
+        (_, Some(failure)) => failure,
+        (outcome, None) => outcome,
+    };
     if let (Outcome::Failure { kind, message, .. }, Some(closed), Some(exited)) =
         (&mut outcome, stdout_closed, exited_at)
         && kind == "cli_error"

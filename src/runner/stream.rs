@@ -2,10 +2,13 @@
 //! own, unknown event types and fields are ignored here (they stay in the detailed log), and a
 //! line that is not JSON is not an error, nor is one with invalid UTF-8 (it is read with the
 //! bad bytes replaced). What a run needs is kept: the session id, what the model is doing now,
-//! the errors the CLI reported, and the final `result` event.
+//! the errors the CLI reported, the API errors it is retrying (`system/api_retry`), and the final
+//! `result` event.
 //!
 //! Most of what a busy task prints is tool output (`user` events), often large: once the session
 //! id is known, a line that says it is of a type the runner does not track is not parsed at all.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -32,6 +35,48 @@ pub struct ResultEvent {
     pub api_error: Option<String>,
 }
 
+/// One `system/api_retry` event: the CLI's request failed and it will try again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiRetry {
+    /// Which retry this is (1-based) of `max_retries`.
+    pub attempt: u32,
+    pub max_retries: u32,
+    pub retry_delay_ms: u64,
+    /// The HTTP status, when there was an answer.
+    pub error_status: Option<u16>,
+    /// The CLI's name for the error: `authentication_failed`, `rate_limit`, `overloaded`, ...
+    pub error: Option<String>,
+}
+
+impl ApiRetry {
+    /// What the task is doing meanwhile: `API error 401 (authentication_failed), retry 3 of 10 in 2.1 s`.
+    pub fn describe(&self) -> String {
+        let what = match (self.error_status, self.error.as_deref()) {
+            (Some(status), Some(error)) => format!("API error {status} ({error})"),
+            (Some(status), None) => format!("API error {status}"),
+            (None, Some(error)) => format!("API request failed ({error})"),
+            (None, None) => "API request failed".to_owned(),
+        };
+        format!(
+            "{what}, retry {} of {} in {:.1} s",
+            self.attempt,
+            self.max_retries,
+            Duration::from_millis(self.retry_delay_ms).as_secs_f64()
+        )
+    }
+
+    fn parse(event: &Value) -> ApiRetry {
+        let u64_of = |key: &str| event.get(key).and_then(Value::as_u64);
+        ApiRetry {
+            attempt: u64_of("attempt").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            max_retries: u64_of("max_retries").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            retry_delay_ms: u64_of("retry_delay_ms").unwrap_or(0),
+            error_status: u64_of("error_status").and_then(|n| u16::try_from(n).ok()),
+            error: event.get("error").and_then(Value::as_str).map(str::to_owned),
+        }
+    }
+}
+
 /// What one line changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LineEffect {
@@ -41,6 +86,9 @@ pub enum LineEffect {
     Session,
     /// The model started a new step; the new `last_action`.
     Action(String),
+    /// The CLI is retrying a failed API request ([`StreamState::api_retry`]); the new
+    /// `last_action`, which says so.
+    ApiRetry(String),
     /// The result event arrived.
     Result,
 }
@@ -56,6 +104,11 @@ pub struct StreamState {
     /// Text of that message (the CLI's explanation).
     pub assistant_error_text: Option<String>,
     pub result: Option<ResultEvent>,
+    /// The latest `system/api_retry` event, if the CLI is retrying.
+    pub api_retry: Option<ApiRetry>,
+    /// How many retries in a row reported the same error as `api_retry` (none in between got
+    /// an answer from the model): 1 for the first.
+    pub api_retry_streak: u32,
     pub lines: u64,
     /// Lines that were parsed and found not to be JSON.
     pub non_json_lines: u64,
@@ -68,7 +121,9 @@ impl StreamState {
     /// Takes one line of output.
     pub fn feed(&mut self, line: &[u8]) -> LineEffect {
         self.lines += 1;
-        if self.session_id.is_some() && leading_type(line).is_some_and(|t| t != b"assistant" && t != b"result") {
+        if self.session_id.is_some()
+            && leading_type(line).is_some_and(|t| t != b"assistant" && t != b"result" && !is_api_retry(t, line))
+        {
             return LineEffect::Nothing;
         }
         let event = match serde_json::from_slice::<Value>(line) {
@@ -106,6 +161,23 @@ impl StreamState {
                     self.last_action = Some(action.clone());
                     effect = LineEffect::Action(action);
                 }
+                // The model answered: the requests go through again.
+                if event.get("error").is_none() {
+                    self.api_retry = None;
+                    self.api_retry_streak = 0;
+                }
+            }
+            Some("system") if event.get("subtype").and_then(Value::as_str) == Some("api_retry") => {
+                let retry = ApiRetry::parse(&event);
+                let same = self
+                    .api_retry
+                    .as_ref()
+                    .is_some_and(|last| (last.error_status, &last.error) == (retry.error_status, &retry.error));
+                self.api_retry_streak = if same { self.api_retry_streak + 1 } else { 1 };
+                let action = retry.describe();
+                self.last_action = Some(action.clone());
+                self.api_retry = Some(retry);
+                effect = LineEffect::ApiRetry(action);
             }
             Some("result") => {
                 self.result = Some(parse_result(&event));
@@ -126,6 +198,13 @@ fn leading_type(line: &[u8]) -> Option<&[u8]> {
     let rest = line.strip_prefix(br#"{"type":""#)?;
     let end = rest.iter().take(64).position(|&b| b == b'"')?;
     Some(&rest[..end])
+}
+
+/// Whether a line of type `line_type` is a `system/api_retry` event (written as
+/// `{"type":"system","subtype":"api_retry",...`), without parsing it.
+fn is_api_retry(line_type: &[u8], line: &[u8]) -> bool {
+    const SUBTYPE: &[u8] = br#""subtype":"api_retry""#;
+    line_type == b"system" && line[..line.len().min(128)].windows(SUBTYPE.len()).any(|w| w == SUBTYPE)
 }
 
 fn message_text(event: &Value) -> Option<String> {
@@ -232,5 +311,44 @@ fn parse_result(event: &Value) -> ResultEvent {
         api_error_status: event.get("api_error_status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()),
         api_error_type: str_of("api_error_type"),
         api_error: str_of("api_error"),
+    }
+}
+
+#[cfg(test)]
+mod api_retry_tests {
+    use super::*;
+
+    const RETRY_401: &str = r#"{"type":"system","subtype":"api_retry","attempt":3,"max_retries":10,"retry_delay_ms":2100,"error_status":401,"error":"authentication_failed","session_id":"s"}"#;
+
+    #[test]
+    fn a_retry_is_the_current_action_even_after_the_session_is_known() {
+        let mut s = StreamState::default();
+        s.feed(br#"{"type":"system","subtype":"init","session_id":"s"}"#);
+        let effect = s.feed(RETRY_401.as_bytes());
+        let text = "API error 401 (authentication_failed), retry 3 of 10 in 2.1 s";
+        assert_eq!(effect, LineEffect::ApiRetry(text.to_owned()));
+        assert_eq!(s.last_action.as_deref(), Some(text));
+        assert_eq!(s.api_retry_streak, 1);
+        s.feed(RETRY_401.as_bytes());
+        assert_eq!(s.api_retry_streak, 2);
+        // Another error starts a new streak; an answer from the model ends it.
+        s.feed(RETRY_401.replace("401", "529").replace("authentication_failed", "overloaded").as_bytes());
+        assert_eq!(s.api_retry_streak, 1);
+        s.feed(br#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"}]},"session_id":"s"}"#);
+        assert_eq!((s.api_retry.as_ref(), s.api_retry_streak), (None, 0));
+        // Other system events are still not parsed.
+        assert_eq!(s.feed(br#"{"type":"system","subtype":"status","session_id":"s"}"#), LineEffect::Nothing);
+    }
+
+    #[test]
+    fn a_retry_without_a_status_says_what_failed() {
+        let retry = ApiRetry {
+            attempt: 1,
+            max_retries: 1,
+            retry_delay_ms: 544,
+            error_status: None,
+            error: Some("unknown".into()),
+        };
+        assert_eq!(retry.describe(), "API request failed (unknown), retry 1 of 1 in 0.5 s");
     }
 }

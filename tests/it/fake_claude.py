@@ -4,6 +4,9 @@
 #   @sleep=S        work for S seconds (printing tool use lines) before answering
 #   @tool           answer with the Bash tool-use fixture
 #   @auth           fail with the 401 authentication fixture
+#   @api-retry=STATUS,COUNT,DELAY  retry a failing API request as the CLI does: COUNT system/api_retry
+#                   events (max_retries COUNT, error_status STATUS) DELAY seconds apart, then the
+#                   result of the fixture for STATUS (401, 429 or 529) and exit 1
 #   @529            fail with the 529 overloaded fixture, every time
 #   @529-once=KEY   fail with 529 the first time KEY is seen, then succeed
 #   @max-turns      fail with error_max_turns
@@ -26,7 +29,7 @@
 # SIGTERM makes it exit 143 without a result.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
-# were running at that moment.
+# were running at that moment (and at the end, how many api_retry events it printed).
 import hashlib, json, os, re, signal, subprocess, sys, time, uuid
 
 # `claude --version`, as the real CLI answers it (doctor asks), before anything needs the test's state.
@@ -39,6 +42,7 @@ FIXTURES = os.environ["FAKE_CLAUDE_FIXTURES"]
 PID = os.getpid()
 SESSION = str(uuid.uuid4())
 RUNNING = os.path.join(STATE, "running")
+RETRIES = 0
 
 
 def record(event, **fields):
@@ -56,10 +60,12 @@ def emit(line):
         sys.stdout = open(os.devnull, "w")
 
 
-def fixture(name, result=None):
+def fixture(name, result=None, retries=True):
     with open(os.path.join(FIXTURES, name)) as f:
         for raw in f:
             event = json.loads(raw)
+            if not retries and event.get("subtype") == "api_retry":
+                continue
             if "session_id" in event:
                 event["session_id"] = SESSION
             if result is not None and event.get("type") == "result":
@@ -72,7 +78,7 @@ def finish(code):
         os.unlink(os.path.join(RUNNING, str(PID)))
     except FileNotFoundError:
         pass
-    record("end", code=code)
+    record("end", code=code, retries=RETRIES)
     sys.exit(code)
 
 
@@ -232,6 +238,18 @@ if sleep and resume is None:
         step += 1
         emit(json.dumps({"type": "assistant", "message": {"content": [{"type": "tool_use", "id": "t%d" % step, "name": "Bash", "input": {"command": "step %d" % step}}]}, "session_id": SESSION}))
         time.sleep(min(0.05, max(0.0, end - time.time())))
+
+api_retry = directive("api-retry")
+if api_retry:
+    status, count, delay = api_retry.split(",")
+    errors = {"401": ("authentication_failed", "api-401-auth-failed.jsonl"), "429": ("rate_limit", "api-429-rate-limit.jsonl"), "529": ("overloaded", "api-529-overloaded.jsonl")}
+    error, name = errors[status]
+    for attempt in range(1, int(count) + 1):
+        emit(json.dumps({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": int(count), "retry_delay_ms": int(float(delay) * 1000), "error_status": int(status), "error": error, "session_id": SESSION, "uuid": str(uuid.uuid4())}, separators=(",", ":")))
+        RETRIES += 1
+        time.sleep(float(delay))
+    fixture(name, retries=False)
+    finish(1)
 
 if directive("auth") is not None:
     fixture("api-401-auth-failed.jsonl")

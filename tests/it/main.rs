@@ -1,8 +1,10 @@
 //! One integration test binary: the real `claude-worker` and `claude-worker-inspect` binaries,
 //! a fake `claude` shaped like the real CLI's output, and real SQLite, processes and signals.
 
+mod api_retries;
 mod bad_input;
 mod cli;
+mod costs;
 mod durability;
 mod environment;
 mod execution;
@@ -13,5 +15,6 @@ mod inspect_more;
 mod limits;
 mod protocol;
 mod resources;
+mod schemas;
 mod terminal;
 mod tools;
