@@ -5,9 +5,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef};
+use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, TaskStatus};
 use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
-use crate::store::{CancelOutcome, Created, RetryOutcome};
+use crate::store::{CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 use crate::time::rfc3339;
 
 /// A task named by identifier (`build_api`), by `#<task_id>`, or by its id as a number.
@@ -259,7 +259,10 @@ pub struct CancelArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryArgs {
-    pub task: TaskArg,
+    /// The failed or cancelled task to run again.
+    pub task: Option<TaskArg>,
+    /// Instead of task: retry every failed, cancelled and skipped task of this orchestration.
+    pub orchestration_id: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -670,13 +673,116 @@ impl From<&CancelOutcome> for CancelOut {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct RetryOut {
-    pub task_id: i64,
-    pub status: String,
+    /// The task retried, when the call named a task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
+    /// Its state now (pending or waiting), when the call named a task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub orchestration_id: i64,
+    /// The skipped tasks that went back to waiting.
     pub reopened: Vec<i64>,
+    /// Every task put back in line, in dependency order, with its state before and now.
+    pub tasks: Vec<RetriedTaskOut>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RetriedTaskOut {
+    pub task_id: i64,
+    pub task_identifier: String,
+    /// failed, cancelled or skipped.
+    pub was: String,
+    /// pending or waiting.
+    pub status: String,
 }
 
 impl From<&RetryOutcome> for RetryOut {
     fn from(o: &RetryOutcome) -> Self {
-        RetryOut { task_id: o.task_id, status: o.status.to_string(), reopened: o.reopened.clone() }
+        RetryOut {
+            task_id: Some(o.task_id),
+            status: Some(o.status.to_string()),
+            orchestration_id: o.orchestration_id,
+            reopened: o.reopened.clone(),
+            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            message: retry_message(None, &o.tasks),
+        }
+    }
+}
+
+impl From<&OrchestrationRetryOutcome> for RetryOut {
+    fn from(o: &OrchestrationRetryOutcome) -> Self {
+        RetryOut {
+            task_id: None,
+            status: None,
+            orchestration_id: o.orchestration_id,
+            reopened: o.tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
+            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            message: retry_message(Some(o.orchestration_id), &o.tasks),
+        }
+    }
+}
+
+impl From<&RetriedTask> for RetriedTaskOut {
+    fn from(t: &RetriedTask) -> Self {
+        RetriedTaskOut {
+            task_id: t.task_id,
+            task_identifier: t.task_identifier.clone(),
+            was: t.was.to_string(),
+            status: t.status.to_string(),
+        }
+    }
+}
+
+/// "Retried 2 tasks of orchestration 3: b (#2) now pending, d (#4) now waiting. Reopened 1
+/// skipped task, now waiting: c (#3)."
+fn retry_message(orchestration_id: Option<i64>, tasks: &[RetriedTask]) -> String {
+    let (reopened, retried): (Vec<&RetriedTask>, Vec<&RetriedTask>) =
+        tasks.iter().partition(|t| t.was == TaskStatus::Skipped);
+    let count = |n: usize| if n == 1 { "1 task".to_owned() } else { format!("{n} tasks") };
+    let of = orchestration_id.map(|id| format!(" of orchestration {id}")).unwrap_or_default();
+    let mut sentences = Vec::new();
+    if !retried.is_empty() {
+        let names: Vec<String> =
+            retried.iter().map(|t| format!("{} (#{}) now {}", t.task_identifier, t.task_id, t.status)).collect();
+        sentences.push(format!("Retried {}{of}: {}.", count(names.len()), names.join(", ")));
+    }
+    if !reopened.is_empty() {
+        let names: Vec<String> = reopened.iter().map(|t| format!("{} (#{})", t.task_identifier, t.task_id)).collect();
+        sentences.push(format!(
+            "Reopened {}{} that had been skipped, now waiting: {}.",
+            count(names.len()),
+            if retried.is_empty() { of.as_str() } else { "" },
+            names.join(", ")
+        ));
+    }
+    sentences.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retried(task_id: i64, name: &str, was: TaskStatus, status: TaskStatus) -> RetriedTask {
+        RetriedTask { task_id, task_identifier: name.to_owned(), was, status }
+    }
+
+    #[test]
+    fn retry_messages_count_in_words() {
+        use TaskStatus::{Cancelled, Failed, Pending, Skipped, Waiting};
+        assert_eq!(
+            retry_message(None, &[retried(6, "setup_db", Failed, Pending)]),
+            "Retried 1 task: setup_db (#6) now pending."
+        );
+        let tasks =
+            [retried(2, "b", Failed, Pending), retried(3, "c", Skipped, Waiting), retried(4, "d", Cancelled, Waiting)];
+        assert_eq!(
+            retry_message(Some(3), &tasks),
+            "Retried 2 tasks of orchestration 3: b (#2) now pending, d (#4) now waiting. Reopened 1 task that had \
+             been skipped, now waiting: c (#3)."
+        );
+        let out = RetryOut::from(&OrchestrationRetryOutcome { orchestration_id: 3, tasks: tasks.to_vec() });
+        assert_eq!(out.reopened, [3]);
+        assert_eq!(out.task_id, None);
     }
 }
