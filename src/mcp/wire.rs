@@ -655,7 +655,11 @@ pub struct CancelOut {
 
 impl From<&CancelOutcome> for CancelOut {
     fn from(o: &CancelOutcome) -> Self {
-        let mut message = format!("{} task(s) cancelled, {} dependent(s) skipped.", o.cancelled.len(), o.skipped.len());
+        let mut message = format!(
+            "{} cancelled, {} skipped.",
+            count(o.cancelled.len(), "task", "tasks"),
+            count(o.skipped.len(), "dependent", "dependents")
+        );
         let still: Vec<String> =
             o.stopping.iter().filter(|(id, _)| !o.cancelled.contains(id)).map(|(id, _)| format!("#{id}")).collect();
         if !still.is_empty() {
@@ -734,24 +738,29 @@ impl From<&RetriedTask> for RetriedTaskOut {
     }
 }
 
+/// `n` and the noun in the right number: "1 task", "2 tasks", "0 tasks".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// "Retried 2 tasks of orchestration 3: b (#2) now pending, d (#4) now waiting. Reopened 1
 /// skipped task, now waiting: c (#3)."
 fn retry_message(orchestration_id: Option<i64>, tasks: &[RetriedTask]) -> String {
     let (reopened, retried): (Vec<&RetriedTask>, Vec<&RetriedTask>) =
         tasks.iter().partition(|t| t.was == TaskStatus::Skipped);
-    let count = |n: usize| if n == 1 { "1 task".to_owned() } else { format!("{n} tasks") };
+    let tasks = |n: usize| count(n, "task", "tasks");
     let of = orchestration_id.map(|id| format!(" of orchestration {id}")).unwrap_or_default();
     let mut sentences = Vec::new();
     if !retried.is_empty() {
         let names: Vec<String> =
             retried.iter().map(|t| format!("{} (#{}) now {}", t.task_identifier, t.task_id, t.status)).collect();
-        sentences.push(format!("Retried {}{of}: {}.", count(names.len()), names.join(", ")));
+        sentences.push(format!("Retried {}{of}: {}.", tasks(names.len()), names.join(", ")));
     }
     if !reopened.is_empty() {
         let names: Vec<String> = reopened.iter().map(|t| format!("{} (#{})", t.task_identifier, t.task_id)).collect();
         sentences.push(format!(
             "Reopened {}{} that had been skipped, now waiting: {}.",
-            count(names.len()),
+            tasks(names.len()),
             if retried.is_empty() { of.as_str() } else { "" },
             names.join(", ")
         ));
@@ -782,6 +791,7 @@ mod tests {
              been skipped, now waiting: c (#3)."
         );
         let out = RetryOut::from(&OrchestrationRetryOutcome { orchestration_id: 3, tasks: tasks.to_vec() });
+        assert_eq!(count(0, "task", "tasks"), "0 tasks");
         assert_eq!(out.reopened, [3]);
         assert_eq!(out.task_id, None);
     }
