@@ -18,7 +18,8 @@ pub struct Config {
     pub home: PathBuf,
     /// `CLAUDE_WORKER_DB`: the SQLite file shared by every process of this user.
     pub db_path: PathBuf,
-    /// `CLAUDE_WORKER_LOG_DIR`: where `claude-worker.log` and `tasks/` live.
+    /// `CLAUDE_WORKER_LOG_DIR`: where `claude-worker.log` and the task logs
+    /// ([`Config::task_log_dir`]) live.
     pub log_dir: PathBuf,
     /// `CLAUDE_WORKER_CLAUDE_BIN`: the Claude Code CLI to run.
     pub claude_bin: PathBuf,
@@ -215,14 +216,39 @@ impl Config {
         Ok(config)
     }
 
-    /// Directory of the per-task summary and detailed logs.
+    /// Directory of this database's per-task summary and detailed logs: `<log_dir>/tasks` for
+    /// the database at `<log_dir>/tasks.db` (the default), else a directory of its own (see
+    /// [`crate::logs::task_log_dir_name`]). Everything that reads, writes or prunes task logs
+    /// asks here.
     pub fn task_log_dir(&self) -> PathBuf {
-        self.log_dir.join("tasks")
+        self.log_dir
+            .join(crate::logs::task_log_dir_name(&canonical_path(&self.log_dir), &canonical_path(&self.db_path)))
     }
 
     /// Path of the global log.
     pub fn global_log_path(&self) -> PathBuf {
         self.log_dir.join("claude-worker.log")
+    }
+}
+
+/// `path` made absolute with symlinks resolved, as far as it exists: its longest existing
+/// ancestor is canonicalized and the rest appended, so a database or log directory that is not
+/// created yet gets the same answer as once it is.
+fn canonical_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(existing) {
+            return missing.iter().rev().fold(canonical, |path, name| path.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
     }
 }
 
@@ -333,6 +359,32 @@ mod tests {
         assert!(err.to_string().contains("CLAUDE_WORKER_MAX_DB_PAGES"), "{err}");
         let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_DB_PAGES", "500")]).expect("valid");
         assert_eq!(c.max_db_pages, Some(500));
+    }
+
+    #[test]
+    fn task_logs_follow_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("cw");
+        let home_str = home.display().to_string();
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_HOME", &home_str)]).expect("valid");
+        assert_eq!(c.task_log_dir(), home.join("tasks"), "the default layout, before anything exists");
+        std::fs::create_dir_all(&home).expect("mkdir");
+        std::fs::write(home.join("tasks.db"), "").expect("db");
+        assert_eq!(c.task_log_dir(), home.join("tasks"), "and after");
+        // The same database named through a symlink shares the logs.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&home, &link).expect("symlink");
+        let through_link = format!("{}/tasks.db", link.display());
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_HOME", &home_str), ("CLAUDE_WORKER_DB", &through_link)])
+            .expect("valid");
+        assert_eq!(c.task_log_dir(), home.join("tasks"));
+        // Another database sharing the log directory gets its own.
+        let other = dir.path().join("project/work.db").display().to_string();
+        let c =
+            config(&[("HOME", "/h"), ("CLAUDE_WORKER_HOME", &home_str), ("CLAUDE_WORKER_DB", &other)]).expect("valid");
+        let tasks = c.task_log_dir();
+        assert_eq!(tasks.parent(), Some(home.as_path()));
+        assert!(tasks.file_name().expect("name").to_string_lossy().starts_with("tasks-work-"), "{tasks:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure dependency logic, with no IO: checking a batch of new tasks (duplicate identifiers,
 //! cycles), deciding a new task's first state from its dependencies, what becomes ready when a
-//! task completes, what must be skipped when one fails, and an orchestration's state.
+//! task completes, what must be skipped when one fails, what a retry of a task or of a whole
+//! orchestration puts back in line, and an orchestration's state.
 //!
 //! The store loads the few rows these functions need inside its transaction, asks, and writes the
 //! answer; everything here can be stepped by hand in unit tests.
@@ -177,6 +178,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The tasks of one orchestration and their edges: what the store loads to answer
+/// One task that a retry puts back in line: its state before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reopening {
+    pub task_id: TaskId,
+    /// `failed`, `cancelled` or `skipped`.
+    pub was: TaskStatus,
+    /// `pending` or `waiting`.
+    pub status: TaskStatus,
+}
+
 /// "what becomes ready" and "what must be skipped".
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
@@ -266,6 +277,29 @@ impl Graph {
                 return reopened.into_iter().collect();
             }
         }
+    }
+
+    /// What a retry of the whole orchestration does: every failed, cancelled or skipped task goes
+    /// back in line, with its new state decided from its dependencies as they will be after the
+    /// retry: `pending` when every one of them completed, else `waiting` (a dependency that is
+    /// retried too, running or still waiting has not completed). Completed and unfinished tasks
+    /// are left alone. Sorted by id, which is dependency order: a task is stored after its
+    /// dependencies.
+    pub fn retry_all(&self) -> Vec<Reopening> {
+        self.status
+            .iter()
+            .filter(|(_, status)| status.blocks_dependents())
+            .map(|(&task_id, &was)| {
+                let all_completed = self
+                    .depends_on
+                    .get(&task_id)
+                    .into_iter()
+                    .flatten()
+                    .all(|&dep| self.status(dep) == Some(TaskStatus::Completed));
+                let status = if all_completed { TaskStatus::Pending } else { TaskStatus::Waiting };
+                Reopening { task_id, was, status }
+            })
+            .collect()
     }
 
     /// Every skipped task reachable from `root` through skipped tasks. Sorted by id.
@@ -414,6 +448,59 @@ mod tests {
         g.add_task(6, TaskStatus::Failed);
         g.add_edge(4, 6);
         assert_eq!(g.reopened_by_retry(1), vec![2, 3]);
+    }
+
+    #[test]
+    fn retrying_everything_reopens_in_dependency_order() {
+        // 1 failed <- 2 skipped <- 4 skipped -> 3 skipped -> 1; 5 cancelled while waiting on 6,
+        // which completed; 7 completed; 8 running <- 9 skipped, which also depends on 1.
+        let mut g = diamond();
+        g.add_task(1, TaskStatus::Failed);
+        for id in [2, 3, 4] {
+            g.add_task(id, TaskStatus::Skipped);
+        }
+        g.add_task(5, TaskStatus::Cancelled);
+        g.add_task(6, TaskStatus::Completed);
+        g.add_edge(5, 6);
+        g.add_task(7, TaskStatus::Completed);
+        g.add_task(8, TaskStatus::Running);
+        g.add_task(9, TaskStatus::Skipped);
+        g.add_edge(9, 8);
+        g.add_edge(9, 1);
+        let reopen = |task_id, was, status| Reopening { task_id, was, status };
+        use TaskStatus::{Cancelled, Failed, Pending, Skipped, Waiting};
+        assert_eq!(
+            g.retry_all(),
+            vec![
+                reopen(1, Failed, Pending),
+                reopen(2, Skipped, Waiting),
+                reopen(3, Skipped, Waiting),
+                reopen(4, Skipped, Waiting),
+                reopen(5, Cancelled, Pending),
+                reopen(9, Skipped, Waiting),
+            ]
+        );
+    }
+
+    #[test]
+    fn retrying_everything_waits_for_a_retried_dependency() {
+        // A task cancelled before its dependency failed waits for that dependency's new run.
+        let mut g = Graph::new();
+        g.add_task(1, TaskStatus::Failed);
+        g.add_task(2, TaskStatus::Cancelled);
+        g.add_edge(2, 1);
+        let states: Vec<_> = g.retry_all().iter().map(|r| (r.task_id, r.status)).collect();
+        assert_eq!(states, vec![(1, TaskStatus::Pending), (2, TaskStatus::Waiting)]);
+    }
+
+    #[test]
+    fn retrying_everything_finds_nothing_in_a_healthy_graph() {
+        assert_eq!(diamond().retry_all(), Vec::new());
+        let mut done = diamond();
+        for id in 1..=5 {
+            done.add_task(id, TaskStatus::Completed);
+        }
+        assert_eq!(done.retry_all(), Vec::new());
     }
 
     #[test]

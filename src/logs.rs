@@ -3,6 +3,9 @@
 //! `tasks/task_<id>_detailed.log` (every stream-json line and the CLI's stderr, capped: the head
 //! is kept as written, the tail in two rotating segments, joined when the attempt ends).
 //!
+//! Task ids are only unique within one database, and several databases may share a log
+//! directory, so each database has its own directory of task logs: [`task_log_dir_name`].
+//!
 //! Each task's files have one writer at a time (the owner of its current attempt), so lines from
 //! two writers never interleave.
 
@@ -27,6 +30,36 @@ impl TaskLogPaths {
             detailed: task_log_dir.join(format!("task_{task_id}_detailed.log")),
         }
     }
+}
+
+/// The name of the directory, in the log directory, that holds the task logs of one database.
+///
+/// The database that lives in the log directory under its default name (`<log_dir>/tasks.db`,
+/// the default layout, and the Python tool's) keeps plain `tasks`. Any other database gets
+/// `tasks-<file stem>-<hash>`: the stem so that a person can tell which database it belongs to,
+/// and 8 hex digits of a stable hash (FNV-1a) of its path so that two databases with the same file
+/// name stay apart. Two databases sharing a log directory therefore never write, read or prune
+/// each other's task logs. Both paths must be canonical (absolute, symlinks resolved), so that
+/// every process naming the same database the same or another way agrees.
+pub fn task_log_dir_name(canonical_log_dir: &Path, canonical_db_path: &Path) -> String {
+    if canonical_db_path == canonical_log_dir.join("tasks.db") {
+        return "tasks".to_owned();
+    }
+    let stem: String = canonical_db_path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .take(40)
+        .collect();
+    let stem = if stem.is_empty() { "db".to_owned() } else { stem };
+    format!("tasks-{stem}-{:08x}", fnv1a(canonical_db_path.as_os_str().as_encoded_bytes()) as u32)
+}
+
+/// 64-bit FNV-1a: tiny, and the same in every build and release (unlike std's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -288,6 +321,35 @@ mod tests {
         assert!(text.len() as u64 <= cap + 200, "{} bytes", text.len());
         assert!(text.starts_with("first\n") && text.trim_end().ends_with("last"), "{text}");
         assert!(text.contains("more bytes of this line not kept"), "{text}");
+    }
+
+    #[test]
+    fn the_default_database_keeps_plain_tasks_and_any_other_gets_its_own_directory() {
+        let log_dir = Path::new("/home/u/.claude-worker");
+        assert_eq!(task_log_dir_name(log_dir, &log_dir.join("tasks.db")), "tasks");
+        let other = task_log_dir_name(log_dir, Path::new("/srv/project/work.db"));
+        assert!(other.starts_with("tasks-work-") && other.len() == "tasks-work-".len() + 8, "{other}");
+        assert_eq!(other, task_log_dir_name(log_dir, Path::new("/srv/project/work.db")), "stable");
+        // The same file name elsewhere, or another name in the log directory, is another database.
+        let same_name = task_log_dir_name(log_dir, Path::new("/srv/other/work.db"));
+        assert!(same_name.starts_with("tasks-work-") && same_name != other, "{same_name}");
+        let beside = task_log_dir_name(log_dir, &log_dir.join("second.db"));
+        assert!(beside.starts_with("tasks-second-"), "{beside}");
+        // The default name in another directory is not the default layout of this log directory.
+        let elsewhere = task_log_dir_name(log_dir, Path::new("/home/u/other/tasks.db"));
+        assert!(elsewhere.starts_with("tasks-tasks-"), "{elsewhere}");
+        // A file name that would not make a tidy directory name is tidied.
+        let odd = task_log_dir_name(log_dir, Path::new("/x/my db\n.sqlite"));
+        assert!(odd.starts_with("tasks-my_db_-"), "{odd}");
+        assert!(task_log_dir_name(log_dir, Path::new("/")).starts_with("tasks-db-"));
+    }
+
+    #[test]
+    fn the_hash_is_fnv1a() {
+        // Published test vectors: the directory names must not change between releases.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

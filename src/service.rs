@@ -1,8 +1,8 @@
 //! The application's verbs, shared by the MCP edge and the inspect CLI: create a task or a
-//! whole orchestration, read statuses, outputs and log tails, cancel, retry and wait, and watch
-//! for changes (what resource subscriptions are built on). Each checks what it is
-//! given and turns it into domain types (applying defaults from [`Config`]), calls the store,
-//! and wakes or stops the executor as needed. Nothing here knows MCP or JSON.
+//! whole orchestration, read statuses, outputs and log tails, cancel, retry (a task or a whole
+//! orchestration) and wait, and watch for changes (what resource subscriptions are built on).
+//! Each checks what it is given and turns it into domain types (applying defaults from
+//! [`Config`]), calls the store, and wakes or stops the executor as needed. Nothing here knows MCP or JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use crate::model::{
     TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
-    CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, RetryOutcome, StoreError, TaskFilter,
+    CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, OrchestrationRetryOutcome, RetryOutcome,
+    StoreError, TaskFilter,
 };
 use crate::time::now_ms;
 
@@ -536,6 +537,15 @@ impl Service {
     /// Puts a failed or cancelled task back in line.
     pub async fn retry(&self, task: TaskRef) -> Result<RetryOutcome> {
         let outcome = self.db.call(move |s| s.retry(&task, now_ms())).await?;
+        self.wake();
+        Ok(outcome)
+    }
+
+    /// Puts every failed, cancelled and skipped task of an orchestration back in line with
+    /// fresh attempts, in one transaction, and starts a fresh orchestration deadline. Completed
+    /// tasks are left as they are. `Invalid` when none of its tasks can be retried.
+    pub async fn retry_orchestration(&self, id: OrchestrationId) -> Result<OrchestrationRetryOutcome> {
+        let outcome = self.db.call(move |s| s.retry_orchestration(id, now_ms())).await?;
         self.wake();
         Ok(outcome)
     }

@@ -60,6 +60,31 @@ pub fn cancel_summary(o: &crate::store::CancelOutcome) -> String {
     sentences.join(" ")
 }
 
+/// "Retried 2 tasks of orchestration 3: b (#2) now pending, d (#4) now waiting. Reopened 1
+/// skipped task, now waiting: c (#3)."
+pub fn retry_summary(orchestration_id: Option<i64>, tasks: &[crate::store::RetriedTask]) -> String {
+    let (reopened, retried): (Vec<&crate::store::RetriedTask>, Vec<&crate::store::RetriedTask>) =
+        tasks.iter().partition(|t| t.was == crate::model::TaskStatus::Skipped);
+    let tasks = |n: usize| count(n as u64, "task");
+    let of = orchestration_id.map(|id| format!(" of orchestration {id}")).unwrap_or_default();
+    let mut sentences = Vec::new();
+    if !retried.is_empty() {
+        let names: Vec<String> =
+            retried.iter().map(|t| format!("{} (#{}) now {}", t.task_identifier, t.task_id, t.status)).collect();
+        sentences.push(format!("Retried {}{of}: {}.", tasks(names.len()), names.join(", ")));
+    }
+    if !reopened.is_empty() {
+        let names: Vec<String> = reopened.iter().map(|t| format!("{} (#{})", t.task_identifier, t.task_id)).collect();
+        sentences.push(format!(
+            "Reopened {}{} that had been skipped, now waiting: {}.",
+            tasks(names.len()),
+            if retried.is_empty() { of.as_str() } else { "" },
+            names.join(", ")
+        ));
+    }
+    sentences.join(" ")
+}
+
 /// A message from the service in the words of the terminal commands: the MCP tools it names
 /// become the commands that do the same.
 pub fn in_cli_words(message: &str) -> String {
@@ -91,6 +116,28 @@ mod tests {
         assert_eq!(count(2, "task"), "2 tasks");
         assert_eq!(count_as(1, "dependency edge", "dependency edges"), "1 dependency edge");
         assert_eq!(count_as(3, "dependency", "dependencies"), "3 dependencies");
+    }
+
+    #[test]
+    fn retry_summaries_count_in_words() {
+        use crate::model::TaskStatus::{Cancelled, Failed, Pending, Skipped, Waiting};
+        let retried = |task_id: i64, name: &str, was, status| crate::store::RetriedTask {
+            task_id,
+            task_identifier: name.to_owned(),
+            was,
+            status,
+        };
+        assert_eq!(
+            retry_summary(None, &[retried(6, "setup_db", Failed, Pending)]),
+            "Retried 1 task: setup_db (#6) now pending."
+        );
+        let tasks =
+            [retried(2, "b", Failed, Pending), retried(3, "c", Skipped, Waiting), retried(4, "d", Cancelled, Waiting)];
+        assert_eq!(
+            retry_summary(Some(3), &tasks),
+            "Retried 2 tasks of orchestration 3: b (#2) now pending, d (#4) now waiting. Reopened 1 task that had \
+             been skipped, now waiting: c (#3)."
+        );
     }
 
     #[test]

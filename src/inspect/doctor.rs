@@ -77,7 +77,12 @@ pub async fn run(db: Option<PathBuf>, full: bool) -> Vec<Check> {
             }
             checks.push(ok(
                 "settings",
-                format!("database {}, logs {}", config.db_path.display(), config.log_dir.display()),
+                format!(
+                    "database {}, logs {} (its task logs in {})",
+                    config.db_path.display(),
+                    config.log_dir.display(),
+                    config.task_log_dir().display()
+                ),
             ));
             Some(config)
         }
@@ -338,7 +343,8 @@ fn log_dir(dir: &Path) -> Check {
     ok(NAME, message)
 }
 
-/// Bytes under `dir` (two levels: the global log and `tasks/`), and how many task logs.
+/// Bytes under `dir` (two levels: the global log and the task log directories of every
+/// database that shares it, `tasks/` and `tasks-*/`), and how many task logs.
 fn dir_size(dir: &Path) -> (u64, u64) {
     let mut bytes = 0;
     let mut task_logs = 0;
@@ -347,7 +353,9 @@ fn dir_size(dir: &Path) -> (u64, u64) {
         let Ok(meta) = entry.metadata() else { continue };
         if meta.is_file() {
             bytes += meta.len();
-        } else if meta.is_dir() && entry.file_name() == "tasks" {
+        } else if meta.is_dir()
+            && (entry.file_name() == "tasks" || entry.file_name().as_encoded_bytes().starts_with(b"tasks-"))
+        {
             for file in std::fs::read_dir(entry.path()).into_iter().flatten().filter_map(Result::ok) {
                 if let Ok(meta) = file.metadata()
                     && meta.is_file()

@@ -416,35 +416,50 @@ async fn command(
             bail!("handled before")
         }
         Command::Retry { task, orchestration } => {
-            let outcome = match (task, orchestration) {
-                (Some(task), None) => service.retry(TaskRef::parse(&task)).await?,
-                (None, Some(_)) | (Some(_), Some(_)) | (None, None) => {
-                    bail!("give a task, or --orchestration <id or name>, not both")
+            // The same shape as the MCP tool's answer: task_id and status for a single task.
+            let (single, orchestration_id, tasks) = match (task, orchestration) {
+                (Some(task), None) => {
+                    let outcome = service.retry(TaskRef::parse(&task)).await?;
+                    (Some((outcome.task_id, outcome.status)), outcome.orchestration_id, outcome.tasks)
                 }
+                (None, Some(orchestration)) => {
+                    let id = service.find_orchestration(&orchestration).await?;
+                    let outcome = service.retry_orchestration(id).await?;
+                    (None, outcome.orchestration_id, outcome.tasks)
+                }
+                (Some(_), Some(_)) | (None, None) => bail!("give a task, or --orchestration <id or name>, not both"),
             };
             // The retried work must run without an editor open.
             crate::terminal::ensure_executor(db_path);
+            let message = crate::text::retry_summary(single.is_none().then_some(orchestration_id), &tasks);
             if json {
+                let reopened: Vec<i64> =
+                    tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect();
+                let tasks: Vec<_> = tasks
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "task_id": t.task_id,
+                            "task_identifier": t.task_identifier,
+                            "was": t.was.as_str(),
+                            "status": t.status.as_str(),
+                        })
+                    })
+                    .collect();
                 writeln!(
                     out,
                     "{}",
                     serde_json::to_string_pretty(&json!({
-                        "task_id": outcome.task_id,
-                        "status": outcome.status.as_str(),
-                        "reopened": outcome.reopened,
+                        "task_id": single.map(|(id, _)| id),
+                        "status": single.map(|(_, status)| status.as_str()),
+                        "orchestration_id": orchestration_id,
+                        "reopened": reopened,
+                        "tasks": tasks,
+                        "message": message,
                     }))?
                 )?;
             } else {
-                let reopened = if outcome.reopened.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; {} went back to waiting: {}",
-                        crate::text::count_as(outcome.reopened.len() as u64, "skipped dependent", "skipped dependents"),
-                        outcome.reopened.iter().map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ")
-                    )
-                };
-                writeln!(out, "task #{} is {} again, with fresh attempts{reopened}", outcome.task_id, outcome.status)?;
+                writeln!(out, "{message}")?;
             }
         }
     }

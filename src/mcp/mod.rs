@@ -46,7 +46,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - create_task(task_identifier, execution_prompt, depends_on=[...]) queues one task; it starts when its dependencies completed. Tasks linked by depends_on form an orchestration.
 - create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
-- A failed dependency skips its dependents; retry(task) runs it again and reopens them. cancel stops a task or a whole orchestration.
+- A failed dependency skips its dependents; retry(task) runs it again and reopens them, retry(orchestration_id) runs every failed, cancelled and skipped task of the orchestration again. cancel stops a task or a whole orchestration.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
 
@@ -272,12 +272,20 @@ impl ClaudeWorkerServer {
         Ok(Json(CancelOut::from(&outcome)))
     }
 
-    /// Run a failed or cancelled task again; its skipped dependents go back to waiting.
+    /// Run a failed or cancelled task again (task), reopening its skipped dependents, or every failed, cancelled and skipped task of an orchestration (orchestration_id).
     #[tool(input_schema = input_schema::<RetryArgs>())]
     async fn retry(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<RetryOut>, String> {
         let args: RetryArgs = parse_args(args)?;
-        let outcome = self.service.retry(args.task.to_ref()).await.map_err(caller_error)?;
-        Ok(Json(RetryOut::from(&outcome)))
+        match target(args.task, args.orchestration_id)? {
+            Target::Task(task) => {
+                let outcome = self.service.retry(task).await.map_err(caller_error)?;
+                Ok(Json(RetryOut::from(&outcome)))
+            }
+            Target::Orchestration(id) => {
+                let outcome = self.service.retry_orchestration(id).await.map_err(caller_error)?;
+                Ok(Json(RetryOut::from(&outcome)))
+            }
+        }
     }
 
     /// Block until a task or orchestration finished, or timeout_seconds (default 50, max 600) passed. Sends progress notifications.

@@ -5,9 +5,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, round_usd};
+use crate::model::{
+    OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, TaskStatus, round_usd,
+};
 use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
-use crate::store::{CancelOutcome, Created, RetryOutcome};
+use crate::store::{CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 use crate::time::rfc3339;
 
 /// A task named by identifier (`build_api`), by `#<task_id>`, or by its id as a number.
@@ -259,7 +261,10 @@ pub struct CancelArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryArgs {
-    pub task: TaskArg,
+    /// The failed or cancelled task to run again.
+    pub task: Option<TaskArg>,
+    /// Instead of task: retry every failed, cancelled and skipped task of this orchestration.
+    pub orchestration_id: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -659,13 +664,82 @@ impl From<&CancelOutcome> for CancelOut {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct RetryOut {
-    pub task_id: i64,
-    pub status: String,
+    /// The task retried, when the call named a task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
+    /// Its state now (pending or waiting), when the call named a task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub orchestration_id: i64,
+    /// The skipped tasks that went back to waiting.
     pub reopened: Vec<i64>,
+    /// Every task put back in line, in dependency order, with its state before and now.
+    pub tasks: Vec<RetriedTaskOut>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RetriedTaskOut {
+    pub task_id: i64,
+    pub task_identifier: String,
+    /// failed, cancelled or skipped.
+    pub was: String,
+    /// pending or waiting.
+    pub status: String,
 }
 
 impl From<&RetryOutcome> for RetryOut {
     fn from(o: &RetryOutcome) -> Self {
-        RetryOut { task_id: o.task_id, status: o.status.to_string(), reopened: o.reopened.clone() }
+        RetryOut {
+            task_id: Some(o.task_id),
+            status: Some(o.status.to_string()),
+            orchestration_id: o.orchestration_id,
+            reopened: o.reopened.clone(),
+            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            message: crate::text::retry_summary(None, &o.tasks),
+        }
+    }
+}
+
+impl From<&OrchestrationRetryOutcome> for RetryOut {
+    fn from(o: &OrchestrationRetryOutcome) -> Self {
+        RetryOut {
+            task_id: None,
+            status: None,
+            orchestration_id: o.orchestration_id,
+            reopened: o.tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
+            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            message: crate::text::retry_summary(Some(o.orchestration_id), &o.tasks),
+        }
+    }
+}
+
+impl From<&RetriedTask> for RetriedTaskOut {
+    fn from(t: &RetriedTask) -> Self {
+        RetriedTaskOut {
+            task_id: t.task_id,
+            task_identifier: t.task_identifier.clone(),
+            was: t.was.to_string(),
+            status: t.status.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_orchestration_retry_answers_with_what_it_reopened() {
+        let retried =
+            |task_id: i64, was, status| RetriedTask { task_id, task_identifier: format!("t{task_id}"), was, status };
+        let tasks = vec![
+            retried(2, TaskStatus::Failed, TaskStatus::Pending),
+            retried(3, TaskStatus::Skipped, TaskStatus::Waiting),
+        ];
+        let out = RetryOut::from(&OrchestrationRetryOutcome { orchestration_id: 3, tasks });
+        assert_eq!(out.reopened, [3]);
+        assert_eq!(out.task_id, None);
+        assert!(out.message.starts_with("Retried 1 task of orchestration 3: t2 (#2) now pending."), "{}", out.message);
     }
 }

@@ -1,5 +1,5 @@
-//! Cancelling tasks and orchestrations (by a caller or an orchestration's deadline) and retrying
-//! a task that did not complete. Tasks not yet running change at once; a running task is marked
+//! Cancelling tasks and orchestrations (by a caller or an orchestration's deadline), and retrying
+//! a task that did not complete or every such task of an orchestration. Tasks not yet running change at once; a running task is marked
 //! for its owner, which stops the process and writes the final state.
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -41,6 +41,29 @@ pub struct RetryOutcome {
     pub status: TaskStatus,
     /// Skipped dependents that went back to `waiting`.
     pub reopened: Vec<TaskId>,
+    pub orchestration_id: OrchestrationId,
+    /// Every task put back in line, the retried one first, then `reopened`, with identifiers.
+    pub tasks: Vec<RetriedTask>,
+}
+
+/// What a retry of a whole orchestration changed.
+#[derive(Clone, Debug)]
+pub struct OrchestrationRetryOutcome {
+    pub orchestration_id: OrchestrationId,
+    /// Every task put back in line (each failed, cancelled or skipped one), in id order, which is
+    /// dependency order.
+    pub tasks: Vec<RetriedTask>,
+}
+
+/// One task a retry put back in line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetriedTask {
+    pub task_id: TaskId,
+    pub task_identifier: String,
+    /// `failed`, `cancelled` or `skipped`.
+    pub was: TaskStatus,
+    /// `pending` (it may start now) or `waiting` (for a dependency).
+    pub status: TaskStatus,
 }
 
 impl Store {
@@ -134,9 +157,21 @@ impl Store {
             reopen(tx, task_id, new_status)?;
             record_event(tx, &key, now, "retried", 0, None, Some(&format!("by request; now {new_status}")))?;
             let reopened = graph.reopened_by_retry(task_id);
+            let mut tasks = vec![RetriedTask {
+                task_id,
+                task_identifier: key.identifier.clone(),
+                was: status,
+                status: new_status,
+            }];
             for &dependent in &reopened {
                 reopen(tx, dependent, TaskStatus::Waiting)?;
                 let dependent_key = task_key(tx, dependent)?;
+                tasks.push(RetriedTask {
+                    task_id: dependent,
+                    task_identifier: dependent_key.identifier.clone(),
+                    was: TaskStatus::Skipped,
+                    status: TaskStatus::Waiting,
+                });
                 record_event(
                     tx,
                     &dependent_key,
@@ -147,14 +182,64 @@ impl Store {
                     Some(&format!("dependency {} (#{task_id}) was retried", key.identifier)),
                 )?;
             }
-            tx.prepare_cached(
-                "UPDATE orchestrations SET cancel_requested = 0, deadline_at = NULL WHERE orchestration_id = ?1",
-            )?
-            .execute([key.orchestration_id])?;
-            refresh_orchestration(tx, key.orchestration_id, now)?;
-            Ok(RetryOutcome { task_id, status: new_status, reopened })
+            restart_orchestration(tx, key.orchestration_id, now)?;
+            Ok(RetryOutcome { task_id, status: new_status, reopened, orchestration_id: key.orchestration_id, tasks })
         })
     }
+
+    /// Puts every failed, cancelled and skipped task of an orchestration back in line with fresh
+    /// attempts, each `pending` or `waiting` as its dependencies say ([`graph::Graph::retry_all`]),
+    /// and gives the orchestration a fresh deadline. Completed tasks, and those not finished yet,
+    /// are left alone. Refused when there is nothing to retry.
+    pub fn retry_orchestration(
+        &mut self,
+        id: OrchestrationId,
+        now: Millis,
+    ) -> Result<OrchestrationRetryOutcome, StoreError> {
+        self.write(|tx| {
+            let orchestration_id = resolve_orchestration(tx, id)?;
+            let plan = load_graph(tx, orchestration_id)?.retry_all();
+            if plan.is_empty() {
+                let status: String = tx
+                    .prepare_cached("SELECT status FROM orchestrations WHERE orchestration_id = ?1")?
+                    .query_row([orchestration_id], |row| row.get(0))?;
+                return Err(StoreError::Refused(format!(
+                    "orchestration {orchestration_id} has nothing to retry: none of its tasks failed, was cancelled \
+                     or was skipped (it is {status})"
+                )));
+            }
+            let mut tasks = Vec::with_capacity(plan.len());
+            for step in plan {
+                reopen(tx, step.task_id, step.status)?;
+                let key = task_key(tx, step.task_id)?;
+                let (kind, detail) = if step.was == TaskStatus::Skipped {
+                    ("reopened", format!("orchestration {orchestration_id} was retried; now {}", step.status))
+                } else {
+                    ("retried", format!("by request, with orchestration {orchestration_id}; now {}", step.status))
+                };
+                record_event(tx, &key, now, kind, 0, None, Some(&detail))?;
+                tasks.push(RetriedTask {
+                    task_id: step.task_id,
+                    task_identifier: key.identifier,
+                    was: step.was,
+                    status: step.status,
+                });
+            }
+            restart_orchestration(tx, orchestration_id, now)?;
+            Ok(OrchestrationRetryOutcome { orchestration_id, tasks })
+        })
+    }
+}
+
+/// Clears an orchestration's cancel and deadline after a retry put tasks back in line: the
+/// refresh starts a fresh deadline (ORCHESTRATION_TIMEOUT) from now.
+fn restart_orchestration(tx: &Connection, orchestration_id: OrchestrationId, now: Millis) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE orchestrations SET cancel_requested = 0, deadline_at = NULL WHERE orchestration_id = ?1",
+    )?
+    .execute([orchestration_id])?;
+    refresh_orchestration(tx, orchestration_id, now)?;
+    Ok(())
 }
 
 /// Resets a finished task to `status` with all its attempts available again.

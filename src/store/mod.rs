@@ -25,7 +25,7 @@ use rusqlite_migration::{M, Migrations};
 use crate::graph;
 use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
 
-pub use control::{CancelOutcome, CancelTarget, RetryOutcome};
+pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask};
 pub use handle::Db;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};

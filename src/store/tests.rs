@@ -340,3 +340,82 @@ fn a_task_fails_after_five_deaths_in_a_row_and_a_retry_starts_the_count_again() 
         "a retry by request starts the count again"
     );
 }
+
+#[test]
+fn retrying_an_orchestration_puts_every_unfinished_branch_back_in_one_go() {
+    let (_dir, mut store) = open();
+    // a <- b <- c, and d <- e on their own; a completes, b fails (c skipped), d is cancelled
+    // before it ran (e skipped).
+    let tasks = vec![task("a", &[]), task("b", &["a"]), task("c", &["b"]), task("d", &[]), task("e", &["d"])];
+    let created = store.create_batch(&batch(tasks), 100, 3_600_000, 1).expect("create");
+    let orchestration_id = created.orchestration_id;
+    let id = |name: &str| created.tasks.iter().find(|t| t.identifier == name).expect("created").task_id;
+    let cancel = store.cancel(&CancelTarget::Task(TaskRef::Identifier("d".to_owned())), "not now", 2).expect("cancel");
+    assert_eq!(cancel.skipped, [id("e")]);
+    let a = store.claim_ready("one", 4, 4, 30_000, 3).expect("claim").pop().expect("a");
+    let done = Finish::Completed { result: Some("ok".to_owned()) };
+    store.finish(a.task.task_id, "one", a.fence, &done, &RunStats::default(), 4).expect("finish");
+    let b = store.claim_ready("one", 4, 4, 30_000, 5).expect("claim").pop().expect("b");
+    let failed =
+        Finish::Failed { error: crate::model::TaskError { kind: "auth".to_owned(), message: "no".to_owned() } };
+    let end = store.finish(b.task.task_id, "one", b.fence, &failed, &RunStats::default(), 6).expect("finish");
+    assert_eq!(end.skipped, [id("c")]);
+    assert!(end.orchestration_finished.is_some(), "nothing is left to run");
+
+    let outcome = store.retry_orchestration(orchestration_id, 1_000).expect("retry");
+    assert_eq!(outcome.orchestration_id, orchestration_id);
+    let reopened: Vec<(&str, TaskStatus, TaskStatus)> =
+        outcome.tasks.iter().map(|t| (t.task_identifier.as_str(), t.was, t.status)).collect();
+    assert_eq!(
+        reopened,
+        [
+            ("b", TaskStatus::Failed, TaskStatus::Pending),
+            ("c", TaskStatus::Skipped, TaskStatus::Waiting),
+            ("d", TaskStatus::Cancelled, TaskStatus::Pending),
+            ("e", TaskStatus::Skipped, TaskStatus::Waiting),
+        ]
+    );
+    let detail = |store: &mut Store, name: &str| store.task(&TaskRef::Identifier(name.to_owned())).expect("task").task;
+    let a = detail(&mut store, "a");
+    assert_eq!((a.status, a.attempt, a.result.as_deref()), (TaskStatus::Completed, 1, Some("ok")), "untouched");
+    let b = detail(&mut store, "b");
+    assert_eq!((b.status, b.attempt, b.error.is_none()), (TaskStatus::Pending, 0, true), "fresh attempts");
+    let kinds = |store: &mut Store, name: &str| -> Vec<String> {
+        store.events(&TaskRef::Identifier(name.to_owned())).expect("events").into_iter().map(|e| e.kind).collect()
+    };
+    assert_eq!(kinds(&mut store, "b").last().map(String::as_str), Some("retried"));
+    assert_eq!(kinds(&mut store, "c").last().map(String::as_str), Some("reopened"));
+    assert_eq!(kinds(&mut store, "a"), ["created", "claimed", "completed"]);
+    let (status, cancel_requested, deadline_at): (String, bool, Option<i64>) = store
+        .conn
+        .query_row(
+            "SELECT status, cancel_requested, deadline_at FROM orchestrations WHERE orchestration_id = ?1",
+            [orchestration_id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("orchestration");
+    assert_eq!((status.as_str(), cancel_requested), ("running", false));
+    assert_eq!(deadline_at, Some(1_000 + 3_600_000), "a fresh deadline from the retry");
+
+    // Both roots run again; their dependents follow as usual.
+    let claims = store.claim_ready("one", 4, 4, 30_000, 1_001).expect("claim");
+    let mut claimed: Vec<&str> = claims.iter().map(|c| c.task.task_identifier.as_str()).collect();
+    claimed.sort_unstable();
+    assert_eq!(claimed, ["b", "d"]);
+}
+
+#[test]
+fn retrying_an_orchestration_with_nothing_to_retry_is_refused() {
+    let (_dir, mut store) = open();
+    let created =
+        store.create_batch(&batch(vec![task("a", &[]), task("b", &["a"])]), 100, 3_600_000, 1).expect("create");
+    match store.retry_orchestration(created.orchestration_id, 2) {
+        Err(StoreError::Refused(message)) => {
+            assert!(message.contains("nothing to retry"), "{message}");
+            assert!(message.contains("it is pending"), "{message}");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(store.events(&TaskRef::Identifier("b".to_owned())).expect("events").len(), 1, "nothing written");
+    assert!(matches!(store.retry_orchestration(999, 2), Err(StoreError::NotFound(_))));
+}

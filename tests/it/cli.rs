@@ -29,27 +29,38 @@ async fn no_executor_left(env: &Env) {
 }
 
 #[tokio::test]
-async fn inspect_retry_starts_a_worker_when_none_is_alive() {
+async fn inspect_retry_of_an_orchestration_by_name_starts_a_worker_when_none_is_alive() {
     let env = Env::new();
-    // Fails on its only attempt (a 529 the first time), with no editor open.
-    let output = finished(
-        env.command(SERVER)
-            .args(["run", "flaky @529-once=k", "--identifier", "flaky", "--max-attempts", "1", "--watch"])
-            .stdin(Stdio::null()),
-    )
-    .await;
+    // The first fails on its only attempt (a 529 the first time), and skips the second; no
+    // editor is open.
+    let workflow = json!({ "name": "nightly", "tasks": [
+        { "identifier": "flaky", "execution_prompt": "flaky @529-once=k", "max_attempts": 1 },
+        { "identifier": "after", "execution_prompt": "after", "depends_on": ["flaky"] },
+    ] });
+    std::fs::write(env.work.join("nightly.json"), workflow.to_string()).expect("write");
+    let output =
+        finished(env.command(SERVER).args(["orchestrate", "nightly.json", "--wait"]).stdin(Stdio::null())).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
     no_executor_left(&env).await;
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks WHERE status = 'skipped'"), 1);
 
-    let output = env.inspect(&["retry", "flaky"]).await;
+    let output = env.inspect(&["retry", "--orchestration", "nightly"]).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("task #1 is pending again"), "{}", text(&output.stdout));
+    assert_eq!(
+        text(&output.stdout).trim(),
+        "Retried 1 task of orchestration 1: flaky (#1) now pending. Reopened 1 task that had been skipped, now \
+         waiting: after (#2)."
+    );
     assert!(text(&output.stderr).contains("started a background worker"), "{}", text(&output.stderr));
-    eventually(30.0, "the retried task to run without any editor open", || {
-        (env.sql_count("SELECT count(*) FROM tasks WHERE status = 'completed'") == 1).then_some(())
+    eventually(30.0, "the retried work to run without any editor open", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE status = 'completed'") == 2).then_some(())
     })
     .await;
     no_executor_left(&env).await;
+
+    let nothing = env.inspect(&["retry", "--orchestration", "nightly"]).await;
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(text(&nothing.stderr).contains("nothing to retry"), "{}", text(&nothing.stderr));
 }
 
 #[tokio::test]

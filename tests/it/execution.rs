@@ -323,6 +323,10 @@ async fn a_missing_claude_binary_fails_the_task_clearly() {
     assert!(status["error"]["message"].as_str().expect("m").contains("CLAUDE_WORKER_CLAUDE_BIN"));
     assert_eq!(status["attempt"], 1, "not retried");
     client.stop().await;
+    // The server warned at start, on its stderr: into the test's stderr log, which is printed
+    // only when a test fails, not into the test run's output.
+    let report = env.stderr_report().expect("the server wrote on stderr");
+    assert!(report.contains("cannot find the Claude Code CLI \"/nonexistent/claude\""), "{report}");
 }
 
 #[tokio::test]

@@ -390,6 +390,8 @@ async fn notifications_reach_the_desktop_over_d_bus() {
         .args(["--session", "--nofork", "--print-address"])
         .arg(format!("--address=unix:path={}", socket.display()))
         .stdout(std::process::Stdio::piped())
+        // It complains when it cannot raise its file limit (in containers): shown if the test fails.
+        .stderr(f.env.stderr_log())
         .kill_on_drop(true)
         .spawn()
         .expect("dbus-daemon runs (apt-get install dbus-daemon)");

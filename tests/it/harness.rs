@@ -1,6 +1,11 @@
 //! The test harness: a temporary `CLAUDE_WORKER_HOME`, a fake `claude` written into it (see
 //! `fake_claude.py`), the real `claude-worker` binary started as a child and driven with rmcp's
 //! own client, and helpers to read what the fake CLI saw.
+//!
+//! The servers and workers a test starts write their stderr to a file in its temporary
+//! directory ([`Env::stderr_log`]), not to the test run's: many tests make them fail on purpose
+//! (crash points, a full database, taking back tasks), and a passing run stays quiet. When the
+//! test fails, the file is printed with its failure (see `Drop for Env`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +31,8 @@ pub struct Env {
     pub work: PathBuf,
     pub state: PathBuf,
     vars: Vec<(String, String)>,
+    /// Where the processes of this test write their stderr (see [`Env::stderr_log`]).
+    stderr_path: PathBuf,
 }
 
 impl Env {
@@ -60,7 +67,8 @@ impl Env {
             // A server started from inside Claude Code inherits this; the runner must drop it.
             ("CLAUDECODE".into(), "1".into()),
         ];
-        Env { _dir: dir, home, work, state, vars }
+        let stderr_path = root.join("stderr.log");
+        Env { _dir: dir, home, work, state, vars, stderr_path }
     }
 
     /// Sets an environment variable for every process this test starts.
@@ -86,9 +94,29 @@ impl Env {
         command
     }
 
+    /// A stderr for a process this test starts: appended to the test's `stderr.log`, which is
+    /// printed only if the test fails. (Commands run with `.output()` capture their own.)
+    pub fn stderr_log(&self) -> std::process::Stdio {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("open the test's stderr.log");
+        std::process::Stdio::from(file)
+    }
+
+    /// The server as an rmcp transport, its stderr going to [`Env::stderr_log`].
+    fn server_transport(&self) -> TokioChildProcess {
+        let (transport, _stderr) = TokioChildProcess::builder(self.command(SERVER))
+            .stderr(self.stderr_log())
+            .spawn()
+            .expect("spawn claude-worker");
+        transport
+    }
+
     /// Starts the server and connects with the `initialize` handshake at `version`.
     pub async fn server_with(&self, version: ProtocolVersion) -> Client {
-        let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let transport = self.server_transport();
         let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(version);
         let service =
@@ -103,7 +131,7 @@ impl Env {
 
     /// Starts the server and connects with the 2026-07-28 `server/discover` lifecycle.
     pub async fn server_discover(&self) -> Client {
-        let transport = TokioChildProcess::new(self.command(SERVER)).expect("spawn claude-worker");
+        let transport = self.server_transport();
         let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(ProtocolVersion::V_2026_07_28);
         let service = handler
@@ -145,11 +173,33 @@ impl Env {
 }
 
 impl Drop for Env {
-    /// Every test ends with an audit of the history it left (unless it already failed).
+    /// Every test ends with an audit of the history it left; a test that failed shows instead
+    /// what its processes wrote on stderr.
     fn drop(&mut self) {
-        if !std::thread::panicking() && self.db_path().exists() {
+        if std::thread::panicking() {
+            // The test runner shows what a failed test printed.
+            if let Some(report) = self.stderr_report() {
+                eprintln!("{report}");
+            }
+        } else if self.db_path().exists() {
             audit(&self.db_path());
         }
+    }
+}
+
+impl Env {
+    /// What the test's processes wrote on stderr (the end of it), framed for printing; `None`
+    /// when they wrote nothing. Printed with a failed test's output.
+    pub fn stderr_report(&self) -> Option<String> {
+        const SHOWN: usize = 64 * 1024;
+        let bytes = std::fs::read(&self.stderr_path).ok().filter(|b| !b.is_empty())?;
+        let start = bytes.len().saturating_sub(SHOWN);
+        let cut = if start > 0 { format!(", its last {SHOWN} bytes") } else { String::new() };
+        Some(format!(
+            "--- stderr of the processes this test started ({}{cut}) ---\n{}--- end of stderr ---",
+            self.stderr_path.display(),
+            String::from_utf8_lossy(&bytes[start..])
+        ))
     }
 }
 

@@ -397,7 +397,7 @@ async fn prune_deletes_old_finished_orchestrations_and_their_logs_only() {
     let again = json_of(&env.inspect(&["prune", "--older-than", "7d", "--json"]).await);
     assert_eq!(again["tasks"], json!([]), "nothing left to prune");
     let global = std::fs::read_to_string(env.home.join("claude-worker.log")).expect("global log");
-    assert!(global.contains("pruned 1 orchestrations, 2 tasks"), "the global log says what was pruned");
+    assert!(global.contains("pruned 1 orchestration, 2 tasks"), "the global log says what was pruned");
 
     // The server carries on with what is left.
     stdout(&env.inspect(&["cancel", "sleeper"]).await);

@@ -13,6 +13,7 @@ mod harness;
 mod inspect;
 mod inspect_more;
 mod limits;
+mod logs;
 mod protocol;
 mod resources;
 mod schemas;

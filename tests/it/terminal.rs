@@ -64,6 +64,7 @@ async fn run_reads_a_prompt_file_and_appends_piped_stdin() {
         .args(["run", "Review these changes", "--identifier", "review"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(env.stderr_log())
         .spawn()
         .expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
@@ -167,6 +168,7 @@ async fn ctrl_c_stops_watching_and_leaves_the_task_running() {
         .args(["run", "long @sleep=60", "--identifier", "long", "--watch"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(env.stderr_log())
         .spawn()
         .expect("spawn");
     eventually(20.0, "the task to start", || env.starts().into_iter().next()).await;

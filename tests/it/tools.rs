@@ -307,3 +307,72 @@ async fn bypass_permissions_when_the_server_allows_it() {
     );
     client.stop().await;
 }
+
+#[tokio::test]
+async fn retrying_an_orchestration_reruns_what_failed_and_what_it_skipped() {
+    let env = Env::new();
+    let client = env.server().await;
+    // Two roots fail once (overloaded, with no attempt left), skipping their descendants; an
+    // independent task completes.
+    let created = client
+        .ok(
+            "create_orchestration",
+            json!({ "tasks": [
+                { "identifier": "root", "execution_prompt": "root @529-once=root", "max_attempts": 1 },
+                { "identifier": "child", "execution_prompt": "child", "depends_on": ["root"] },
+                { "identifier": "grandchild", "execution_prompt": "grandchild", "depends_on": ["child"] },
+                { "identifier": "other", "execution_prompt": "other @529-once=other", "max_attempts": 1 },
+                { "identifier": "after_other", "execution_prompt": "after_other", "depends_on": ["other"] },
+                { "identifier": "fine", "execution_prompt": "fine" },
+            ] }),
+        )
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let failed = client.wait_orchestration(id, 30.0).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!((failed["failed_tasks"].as_u64(), failed["skipped_tasks"].as_u64()), (Some(2), Some(3)));
+
+    // Exactly one of task and orchestration_id.
+    let both = client.err("retry", json!({ "task": "root", "orchestration_id": id })).await;
+    assert!(both.contains("not both"), "{both}");
+    let neither = client.err("retry", json!({})).await;
+    assert!(neither.contains("orchestration_id"), "{neither}");
+
+    let retried = client.ok("retry", json!({ "orchestration_id": id })).await;
+    assert_eq!(retried["orchestration_id"], id);
+    let states: Vec<(String, String, String)> = retried["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            let field = |name: &str| t[name].as_str().expect(name).to_owned();
+            (field("task_identifier"), field("was"), field("status"))
+        })
+        .collect();
+    let expected = [
+        ("root", "failed", "pending"),
+        ("child", "skipped", "waiting"),
+        ("grandchild", "skipped", "waiting"),
+        ("other", "failed", "pending"),
+        ("after_other", "skipped", "waiting"),
+    ];
+    let expected: Vec<(String, String, String)> =
+        expected.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
+    assert_eq!(states, expected, "{retried}");
+    assert_eq!(retried["reopened"].as_array().expect("ids").len(), 3);
+    let message = retried["message"].as_str().expect("message");
+    assert!(message.starts_with(&format!("Retried 2 tasks of orchestration {id}: root (#")), "{message}");
+    assert!(message.contains("Reopened 3 tasks that had been skipped, now waiting: child (#"), "{message}");
+
+    // The fake CLI now succeeds: everything completes, and the completed task did not run again.
+    let done = client.wait_orchestration(id, 30.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["completed_tasks"], 6);
+    let fine_runs = env.starts().iter().filter(|s| s["prompt_head"].as_str().is_some_and(|p| p == "fine")).count();
+    assert_eq!(fine_runs, 1);
+
+    // Nothing is left to retry.
+    let nothing = client.err("retry", json!({ "orchestration_id": id })).await;
+    assert!(nothing.contains("nothing to retry") && nothing.contains("completed"), "{nothing}");
+    client.stop().await;
+}
