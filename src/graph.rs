@@ -16,7 +16,7 @@ pub const MAX_IDENTIFIER_LEN: usize = 100;
 /// Checks that an identifier is 1 to 100 letters, digits, `_`, `-` or `.`.
 pub fn check_identifier(identifier: &str) -> Result<(), String> {
     if identifier.is_empty() || identifier.len() > MAX_IDENTIFIER_LEN {
-        return Err(format!("task identifier {identifier:?} must be 1 to {MAX_IDENTIFIER_LEN} characters long"));
+        return Err(format!("task identifier {} must be 1 to {MAX_IDENTIFIER_LEN} characters long", shown(identifier)));
     }
     if let Some(bad) = identifier.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
         return Err(format!(
@@ -117,6 +117,16 @@ pub enum InitialState {
     Waiting,
     /// A dependency failed, was cancelled or skipped: this task can never run.
     Skipped { dependency: String, dependency_status: TaskStatus },
+}
+
+/// A value a caller gave, quoted for a message: whole when short, else its start and its size,
+/// so that a message never repeats megabytes of input.
+pub fn shown(text: &str) -> String {
+    const SHOWN_CHARS: usize = 60;
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+    }
 }
 
 /// Decides a new task's first state. `deps` holds each dependency's identifier and state.
@@ -386,6 +396,16 @@ mod tests {
     fn plan_refuses_duplicates_and_leaves_external_refs() {
         assert_eq!(plan_batch(&[task("a", &[]), task("a", &[])]), Err(BatchError::DuplicateIdentifier("a".into())));
         assert!(plan_batch(&[task("a", &["elsewhere", "#7"])]).is_ok());
+    }
+
+    #[test]
+    fn long_values_are_shown_cut_with_their_size() {
+        assert_eq!(shown("build"), "\"build\"");
+        let long = "x".repeat(4 * 1024 * 1024);
+        let message = check_identifier(&long).expect_err("too long");
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("(4194304 bytes)"), "{message}");
+        assert!(shown(&"é".repeat(100)).ends_with("... (200 bytes)"), "cut at a character boundary");
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Refused(m) => ServiceError::Invalid(m),
+            StoreError::UnknownDependency(unknown) => ServiceError::Invalid(unknown.to_string()),
             StoreError::NotFound(m) => ServiceError::NotFound(m),
             other => ServiceError::Store(other),
         }
@@ -178,6 +179,14 @@ impl Service {
         if tasks.is_empty() {
             return Err(ServiceError::Invalid("tasks is empty: give at least one task".to_owned()));
         }
+        let max = self.config.max_tasks_per_orchestration;
+        if tasks.len() > max as usize {
+            return Err(ServiceError::Invalid(format!(
+                "tasks has {} entries, over the limit of {max} for one orchestration (MAX_TASKS_PER_ORCHESTRATION): \
+                 split the work into several orchestrations",
+                tasks.len()
+            )));
+        }
         let mut checked = Vec::with_capacity(tasks.len());
         for (i, input) in tasks.into_iter().enumerate() {
             let label = if input.identifier.is_empty() { format!("tasks[{i}]") } else { input.identifier.clone() };
@@ -212,6 +221,19 @@ impl Service {
         }
         if input.prompt.contains('\0') {
             return Err(invalid("execution_prompt contains a NUL byte: remove it".to_owned()));
+        }
+        for (field, value) in
+            [("system_prompt", &input.system_prompt), ("append_system_prompt", &input.append_system_prompt)]
+        {
+            if let Some(value) = value
+                && value.len() > self.config.max_prompt_bytes
+            {
+                return Err(invalid(format!(
+                    "{field} is {} bytes, over the limit of {} (CLAUDE_WORKER_MAX_PROMPT_BYTES)",
+                    value.len(),
+                    self.config.max_prompt_bytes
+                )));
+            }
         }
         // These become command-line arguments of `claude` (or its directory), which cannot
         // carry a NUL byte: refused here, not failed at spawn time.
@@ -254,17 +276,31 @@ impl Service {
         }
         let tools = |name: &str, list: Option<Vec<String>>| -> Result<Vec<String>> {
             let list = list.unwrap_or_default();
+            if list.len() > MAX_TOOL_RULES {
+                return Err(invalid(format!(
+                    "{name} has {} entries, over the limit of {MAX_TOOL_RULES}: use patterns such as Bash(git:*)",
+                    list.len()
+                )));
+            }
             for tool in &list {
+                if tool.len() > MAX_TOOL_RULE_BYTES {
+                    return Err(invalid(format!(
+                        "{name} has an entry of {} bytes, over the limit of {MAX_TOOL_RULE_BYTES}: {}",
+                        tool.len(),
+                        graph::shown(tool)
+                    )));
+                }
                 if tool.contains('\0') {
-                    return Err(invalid(format!("{name} entry {tool:?} contains a NUL byte: remove it")));
+                    return Err(invalid(format!("{name} entry {} contains a NUL byte: remove it", graph::shown(tool))));
                 }
                 if tool.trim().is_empty() || tool.contains(['\n', '\r']) {
-                    return Err(invalid(format!("{name} has an empty or multi-line entry {tool:?}")));
+                    return Err(invalid(format!("{name} has an empty or multi-line entry {}", graph::shown(tool))));
                 }
                 // The CLI would read it as one of its own flags (say, another --permission-mode).
                 if tool.trim_start().starts_with('-') {
                     return Err(invalid(format!(
-                        "{name} entry {tool:?} starts with '-': give tool names or patterns such as Edit or Bash(git log:*)"
+                        "{name} entry {} starts with '-': give tool names or patterns such as Edit or Bash(git log:*)",
+                        graph::shown(tool)
                     )));
                 }
             }
@@ -298,6 +334,16 @@ impl Service {
         if !(wait.is_finite() && (0.0..=86_400.0).contains(&wait)) {
             return Err(invalid(format!("wait_after_dependencies {wait} must be from 0 to 86400 seconds")));
         }
+        // Checked here, before any transaction: what the store then does with them is bounded
+        // (at most an orchestration's worth of short identifiers).
+        let max_dependencies = self.config.max_tasks_per_orchestration as usize;
+        if input.depends_on.len() > max_dependencies {
+            return Err(invalid(format!(
+                "depends_on has {} entries, more than an orchestration can hold ({max_dependencies}, \
+                 MAX_TASKS_PER_ORCHESTRATION)",
+                input.depends_on.len()
+            )));
+        }
         let mut depends_on = Vec::with_capacity(input.depends_on.len());
         for dep in &input.depends_on {
             let dep = dep.trim();
@@ -305,6 +351,9 @@ impl Service {
                 return Err(invalid("depends_on has an empty entry: give a task identifier or #<task_id>".to_owned()));
             }
             let task_ref = TaskRef::parse(dep);
+            if let TaskRef::Identifier(name) = &task_ref {
+                graph::check_identifier(name).map_err(|e| invalid(format!("depends_on: {e}")))?;
+            }
             if !depends_on.contains(&task_ref) {
                 depends_on.push(task_ref);
             }
@@ -369,6 +418,7 @@ impl Service {
     pub async fn status(&self, target: &Target) -> Result<Status> {
         match target {
             Target::Task(task) => {
+                check_task_ref(task)?;
                 let task = task.clone();
                 let detail = self.db.call(move |s| s.task(&task)).await?;
                 let logs = self.log_paths(detail.task.task_id);
@@ -418,6 +468,7 @@ impl Service {
 
     /// A task's history, oldest first.
     pub async fn history(&self, task: TaskRef) -> Result<Vec<crate::model::TaskEvent>> {
+        check_task_ref(&task)?;
         Ok(self.db.call(move |s| s.events(&task)).await?)
     }
 
@@ -483,7 +534,13 @@ impl Service {
     /// Cancels a task (skipping its dependents) or a whole orchestration. Running attempts are
     /// stopped; this waits (a little longer than the kill grace periods) for them to end.
     pub async fn cancel(&self, target: Target, reason: Option<String>) -> Result<CancelOutcome> {
-        let reason = reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "cancelled by request".to_owned());
+        let reason = reason
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| if r.chars().count() > MAX_REASON_CHARS { r.chars().take(MAX_REASON_CHARS).collect() } else { r })
+            .unwrap_or_else(|| "cancelled by request".to_owned());
+        if let Target::Task(task) = &target {
+            check_task_ref(task)?;
+        }
         let store_target = match &target {
             Target::Task(t) => CancelTarget::Task(t.clone()),
             Target::Orchestration(id) => CancelTarget::Orchestration(*id),
@@ -536,6 +593,7 @@ impl Service {
 
     /// Puts a failed or cancelled task back in line.
     pub async fn retry(&self, task: TaskRef) -> Result<RetryOutcome> {
+        check_task_ref(&task)?;
         let outcome = self.db.call(move |s| s.retry(&task, now_ms())).await?;
         self.wake();
         Ok(outcome)
@@ -607,7 +665,8 @@ impl Service {
 fn check_orchestration_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ServiceError::Invalid(format!(
-            "orchestration name {name:?} must be 1 to 100 printable characters"
+            "orchestration name {} must be 1 to 100 printable characters",
+            graph::shown(name)
         )));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
@@ -616,4 +675,22 @@ fn check_orchestration_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Most entries in `allowed_tools` or `disallowed_tools`, and the longest entry.
+const MAX_TOOL_RULES: usize = 1000;
+const MAX_TOOL_RULE_BYTES: usize = 4096;
+/// The longest `reason` a cancel keeps (the rest is cut): it goes into every cancelled task's
+/// history.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// A task reference a caller gave: an identifier must be one that could exist, so that no
+/// lookup, message or transaction ever works on megabytes of it.
+fn check_task_ref(task: &TaskRef) -> Result<()> {
+    match task {
+        TaskRef::Id(_) => Ok(()),
+        TaskRef::Identifier(name) => graph::check_identifier(name).map_err(|e| {
+            ServiceError::NotFound(format!("no task {}: {e}; give a task identifier or #<task_id>", graph::shown(name)))
+        }),
+    }
 }

@@ -313,7 +313,8 @@ fn resolve_dependency(
     }))
 }
 
-/// The refusal for a dependency that names no task, listing what it could have meant.
+/// The refusal for a dependency that names no task, with the identifiers it could have meant
+/// (read in the transaction: at most 200 short rows).
 fn unknown_dependency(
     tx: &Connection,
     task: &str,
@@ -332,21 +333,44 @@ fn unknown_dependency(
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?,
     };
-    let wanted = match dep {
-        TaskRef::Id(id) => id.to_string(),
-        TaskRef::Identifier(name) => name.clone(),
-    };
-    let suggestions = graph::suggest(&wanted, candidates.iter().map(String::as_str), SUGGESTIONS);
-    let scope = match named {
-        Some(id) => format!(" in orchestration {id}"),
-        None => String::new(),
-    };
-    let hint = if suggestions.is_empty() {
-        "there are no tasks to depend on yet: create the dependency first, or drop it".to_owned()
-    } else {
-        format!("known identifiers: {}", suggestions.join(", "))
-    };
-    Ok(StoreError::Refused(format!("task {task:?} depends on {dep}, which matches no task{scope}; {hint}")))
+    Ok(StoreError::UnknownDependency(Box::new(UnknownDependency {
+        task: task.to_owned(),
+        dependency: dep.clone(),
+        orchestration: named,
+        candidates,
+    })))
+}
+
+/// A dependency that names no task, and the identifiers stored where it was looked for.
+#[derive(Debug, Clone)]
+pub struct UnknownDependency {
+    pub task: String,
+    pub dependency: TaskRef,
+    /// The orchestration it was looked for in, when one was named.
+    pub orchestration: Option<OrchestrationId>,
+    candidates: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownDependency {
+    /// Ranks the candidates here, when the message is written: never inside the transaction
+    /// that found the dependency missing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wanted = match &self.dependency {
+            TaskRef::Id(id) => id.to_string(),
+            TaskRef::Identifier(name) => name.clone(),
+        };
+        let suggestions = graph::suggest(&wanted, self.candidates.iter().map(String::as_str), SUGGESTIONS);
+        let scope = match self.orchestration {
+            Some(id) => format!(" in orchestration {id}"),
+            None => String::new(),
+        };
+        let hint = if suggestions.is_empty() {
+            "there are no tasks to depend on yet: create the dependency first, or drop it".to_owned()
+        } else {
+            format!("known identifiers: {}", suggestions.join(", "))
+        };
+        write!(f, "task {:?} depends on {}, which matches no task{scope}; {hint}", self.task, self.dependency)
+    }
 }
 
 /// Moves the tasks of `others` into `target`, refusing when an identifier would clash.

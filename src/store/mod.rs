@@ -26,7 +26,7 @@ use crate::graph;
 use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
 
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
-pub use create::{Created, CreatedTask};
+pub use create::{Created, CreatedTask, UnknownDependency};
 pub use handle::Db;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
@@ -52,6 +52,10 @@ pub enum StoreError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
+    /// A dependency that names no task: the caller's to fix. What it could have meant is worked
+    /// out only when the message is written, after the transaction has ended.
+    #[error("{0}")]
+    UnknownDependency(Box<create::UnknownDependency>),
     #[error(
         "cannot create the directory {path} for the database ({error}): create it yourself, or set \
          CLAUDE_WORKER_DB (or CLAUDE_WORKER_HOME) to a place this user can write to"
