@@ -10,8 +10,9 @@
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
 //! database are alive; [`crash`] holds the crash points of the durability tests; [`terminal`]
 //! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
-//! inspect CLI's `watch`; [`feedback`] plays sounds and shows desktop notifications for what
-//! the executor did.
+//! inspect CLI's `watch`; [`tree`] lays out an orchestration's dependency tree for that view
+//! and the inspect CLI; [`feedback`] plays sounds and shows desktop notifications for what the
+//! executor did.
 
 pub mod config;
 pub mod crash;
@@ -29,4 +30,5 @@ pub mod service;
 pub mod store;
 pub mod terminal;
 pub mod time;
+pub mod tree;
 pub mod watch;
