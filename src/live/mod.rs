@@ -110,10 +110,9 @@ pub async fn watch(
         View::Live { .. } => Some(signal(SignalKind::window_change())?),
         _ => None,
     };
-    let mut resized = false;
     loop {
         let groups = gather(service, targets).await?;
-        view.draw(&groups, std::mem::take(&mut resized))?;
+        view.draw(&groups)?;
         let rows = || groups.iter().flat_map(|g| g.rows.iter());
         if rows().all(|r| r.status.is_terminal()) {
             view.finish(&groups)?;
@@ -123,11 +122,12 @@ pub async fn watch(
         tokio::select! {
             _ = interrupted.recv() => {
                 // Once more, over the `^C` the terminal echoed below the frame.
-                view.draw(&groups, false)?;
+                view.draw(&groups)?;
                 eprintln!("stopped watching; the tasks go on (claude-worker-inspect watch to look again)");
                 return Ok(ExitCode::from(130));
             }
-            () = window_changed(&mut resizes) => resized = true,
+            // Redrawn at once at the new size.
+            () = window_changed(&mut resizes) => {}
             () = changed(&mut watcher) => {
                 // The writer updates the WAL index just after the file: read a moment later.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -374,8 +374,8 @@ enum View {
 }
 
 impl View {
-    /// Shows the current state; `resized` when the terminal's size changed since the last draw.
-    fn draw(&mut self, groups: &[Group], resized: bool) -> std::io::Result<()> {
+    /// Shows the current state.
+    fn draw(&mut self, groups: &[Group]) -> std::io::Result<()> {
         let now = now_ms();
         match self {
             View::Live { screen } => {
@@ -386,7 +386,7 @@ impl View {
                     lines.extend(group.rows.iter().map(|row| line(row, width, now)));
                 }
                 let (rows, columns) = console::Term::stdout().size_checked().unwrap_or((24, 80));
-                let bytes = screen.frame(&lines, (usize::from(rows), usize::from(columns)), resized);
+                let bytes = screen.frame(&lines, (usize::from(rows), usize::from(columns)));
                 let mut out = std::io::stdout().lock();
                 out.write_all(bytes.as_bytes())?;
                 out.flush()

@@ -10,6 +10,7 @@ mod harness;
 mod inspect;
 mod inspect_more;
 mod limits;
+mod live;
 mod protocol;
 mod resources;
 mod terminal;
