@@ -3,7 +3,7 @@
 //! a task whose start is delayed, `starts in 1m 20s`), its elapsed time and cost. An
 //! orchestration's tasks come in the order of its dependency tree, each line after the tree's
 //! branch drawing ([`crate::tree`], as `orchestration-status` draws it, each task once). On a
-//! terminal the lines are redrawn in place ([`screen`]), again at once when the terminal is
+//! terminal the lines are redrawn in place (`screen.rs`), again at once when the terminal is
 //! resized, and coloured when the caller says so; otherwise a plain line (or, with `--json`, a
 //! JSON object) is printed each time a task changes. At the end comes a summary per target, and
 //! under it the first lines of a lone task's result, or the errors of what failed. It reads
