@@ -10,8 +10,9 @@
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
 //! database are alive; [`crash`] holds the crash points of the durability tests; [`terminal`]
 //! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
-//! inspect CLI's `watch`; [`feedback`] plays sounds and shows desktop notifications for what
-//! the executor did; [`text`] words counts for people.
+//! inspect CLI's `watch`; [`tree`] lays out an orchestration's dependency tree for that view
+//! and the inspect CLI; [`feedback`] plays sounds and shows desktop notifications for what the
+//! executor did; [`text`] words counts for people.
 
 pub mod cli;
 pub mod config;
@@ -31,4 +32,5 @@ pub mod store;
 pub mod terminal;
 pub mod text;
 pub mod time;
+pub mod tree;
 pub mod watch;

@@ -321,6 +321,8 @@ pub struct OrchestrationTask {
     pub depends_on: Vec<TaskId>,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
+    /// While `pending`: the earliest time the task may start (backoff or `wait_after_dependencies`).
+    pub ready_at: Option<Millis>,
     pub error: Option<TaskError>,
     pub cost_usd: f64,
     pub last_action: Option<String>,

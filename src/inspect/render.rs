@@ -1,7 +1,6 @@
 //! How the inspect CLI shows things: tables (comfy-table), a task's details, an orchestration as
 //! a dependency tree, and the JSON forms of the same data.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
@@ -244,8 +243,8 @@ pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
     t.to_string()
 }
 
-/// The orchestration's tasks as a tree: roots first, each task under each task it depends on
-/// (a task with several dependencies is drawn in full once, then referred to).
+/// The orchestration's tasks as a tree ([`crate::tree`]): roots first, each task under each task
+/// it depends on (a task with several dependencies is drawn in full once, then referred to).
 pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
     let s = &d.summary;
     let c = s.counters;
@@ -265,56 +264,29 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
         c.cancelled,
         s.cost_usd
     );
-    let mut children: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    let mut roots = Vec::new();
-    for (i, t) in d.tasks.iter().enumerate() {
-        if t.depends_on.is_empty() {
-            roots.push(i);
+    let deps: Vec<(i64, &[i64])> = d.tasks.iter().map(|t| (t.task_id, t.depends_on.as_slice())).collect();
+    for tree_line in crate::tree::layout(&deps, crate::tree::Repeats::Refer) {
+        let t = &d.tasks[tree_line.index];
+        let prefix = tree_line.prefix;
+        if tree_line.repeat {
+            let _ = writeln!(out, "{prefix}{} #{} (shown above)", t.task_identifier, t.task_id);
+            continue;
         }
-        for dep in &t.depends_on {
-            children.entry(*dep).or_default().push(i);
+        let mut line = format!("{prefix}{} #{} {}", t.task_identifier, t.task_id, color::status(t.status.as_str()));
+        if let (Some(start), Some(end)) = (t.started_at, t.ended_at) {
+            let _ = write!(line, " in {:.1} s", (end - start) as f64 / 1000.0);
         }
-    }
-    let mut shown = HashSet::new();
-    for (n, &root) in roots.iter().enumerate() {
-        draw(d, &children, root, "", n + 1 == roots.len(), &mut shown, &mut out);
+        if t.cost_usd > 0.0 {
+            let _ = write!(line, " ${:.4}", t.cost_usd);
+        }
+        if let Some(error) = &t.error {
+            let _ = write!(line, " — {}: {}", error.kind, error.message);
+        } else if t.status == crate::model::TaskStatus::Running
+            && let Some(action) = &t.last_action
+        {
+            let _ = write!(line, " — {action}");
+        }
+        let _ = writeln!(out, "{line}");
     }
     out
-}
-
-fn draw(
-    d: &OrchestrationDetail,
-    children: &BTreeMap<i64, Vec<usize>>,
-    index: usize,
-    prefix: &str,
-    last: bool,
-    shown: &mut HashSet<i64>,
-    out: &mut String,
-) {
-    let t = &d.tasks[index];
-    let branch = if last { "└─ " } else { "├─ " };
-    if !shown.insert(t.task_id) {
-        let _ = writeln!(out, "{prefix}{branch}{} #{} (shown above)", t.task_identifier, t.task_id);
-        return;
-    }
-    let mut line = format!("{prefix}{branch}{} #{} {}", t.task_identifier, t.task_id, color::status(t.status.as_str()));
-    if let (Some(start), Some(end)) = (t.started_at, t.ended_at) {
-        let _ = write!(line, " in {:.1} s", (end - start) as f64 / 1000.0);
-    }
-    if t.cost_usd > 0.0 {
-        let _ = write!(line, " ${:.4}", t.cost_usd);
-    }
-    if let Some(error) = &t.error {
-        let _ = write!(line, " — {}: {}", error.kind, error.message);
-    } else if t.status == crate::model::TaskStatus::Running
-        && let Some(action) = &t.last_action
-    {
-        let _ = write!(line, " — {action}");
-    }
-    let _ = writeln!(out, "{line}");
-    let kids = children.get(&t.task_id).cloned().unwrap_or_default();
-    let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
-    for (n, &kid) in kids.iter().enumerate() {
-        draw(d, children, kid, &child_prefix, n + 1 == kids.len(), shown, out);
-    }
 }

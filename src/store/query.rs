@@ -181,7 +181,8 @@ fn summary(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationSummary,
 pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationDetail, StoreError> {
     let summary = summary(tx, id)?;
     let mut stmt = tx.prepare_cached(
-        "SELECT task_id, task_identifier, status, started_at, ended_at, error_kind, error_message, cost_usd, last_action
+        "SELECT task_id, task_identifier, status, started_at, ended_at, error_kind, error_message, cost_usd, last_action,
+                ready_at
          FROM tasks WHERE orchestration_id = ?1 ORDER BY task_id",
     )?;
     let mut tasks: Vec<OrchestrationTask> = stmt
@@ -196,6 +197,7 @@ pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Resu
                 depends_on: Vec::new(),
                 started_at: row.get(3)?,
                 ended_at: row.get(4)?,
+                ready_at: row.get(9)?,
                 error: kind.map(|kind| TaskError { kind, message: message.unwrap_or_default() }),
                 cost_usd: row.get(7)?,
                 last_action: row.get(8)?,

@@ -135,7 +135,7 @@ fn a_batch_with_a_bad_dependency_stores_nothing() {
     let err = store
         .create_batch(&batch(vec![task("a", &[]), task("b", &["a", "missing"])]), 100, 3_600_000, 1)
         .expect_err("unknown dependency");
-    assert!(matches!(err, StoreError::Refused(ref m) if m.contains("missing")), "{err}");
+    assert!(matches!(err, StoreError::UnknownDependency(ref u) if u.to_string().contains("missing")), "{err}");
     let count: i64 = store.conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0)).expect("count");
     assert_eq!(count, 0);
     let count: i64 = store.conn.query_row("SELECT count(*) FROM orchestrations", [], |r| r.get(0)).expect("count");
@@ -173,7 +173,7 @@ async fn a_burst_of_operations_commits_together_and_a_failure_undoes_only_itself
     for call in calls {
         match call.await.expect("join") {
             Ok(_) => ok += 1,
-            Err(StoreError::Refused(m)) => assert!(m.contains("missing"), "{m}"),
+            Err(StoreError::UnknownDependency(u)) => assert!(u.to_string().contains("missing"), "{u}"),
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -192,7 +192,7 @@ fn inside_a_group_a_failing_operation_undoes_only_itself() {
     store.begin_group().expect("begin");
     store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("a");
     let err = store.create_batch(&batch(vec![task("b", &["missing"])]), 100, 3_600_000, 1).expect_err("b");
-    assert!(matches!(err, StoreError::Refused(_)));
+    assert!(matches!(err, StoreError::UnknownDependency(_)));
     store.create_batch(&batch(vec![task("c", &["a"])]), 100, 3_600_000, 1).expect("c sees a in the same group");
     store.end_group().expect("commit");
     let names: Vec<String> = store

@@ -13,6 +13,7 @@ mod harness;
 mod inspect;
 mod inspect_more;
 mod limits;
+mod live;
 mod logs;
 mod protocol;
 mod resources;

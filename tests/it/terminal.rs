@@ -202,7 +202,12 @@ async fn inspect_watch_follows_queued_work_in_lines_or_json() {
     assert!(stdout.starts_with("watching orchestration 1 (demo): 2 tasks"), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("✓ first") && l.contains("completed")), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("✗ second") && l.contains("failed")), "{stdout}");
-    assert!(stdout.trim_end().ends_with("orchestration 1 (demo): 1 completed, 1 failed, cost $0.0008"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with(
+            "orchestration 1 (demo): 1 completed, 1 failed, cost $0.0008\n✗ second #2 failed: auth: Invalid API key · Fix external API key"
+        ),
+        "{stdout}"
+    );
 
     let output = env.inspect(&["watch", "first", "--json"]).await;
     assert!(output.status.success());
