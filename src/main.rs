@@ -228,24 +228,30 @@ fn warn_if_claude_missing(config: &Config) {
     }
 }
 
-/// Resolves on SIGTERM; SIGINT is caught (from this call on) and ignored.
+/// Resolves on SIGTERM or SIGHUP; SIGINT is caught (from this call on) and ignored.
 fn sigterm() -> impl Future<Output = ()> + Send {
     stop_signals(false)
 }
 
-/// Resolves on SIGTERM or SIGINT, caught from this call on (not from the first poll).
+/// Resolves on SIGTERM, SIGHUP or SIGINT, caught from this call on (not from the first poll).
 fn terminated() -> impl Future<Output = ()> + Send {
     stop_signals(true)
 }
 
 fn stop_signals(on_interrupt: bool) -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    let listeners = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    // SIGHUP (the terminal that started it closed) ends it as SIGTERM does: its tasks released,
+    // the queue handed on. Left to its default, it would kill the process with nothing released.
+    let listeners = (signal(SignalKind::terminate()), signal(SignalKind::hangup()), signal(SignalKind::interrupt()));
     async move {
         match listeners {
-            (Ok(mut term), Ok(mut int)) => loop {
+            (Ok(mut term), Ok(mut hangup), Ok(mut int)) => loop {
                 tokio::select! {
                     _ = term.recv() => return,
+                    _ = hangup.recv() => {
+                        tracing::info!("SIGHUP: stopping as for SIGTERM");
+                        return;
+                    }
                     _ = int.recv() => {
                         if on_interrupt {
                             return;

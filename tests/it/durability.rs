@@ -215,6 +215,16 @@ async fn a_cancel_in_one_server_stops_a_task_running_in_another() {
 
 #[tokio::test]
 async fn sigterm_interrupts_releases_for_resume_and_leaves_no_process() {
+    a_stop_signal_interrupts_releases_for_resume_and_leaves_no_process(Signal::SIGTERM).await;
+}
+
+/// A closed terminal (SIGHUP) is a stop like SIGTERM, not a death that strands the task.
+#[tokio::test]
+async fn sighup_interrupts_releases_for_resume_and_leaves_no_process() {
+    a_stop_signal_interrupts_releases_for_resume_and_leaves_no_process(Signal::SIGHUP).await;
+}
+
+async fn a_stop_signal_interrupts_releases_for_resume_and_leaves_no_process(stop: Signal) {
     let env = Env::new();
     let client = env.server().await;
     client.create("long", "long @sleep=60", json!({})).await;
@@ -224,7 +234,7 @@ async fn sigterm_interrupts_releases_for_resume_and_leaves_no_process() {
     })
     .await;
     let asked = std::time::Instant::now();
-    signal(client.pid, Signal::SIGTERM);
+    signal(client.pid, stop);
     exited(&client, 10.0).await;
     assert!(asked.elapsed() < Duration::from_secs(10), "exited within 10 s");
     let pid = i32::try_from(start["pid"].as_i64().expect("pid")).expect("pid");
