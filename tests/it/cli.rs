@@ -9,24 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-use crate::harness::{Env, INSPECT, SERVER, eventually};
-
-async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
-    tokio::time::timeout(Duration::from_secs(90), command.output()).await.expect("finished in time").expect("run")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Waits until no server or worker is left on the database.
-async fn no_executor_left(env: &Env) {
-    let owners = claude_worker::owners::owners_dir(&env.db_path());
-    eventually(30.0, "the background worker to exit", || {
-        (std::fs::read_dir(&owners).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
-    })
-    .await;
-}
+use crate::harness::{Env, INSPECT, SERVER, eventually, finished, no_executor_left, text};
 
 #[tokio::test]
 async fn inspect_retry_of_an_orchestration_by_name_starts_a_worker_when_none_is_alive() {

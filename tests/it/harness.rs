@@ -410,3 +410,22 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Runs a command to its end (at most 90 s).
+pub async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(90), command.output()).await.expect("finished in time").expect("run")
+}
+
+/// Output bytes as text (lossy).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits until no server or worker is left on the database.
+pub async fn no_executor_left(env: &Env) {
+    let owners = claude_worker::owners::owners_dir(&env.db_path());
+    eventually(30.0, "the background worker to exit", || {
+        (std::fs::read_dir(&owners).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
+    })
+    .await;
+}

@@ -8,24 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::harness::{Env, SERVER, eventually};
-
-async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
-    tokio::time::timeout(Duration::from_secs(90), command.output()).await.expect("finished in time").expect("run")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Waits until no server or worker is left on the database.
-async fn no_executor_left(env: &Env) {
-    let owners = claude_worker::owners::owners_dir(&env.db_path());
-    eventually(30.0, "the background worker to exit", || {
-        (std::fs::read_dir(&owners).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
-    })
-    .await;
-}
+use crate::harness::{Env, SERVER, eventually, finished, no_executor_left, text};
 
 #[tokio::test]
 async fn run_queues_and_returns_at_once_while_a_server_runs_the_task() {
