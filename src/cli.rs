@@ -38,7 +38,7 @@ pub enum Command {
     /// The file is {"name": ..., "tasks": [...]}, as create_orchestration takes (identifier,
     /// execution_prompt, depends_on, initial_delay, model, working_directory, ...). Relative
     /// directories, and tasks that name none, are taken from the file's directory. Queuing a
-    /// file again after its last run finished queues a new run, numbered (NAME-2, ...).
+    /// file again after its latest run finished queues a new run, numbered (NAME-2, ...).
     Orchestrate(crate::terminal::OrchestrateRequest),
     /// Print a shell completion script (bash, zsh or fish; README says where to put it).
     Completions {

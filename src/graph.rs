@@ -187,7 +187,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// The tasks of one orchestration and their edges: what the store loads to answer
 /// One task that a retry puts back in line: its state before and after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reopening {
@@ -198,6 +197,7 @@ pub struct Reopening {
     pub status: TaskStatus,
 }
 
+/// The tasks of one orchestration and their edges: what the store loads to answer
 /// "what becomes ready" and "what must be skipped".
 #[derive(Clone, Debug, Default)]
 pub struct Graph {

@@ -23,6 +23,11 @@ use claude_worker::store::{Db, Store};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Needs no settings, no database and no log: it works whatever state they are in.
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "claude-worker", &mut std::io::stdout().lock());
+        return std::process::ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -42,11 +47,8 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Run(request) => claude_worker::terminal::run(config, *request).await,
             Command::Orchestrate(request) => claude_worker::terminal::orchestrate(config, request).await,
-            Command::Completions { shell } => {
-                let mut out = std::io::stdout().lock();
-                clap_complete::generate(shell, &mut Cli::command(), "claude-worker", &mut out);
-                Ok(std::process::ExitCode::SUCCESS)
-            }
+            // Printed above, before the settings were read.
+            Command::Completions { .. } => Ok(std::process::ExitCode::SUCCESS),
             Command::Serve => serve(config).await.map(|()| std::process::ExitCode::SUCCESS),
             Command::Work { until_idle, detached } => {
                 work(config, until_idle, detached).await.map(|()| std::process::ExitCode::SUCCESS)
@@ -161,7 +163,7 @@ async fn detach_if_work_remains(db: &Db, executor: &Executor, db_path: &std::pat
 
 async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::Result<()> {
     // Registered once: a signal between two looks is not lost. A background worker is stopped
-    // with SIGTERM only: a Ctrl-C at the terminal that started it is not meant for it.
+    // with SIGTERM (or SIGHUP) only: a Ctrl-C at the terminal that started it is not meant for it.
     let signalled = if detached {
         Box::pin(sigterm()) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
     } else {

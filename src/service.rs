@@ -33,6 +33,9 @@ pub enum ServiceError {
     /// An unknown task or orchestration.
     #[error("{0}")]
     NotFound(String),
+    /// A name already in use (an orchestration's, or an identifier in an orchestration).
+    #[error("{0}")]
+    Taken(crate::store::Taken),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -42,6 +45,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Refused(m) => ServiceError::Invalid(m),
             StoreError::UnknownDependency(unknown) => ServiceError::Invalid(unknown.to_string()),
+            StoreError::Taken(taken) => ServiceError::Taken(taken),
             StoreError::NotFound(m) => ServiceError::NotFound(m),
             other => ServiceError::Store(other),
         }
@@ -113,7 +117,8 @@ impl Status {
 /// (done, total, one line) of an orchestration's counters.
 fn counters_progress(c: &crate::model::Counters) -> (f64, f64, String) {
     let done = c.total - c.unfinished();
-    (f64::from(done), f64::from(c.total), format!("{done}/{} tasks finished, {} running", c.total, c.running))
+    let tasks = if c.total == 1 { "task" } else { "tasks" };
+    (f64::from(done), f64::from(c.total), format!("{done}/{} {tasks} finished, {} running", c.total, c.running))
 }
 
 /// A task with its edges and where its logs are.

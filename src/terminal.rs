@@ -15,8 +15,8 @@ use anyhow::{Context as _, bail};
 
 use crate::config::Config;
 use crate::model::TaskRef;
-use crate::service::{Service, Target, TaskInput};
-use crate::store::{Created, Db, Store};
+use crate::service::{Service, ServiceError, Target, TaskInput};
+use crate::store::{Created, Db, Store, Taken};
 
 /// What `claude-worker run` was asked (its command-line arguments).
 #[derive(Debug, Default, clap::Args)]
@@ -58,7 +58,7 @@ pub struct RunRequest {
     #[arg(long)]
     pub max_turns: Option<u32>,
     /// Most dollars it may spend.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_budget_usd: Option<f64>,
     /// Replaces Claude Code's system prompt.
     #[arg(long)]
@@ -89,8 +89,9 @@ pub struct OrchestrateRequest {
     /// Name the orchestration (overrides the file's "name").
     #[arg(long)]
     pub name: Option<String>,
-    /// Queue it as a new run even while an earlier run of the same name is unfinished (named
-    /// NAME-2, NAME-3, ...). A finished earlier run needs no flag: the new one is numbered.
+    /// Queue it as a new run even while the latest run of the same name is unfinished (named
+    /// NAME-2, NAME-3, ...), or number a --name that is taken. After a finished run of the
+    /// file's name no flag is needed: the new run is numbered.
     #[arg(long)]
     pub rerun: bool,
     /// Follow it live until every task ended (exit 0 when all completed).
@@ -115,7 +116,7 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
     let interrupted = crate::live::interrupts()?;
     let service = open(&config)?;
     let created = match &request.identifier {
-        Some(identifier) => create(&service, &request, identifier.clone(), prompt).await?,
+        Some(identifier) => create(&service, &request, identifier.clone(), prompt).await,
         // A name made up from the prompt may be taken in the orchestration: the next free one.
         None => {
             let base = slug(&request.prompt);
@@ -123,12 +124,13 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
             loop {
                 let identifier = if n == 1 { base.clone() } else { format!("{base}-{n}") };
                 match create(&service, &request, identifier, prompt.clone()).await {
-                    Err(e) if n < 100 && e.to_string().contains("already has a task") => n += 1,
-                    other => break other?,
+                    Err(ServiceError::Taken(Taken::Identifier { .. })) if n < 100 => n += 1,
+                    other => break other,
                 }
             }
         }
-    };
+    }
+    .map_err(|e| anyhow::anyhow!("{}", in_flag_words(&e.to_string())))?;
     let task = created.tasks.first().context("the task was not stored")?;
     // Before anything is printed: a Ctrl-C that answers the output cannot reach the worker
     // while it is being started, still in this process's group.
@@ -152,13 +154,13 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Queues the task of `run` under `identifier`; errors speak of the command's flags.
+/// Queues the task of `run` under `identifier`.
 async fn create(
     service: &Service,
     request: &RunRequest,
     identifier: String,
     prompt: String,
-) -> anyhow::Result<Created> {
+) -> Result<Created, ServiceError> {
     let list = |tools: &[String]| (!tools.is_empty()).then(|| tools.to_vec());
     let input = TaskInput {
         identifier,
@@ -178,10 +180,7 @@ async fn create(
         max_attempts: request.max_attempts,
         ..TaskInput::default()
     };
-    service
-        .create_task(input, request.orchestration.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", in_flag_words(&e.to_string())))
+    service.create_task(input, request.orchestration.clone()).await
 }
 
 /// A message about `create_task`'s fields in the words of `run`'s flags.
@@ -233,17 +232,25 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
         })
         .collect::<Vec<_>>();
     let service = open(&config)?;
-    let asked = request.name.clone().or(file_name);
+    // The name given with --name is used as it is (numbered only with --rerun); the file's own
+    // name is numbered for each new run.
+    let asked = match (request.name.clone(), file_name) {
+        (Some(name), _) => Some((name, true)),
+        (None, Some(name)) => Some((name, false)),
+        (None, None) => None,
+    };
     let mut name = None;
-    if let Some(asked) = &asked {
-        name = Some(run_name(&service, asked, request.rerun).await?);
+    if let Some((asked, explicit)) = &asked {
+        name = Some(run_name(&service, asked, *explicit, request.rerun).await?);
     }
     let mut created = service.create_orchestration(name.clone(), tasks.clone()).await;
     // Another run of the same file may have taken the number in the meantime: the next one.
     for _ in 0..10 {
         match (&created, &asked) {
-            (Err(e), Some(asked)) if e.to_string().contains("already exists") => {
-                name = Some(run_name(&service, asked, true).await?);
+            (Err(ServiceError::Taken(Taken::OrchestrationName { .. })), Some((asked, explicit)))
+                if !*explicit || request.rerun =>
+            {
+                name = Some(run_name(&service, asked, *explicit, true).await?);
                 created = service.create_orchestration(name.clone(), tasks.clone()).await;
             }
             _ => break,
@@ -265,40 +272,63 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     Ok(ExitCode::SUCCESS)
 }
 
-/// The name this run of a workflow gets: `name` when no orchestration has it; the next free
-/// `name-N` when the one that has it finished (or `rerun` asks for another run anyway). An
-/// unfinished run of that name is refused, saying how to follow it or run another beside it.
-async fn run_name(service: &Service, name: &str, rerun: bool) -> anyhow::Result<String> {
-    let Some(existing) = service.orchestration_named(name).await? else {
-        return Ok(name.to_owned());
-    };
-    let summary = service.orchestration_summary(existing).await?;
-    if summary.counters.unfinished() > 0 && !rerun {
-        let taken = service.orchestration_names_like(name).await?;
+/// The name this run of a workflow gets. A name given with `--name` (`explicit`) is used as it
+/// is, refused when taken unless `rerun` asks for the next free `name-N`. The file's own name
+/// is numbered: `name` for the first run, then `name-2`, ... once the latest run has finished;
+/// while that one is unfinished another is refused (saying how to follow it) unless `rerun`.
+async fn run_name(service: &Service, name: &str, explicit: bool, rerun: bool) -> anyhow::Result<String> {
+    let taken = service.orchestration_names_like(name).await?;
+    let next = next_run_name(name, &taken);
+    if explicit {
+        let Some(existing) = service.orchestration_named(name).await?.filter(|_| taken.iter().any(|t| t == name))
+        else {
+            return Ok(name.to_owned());
+        };
+        if rerun {
+            return Ok(next);
+        }
+        let summary = service.orchestration_summary(existing).await?;
         bail!(
-            "orchestration {name:?} (#{existing}) is still {} with {} unfinished: follow it with \
-             `claude-worker-inspect watch {existing}`, or queue another run beside it with --rerun (it would be \
-             {:?}) or --name",
-            summary.status,
-            crate::text::count(u64::from(summary.counters.unfinished()), "task"),
-            next_run_name(name, &taken)
+            "an orchestration named {name:?} already exists (#{existing}, {}): give another --name, or add \
+             --rerun to queue this run as {next:?}",
+            summary.status
         );
     }
-    let taken = service.orchestration_names_like(name).await?;
-    Ok(next_run_name(name, &taken))
+    let Some(latest) = latest_run(name, &taken) else {
+        return Ok(name.to_owned());
+    };
+    if !rerun && let Some(existing) = service.orchestration_named(&latest).await? {
+        let summary = service.orchestration_summary(existing).await?;
+        if summary.counters.unfinished() > 0 {
+            bail!(
+                "the latest run of {name:?}, orchestration {latest:?} (#{existing}), is still {} with {} \
+                 unfinished: follow it with `claude-worker-inspect watch {existing}`, or queue another run \
+                 beside it with --rerun (it would be {next:?}) or --name",
+                summary.status,
+                crate::text::count(u64::from(summary.counters.unfinished()), "task"),
+            );
+        }
+    }
+    Ok(next)
 }
 
-/// `base-N` for the first N above every run of `base` in `taken` (`base` itself is run 1).
+/// The run number of `name` as a run of `base`: `base` itself is run 1, `base-N` run N.
+fn run_number(base: &str, name: &str) -> Option<u64> {
+    match name.strip_prefix(base) {
+        Some("") => Some(1),
+        Some(rest) => rest.strip_prefix('-').and_then(|n| n.parse::<u64>().ok()).filter(|n| *n >= 2),
+        None => None,
+    }
+}
+
+/// The highest-numbered run of `base` in `taken`.
+fn latest_run(base: &str, taken: &[String]) -> Option<String> {
+    taken.iter().filter_map(|name| run_number(base, name).map(|n| (n, name))).max().map(|(_, name)| name.clone())
+}
+
+/// `base` when it has no run in `taken`, else `base-N` for the first N above every run.
 fn next_run_name(base: &str, taken: &[String]) -> String {
-    let highest = taken
-        .iter()
-        .filter_map(|name| match name.strip_prefix(base) {
-            Some("") => Some(1),
-            Some(rest) => rest.strip_prefix('-').and_then(|n| n.parse::<u64>().ok()),
-            None => None,
-        })
-        .max();
-    match highest {
+    match taken.iter().filter_map(|name| run_number(base, name)).max() {
         None => base.to_owned(),
         Some(n) => format!("{base}-{}", n + 1),
     }
@@ -446,6 +476,12 @@ mod tests {
         // Other names that merely start the same way are not runs of it.
         assert_eq!(next_run_name("todo-app", &names(&["todo-app", "todo-app-ui", "todo-app-2b"])), "todo-app-2");
         assert_eq!(next_run_name("build", &names(&["build-3"])), "build-4");
+        assert_eq!(next_run_name("build", &names(&["build-1"])), "build", "build-1 is not a run of build");
+        assert_eq!(
+            latest_run("todo-app", &names(&["todo-app-2", "todo-app", "todo-app-ui"])).as_deref(),
+            Some("todo-app-2")
+        );
+        assert_eq!(latest_run("todo-app", &names(&["todo-app-ui"])), None);
     }
 
     #[test]

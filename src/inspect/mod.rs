@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::model::{OrchestrationStatus, TaskRef, TaskStatus};
-use crate::service::{Service, Status, Target};
+use crate::service::{Service, ServiceError, Status, Target};
 use crate::store::{Db, OrchestrationFilter, Store, StoreError, TaskFilter};
 
 #[derive(Parser)]
@@ -276,10 +276,19 @@ async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Res
         if let Ok(id) = target.parse::<i64>() {
             return Ok(vec![Target::Orchestration(id)]);
         }
-        return Ok(vec![match service.orchestration_named(target).await? {
-            Some(id) => Target::Orchestration(id),
-            None => Target::Task(TaskRef::parse(target)),
-        }]);
+        if let Some(id) = service.orchestration_named(target).await? {
+            return Ok(vec![Target::Orchestration(id)]);
+        }
+        let task = Target::Task(TaskRef::parse(target));
+        return match service.status(&task).await {
+            Ok(_) => Ok(vec![task]),
+            Err(ServiceError::NotFound(_)) => bail!(
+                "no orchestration or task is named {}: give an orchestration id or name, or a task's #id or \
+                 identifier (`claude-worker-inspect list-orchestrations` and `list` show the stored ones)",
+                crate::graph::shown(target)
+            ),
+            Err(e) => Err(e.into()),
+        };
     }
     let all = service.list_orchestrations(OrchestrationFilter { status: None, limit: 1000 }).await?;
     let unfinished: Vec<Target> = all
@@ -387,7 +396,10 @@ async fn command(
             let target = match (task, orchestration) {
                 (Some(t), None) => Target::Task(TaskRef::parse(&t)),
                 (None, Some(o)) => Target::Orchestration(service.find_orchestration(&o).await?),
-                _ => bail!("give a task, or --orchestration <id or name>, not both"),
+                (None, None) => {
+                    bail!("say what to cancel: a task (identifier or #id), or --orchestration <id or name>")
+                }
+                (Some(_), Some(_)) => bail!("give a task or --orchestration <id or name>, not both"),
             };
             let outcome = service.cancel(target, reason).await?;
             if json {
@@ -427,7 +439,8 @@ async fn command(
                     let outcome = service.retry_orchestration(id).await?;
                     (None, outcome.orchestration_id, outcome.tasks)
                 }
-                (Some(_), Some(_)) | (None, None) => bail!("give a task, or --orchestration <id or name>, not both"),
+                (None, None) => bail!("say what to retry: a task (identifier or #id), or --orchestration <id or name>"),
+                (Some(_), Some(_)) => bail!("give a task or --orchestration <id or name>, not both"),
             };
             // The retried work must run without an editor open.
             crate::terminal::ensure_executor(db_path);
@@ -446,18 +459,17 @@ async fn command(
                         })
                     })
                     .collect();
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "task_id": single.map(|(id, _)| id),
-                        "status": single.map(|(_, status)| status.as_str()),
-                        "orchestration_id": orchestration_id,
-                        "reopened": reopened,
-                        "tasks": tasks,
-                        "message": message,
-                    }))?
-                )?;
+                let mut value = json!({
+                    "orchestration_id": orchestration_id,
+                    "reopened": reopened,
+                    "tasks": tasks,
+                    "message": message,
+                });
+                if let Some((task_id, status)) = single {
+                    value["task_id"] = json!(task_id);
+                    value["status"] = json!(status.as_str());
+                }
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
                 writeln!(out, "{message}")?;
             }

@@ -215,11 +215,6 @@ fn orchestration_title(id: OrchestrationId, name: Option<&str>) -> String {
     }
 }
 
-/// `1 task`, `2 tasks`.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
-}
-
 /// The last column: the action while running, the reason when it ended badly, and for a task
 /// waiting out a retry's backoff, what failed.
 fn note(row: &Row) -> Option<String> {
@@ -329,7 +324,7 @@ fn outcome(group: &Group) -> Vec<String> {
                 let all: Vec<&str> = result.trim_end().lines().collect();
                 lines.extend(all.iter().take(RESULT_LINES).map(|l| format!("  {l}")));
                 if all.len() > RESULT_LINES {
-                    let more = count(all.len() - RESULT_LINES, "more line");
+                    let more = crate::text::count((all.len() - RESULT_LINES) as u64, "more line");
                     lines.push(format!("  … {more} (claude-worker-inspect status #{})", row.task_id));
                 }
             }
@@ -396,7 +391,12 @@ impl View {
                 if !*started {
                     *started = true;
                     for group in groups {
-                        writeln!(out, "watching {}: {}", group.title, count(group.rows.len(), "task"))?;
+                        writeln!(
+                            out,
+                            "watching {}: {}",
+                            group.title,
+                            crate::text::count(group.rows.len() as u64, "task")
+                        )?;
                     }
                 }
                 for group in groups {
@@ -586,11 +586,5 @@ mod tests {
             rows: vec![row(TaskStatus::Completed), failed, skipped],
         };
         assert_eq!(outcome(&group), ["✗ backend #1 failed: auth: Invalid API key"]);
-    }
-
-    #[test]
-    fn counts_have_the_right_plural() {
-        assert_eq!(count(1, "task"), "1 task");
-        assert_eq!(count(2, "task"), "2 tasks");
     }
 }

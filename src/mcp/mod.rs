@@ -153,6 +153,7 @@ fn internal_error(e: impl std::fmt::Display) -> ErrorData {
 fn caller_error(e: ServiceError) -> String {
     match e {
         ServiceError::Invalid(m) | ServiceError::NotFound(m) => m,
+        ServiceError::Taken(taken) => taken.to_string(),
         ServiceError::Store(e) => {
             tracing::error!("store: {e}");
             format!("claude-worker could not complete the request: {e}")

@@ -157,7 +157,7 @@ pub async fn list(service: &Service, new_protocol: bool) -> Result<ListResources
 pub async fn read(service: &Service, uri: &str, new_protocol: bool) -> Result<ReadResourceResult, ErrorData> {
     let parsed = parse_or_error(uri)?;
     let found = |e: ServiceError| match e {
-        ServiceError::NotFound(_) | ServiceError::Invalid(_) => match parsed {
+        ServiceError::NotFound(_) | ServiceError::Invalid(_) | ServiceError::Taken(_) => match parsed {
             ResourceUri::Task(id) | ResourceUri::TaskLog(id) => not_found(uri, &format!("there is no task {id}")),
             ResourceUri::Orchestration(id) => not_found(uri, &format!("there is no orchestration {id}")),
         },

@@ -74,10 +74,7 @@ fn create_in(
         None => None,
     };
     if let (true, Some(existing), Some(name)) = (batch.new_orchestration, named, &batch.orchestration) {
-        return Err(StoreError::Refused(format!(
-            "an orchestration named {name:?} already exists (id {existing}): choose another name, or add \
-             tasks to it with create_task and orchestration={name:?}"
-        )));
+        return Err(StoreError::Taken(Taken::OrchestrationName { name: name.clone(), existing }));
     }
 
     // Resolve every dependency that is not a task of this batch.
@@ -135,11 +132,11 @@ fn create_in(
             .query_row(params![orchestration_id, task.identifier], |row| row.get(0))
             .optional()?;
         if let Some(task_id) = taken {
-            return Err(StoreError::Refused(format!(
-                "orchestration {orchestration_id} already has a task {:?} (#{task_id}): choose another \
-                 task_identifier (identifiers are unique within an orchestration)",
-                task.identifier
-            )));
+            return Err(StoreError::Taken(Taken::Identifier {
+                orchestration_id,
+                identifier: task.identifier.clone(),
+                task_id,
+            }));
         }
     }
 
@@ -339,6 +336,32 @@ fn unknown_dependency(
         orchestration: named,
         candidates,
     })))
+}
+
+/// A name a new task or orchestration asked for that is already in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// A new orchestration's name: another orchestration has it.
+    OrchestrationName { name: String, existing: OrchestrationId },
+    /// A task's identifier: the orchestration it joins has a task of that name.
+    Identifier { orchestration_id: OrchestrationId, identifier: String, task_id: TaskId },
+}
+
+impl std::fmt::Display for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Taken::OrchestrationName { name, existing } => write!(
+                f,
+                "an orchestration named {name:?} already exists (id {existing}): choose another name, or add \
+                 tasks to it with create_task and orchestration={name:?}"
+            ),
+            Taken::Identifier { orchestration_id, identifier, task_id } => write!(
+                f,
+                "orchestration {orchestration_id} already has a task {identifier:?} (#{task_id}): choose another \
+                 task_identifier (identifiers are unique within an orchestration)"
+            ),
+        }
+    }
 }
 
 /// A dependency that names no task, and the identifiers stored where it was looked for.

@@ -26,7 +26,7 @@ use crate::graph;
 use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
 
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
-pub use create::{Created, CreatedTask, UnknownDependency};
+pub use create::{Created, CreatedTask, Taken, UnknownDependency};
 pub use handle::Db;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
@@ -56,6 +56,9 @@ pub enum StoreError {
     /// out only when the message is written, after the transaction has ended.
     #[error("{0}")]
     UnknownDependency(Box<create::UnknownDependency>),
+    /// A name already in use: the caller's to fix (or, for a terminal command, to number).
+    #[error("{0}")]
+    Taken(create::Taken),
     #[error(
         "cannot create the directory {path} for the database ({error}): create it yourself, or set \
          CLAUDE_WORKER_DB (or CLAUDE_WORKER_HOME) to a place this user can write to"

@@ -144,7 +144,8 @@ impl Store {
                     .prepare_cached(
                         "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
                              lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL,
-                             error_kind = NULL, error_message = NULL, session_id = resume_session_id
+                             error_kind = NULL, error_message = NULL, session_id = resume_session_id,
+                             last_action = NULL
                          WHERE task_id = (
                              SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
                              ORDER BY priority DESC, task_id LIMIT 1)

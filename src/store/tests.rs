@@ -419,3 +419,18 @@ fn retrying_an_orchestration_with_nothing_to_retry_is_refused() {
     assert_eq!(store.events(&TaskRef::Identifier("b".to_owned())).expect("events").len(), 1, "nothing written");
     assert!(matches!(store.retry_orchestration(999, 2), Err(StoreError::NotFound(_))));
 }
+
+#[test]
+fn a_new_attempt_does_not_show_the_last_attempt_s_action() {
+    let (_dir, mut store) = open();
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("create");
+    let first = store.claim_ready("one", 4, 1, 30_000, 2).expect("claim").pop().expect("a task");
+    let id = first.task.task_id;
+    store.record_progress(id, "one", first.fence, Some("Text: API Error: 529 Overloaded"), None).expect("progress");
+    let error = crate::model::TaskError { kind: "overloaded".to_owned(), message: "API Error: 529".to_owned() };
+    let retry = Finish::Retry { error, ready_at: 3 };
+    store.finish(id, "one", first.fence, &retry, &RunStats::default(), 3).expect("finish");
+    store.claim_ready("one", 4, 1, 30_000, 4).expect("claim").pop().expect("claimed again");
+    let detail = store.task(&TaskRef::Id(id)).expect("task");
+    assert_eq!(detail.task.last_action, None, "attempt 2 has done nothing yet");
+}

@@ -75,7 +75,7 @@ async fn the_inspect_cli_takes_orchestration_names_and_speaks_its_own_commands()
     assert!(text(&watch.stdout).starts_with("watching orchestration 1 (handoff)"), "{}", text(&watch.stdout));
 
     for (args, command) in [
-        (&["watch", "no-such-thing"][..], "`claude-worker-inspect list`"),
+        (&["watch", "no-such-thing"][..], "no orchestration or task is named"),
         (&["orchestration-status", "no-such-thing"][..], "`claude-worker-inspect list-orchestrations`"),
         (&["status", "no-such-thing"][..], "`claude-worker-inspect list`"),
     ] {
@@ -169,24 +169,37 @@ async fn a_workflow_file_runs_where_it_points_and_runs_again_as_a_numbered_run()
         conn.query_row("SELECT name FROM orchestrations WHERE orchestration_id = 2", [], |r| r.get(0)).expect("row");
     assert_eq!(name, "todo-app-2");
 
-    // While a run of that name is unfinished, another is refused unless asked for.
+    // A name given with --name is used as it is: a taken one is refused, not renamed.
+    let refused = finished(&mut orchestrate(&["--name", "todo-app"])).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"todo-app\" already exists") && stderr.contains("\"todo-app-3\""), "{stderr}");
+
+    // While the latest run is unfinished, another is refused unless asked for.
     std::fs::write(
         project.join("workflow.json"),
-        json!({ "name": "todo-app", "tasks": [{ "identifier": "slow", "execution_prompt": "slow @sleep=30" }] })
+        json!({ "name": "long-run", "tasks": [{ "identifier": "slow", "execution_prompt": "slow @sleep=30" }] })
             .to_string(),
     )
     .expect("write");
-    let running = finished(&mut orchestrate(&["--name", "long-one"])).await;
+    let running = finished(&mut orchestrate(&["-q"])).await;
     assert!(running.status.success(), "{}", text(&running.stderr));
-    let refused = finished(&mut orchestrate(&["--name", "long-one"])).await;
+    let first_id = text(&running.stdout).trim().to_owned();
+    let refused = finished(&mut orchestrate(&[])).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
-    for needle in ["\"long-one\"", "still", "--rerun", "\"long-one-2\"", "claude-worker-inspect watch"] {
+    let watch = format!("claude-worker-inspect watch {first_id}");
+    for needle in ["\"long-run\"", "still", "--rerun", "\"long-run-2\"", &watch] {
         assert!(stderr.contains(needle), "{needle} in: {stderr}");
     }
     assert!(!stderr.contains("create_task"), "{stderr}");
-    let beside = finished(&mut orchestrate(&["--name", "long-one", "--rerun", "-q"])).await;
+    let beside = finished(&mut orchestrate(&["--rerun", "-q"])).await;
     assert!(beside.status.success(), "{}", text(&beside.stderr));
+    // The latest run (long-run-2) is the one that counts now.
+    let refused = finished(&mut orchestrate(&[])).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"long-run-2\"") && stderr.contains("\"long-run-3\""), "{stderr}");
     let names: Vec<String> = conn
         .prepare("SELECT name FROM orchestrations ORDER BY orchestration_id")
         .expect("query")
@@ -194,11 +207,11 @@ async fn a_workflow_file_runs_where_it_points_and_runs_again_as_a_numbered_run()
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("names");
-    assert_eq!(names, ["todo-app", "todo-app-2", "long-one", "long-one-2"]);
-    let cancelled = env.inspect(&["cancel", "--orchestration", "long-one"]).await;
-    assert!(cancelled.status.success());
-    let cancelled = env.inspect(&["cancel", "--orchestration", "long-one-2"]).await;
-    assert!(cancelled.status.success());
+    assert_eq!(names, ["todo-app", "todo-app-2", "long-run", "long-run-2"]);
+    for name in ["long-run", "long-run-2"] {
+        let cancelled = env.inspect(&["cancel", "--orchestration", name]).await;
+        assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+    }
     no_executor_left(&env).await;
 }
 

@@ -85,17 +85,16 @@ async fn after_a_crash_at_any_point_every_task_ends_exactly_once() {
     for point in ["after_claim", "after_spawn", "before_completion_commit", "mid_promotion"] {
         let env = Env::new().set("CLAUDE_WORKER_CRASH_AT", point);
         let crashing = env.server().await;
-        // The crash may come before the answer: the tasks are stored either way (checked below).
-        let _ = crashing
-            .call(
-                "create_orchestration",
-                json!({ "tasks": [
-                    { "identifier": "a", "execution_prompt": "a" },
-                    { "identifier": "b", "execution_prompt": "b", "depends_on": ["a"] },
-                    { "identifier": "c", "execution_prompt": "c", "depends_on": ["a"] },
-                ] }),
-            )
-            .await;
+        // The crash may come before the answer (the call then fails with the connection): the
+        // tasks are stored either way (checked below).
+        let tasks = json!({ "tasks": [
+            { "identifier": "a", "execution_prompt": "a" },
+            { "identifier": "b", "execution_prompt": "b", "depends_on": ["a"] },
+            { "identifier": "c", "execution_prompt": "c", "depends_on": ["a"] },
+        ] });
+        let request = rmcp::model::CallToolRequestParams::new("create_orchestration")
+            .with_arguments(tasks.as_object().cloned().unwrap_or_default());
+        let _ = tokio::time::timeout(Duration::from_secs(60), crashing.service.call_tool(request)).await;
         exited(&crashing, 30.0).await;
         assert_eq!(env.sql_count("SELECT count(*) FROM tasks"), 3, "{point}: the tasks were stored");
         assert!(
