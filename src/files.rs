@@ -133,9 +133,18 @@ pub fn check_dirs(config: &Config) -> Result<(), UnsafeDir> {
 }
 
 /// Creates `dir` and its missing parents, each private (`0700`). An existing directory is left
-/// as it is ([`check_dirs`] has judged it).
+/// as it is, but must pass [`dir_problem`]: one that did not exist when [`check_dirs`] looked
+/// may have been made since by someone else (in a parent such as /tmp), and is refused then.
 pub fn private_dir_all(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    match dir_problem(meta.uid(), meta.mode(), our_uid()) {
+        None => Ok(()),
+        Some(problem) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            UnsafeDir { what: "directory", path: dir.to_owned(), problem, setting: "CLAUDE_WORKER_HOME" }.problem(),
+        )),
+    }
 }
 
 /// Makes the database file at `db_path` and its `-wal` and `-shm` files private (`0600`) when
@@ -362,6 +371,11 @@ mod tests {
         private_dir_all(&nested).expect("mkdir");
         assert_eq!(mode(&nested), 0o700);
         assert_eq!(mode(&dir.path().join("x")), 0o700);
+        private_dir_all(&nested).expect("an existing private directory is fine");
+        // One that someone else made meanwhile, open to all, is not used.
+        std::fs::set_permissions(&nested, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let refused = private_dir_all(&nested).expect_err("refused");
+        assert!(refused.to_string().contains("can be written by other users"), "{refused}");
     }
 
     #[test]
