@@ -76,6 +76,12 @@ fn open_append(path: &Path) -> io::Result<File> {
     }
 }
 
+/// The summary log of the task whose detailed log is `detailed` (see [`TaskLogPaths`]).
+fn summary_beside(detailed: &Path) -> Option<PathBuf> {
+    let name = detailed.file_name()?.to_str()?.strip_suffix("_detailed.log")?;
+    Some(detailed.with_file_name(format!("{name}_summary.log")))
+}
+
 /// Appends one line, prefixed with the time, to a task's summary log.
 ///
 /// A summary log that cannot be opened safely (a link or a file of someone else's planted there)
@@ -159,8 +165,17 @@ pub struct DetailedLog {
 
 impl DetailedLog {
     /// Opens the log for appending; what earlier attempts wrote counts against the cap.
+    ///
+    /// A log that cannot be opened safely (a link, or a file of someone else's, planted at its
+    /// path) is not written: the task's summary says so, for whoever reads it.
     pub fn open(path: &Path, cap: u64) -> io::Result<DetailedLog> {
-        let head = open_append(path)?;
+        let head = open_append(path).inspect_err(|e| {
+            if let Some(summary) = summary_beside(path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                let _ = append_summary(&summary, &format!("the detailed log is not written: {e}"));
+            }
+        })?;
         let existing = head.metadata()?.len();
         Ok(DetailedLog {
             head,
@@ -350,6 +365,19 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_detailed_log_planted_as_a_link_is_refused_and_the_summary_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").expect("write");
+        let paths = TaskLogPaths::new(dir.path(), 7);
+        std::os::unix::fs::symlink(&target, &paths.detailed).expect("symlink");
+        assert!(DetailedLog::open(&paths.detailed, 4000).is_err());
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+        let summary = std::fs::read_to_string(&paths.summary).expect("summary");
+        assert!(summary.contains("the detailed log is not written") && summary.contains("symbolic link"), "{summary}");
     }
 
     #[test]
