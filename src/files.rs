@@ -6,8 +6,8 @@
 //! - every directory it creates is `0700` and every file `0600` ([`private_dir_all`],
 //!   [`open_append`], [`create_new`]);
 //! - no file is ever opened through a symbolic link (`O_NOFOLLOW`: the open fails with `ELOOP`,
-//!   [`is_link_refusal`]), a file appended to must be a regular file of this user (else the open
-//!   is refused), and a new file is created exclusively;
+//!   [`is_link_refusal`]), a file appended to must be a regular file of this user's with no other
+//!   name (hard link) (else the open is refused), and a new file is created exclusively;
 //! - before anything is written, [`check_dirs`] refuses a database or log directory that another
 //!   user owns or that others can write to: whoever can write there can plant links, or files of
 //!   their own, where claude-worker's files go. [`dir_problem`] is that decision.
@@ -201,6 +201,16 @@ pub fn open_append(path: &Path) -> io::Result<File> {
             ),
         ));
     }
+    // A hard link is another name of a file that may live anywhere on the file system (another
+    // user could have made one, to a file of ours, while they could write to the directory).
+    if meta.nlink() > 1 {
+        return Err(io::Error::other(format!(
+            "{} has {} names (hard links), so it may be another file of this user's: claude-worker does \
+             not write to it (remove it, and check who can write to its directory)",
+            path.display(),
+            meta.nlink()
+        )));
+    }
     if meta.mode() & 0o077 != 0 {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
@@ -376,6 +386,18 @@ mod tests {
         std::fs::set_permissions(&nested, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let refused = private_dir_all(&nested).expect_err("refused");
         assert!(refused.to_string().contains("can be written by other users"), "{refused}");
+    }
+
+    #[test]
+    fn a_hard_link_to_another_file_is_not_appended_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("bashrc");
+        std::fs::write(&target, "keep me").expect("write");
+        let link = dir.path().join("task_1_summary.log");
+        std::fs::hard_link(&target, &link).expect("hard link");
+        let refused = open_append(&link).expect_err("refused");
+        assert!(refused.to_string().contains("hard links"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
     }
 
     #[test]
