@@ -6,7 +6,8 @@
 //! module that spawns processes (the `claude` CLI) and reads their stream-json; [`executor`]
 //! claims ready tasks and drives runs, waking on events; [`service`] offers the application's
 //! verbs to both edges; [`mcp`] is the only module that knows MCP; [`inspect`] is the side CLI;
-//! [`logs`] writes the global and per-task log files; [`watch`] notices
+//! [`logs`] writes the global and per-task log files, and [`files`] opens every file claude-worker
+//! writes (private, never through a link) and refuses directories others could plant files in; [`watch`] notices
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
 //! database are alive; [`crash`] holds the crash points of the durability tests; [`terminal`]
 //! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
@@ -19,6 +20,7 @@ pub mod config;
 pub mod crash;
 pub mod executor;
 pub mod feedback;
+pub mod files;
 pub mod graph;
 pub mod inspect;
 pub mod live;

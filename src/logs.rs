@@ -9,9 +9,8 @@
 //! Each task's files have one writer at a time (the owner of its current attempt), so lines from
 //! two writers never interleave.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::TaskId;
@@ -62,34 +61,37 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Opens a log file for appending (see [`crate::files::open_append`]: private, never through a
+/// link, only a regular file of this user's), making its directory the first time.
 fn open_append(path: &Path) -> io::Result<File> {
-    let open = || OpenOptions::new().create(true).append(true).mode(0o600).open(path);
-    match open() {
+    match crate::files::open_append(path) {
         // The directory is made the first time only.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new().recursive(true).mode_private().create(dir)?;
+                crate::files::private_dir_all(dir)?;
             }
-            open()
+            crate::files::open_append(path)
         }
         other => other,
     }
 }
 
-trait PrivateDir {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateDir for std::fs::DirBuilder {
-    fn mode_private(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o700)
-    }
+/// The summary log of the task whose detailed log is `detailed` (see [`TaskLogPaths`]).
+fn summary_beside(detailed: &Path) -> Option<PathBuf> {
+    let name = detailed.file_name()?.to_str()?.strip_suffix("_detailed.log")?;
+    Some(detailed.with_file_name(format!("{name}_summary.log")))
 }
 
 /// Appends one line, prefixed with the time, to a task's summary log.
+///
+/// A summary log that cannot be opened safely (a link or a file of someone else's planted there)
+/// is not written, and the global log says so: the task itself runs on.
 pub fn append_summary(path: &Path, line: &str) -> io::Result<()> {
-    let mut file = open_append(path)?;
+    let mut file = open_append(path).inspect_err(|e| {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!("not writing the task's summary log: {e}");
+        }
+    })?;
     let stamp = crate::time::rfc3339(crate::time::now_ms());
     writeln!(file, "{stamp} {line}")
 }
@@ -117,19 +119,25 @@ impl SummarySteps {
         self.last = Some(action.to_owned());
         // The time stamp and the newline: about 26 bytes.
         let len = action.len() as u64 + 26;
-        if len > self.left {
+        let written = if len > self.left {
             self.stopped = true;
-            return append_summary(&self.path, "[... more steps than the summary keeps: see the detailed log ...]");
+            append_summary(&self.path, "[... more steps than the summary keeps: see the detailed log ...]")
+        } else {
+            self.left -= len;
+            append_summary(&self.path, action)
+        };
+        // A summary that cannot be written (see `append_summary`) is said once, not at every step.
+        if written.is_err() {
+            self.stopped = true;
         }
-        self.left -= len;
-        append_summary(&self.path, action)
+        written
     }
 }
 
 /// The last `n` lines of a file (empty when it does not exist), reading at most the last few MiB.
 pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
     const WINDOW: u64 = 4 * 1024 * 1024;
-    let mut file = match File::open(path) {
+    let mut file = match crate::files::open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -157,8 +165,17 @@ pub struct DetailedLog {
 
 impl DetailedLog {
     /// Opens the log for appending; what earlier attempts wrote counts against the cap.
+    ///
+    /// A log that cannot be opened safely (a link, or a file of someone else's, planted at its
+    /// path) is not written: the task's summary says so, for whoever reads it.
     pub fn open(path: &Path, cap: u64) -> io::Result<DetailedLog> {
-        let head = open_append(path)?;
+        let head = open_append(path).inspect_err(|e| {
+            if let Some(summary) = summary_beside(path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                let _ = append_summary(&summary, &format!("the detailed log is not written: {e}"));
+            }
+        })?;
         let existing = head.metadata()?.len();
         Ok(DetailedLog {
             head,
@@ -197,7 +214,8 @@ impl DetailedLog {
             self.head_left = 0;
             let open_segment = |n: u8| -> io::Result<(PathBuf, File, u64)> {
                 let p = self.path.with_extension(format!("log.tail{n}"));
-                let f = OpenOptions::new().create(true).read(true).write(true).truncate(true).mode(0o600).open(&p)?;
+                // A leftover of an attempt that died is replaced; a link is removed, never followed.
+                let f = crate::files::create_replacing(&p)?;
                 Ok((p, f, 0))
             };
             self.segments = Some([open_segment(0)?, open_segment(1)?]);
@@ -264,11 +282,8 @@ pub fn init_tracing(config: &crate::config::Config) -> Option<tracing_appender::
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_filter(quiet(EnvFilter::new("warn,claude_worker::exit=off")));
-    let file = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode_private()
-        .create(&config.log_dir)
-        .and_then(|()| open_append(&config.global_log_path()));
+    // Opened here rather than by tracing-appender's file appender, which would follow a link.
+    let file = crate::files::private_dir_all(&config.log_dir).and_then(|()| open_append(&config.global_log_path()));
     match file {
         Ok(file) => {
             let (writer, guard) = tracing_appender::non_blocking(file);
@@ -350,6 +365,19 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_detailed_log_planted_as_a_link_is_refused_and_the_summary_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").expect("write");
+        let paths = TaskLogPaths::new(dir.path(), 7);
+        std::os::unix::fs::symlink(&target, &paths.detailed).expect("symlink");
+        assert!(DetailedLog::open(&paths.detailed, 4000).is_err());
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+        let summary = std::fs::read_to_string(&paths.summary).expect("summary");
+        assert!(summary.contains("the detailed log is not written") && summary.contains("symbolic link"), "{summary}");
     }
 
     #[test]

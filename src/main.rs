@@ -35,6 +35,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Before anything is written, not even the global log: a directory others can write to
+    // could hold links that turn claude-worker's writes against this user's own files.
+    if let Err(e) = claude_worker::files::check_dirs(&config) {
+        eprintln!("claude-worker: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let _log_guard = claude_worker::logs::init_tracing(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -70,7 +76,14 @@ fn main() -> std::process::ExitCode {
 
 async fn open(config: &Config) -> anyhow::Result<Db> {
     let (path, max_pages) = (config.db_path.clone(), config.max_db_pages);
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, max_pages)).await??;
+    let store = tokio::task::spawn_blocking(move || {
+        let store = Store::open_with(&path, max_pages)?;
+        // A database made by an older version or another tool may be readable by others, and
+        // SQLite gives its -wal and -shm files the same mode: it holds prompts and results.
+        claude_worker::files::make_private(&path)?;
+        anyhow::Ok(store)
+    })
+    .await??;
     Db::spawn(store).context("cannot start the database thread")
 }
 

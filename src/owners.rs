@@ -8,9 +8,8 @@
 //! shared disk) the answer is [`Liveness::Unknown`] and recovery waits for its lease.
 
 use std::ffi::OsString;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -57,9 +56,10 @@ fn pid_of(owner: &str) -> Option<i32> {
 impl OwnerLock {
     /// Creates and locks the owner file of `owner`.
     pub fn acquire(db_path: &Path, owner: &str) -> io::Result<OwnerLock> {
-        DirBuilder::new().recursive(true).mode(0o700).create(owners_dir(db_path))?;
+        crate::files::private_dir_all(&owners_dir(db_path))?;
         let path = owner_file(db_path, owner);
-        let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path)?;
+        // Private, never through a link, only a regular file of this user's.
+        let file = crate::files::open_append(&path)?;
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| io::Error::from(errno))?;
         Ok(OwnerLock { path, _lock: lock })
     }
@@ -92,7 +92,7 @@ fn process_exists(pid: i32) -> bool {
 
 /// Tries the lock of one owner file: held means alive. A free lock's file is removed.
 fn probe(path: &Path) -> Liveness {
-    let file = match OpenOptions::new().write(true).open(path) {
+    let file = match crate::files::open_existing_for_write(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Liveness::Dead,
         Err(_) => return Liveness::Unknown,

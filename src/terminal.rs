@@ -351,6 +351,7 @@ fn print_created(created: &Created, name: Option<&str>) -> std::io::Result<()> {
 
 fn open(config: &Arc<Config>) -> anyhow::Result<Service> {
     let store = Store::open_with(&config.db_path, config.max_db_pages)?;
+    crate::files::make_private(&config.db_path)?;
     let db = Db::spawn(store).context("cannot start the database thread")?;
     Ok(Service::new(db, config.clone(), None))
 }

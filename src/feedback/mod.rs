@@ -18,7 +18,6 @@ pub mod sound;
 pub mod synth;
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -262,12 +261,9 @@ impl Seam {
     fn record(&self, line: &Value) {
         let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // It holds task results: private, like every file claude-worker writes.
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)
-            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
+        // Never through a link, and only a regular file of this user's (it may be anywhere).
+        let written =
+            crate::files::open_append(&self.path).and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = written {
             tracing::debug!("cannot write the feedback log {}: {e}", self.path.display());
         }

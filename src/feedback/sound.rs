@@ -252,7 +252,8 @@ impl Output {
         let path = dir.join(format!("{}.wav", cue.name()));
         if !path.exists() {
             let partial = dir.join(format!("{}.wav.partial", cue.name()));
-            std::fs::write(&partial, sound.wav.as_slice())?;
+            // In a private directory of our own; still, never through a link, and private.
+            std::io::Write::write_all(&mut crate::files::create_replacing(&partial)?, sound.wav.as_slice())?;
             std::fs::rename(&partial, &path)?;
         }
         Ok(path)

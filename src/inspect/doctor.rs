@@ -100,6 +100,7 @@ pub async fn run(db: Option<PathBuf>, full: bool) -> Vec<Check> {
     }
     checks.push(credentials());
     if let Some(config) = &config {
+        checks.push(private_dirs(config));
         checks.extend(database(&config.db_path, full));
         checks.push(log_dir(&config.log_dir));
     }
@@ -313,6 +314,14 @@ fn tasks(path: &Path, d: &Diagnosis) -> Check {
     ok("tasks", summary)
 }
 
+/// Whether servers will accept the database and log directories (see [`crate::files::check_dirs`]).
+fn private_dirs(config: &Config) -> Check {
+    match crate::files::check_dirs(config) {
+        Ok(()) => ok("private", "no other user can write to the database and log directories"),
+        Err(refusal) => fail("private", format!("{}: servers refuse to start", refusal.problem()), refusal.fix()),
+    }
+}
+
 fn log_dir(dir: &Path) -> Check {
     const NAME: &str = "logs";
     if !dir.exists() {
@@ -323,7 +332,7 @@ fn log_dir(dir: &Path) -> Check {
         );
     }
     let probe = dir.join(format!(".doctor-probe-{}", std::process::id()));
-    if let Err(e) = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    if let Err(e) = crate::files::create_new(&probe) {
         return fail(
             NAME,
             format!("cannot write in {}: {e}", dir.display()),

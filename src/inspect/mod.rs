@@ -205,6 +205,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         config.db_path = db;
     }
     let config = Arc::new(config);
+    // Before the global log is written (see `crate::files`).
+    crate::files::check_dirs(&config)?;
     // Its cancels and retries are task events too: one line each in the global log.
     let _log_guard = crate::logs::init_tracing(&config);
     let store = match Store::open_existing_only(&config.db_path) {
@@ -526,7 +528,8 @@ async fn follow_log(
     use std::io::{Read, Seek, SeekFrom};
     let mut offset = 0u64;
     let mut read_new = |offset: &mut u64| -> anyhow::Result<bool> {
-        let Ok(mut file) = std::fs::File::open(path) else { return Ok(false) };
+        // Never through a link planted at the log's path.
+        let Ok(mut file) = crate::files::open_read(path) else { return Ok(false) };
         file.seek(SeekFrom::Start(*offset))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;

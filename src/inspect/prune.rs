@@ -47,7 +47,8 @@ pub async fn run(db: &Db, config: &Config, older_than: Duration, dry_run: bool) 
     let mut files = Files::default();
     for task in &report.tasks {
         for path in task_files(&dir, task.task_id) {
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            // The entry itself: a link planted there is removed, never followed.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
             if !dry_run && let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     files.errors.push(format!("{}: {e}", path.display()));

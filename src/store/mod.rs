@@ -178,6 +178,8 @@ impl Store {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
+                // Never through a link someone left there (see `crate::files`).
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(|error| StoreError::CreateFile { path: path.to_owned(), error })?;
         }

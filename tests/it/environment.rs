@@ -162,16 +162,17 @@ fn give_away(paths: &[&Path]) {
     if !is_root() {
         return;
     }
-    fn chown_all(path: &Path) {
-        std::os::unix::fs::chown(path, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).expect("chown");
-        if path.is_dir() {
-            for entry in std::fs::read_dir(path).expect("read dir") {
-                chown_all(&entry.expect("entry").path());
-            }
-        }
-    }
     for path in paths {
-        chown_all(path);
+        chown_all(path, UNPRIVILEGED);
+    }
+}
+
+fn chown_all(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).expect("chown");
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read dir") {
+            chown_all(&entry.expect("entry").path(), uid);
+        }
     }
 }
 
@@ -199,6 +200,10 @@ async fn refused(env: &Env) -> String {
         .await
         .expect("the server exits at once")
         .expect("run the server");
+    if is_root() {
+        // Given back: a server run as root afterwards would refuse a home another user owns.
+        chown_all(env.home.parent().expect("root"), 0);
+    }
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "it refused to start: {stderr}");
     assert!(output.stdout.is_empty(), "nothing on stdout: {:?}", String::from_utf8_lossy(&output.stdout));

@@ -195,6 +195,7 @@ async fn doctor_passes_in_a_good_environment_and_never_prints_secrets() {
     assert_eq!(report["failures"], 0);
     for name in [
         "settings",
+        "private",
         "claude",
         "credentials",
         "database",

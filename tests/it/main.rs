@@ -10,6 +10,7 @@ mod environment;
 mod execution;
 mod feedback;
 mod harness;
+mod hostile_files;
 mod inspect;
 mod inspect_more;
 mod limits;
