@@ -15,6 +15,7 @@ mod inspect_more;
 mod limits;
 mod logs;
 mod protocol;
+mod replaced_db;
 mod resources;
 mod schemas;
 mod terminal;
