@@ -245,8 +245,12 @@ if api_retry:
     errors = {"401": ("authentication_failed", "api-401-auth-failed.jsonl"), "429": ("rate_limit", "api-429-rate-limit.jsonl"), "529": ("overloaded", "api-529-overloaded.jsonl")}
     error, name = errors[status]
     for attempt in range(1, int(count) + 1):
+        # The count must include an event the moment it is printed: a server that stops the CLI
+        # on reading it can have its SIGINT handled before the next statement otherwise.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         emit(json.dumps({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": int(count), "retry_delay_ms": int(float(delay) * 1000), "error_status": int(status), "error": error, "session_id": SESSION, "uuid": str(uuid.uuid4())}, separators=(",", ":")))
         RETRIES += 1
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         time.sleep(float(delay))
     fixture(name, retries=False)
     finish(1)
