@@ -570,8 +570,12 @@ impl Store {
     /// Closes the connection without harm to what the paths name now. SQLite checkpoints into
     /// the database and deletes the -wal and -shm files *by name* when its last connection
     /// closes: that must not happen when those names now belong to another database's files.
-    /// (It already skips this when the database file itself moved.) When the database file is
-    /// gone from its path, our -wal and -shm are deleted instead, if the names are still ours.
+    /// (SQLite itself skips it when the database file moved.) When the database file is gone
+    /// from its path, what our WAL holds is first copied into it, wherever it is now (a file
+    /// moved away stays whole without its WAL), and then our -wal and -shm are deleted if the
+    /// names are still ours, so that a database restored at the path is not read through them —
+    /// unless another process still reads the old file (the copy was partial): it does the same
+    /// when it finds out.
     fn close_checked(&mut self) {
         let Some(opened) = self.opened.take() else { return };
         if !opened.companions_same() {
@@ -580,10 +584,17 @@ impl Store {
         if opened.db_same() {
             return; // closed as usual when the store is dropped
         }
+        // (busy, frames in the WAL, frames copied)
+        let copied = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        let whole = matches!(copied, Ok((0, frames, done)) if frames == done);
         match Connection::open_in_memory() {
             Ok(placeholder) => {
                 drop(std::mem::replace(&mut self.conn, placeholder));
-                opened.remove_own_companions();
+                if whole {
+                    opened.remove_own_companions();
+                }
             }
             Err(e) => tracing::warn!("cannot close the connection to the lost database: {e}"),
         }

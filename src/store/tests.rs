@@ -511,6 +511,34 @@ fn closing_a_deleted_database_leaves_the_new_one_at_its_path_alone() {
     assert_eq!(Store::open(&path).expect("reopen").list_tasks(&all_tasks()).expect("list").len(), 1);
 }
 
+#[test]
+fn a_database_moved_away_keeps_what_it_held() {
+    let (dir, mut store) = open();
+    let path = dir.path().join("home/tasks.db");
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("a");
+    let moved = dir.path().join("home/tasks.db.moved");
+    std::fs::rename(&path, &moved).expect("mv tasks.db tasks.db.moved");
+    let err = store.create_batch(&batch(vec![task("b", &[])]), 100, 3_600_000, 2).expect_err("refused");
+    assert!(matches!(err, StoreError::Deleted { part: "", .. }), "{err:?}");
+    store.close_lost();
+    drop(store);
+    assert!(!dir.path().join("home/tasks.db-wal").exists(), "our WAL, copied into the moved file, is gone");
+    let mut kept = Store::open(&moved).expect("the moved file opens");
+    let names: Vec<String> =
+        kept.list_tasks(&all_tasks()).expect("list").into_iter().map(|t| t.task_identifier).collect();
+    assert_eq!(names, ["a"], "whole without its old WAL, and without the refused b");
+    assert_eq!(kept.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn a_deleted_wal_is_found_too() {
+    let (dir, mut store) = open();
+    std::fs::remove_file(dir.path().join("home/tasks.db-wal")).expect("rm tasks.db-wal");
+    let err = store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect_err("refused");
+    assert!(matches!(err, StoreError::Deleted { part: " (its -wal file)", .. }), "{err:?}");
+    assert!(err.to_string().contains("tasks.db (its -wal file) was deleted"), "{err}");
+}
+
 /// `cargo test --release --lib identity_check_cost -- --ignored --nocapture`: what the check
 /// before and after each commit costs.
 #[test]
