@@ -130,13 +130,12 @@ async fn a_backup_moved_over_the_database_is_refused_and_the_global_cap_holds() 
 #[tokio::test]
 async fn a_worker_exits_and_the_inspect_cli_stops_when_the_database_is_deleted() {
     let env = Env::new();
-    let stderr_path = env.work.join("worker.stderr");
     let mut worker = env
         .command(SERVER)
         .arg("work")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("create"))
+        .stderr(env.stderr_log())
         .spawn()
         .expect("spawn the worker");
     eventually(20.0, "the database to be created", || env.db_path().exists().then_some(())).await;
@@ -168,7 +167,7 @@ async fn a_worker_exits_and_the_inspect_cli_stops_when_the_database_is_deleted()
         tokio::time::timeout(Duration::from_secs(20), worker.wait()).await.expect("the worker exits").expect("wait");
     assert_eq!(exit.code(), Some(1), "the worker fails");
     assert!(!alive(pid_of(&start)), "its running task was stopped first");
-    let said = std::fs::read_to_string(&stderr_path).expect("read");
+    let said = env.stderr_report().unwrap_or_default();
     assert_eq!(occurrences(&said, DELETED), 1, "said once: {said}");
 
     let watched = tokio::time::timeout(Duration::from_secs(20), watch.wait_with_output())
