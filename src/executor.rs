@@ -177,6 +177,8 @@ impl Executor {
         loop {
             let next_at = match self.step(&mut runs, &attempt_shutdown).await {
                 Ok(next) => next,
+                // The database was deleted or replaced: said once by whoever stops this executor.
+                Err(e) if e.is_lost() => None,
                 Err(e) => {
                     tracing::error!("executor: {e}");
                     Some(Instant::now() + Duration::from_secs(1))
@@ -412,6 +414,7 @@ impl Executor {
                     self.stop(task_id);
                 }
             }
+            Err(e) if e.is_lost() => {}
             Err(e) => tracing::warn!("cannot look for cancels: {e}"),
         }
     }
@@ -493,7 +496,7 @@ impl Executor {
                         }
                         Err(e) => {
                             // The session id must reach the store for a resume: try again later.
-                            if !progress_failing {
+                            if !progress_failing && !e.is_lost() {
                                 tracing::warn!(task_id, "cannot record progress: {e}; trying again");
                             }
                             progress_failing = true;
@@ -507,6 +510,8 @@ impl Executor {
                         Ok(Heartbeat::Renewed) => {}
                         Ok(Heartbeat::CancelRequested) => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
                         Ok(Heartbeat::Lost) => stop(&mut stop_reason, StopReason::LeaseLost, &run_stop),
+                        // Nothing can be recorded any more: the process is stopping this attempt.
+                        Err(e) if e.is_lost() => {}
                         Err(e) => tracing::warn!(task_id, "heartbeat failed: {e}"),
                     }
                 }
@@ -546,7 +551,8 @@ impl Executor {
             // A full disk can last: keep the outcome until it can be written (or the database
             // thread is gone). Meanwhile the lease runs out and another executor may take the
             // task over, and then this write is refused by its fence.
-            .when(|e| !matches!(e, StoreError::Closed))
+            // A deleted or replaced database never comes back: its outcome cannot be recorded.
+            .when(|e| !matches!(e, StoreError::Closed) && !e.is_lost())
             .notify(|e, delay| tracing::warn!(task_id, "cannot record the outcome yet ({e}); again in {delay:?}"))
             .await;
         match written {
@@ -555,6 +561,15 @@ impl Executor {
                 inner.feedback.finished(&task, &finish, &outcome, report.elapsed, stats.cost_usd);
             }
             Ok(_) => tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now"),
+            Err(e) if e.is_lost() => {
+                // Its log is all that is left of it.
+                let line = match &finish {
+                    Finish::Release { .. } => format!("stopped after {:.1} s", report.elapsed.as_secs_f64()),
+                    _ => summary_line,
+                } + ", not recorded: the database was deleted or replaced under this process";
+                let _ = append_summary(&paths.summary, &line);
+                tracing::warn!(task_id, "task {task_id} {line}");
+            }
             Err(e) => tracing::error!(task_id, "cannot record the outcome of task {task_id}: {e}"),
         }
         inner.changes.send_modify(|n| *n += 1);
@@ -562,7 +577,9 @@ impl Executor {
 
     async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {
         let owner = self.inner.owner.clone();
-        if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await {
+        if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await
+            && !e.is_lost()
+        {
             tracing::warn!(task_id, "cannot record the start: {e}");
         }
     }

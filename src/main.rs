@@ -55,10 +55,8 @@ fn main() -> std::process::ExitCode {
             Command::Orchestrate(request) => claude_worker::terminal::orchestrate(config, request).await,
             // Printed above, before the settings were read.
             Command::Completions { .. } => Ok(std::process::ExitCode::SUCCESS),
-            Command::Serve => serve(config).await.map(|()| std::process::ExitCode::SUCCESS),
-            Command::Work { until_idle, detached } => {
-                work(config, until_idle, detached).await.map(|()| std::process::ExitCode::SUCCESS)
-            }
+            Command::Serve => serve(config).await,
+            Command::Work { until_idle, detached } => work(config, until_idle, detached).await,
         }
     });
     // Attempts that ignore their stop signals must not keep the process alive.
@@ -87,16 +85,12 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     Db::spawn(store).context("cannot start the database thread")
 }
 
-async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
+async fn serve(config: Arc<Config>) -> anyhow::Result<std::process::ExitCode> {
     let db = open(&config).await?;
     let executor = new_executor(&db, &config)?;
     let service = Service::new(db.clone(), config.clone(), Some(executor.clone()));
     let shutdown = CancellationToken::new();
-    let executor_task = {
-        let executor = executor.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { executor.run(shutdown).await })
-    };
+    let executor_task = run_executor(&executor, &db, &shutdown);
     tracing::info!(owner = executor.owner(), db = %config.db_path.display(), "claude-worker serving MCP on stdio");
     warn_if_claude_missing(&config);
     if std::io::stdin().is_terminal() {
@@ -142,12 +136,44 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     // What is queued for stdout is written before the process exits.
     session.finish(Duration::from_secs(2)).await;
     executor.release_owner_lock();
-    if config.detach_on_exit {
+    let lost = db.lost_error().is_some();
+    if config.detach_on_exit && !lost {
         detach_if_work_remains(&db, &executor, &config.db_path).await;
     }
     // The last task's sound and notification go out before the process exits.
     executor.drain_feedback().await;
-    result
+    // A lost database was said when it was found; the exit code says it again.
+    result.map(|()| if lost { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
+}
+
+/// Runs the executor until `shutdown` — or until the database is found deleted or replaced:
+/// then this process says so once (stderr and the global log), stops its running attempts at
+/// once (their outcomes can be recorded nowhere, and a task of a restored backup must not run
+/// twice), claims nothing more and gives up its owner lock, so that a process on the file now
+/// at the path takes back what it holds there. A server goes on answering every tool call with
+/// the error until its client disconnects: MCP clients do not restart a stdio server that
+/// exits, and would show a dead server without a word of why.
+fn run_executor(executor: &Executor, db: &Db, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let (executor, db, shutdown) = (executor.clone(), db.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let on_lost = async {
+            db.lost().await;
+            if let Some(e) = db.lost_error() {
+                tracing::error!("{e}");
+            }
+            shutdown.cancel();
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = executor.run(shutdown.clone()) => {}
+            () = on_lost => {}
+        }
+        if db.lost_error().is_some() {
+            executor.release_owner_lock();
+            // Waiters (`wait`, subscriptions) look again, and meet the error.
+            executor.wake();
+        }
+    })
 }
 
 fn new_executor(db: &Db, config: &Arc<Config>) -> anyhow::Result<Executor> {
@@ -174,7 +200,7 @@ async fn detach_if_work_remains(db: &Db, executor: &Executor, db_path: &std::pat
     }
 }
 
-async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::Result<()> {
+async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::Result<std::process::ExitCode> {
     // Registered once: a signal between two looks is not lost. A background worker is stopped
     // with SIGTERM (or SIGHUP) only: a Ctrl-C at the terminal that started it is not meant for it.
     let signalled = if detached {
@@ -185,11 +211,7 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
     let db = open(&config).await?;
     let executor = new_executor(&db, &config)?;
     let shutdown = CancellationToken::new();
-    let executor_task = {
-        let executor = executor.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { executor.run(shutdown).await })
-    };
+    let executor_task = run_executor(&executor, &db, &shutdown);
     tracing::info!(owner = executor.owner(), "claude-worker working");
     warn_if_claude_missing(&config);
     if std::io::stdin().is_terminal() {
@@ -215,10 +237,14 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
                 _ = changes.changed() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = &mut signalled => break,
+                () = db.lost() => break,
             }
         }
     } else {
-        signalled.await;
+        tokio::select! {
+            () = &mut signalled => {}
+            () = db.lost() => {}
+        }
     }
     shutdown.cancel();
     let _ = executor_task.await;
@@ -229,7 +255,8 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
         detach_if_work_remains(&db, &executor, &config.db_path).await;
     }
     executor.drain_feedback().await;
-    Ok(())
+    // A worker has nobody to answer: it exits, the database's loss said when it was found.
+    Ok(if db.lost_error().is_some() { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }
 
 /// Tasks would fail with `claude_not_found`: say so once at start, where a person looks.

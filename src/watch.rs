@@ -3,6 +3,10 @@
 //! and `PRAGMA data_version` (which changes only for commits made by other connections)
 //! tells them apart from our own writes. An idle executor thus sleeps with no timer and still
 //! wakes when, say, the inspect CLI retries a task or another editor window's server frees a slot.
+//!
+//! The database file itself is watched too: deleting it, or moving another file over it, changes
+//! its link count, and the look that follows finds it gone (see `store/identity.rs`) at once
+//! rather than at the next write.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -25,7 +29,8 @@ impl DbWatcher {
     /// into one event. The file lives as long as this process keeps a connection open.
     pub fn new(db_path: &Path) -> notify::Result<DbWatcher> {
         let dir = db_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut wal_name = db_path.file_name().map(OsString::from).unwrap_or_default();
+        let db_name = db_path.file_name().map(OsString::from).unwrap_or_default();
+        let mut wal_name = db_name.clone();
         wal_name.push("-wal");
         let wal_path = dir.join(&wal_name);
         let written = Arc::new(Notify::new());
@@ -33,13 +38,21 @@ impl DbWatcher {
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             let is_write = matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_));
-            if is_write && event.paths.iter().any(|p| p.file_name() == Some(wal_name.as_os_str())) {
+            // Unlinked, renamed over, or a link count changed (the database file: a checkpoint's
+            // writes are rare).
+            let db_changed = matches!(event.kind, EventKind::Modify(_) | EventKind::Remove(_));
+            if (is_write && event.paths.iter().any(|p| p.file_name() == Some(wal_name.as_os_str())))
+                || (db_changed && event.paths.iter().any(|p| p.file_name() == Some(db_name.as_os_str())))
+            {
                 // Keeps one permit: writes that arrive before the next wait count once.
                 signal.notify_one();
             }
         })?;
         if wal_path.exists() {
             watcher.watch(&wal_path, RecursiveMode::NonRecursive)?;
+            if db_path.exists() {
+                watcher.watch(db_path, RecursiveMode::NonRecursive)?;
+            }
         } else {
             watcher.watch(dir, RecursiveMode::NonRecursive)?;
         }

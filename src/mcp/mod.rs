@@ -121,7 +121,9 @@ impl ClaudeWorkerServer {
                 match Watcher::read(&self.service, &uris).await {
                     Ok(marks) => watcher.compare(&marks),
                     Err(e) => {
-                        tracing::warn!("cannot read what subscribed resources look like: {e}");
+                        if !lost(&e) {
+                            tracing::warn!("cannot read what subscribed resources look like: {e}");
+                        }
                         continue;
                     }
                 }
@@ -149,13 +151,20 @@ fn internal_error(e: impl std::fmt::Display) -> ErrorData {
     ErrorData::internal_error(format!("claude-worker could not complete the request: {e}"), None)
 }
 
+/// Whether the database was deleted or replaced: said once, when it was found, not per request.
+fn lost(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Store(e) if e.is_lost())
+}
+
 /// The sentence a caller sees for an error.
 fn caller_error(e: ServiceError) -> String {
     match e {
         ServiceError::Invalid(m) | ServiceError::NotFound(m) => m,
         ServiceError::Taken(taken) => taken.to_string(),
         ServiceError::Store(e) => {
-            tracing::error!("store: {e}");
+            if !e.is_lost() {
+                tracing::error!("store: {e}");
+            }
             format!("claude-worker could not complete the request: {e}")
         }
     }
@@ -464,7 +473,9 @@ impl ServerHandler for ClaudeWorkerServer {
             let moved = match Watcher::read(&self.service, &uris).await {
                 Ok(marks) => watcher.compare(&marks),
                 Err(e) => {
-                    tracing::warn!("cannot read what subscribed resources look like: {e}");
+                    if !lost(&e) {
+                        tracing::warn!("cannot read what subscribed resources look like: {e}");
+                    }
                     continue;
                 }
             };

@@ -6,12 +6,16 @@
 //! burst of `create_task` calls), the thread runs them in one transaction, each in a savepoint,
 //! and commits once — one fsync instead of one each. Replies are sent only after that commit,
 //! so no caller ever hears of a change that is not durable.
+//!
+//! When the store finds the database deleted or replaced under it, the thread closes the
+//! connection and the handle says so once ([`Db::lost`]); every operation is refused from then on.
 
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use super::{Store, StoreError};
+use super::{Lost, Store, StoreError};
 
 /// Delivers an operation's result once its transaction committed (`Ok`) or failed (`Err`).
 type Reply = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
@@ -24,12 +28,22 @@ const MAX_GROUP: usize = 64;
 #[derive(Clone)]
 pub struct Db {
     jobs: mpsc::Sender<Job>,
+    lost: Arc<LostSignal>,
+}
+
+/// Set once by the database thread when the database is found deleted or replaced.
+#[derive(Default)]
+struct LostSignal {
+    lost: OnceLock<Lost>,
+    token: CancellationToken,
 }
 
 impl Db {
     /// Moves `store` onto a thread of its own. The thread ends when the last handle is dropped.
     pub fn spawn(mut store: Store) -> std::io::Result<Db> {
         let (jobs, receiver) = mpsc::channel::<Job>();
+        let lost = Arc::new(LostSignal::default());
+        let signal = lost.clone();
         std::thread::Builder::new().name("claude-worker-db".to_owned()).spawn(move || {
             while let Ok(first) = receiver.recv() {
                 let mut batch = vec![first];
@@ -50,9 +64,27 @@ impl Db {
                         job(&mut store)(Ok(()));
                     }
                 }
+                if signal.lost.get().is_none()
+                    && let Some(lost) = store.lost()
+                {
+                    let _ = signal.lost.set(lost.clone());
+                    store.close_lost();
+                    signal.token.cancel();
+                }
             }
         })?;
-        Ok(Db { jobs })
+        Ok(Db { jobs, lost })
+    }
+
+    /// Resolves once the database was found deleted or replaced under this process (by any
+    /// operation: a write before or after its commit, a read); never otherwise.
+    pub async fn lost(&self) {
+        self.lost.token.cancelled().await;
+    }
+
+    /// What every operation is refused with since the database was found deleted or replaced.
+    pub fn lost_error(&self) -> Option<StoreError> {
+        self.lost.lost.get().map(Lost::error)
     }
 
     /// Runs `f` on the database thread and returns its result once it is committed.

@@ -9,6 +9,7 @@
 mod control;
 mod create;
 mod handle;
+mod identity;
 mod maintenance;
 mod query;
 mod run;
@@ -24,6 +25,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::graph;
 use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
+use identity::Identity;
 
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask, Taken, UnknownDependency};
@@ -110,6 +112,23 @@ pub enum StoreError {
     Closed,
     #[error("the change could not be committed: {0}")]
     Commit(String),
+    #[error(
+        "the database {path}{part} was deleted while this process had it open: nothing more is written to \
+         it, and the tasks it held are lost to every other process (this process's running tasks were \
+         stopped; their logs remain). Start claude-worker again to use a new database at {path} (an editor's \
+         MCP server: reconnect it, e.g. /mcp in Claude Code) and queue the work again, or first restore a \
+         backup there with every claude-worker process stopped"
+    )]
+    Deleted { path: PathBuf, part: &'static str },
+    #[error(
+        "the database {path}{part} was replaced by another file while this process had it open (a backup \
+         moved over it?): nothing more is written to the file this process opened, which no other process \
+         sees any longer (this process's running tasks were stopped; their logs remain). Start claude-worker \
+         again to use the file now at {path} (an editor's MCP server: reconnect it, e.g. /mcp in Claude \
+         Code). To restore a backup, stop every claude-worker process first and move the old database's \
+         -wal and -shm files away with it"
+    )]
+    Replaced { path: PathBuf, part: &'static str },
 }
 
 impl StoreError {
@@ -121,7 +140,35 @@ impl StoreError {
             StoreError::Full { path, cause, remedy } => StoreError::Full { path: path.clone(), cause, remedy },
             StoreError::Corrupt { path, detail } => StoreError::Corrupt { path: path.clone(), detail: detail.clone() },
             StoreError::Commit(message) => StoreError::Commit(message.clone()),
+            StoreError::Deleted { path, part } => StoreError::Deleted { path: path.clone(), part },
+            StoreError::Replaced { path, part } => StoreError::Replaced { path: path.clone(), part },
             other => StoreError::Commit(other.to_string()),
+        }
+    }
+
+    /// Whether the database was deleted or replaced under this process: nothing it does with
+    /// this connection can succeed any more (see [`Lost`]).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, StoreError::Deleted { .. } | StoreError::Replaced { .. })
+    }
+}
+
+/// The database path no longer names the file this connection opened (see `identity.rs`).
+/// From then on every operation of the store is refused with [`Lost::error`].
+#[derive(Clone, Debug)]
+pub(crate) struct Lost {
+    identity: Identity,
+    path: PathBuf,
+    /// Which of its files: `""` for the database itself, else `" (its -wal file)"` and so on.
+    part: &'static str,
+}
+
+impl Lost {
+    pub(crate) fn error(&self) -> StoreError {
+        let (path, part) = (self.path.clone(), self.part);
+        match self.identity {
+            Identity::Replaced => StoreError::Replaced { path, part },
+            Identity::Deleted | Identity::Same => StoreError::Deleted { path, part },
         }
     }
 }
@@ -138,6 +185,11 @@ pub struct Store {
     max_pages: Option<u64>,
     /// When a write last found the database full (see [`Store::recently_full`]).
     full_at: std::cell::Cell<Option<std::time::Instant>>,
+    /// The files this connection opened, compared with what their paths name before each
+    /// commit (`None` once the connection was closed because the database was lost).
+    opened: Option<identity::OpenedFiles>,
+    /// Set once the database path no longer names the opened file: every operation is refused.
+    lost: std::cell::OnceCell<Lost>,
 }
 
 /// How many prepared statements a connection keeps.
@@ -208,6 +260,8 @@ impl Store {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(5 + jitter_ms()));
                 }
+                // The file was replaced while it was being opened: open what the path names now.
+                Err(StoreError::Replaced { .. }) if attempts < 200 => attempts += 1,
                 other => return other,
             }
         }
@@ -219,6 +273,10 @@ impl Store {
                 StoreError::Corrupt { path: path.to_owned(), detail: error.to_string() }
             }
             _ => StoreError::Open { path: path.to_owned(), error },
+        };
+        let before = match identity::look(path) {
+            identity::AtPath::File(id) => Some(id),
+            _ => None,
         };
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -277,9 +335,18 @@ impl Store {
             group_abort: None,
             max_pages: None,
             full_at: std::cell::Cell::new(None),
+            opened: None,
+            lost: std::cell::OnceCell::new(),
         };
         if migrate && found < SCHEMA_VERSION {
             store.migrate()?;
+        }
+        // The files as opened, for the check before each commit. The path named the same file
+        // before SQLite opened it and now: SQLite's file is that one.
+        let sqlite_path = store.conn.path().map_or_else(|| path.to_owned(), PathBuf::from);
+        store.opened = identity::OpenedFiles::record(path, &sqlite_path);
+        if store.opened.as_ref().map(identity::OpenedFiles::db) != before {
+            return Err(StoreError::Replaced { path: path.to_owned(), part: "" });
         }
         // Keep the file private even when something else created it.
         if let Ok(meta) = std::fs::metadata(path)
@@ -367,6 +434,7 @@ impl Store {
         let logged = PENDING_LOG.with_borrow(Vec::len);
         let outcome = if self.in_group {
             (|| {
+                self.refuse_if_lost()?;
                 // SQLite rolls a whole transaction back on some errors (a full disk, an I/O
                 // error): then the group is over, and a savepoint here would commit on its own.
                 if self.conn.is_autocommit() {
@@ -382,9 +450,14 @@ impl Store {
             })()
         } else {
             (|| {
+                self.refuse_if_lost()?;
                 let tx = begin_immediate(&self.conn)?;
                 let value = f(&tx)?;
+                // Nothing is written to a file the path no longer names (the transaction rolls
+                // back), and no caller hears of a commit that landed in one.
+                self.check_identity()?;
                 tx.commit()?;
+                self.check_identity()?;
                 Ok(value)
             })()
         };
@@ -403,9 +476,11 @@ impl Store {
     /// Runs `f` in a read transaction (one consistent snapshot), or in the group's transaction.
     fn read<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
         if self.in_group {
+            self.refuse_if_lost()?;
             return f(&self.conn).map_err(|e| self.explain(e));
         }
         (|| {
+            self.check_identity()?;
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let value = f(&tx)?;
             tx.finish()?;
@@ -418,6 +493,7 @@ impl Store {
     /// a savepoint of its own (an operation that fails undoes only itself), and so share one
     /// commit and one fsync. Their callers must not learn their outcome before that commit.
     pub(crate) fn begin_group(&mut self) -> Result<(), StoreError> {
+        self.refuse_if_lost()?;
         begin_immediate(&self.conn)?.set_drop_behavior(rusqlite::DropBehavior::Ignore);
         self.in_group = true;
         self.group_abort = None;
@@ -435,8 +511,17 @@ impl Store {
                 aborted.unwrap_or_else(|| StoreError::Commit("the transaction was rolled back by an error".to_owned()))
             );
         }
+        if let Err(e) = self.check_identity() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            PENDING_LOG.with_borrow_mut(Vec::clear);
+            return Err(e);
+        }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
+                if let Err(e) = self.check_identity() {
+                    PENDING_LOG.with_borrow_mut(Vec::clear);
+                    return Err(e);
+                }
                 emit_pending_log();
                 Ok(())
             }
@@ -455,9 +540,87 @@ impl Store {
         self.full_at.get().is_some_and(|at| at.elapsed() < Duration::from_secs(10))
     }
 
+    /// Refuses at once when the database was found deleted or replaced.
+    fn refuse_if_lost(&self) -> Result<(), StoreError> {
+        self.lost.get().map_or(Ok(()), |lost| Err(lost.error()))
+    }
+
+    /// Refuses when the database path (or its -wal or -shm file) no longer names the file this
+    /// connection opened, remembering it: from then on every operation is refused.
+    fn check_identity(&self) -> Result<(), StoreError> {
+        self.refuse_if_lost()?;
+        let Some((identity, file)) = self.opened.as_ref().and_then(identity::OpenedFiles::check) else {
+            return Ok(());
+        };
+        let part = if file == self.path {
+            ""
+        } else if file.as_os_str().to_string_lossy().ends_with("-wal") {
+            " (its -wal file)"
+        } else {
+            " (its -shm file)"
+        };
+        let lost = self.lost.get_or_init(|| Lost { identity, path: self.path.clone(), part });
+        Err(lost.error())
+    }
+
+    /// The database was found deleted or replaced.
+    pub(crate) fn lost(&self) -> Option<&Lost> {
+        self.lost.get()
+    }
+
+    /// Closes the connection to a lost database at once; the store answers from then on with
+    /// the error alone.
+    pub(crate) fn close_lost(&mut self) {
+        if self.lost.get().is_some() {
+            self.close_checked();
+        }
+    }
+
+    /// Closes the connection without harm to what the paths name now. SQLite checkpoints into
+    /// the database and deletes the -wal and -shm files *by name* when its last connection
+    /// closes: that must not happen when those names now belong to another database's files.
+    /// (SQLite itself skips it when the database file moved.) When the database file is gone
+    /// from its path, what our WAL holds is first copied into it, wherever it is now (a file
+    /// moved away stays whole without its WAL), and then our -wal and -shm are deleted if the
+    /// names are still ours, so that a database restored at the path is not read through them —
+    /// unless another process still reads the old file (the copy was partial): it does the same
+    /// when it finds out.
+    fn close_checked(&mut self) {
+        let Some(opened) = self.opened.take() else { return };
+        if !opened.companions_same() {
+            let _ = self.conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        }
+        if opened.db_same() {
+            return; // closed as usual when the store is dropped
+        }
+        // (busy, frames in the WAL, frames copied)
+        let copied = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        let whole = matches!(copied, Ok((0, frames, done)) if frames == done);
+        match Connection::open_in_memory() {
+            Ok(placeholder) => {
+                drop(std::mem::replace(&mut self.conn, placeholder));
+                if whole {
+                    opened.remove_own_companions();
+                }
+            }
+            Err(e) => tracing::warn!("cannot close the connection to the lost database: {e}"),
+        }
+    }
+
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     pub fn integrity_check(&mut self) -> Result<String, StoreError> {
+        self.refuse_if_lost()?;
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+    }
+}
+
+impl Drop for Store {
+    /// However the process ends, closing leaves alone the files the database's paths name now
+    /// (another database's, after `rm tasks.db*` and a new server).
+    fn drop(&mut self) {
+        self.close_checked();
     }
 }
 

@@ -434,3 +434,122 @@ fn a_new_attempt_does_not_show_the_last_attempt_s_action() {
     let detail = store.task(&TaskRef::Id(id)).expect("task");
     assert_eq!(detail.task.last_action, None, "attempt 2 has done nothing yet");
 }
+
+fn all_tasks() -> TaskFilter {
+    TaskFilter { status: None, orchestration_id: None, limit: 100 }
+}
+
+/// Removes the database and its -wal and -shm files, as `rm tasks.db*` does.
+fn remove_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::fs::remove_file(PathBuf::from(name)).expect("rm");
+    }
+}
+
+#[test]
+fn the_database_and_its_wal_and_shm_are_recorded_as_opened() {
+    let (_dir, store) = open();
+    let opened = store.opened.as_ref().expect("recorded");
+    assert_eq!(opened.check(), None);
+    assert!(opened.companions_same());
+    for suffix in ["-wal", "-shm"] {
+        let mut name = store.path.as_os_str().to_owned();
+        name.push(suffix);
+        assert!(Path::new(&name).exists(), "{suffix} exists while the connection is open");
+    }
+}
+
+#[test]
+fn a_deleted_database_refuses_every_operation_and_writes_nothing() {
+    let (dir, mut store) = open();
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("a");
+    let path = dir.path().join("home/tasks.db");
+    remove_database(&path);
+    let err = store.create_batch(&batch(vec![task("b", &[])]), 100, 3_600_000, 2).expect_err("b is refused");
+    assert!(matches!(err, StoreError::Deleted { part: "", .. }), "{err:?}");
+    assert!(err.to_string().contains("was deleted while this process had it open"), "{err}");
+    assert!(matches!(store.list_tasks(&all_tasks()), Err(StoreError::Deleted { .. })), "reads are refused too");
+    // The refusal sticks, even once a new database exists at the path.
+    drop(Store::open(&path).expect("a new database at the path"));
+    assert!(matches!(store.claim_ready("one", 4, 4, 30_000, 3), Err(StoreError::Deleted { .. })));
+    // Nothing was written: the unlinked file still holds only `a`.
+    let names: Vec<i64> = store
+        .conn
+        .prepare("SELECT task_id FROM tasks")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(names, [1]);
+}
+
+#[test]
+fn a_database_replaced_by_another_file_is_refused_inside_a_group_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tasks.db");
+    let backup = dir.path().join("backup.db");
+    let mut store = Store::open(&path).expect("open");
+    store.conn.execute("VACUUM INTO ?1", [backup.to_string_lossy()]).expect("backup");
+    std::fs::rename(&backup, &path).expect("mv backup.db tasks.db");
+    store.begin_group().expect("begin");
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("a, in the group");
+    let err = store.end_group().expect_err("the group is not committed");
+    assert!(matches!(err, StoreError::Replaced { part: "", .. }), "{err:?}");
+    assert!(err.for_each_waiter().is_lost(), "every waiter of the group hears why");
+    assert!(err.to_string().contains("was replaced by another file"), "{err}");
+    assert!(store.list_tasks(&all_tasks()).expect_err("refused").is_lost());
+    // Closing the connection checkpoints and deletes our -wal and -shm (still ours), so that a
+    // new process cannot pair them with the file now at the path.
+    store.close_lost();
+    drop(store);
+    assert!(!dir.path().join("tasks.db-wal").exists() && !dir.path().join("tasks.db-shm").exists());
+    let mut fresh = Store::open(&path).expect("the backup opens");
+    assert!(fresh.list_tasks(&all_tasks()).expect("list").is_empty(), "the backup, without what the old file had");
+    assert_eq!(fresh.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn closing_a_deleted_database_leaves_the_new_one_at_its_path_alone() {
+    let (dir, mut old) = open();
+    let path = dir.path().join("home/tasks.db");
+    remove_database(&path);
+    let mut new = Store::open(&path).expect("a new database at the path");
+    new.create_batch(&batch(vec![task("kept", &[])]), 100, 3_600_000, 1).expect("kept");
+    assert!(old.list_tasks(&all_tasks()).expect_err("refused").is_lost());
+    old.close_lost();
+    drop(old);
+    assert_eq!(new.list_tasks(&all_tasks()).expect("list").len(), 1);
+    drop(new);
+    assert_eq!(Store::open(&path).expect("reopen").list_tasks(&all_tasks()).expect("list").len(), 1);
+}
+
+#[test]
+fn a_database_moved_away_keeps_what_it_held() {
+    let (dir, mut store) = open();
+    let path = dir.path().join("home/tasks.db");
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("a");
+    let moved = dir.path().join("home/tasks.db.moved");
+    std::fs::rename(&path, &moved).expect("mv tasks.db tasks.db.moved");
+    let err = store.create_batch(&batch(vec![task("b", &[])]), 100, 3_600_000, 2).expect_err("refused");
+    assert!(matches!(err, StoreError::Deleted { part: "", .. }), "{err:?}");
+    store.close_lost();
+    drop(store);
+    assert!(!dir.path().join("home/tasks.db-wal").exists(), "our WAL, copied into the moved file, is gone");
+    let mut kept = Store::open(&moved).expect("the moved file opens");
+    let names: Vec<String> =
+        kept.list_tasks(&all_tasks()).expect("list").into_iter().map(|t| t.task_identifier).collect();
+    assert_eq!(names, ["a"], "whole without its old WAL, and without the refused b");
+    assert_eq!(kept.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn a_deleted_wal_is_found_too() {
+    let (dir, mut store) = open();
+    std::fs::remove_file(dir.path().join("home/tasks.db-wal")).expect("rm tasks.db-wal");
+    let err = store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect_err("refused");
+    assert!(matches!(err, StoreError::Deleted { part: " (its -wal file)", .. }), "{err:?}");
+    assert!(err.to_string().contains("tasks.db (its -wal file) was deleted"), "{err}");
+}

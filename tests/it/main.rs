@@ -17,6 +17,7 @@ mod limits;
 mod live;
 mod logs;
 mod protocol;
+mod replaced_db;
 mod resources;
 mod schemas;
 mod terminal;
