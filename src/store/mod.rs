@@ -14,8 +14,8 @@ mod maintenance;
 mod query;
 mod run;
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -212,10 +212,8 @@ impl Store {
     pub fn open_with(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.is_dir() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+            // Private, and refused if someone else made it since the start-up check looked.
+            crate::files::private_dir_all(dir)
                 .map_err(|error| StoreError::CreateDir { path: dir.to_owned(), error })?;
         }
         // SQLite would open a file it cannot write read-only without a word, and fail later
