@@ -349,7 +349,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
     };
     if let (Outcome::Failure { kind, message, .. }, Some(closed), Some(exited)) =
         (&mut outcome, stdout_closed, exited_at)
-        && kind == "cli_error"
+        && (kind == "cli_error" || kind == "cli_crashed")
         && exited.duration_since(closed) >= Duration::from_secs(1)
     {
         // Say why nothing came: a CLI that goes on without its output is stuck or broken.

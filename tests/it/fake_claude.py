@@ -21,6 +21,10 @@
 #   @close-output=S the same, closing stderr too
 #   @lots=MB        print MB mebibytes of assistant lines before answering
 #   @result=TEXT    answer with TEXT (up to the end of the line)
+#   @die=SIG        after its init event, kill itself with signal SIG (KILL, PIPE, SEGV, ...) without a result
+#   @exit=CODE      after its init event, exit with CODE without a result
+#   @stderr-lines=N before @die or @exit, write N numbered lines to stderr ("stderr line 1" ...)
+#   @usage-error    refuse to start as the CLI does for a bad flag: one stderr line, exit 1, no JSON at all
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -138,8 +142,34 @@ def directive(name):
 
 
 
+if directive("usage-error") is not None:
+    sys.stderr.write("error: unknown option '--bogus'\n")
+    record("end", code=1)
+    sys.exit(1)
+
 init = json.dumps({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": SESSION, "tools": ["Bash"]})
 emit(init)
+
+stderr_lines = directive("stderr-lines")
+die = directive("die")
+exit_code = directive("exit")
+if (die or exit_code) and stderr_lines:
+    for i in range(1, int(stderr_lines) + 1):
+        sys.stderr.write("stderr line %d\n" % i)
+    sys.stderr.flush()
+if die:
+    try:
+        os.unlink(os.path.join(RUNNING, str(PID)))
+    except FileNotFoundError:
+        pass
+    record("end", signal=die)
+    sig = getattr(signal, "SIG" + die)
+    if sig != signal.SIGKILL:
+        signal.signal(sig, signal.SIG_DFL)
+    os.kill(PID, sig)
+    time.sleep(10)
+if exit_code:
+    finish(int(exit_code))
 
 if directive("hang") is not None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)

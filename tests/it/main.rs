@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod protocol;
 mod resources;
+mod runner_faults;
 mod schemas;
 mod terminal;
 mod tools;
