@@ -307,9 +307,9 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                     Ok(status) => exit_of(status),
                     Err(_) => Exit::Code(-1),
                 });
-                // Nothing the CLI started may outlive it.
+                // Nothing the CLI started may outlive it (its pid is free now: see kill_leftovers).
                 if let Some(group) = group {
-                    let _ = killpg(group, Signal::SIGKILL);
+                    stale::kill_leftovers(group);
                 }
                 drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
             },
