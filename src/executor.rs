@@ -450,6 +450,8 @@ impl Executor {
             detailed_log: paths.detailed.clone(),
             max_detailed_log_bytes: config.max_detailed_log_bytes,
             run_tag: runner::run_tag(&inner.owner, task_id, fence),
+            system_prompt: task.settings.system_prompt.clone(),
+            append_system_prompt: task.settings.append_system_prompt.clone(),
         };
         let (progress_tx, mut progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();

@@ -39,11 +39,12 @@ pub fn processes_of(tag: &str) -> Vec<Pid> {
 }
 
 /// Stops every process of the run tagged `tag` (SIGTERM to their groups, then SIGKILL after
-/// `grace`) and waits until none is left. Returns how many processes were found; an error when
+/// `grace`), waits until none is left, and removes its prompt files. Returns how many processes were found; an error when
 /// some survived even SIGKILL (unkillable, in uninterruptible sleep).
 pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
     let found = processes_of(tag);
     if found.is_empty() {
+        super::prompt_files::remove_leftovers(tag);
         return Ok(0);
     }
     tracing::warn!(tag, "stopping {} leftover processes of an attempt whose owner is gone", found.len());
@@ -54,6 +55,8 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
     loop {
         let left = processes_of(tag);
         if left.is_empty() {
+            // Its system prompts, which its server had no time to remove.
+            super::prompt_files::remove_leftovers(tag);
             return Ok(found.len());
         }
         let now = Instant::now();

@@ -31,6 +31,9 @@
 # an unknown id fails as the real CLI does.
 # SIGINT makes it print the interrupted-by-sigint fixture and exit 0, as the real CLI does;
 # SIGTERM makes it exit 143 without a result.
+# `--system-prompt-file=PATH` and `--append-system-prompt-file=PATH` (or with the path as the next
+# argument) are read as the real CLI reads them: their text, path and mode, and their directory's
+# mode, are recorded in the start line.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
 # were running at that moment (and at the end, how many api_retry events it printed).
@@ -99,6 +102,27 @@ def on_sigterm(signum, frame):
 signal.signal(signal.SIGINT, on_sigint)
 signal.signal(signal.SIGTERM, on_sigterm)
 
+def option(name):
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def prompt_file(flag):
+    path = option(flag)
+    if path is None:
+        return None
+    with open(path) as f:
+        text = f.read()
+    return {"path": path, "text": text, "mode": oct(os.stat(path).st_mode & 0o777), "dir_mode": oct(os.stat(os.path.dirname(path)).st_mode & 0o777)}
+
+
+SYSTEM_PROMPT_FILES = {"system_prompt_file": prompt_file("--system-prompt-file"), "append_system_prompt_file": prompt_file("--append-system-prompt-file")}
+
 prompt = sys.stdin.buffer.read()
 text = prompt.decode("utf-8", "replace")
 SESSIONS = os.path.join(STATE, "sessions")
@@ -132,6 +156,7 @@ record(
     resume=resume,
     session=SESSION,
     run_tag=os.environ.get("CLAUDE_WORKER_RUN"),
+    **SYSTEM_PROMPT_FILES,
 )
 
 def directive(name):
