@@ -625,9 +625,15 @@ impl Executor {
                     error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
                 },
             },
-            // The session to resume is gone (the CLI keeps sessions per directory and machine):
-            // start over, the attempt not counted.
-            Outcome::Failure { message, .. } if resumed && message.contains("No conversation found") => {
+            // The session to resume is gone (the CLI keeps sessions per directory and machine), or
+            // the CLI would not start with it (a transcript cut short when the CLI that wrote it
+            // was killed): start over, the attempt not counted. Failing the task for it would
+            // blame the task for the death of its previous runner.
+            Outcome::Failure { kind, message, .. }
+                if resumed
+                    && (message.contains("No conversation found")
+                        || (kind == "cli_error" && report.stream.session_id.is_none())) =>
+            {
                 Finish::Release {
                     error: TaskError {
                         kind: "resume_failed".to_owned(),

@@ -25,6 +25,7 @@
 #   @exit=CODE      after its init event, exit with CODE without a result
 #   @stderr-lines=N before @die or @exit, write N numbered lines to stderr ("stderr line 1" ...)
 #   @usage-error    refuse to start as the CLI does for a bad flag: one stderr line, exit 1, no JSON at all
+#   @resume-fails   a `--resume` of this session fails before it starts: one stderr line, exit 1, no JSON
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -133,6 +134,11 @@ if resume is not None:
         with open(os.path.join(SESSIONS, resume)) as f:
             text = f.read()
         SESSION = resume
+        if re.search(r"@resume-fails(?![\w-])", text):
+            record("start", argv=sys.argv[1:], resume=resume, concurrent=0)
+            sys.stderr.write("Error: the session's transcript ends in the middle of a line\n")
+            record("end", code=1)
+            sys.exit(1)
     except FileNotFoundError:
         record("start", argv=sys.argv[1:], resume=resume, concurrent=0)
         sys.stderr.write("No conversation found with session ID: %s\n" % resume)

@@ -121,3 +121,27 @@ async fn the_prompt_files_of_a_killed_server_are_removed_by_its_recovery() {
     assert_eq!(done["status"], "completed", "{done}");
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_that_cannot_be_resumed_after_its_server_was_killed_starts_over() {
+    // The lease is long: the second server notices the death through the owner lock.
+    let env = Env::new().set("CLAUDE_WORKER_LEASE_SECONDS", "600");
+    let first = env.server().await;
+    first.create("cut", "cut @sleep=6 @resume-fails", json!({ "max_attempts": 1 })).await;
+    eventually(20.0, "the session to be recorded", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE session_id IS NOT NULL") == 1).then_some(())
+    })
+    .await;
+    kill(Pid::from_raw(first.pid), Signal::SIGKILL).expect("kill");
+    eventually(10.0, "the server to exit", || (!alive(first.pid)).then_some(())).await;
+    let second = env.server().await;
+    let done = second.wait_task("cut", 60.0).await;
+    // Not failed for a CLI that would not take the old transcript: run again from the start.
+    assert_eq!(done["status"], "completed", "{done}");
+    let starts = env.starts();
+    assert_eq!(starts.len(), 3, "the first run, the failed resume, a fresh run: {starts:?}");
+    assert!(starts[1]["resume"].is_string() && starts[2]["resume"].is_null(), "{starts:?}");
+    let said = "SELECT count(*) FROM task_events WHERE detail LIKE '%could not resume the interrupted session%transcript ends%'";
+    assert_eq!(env.sql_count(said), 1, "the history says why it started over");
+    second.stop().await;
+}
