@@ -453,6 +453,8 @@ impl Executor {
             detailed_log: paths.detailed.clone(),
             max_detailed_log_bytes: config.max_detailed_log_bytes,
             run_tag: runner::run_tag(&inner.owner, task_id, fence),
+            system_prompt: task.settings.system_prompt.clone(),
+            append_system_prompt: task.settings.append_system_prompt.clone(),
         };
         let (progress_tx, mut progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();
@@ -640,9 +642,15 @@ impl Executor {
                     error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
                 },
             },
-            // The session to resume is gone (the CLI keeps sessions per directory and machine):
-            // start over, the attempt not counted.
-            Outcome::Failure { message, .. } if resumed && message.contains("No conversation found") => {
+            // The session to resume is gone (the CLI keeps sessions per directory and machine), or
+            // the CLI would not start with it (a transcript cut short when the CLI that wrote it
+            // was killed): start over, the attempt not counted. Failing the task for it would
+            // blame the task for the death of its previous runner.
+            Outcome::Failure { kind, message, .. }
+                if resumed
+                    && (message.contains("No conversation found")
+                        || (kind == "cli_error" && report.stream.session_id.is_none())) =>
+            {
                 Finish::Release {
                     error: TaskError {
                         kind: "resume_failed".to_owned(),

@@ -62,7 +62,7 @@ pub fn classify(stream: &StreamState, exit: Exit, stopped: Option<StopCause>, st
     }
     match &stream.result {
         Some(result) => classify_error_result(result, stream),
-        None => classify_no_result(exit, stderr_tail),
+        None => classify_no_result(exit, stream.session_id.is_some(), stderr_tail),
     }
 }
 
@@ -159,23 +159,110 @@ fn classify_error_result(result: &ResultEvent, stream: &StreamState) -> Outcome 
     Outcome::permanent("claude_error", text)
 }
 
-fn classify_no_result(exit: Exit, stderr_tail: &str) -> Outcome {
-    let stderr = stderr_tail.trim();
-    let said = if stderr.is_empty() { String::new() } else { format!(": {stderr}") };
-    match exit {
-        Exit::Signal(signal) => Outcome::transient(
+/// How many of the last lines of stderr an error message quotes, and how many bytes at most.
+pub const STDERR_LINES: usize = 10;
+pub const STDERR_BYTES: usize = 2048;
+
+/// A CLI that ended without a `result` event, and not because claude-worker stopped it. The
+/// message always says how it ended (the exit code, or the signal by name) and quotes the end of
+/// its stderr, so that an occurrence nobody can reproduce explains itself.
+///
+/// Transient (`killed_by_signal`, `cli_crashed`): a signal claude-worker did not send (the OOM
+/// killer's SIGKILL, a SIGTERM from someone else; also as a shell or version manager's wrapper
+/// reports it, 128 + N), an output pipe that broke under it, or a non-zero exit after the CLI had
+/// started its session: none of these says the task itself cannot succeed. Permanent
+/// (`cli_error`): the CLI refused to start (a usage error, an unknown flag, an unknown session:
+/// it exits before its `init` event, and would do the same again), or it exited 0 as if it had
+/// finished, without a result to show for it.
+fn classify_no_result(exit: Exit, started: bool, stderr_tail: &str) -> Outcome {
+    let said = quote_stderr(stderr_tail);
+    // The CLI exits 128+N when it handles SIGINT/SIGTERM itself, and a wrapper script (a
+    // version manager's shim) reports its child's death by signal N the same way.
+    let wrapped = match exit {
+        Exit::Code(code @ 129..=192) if signal_name(code - 128).is_some() => Some(code - 128),
+        _ => None,
+    };
+    match (exit, wrapped) {
+        (Exit::Signal(signal), _) => Outcome::transient(
             "killed_by_signal",
-            format!("claude was killed by signal {signal} (not sent by claude-worker) before it wrote a result{said}"),
+            format!(
+                "claude was killed by {} before it wrote a result; claude-worker did not send it{}{said}",
+                describe_signal(signal),
+                signal_hint(signal),
+            ),
         ),
-        // The CLI exits 128+N when it handles SIGINT/SIGTERM itself.
-        Exit::Code(code @ (130 | 143)) => Outcome::transient(
+        (Exit::Code(code), Some(signal)) => Outcome::transient(
             "killed_by_signal",
-            format!("claude exited with code {code} after a signal claude-worker did not send{said}"),
+            format!(
+                "claude exited with code {code} (128 + {}) before it wrote a result: a signal claude-worker did not \
+                 send{}{said}",
+                describe_signal(signal),
+                signal_hint(signal),
+            ),
         ),
-        Exit::Code(code) => {
-            Outcome::permanent("cli_error", format!("claude exited with code {code} without writing a result{said}"))
+        (Exit::Code(code), None) if broken_pipe(stderr_tail) => Outcome::transient(
+            "cli_crashed",
+            format!("claude exited with code {code} without writing a result: its output pipe broke{said}"),
+        ),
+        (Exit::Code(code), None) if code != 0 && started => Outcome::transient(
+            "cli_crashed",
+            format!("claude exited with code {code} in the middle of its session, without writing a result{said}"),
+        ),
+        (Exit::Code(0), None) => {
+            Outcome::permanent("cli_error", format!("claude exited with code 0 without writing a result{said}"))
         }
+        (Exit::Code(code), None) if code < 0 => Outcome::permanent(
+            "cli_error",
+            format!("claude ended without writing a result, and its exit status could not be read{said}"),
+        ),
+        (Exit::Code(code), None) => Outcome::permanent(
+            "cli_error",
+            format!("claude exited with code {code} before it started a session, without writing a result{said}"),
+        ),
     }
+}
+
+/// `SIGKILL (signal 9)`, or `signal 99` for a number without a name.
+pub fn describe_signal(signal: i32) -> String {
+    match signal_name(signal) {
+        Some(name) => format!("{name} (signal {signal})"),
+        None => format!("signal {signal}"),
+    }
+}
+
+fn signal_name(signal: i32) -> Option<&'static str> {
+    nix::sys::signal::Signal::try_from(signal).ok().map(nix::sys::signal::Signal::as_str)
+}
+
+/// What a signal usually means, for the few that point somewhere.
+fn signal_hint(signal: i32) -> &'static str {
+    use nix::sys::signal::Signal;
+    match Signal::try_from(signal) {
+        Ok(Signal::SIGKILL) => " (the kernel's out-of-memory killer sends SIGKILL: see `dmesg`)",
+        Ok(Signal::SIGPIPE) => " (its output pipe broke)",
+        Ok(Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGABRT) => " (it crashed)",
+        _ => "",
+    }
+}
+
+fn broken_pipe(stderr_tail: &str) -> bool {
+    stderr_tail.contains("EPIPE") || stderr_tail.to_ascii_lowercase().contains("broken pipe")
+}
+
+/// `; the end of its stderr: "a" / "b"` with the last [`STDERR_LINES`] non-empty lines, at most
+/// [`STDERR_BYTES`] bytes of them (the oldest cut), or `; it wrote nothing on stderr`.
+pub fn quote_stderr(stderr_tail: &str) -> String {
+    let lines: Vec<&str> = stderr_tail.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "; it wrote nothing on stderr".to_owned();
+    }
+    let mut kept = lines[lines.len().saturating_sub(STDERR_LINES)..].join(" / ");
+    if kept.len() > STDERR_BYTES {
+        let cut = kept.len() - STDERR_BYTES;
+        let cut = (cut..kept.len()).find(|&i| kept.is_char_boundary(i)).unwrap_or(0);
+        kept = format!("...{}", &kept[cut..]);
+    }
+    format!("; the end of its stderr: {kept}")
 }
 
 #[cfg(test)]
@@ -264,6 +351,79 @@ mod tests {
         let s = stream_of(fixture!("interrupted-by-sigint.jsonl"));
         assert_eq!(classify(&s, Exit::Code(0), Some(StopCause::Timeout), ""), Outcome::Stopped(StopCause::Timeout));
         assert_eq!(classify(&s, Exit::Code(0), Some(StopCause::Requested), ""), Outcome::Stopped(StopCause::Requested));
+    }
+
+    fn failure(stream: &StreamState, exit: Exit, stderr: &str) -> (String, bool, String) {
+        match classify(stream, exit, None, stderr) {
+            Outcome::Failure { kind, transient, message } => (kind, transient, message),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    /// A CLI that printed its `init` event: its session had started.
+    fn started() -> StreamState {
+        stream_of(fixture!("success-text.jsonl").lines().next().expect("init line"))
+    }
+
+    #[test]
+    fn a_death_by_a_signal_nobody_here_sent_is_retried_and_named() {
+        let (kind, transient, message) = failure(&started(), Exit::Signal(9), "");
+        assert_eq!((kind.as_str(), transient), ("killed_by_signal", true));
+        assert!(message.contains("SIGKILL (signal 9)") && message.contains("out-of-memory"), "{message}");
+        assert!(message.contains("it wrote nothing on stderr"), "{message}");
+        let (_, _, message) = failure(&StreamState::default(), Exit::Signal(13), "");
+        assert!(message.contains("SIGPIPE (signal 13)") && message.contains("pipe broke"), "{message}");
+        // As a wrapper script (a version manager's shim) reports it: 128 + N.
+        for (code, name) in [(137, "SIGKILL"), (141, "SIGPIPE"), (129, "SIGHUP"), (134, "SIGABRT"), (143, "SIGTERM")] {
+            let (kind, transient, message) = failure(&StreamState::default(), Exit::Code(code), "");
+            assert_eq!((kind.as_str(), transient), ("killed_by_signal", true), "{code}");
+            assert!(message.contains(&format!("code {code} (128 + {name}")), "{message}");
+        }
+        // Past the signals there are: an exit code like any other.
+        assert_eq!(failure(&StreamState::default(), Exit::Code(255), "").0, "cli_error");
+    }
+
+    #[test]
+    fn a_crash_in_the_middle_of_a_session_is_retried_a_refusal_to_start_is_not() {
+        let stderr = "Error: something broke\n    at Object.<anonymous> (cli.js:1:1)\n";
+        let (kind, transient, message) = failure(&started(), Exit::Code(1), stderr);
+        assert_eq!((kind.as_str(), transient), ("cli_crashed", true));
+        assert!(message.contains("code 1") && message.contains("Error: something broke / "), "{message}");
+        // A usage error: exit 1 at once, before any session.
+        let (kind, transient, message) =
+            failure(&StreamState::default(), Exit::Code(1), "error: unknown option '--bogus'\n");
+        assert_eq!((kind.as_str(), transient), ("cli_error", false));
+        assert!(message.contains("code 1") && message.contains("unknown option '--bogus'"), "{message}");
+        // The executor recognises an unknown session by these words.
+        let (kind, _, message) =
+            failure(&StreamState::default(), Exit::Code(1), "No conversation found with session ID: x\n");
+        assert_eq!(kind, "cli_error");
+        assert!(message.contains("No conversation found"), "{message}");
+        // Its output pipe broke under it, whenever that was.
+        let (kind, transient, message) =
+            failure(&StreamState::default(), Exit::Code(1), "Error: write EPIPE\n    at afterWriteDispatched\n");
+        assert_eq!((kind.as_str(), transient), ("cli_crashed", true));
+        assert!(message.contains("output pipe broke") && message.contains("write EPIPE"), "{message}");
+        // It believes it finished, but there is nothing to show for it.
+        let (kind, transient, _) = failure(&started(), Exit::Code(0), "");
+        assert_eq!((kind.as_str(), transient), ("cli_error", false));
+    }
+
+    #[test]
+    fn stderr_is_quoted_by_its_last_lines_within_a_bound() {
+        let many: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+        let quoted = quote_stderr(&many);
+        assert!(
+            quoted.ends_with(
+                "line 41 / line 42 / line 43 / line 44 / line 45 / line 46 / line 47 / line 48 / line 49 / line 50"
+            ),
+            "{quoted}"
+        );
+        assert!(!quoted.contains("line 40 "), "{quoted}");
+        let long = format!("{}\nlast\n", "é".repeat(5000));
+        let quoted = quote_stderr(&long);
+        assert!(quoted.len() <= STDERR_BYTES + 64 && quoted.ends_with(" / last"), "{}", quoted.len());
+        assert_eq!(quote_stderr("\n  \n"), "; it wrote nothing on stderr");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod classify;
 mod detach;
 mod lines;
+mod prompt_files;
 mod stale;
 mod stream;
 mod version;
@@ -59,6 +60,10 @@ pub struct RunSpec {
     /// The attempt's tag ([`run_tag`]), set in the CLI's environment so that its processes can
     /// be found if this process dies.
     pub run_tag: String,
+    /// The task's `system_prompt` and `append_system_prompt`: they reach the CLI through private
+    /// files ([`prompt_files`]), never its argv, which every user of the machine can read.
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
 }
 
 /// What a running attempt is doing, for the executor to record.
@@ -78,8 +83,8 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
-/// The arguments of `claude` for a task (the prompt goes to stdin, never here); `resume` continues
-/// an interrupted attempt's session.
+/// The arguments of `claude` for a task (the prompt goes to stdin, and the system prompts to
+/// files that [`run`] adds, never here); `resume` continues an interrupted attempt's session.
 pub fn command_args(settings: &TaskSettings, resume: Option<&str>) -> Vec<String> {
     let mut args: Vec<String> =
         ["-p", "--output-format", "stream-json", "--verbose", "--model"].iter().map(|s| (*s).to_owned()).collect();
@@ -89,14 +94,7 @@ pub fn command_args(settings: &TaskSettings, resume: Option<&str>) -> Vec<String
     if let Some(session) = resume {
         args.push(format!("--resume={session}"));
     }
-    // Written as one `--flag=value` argument: a prompt that starts with '-' (a Markdown list)
-    // must not be read as a flag.
-    if let Some(prompt) = &settings.system_prompt {
-        args.push(format!("--system-prompt={prompt}"));
-    }
-    if let Some(prompt) = &settings.append_system_prompt {
-        args.push(format!("--append-system-prompt={prompt}"));
-    }
+    // The system prompts are not here: `run` passes them in private files (see `RunSpec`).
     if let Some(turns) = settings.max_turns {
         args.extend(["--max-turns".to_owned(), turns.to_string()]);
     }
@@ -134,9 +132,28 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
             ),
         );
     }
+    // Kept until the attempt ends, whichever way: dropping it removes the files.
+    let prompt_files = match prompt_files::PromptFiles::write(
+        &spec.run_tag,
+        spec.system_prompt.as_deref(),
+        spec.append_system_prompt.as_deref(),
+    ) {
+        Ok(files) => files,
+        Err(e) => {
+            return failure(
+                "spawn_failed",
+                format!(
+                    "cannot write the system prompt to a private file in {}: {e}. Check that the temporary \
+                     directory (TMPDIR) exists and is writable",
+                    std::env::temp_dir().display()
+                ),
+            );
+        }
+    };
+    let args = with_prompt_files(&spec.args, prompt_files.as_ref().map_or(&[][..], |f| &f.args[..]));
     let mut command = Command::new(&spec.claude_bin);
     command
-        .args(&spec.args)
+        .args(&args)
         .current_dir(&spec.working_directory)
         .env_remove("CLAUDECODE")
         .env(RUN_TAG_VAR, &spec.run_tag)
@@ -199,7 +216,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         }
     };
     if let Some(log) = detailed.as_mut() {
-        let _ = log.line("", format!("=== claude {} (pid {}) ===", spec.args.join(" "), pid.unwrap_or(0)).as_bytes());
+        let _ = log.line("", format!("=== claude {} (pid {}) ===", args.join(" "), pid.unwrap_or(0)).as_bytes());
     }
 
     // Feed the prompt from its own task, so that a large prompt cannot deadlock against output.
@@ -307,9 +324,9 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                     Ok(status) => exit_of(status),
                     Err(_) => Exit::Code(-1),
                 });
-                // Nothing the CLI started may outlive it.
+                // Nothing the CLI started may outlive it (its pid is free now: see kill_leftovers).
                 if let Some(group) = group {
-                    let _ = killpg(group, Signal::SIGKILL);
+                    stale::kill_leftovers(group);
                 }
                 drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
             },
@@ -349,7 +366,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
     };
     if let (Outcome::Failure { kind, message, .. }, Some(closed), Some(exited)) =
         (&mut outcome, stdout_closed, exited_at)
-        && kind == "cli_error"
+        && (kind == "cli_error" || kind == "cli_crashed")
         && exited.duration_since(closed) >= Duration::from_secs(1)
     {
         // Say why nothing came: a CLI that goes on without its output is stuck or broken.
@@ -358,7 +375,17 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
             exited.duration_since(closed).as_secs_f64()
         ));
     }
+    drop(prompt_files);
     RunReport { outcome, stream: state, exit: Some(exit), elapsed: started.elapsed() }
+}
+
+/// `args` with the prompt files' arguments put before the tool lists, which must come last (each
+/// takes several values).
+fn with_prompt_files(args: &[String], files: &[String]) -> Vec<String> {
+    let at = args.iter().position(|a| a == "--allowedTools" || a == "--disallowedTools").unwrap_or(args.len());
+    let mut all = args.to_vec();
+    all.splice(at..at, files.iter().cloned());
+    all
 }
 
 async fn next(lines: &mut Option<BoundedLines<Box<dyn AsyncRead + Unpin + Send>>>) -> Option<Line> {
@@ -423,8 +450,6 @@ mod tests {
                 "sonnet",
                 "--permission-mode",
                 "acceptEdits",
-                "--system-prompt=- be brief",
-                "--append-system-prompt=--also",
                 "--max-turns",
                 "5",
                 "--allowedTools",
@@ -432,5 +457,14 @@ mod tests {
                 "Bash(git log:*)",
             ]
         );
+        assert!(!args.iter().any(|a| a.contains("be brief") || a.contains("--also")), "no prompt in the argv");
+        let files = ["--system-prompt-file=/p/s.md".to_owned()];
+        let with = with_prompt_files(&args, &files);
+        assert_eq!(
+            with[with.len() - 4..],
+            ["--system-prompt-file=/p/s.md", "--allowedTools", "Edit", "Bash(git log:*)"]
+        );
+        let bare = command_args(&TaskSettings::for_tests(), None);
+        assert_eq!(with_prompt_files(&bare, &files).last().map(String::as_str), Some("--system-prompt-file=/p/s.md"));
     }
 }

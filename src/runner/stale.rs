@@ -39,11 +39,12 @@ pub fn processes_of(tag: &str) -> Vec<Pid> {
 }
 
 /// Stops every process of the run tagged `tag` (SIGTERM to their groups, then SIGKILL after
-/// `grace`) and waits until none is left. Returns how many processes were found; an error when
+/// `grace`), waits until none is left, and removes its prompt files. Returns how many processes were found; an error when
 /// some survived even SIGKILL (unkillable, in uninterruptible sleep).
 pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
     let found = processes_of(tag);
     if found.is_empty() {
+        super::prompt_files::remove_leftovers(tag);
         return Ok(0);
     }
     tracing::warn!(tag, "stopping {} leftover processes of an attempt whose owner is gone", found.len());
@@ -54,6 +55,8 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
     loop {
         let left = processes_of(tag);
         if left.is_empty() {
+            // Its system prompts, which its server had no time to remove.
+            super::prompt_files::remove_leftovers(tag);
             return Ok(found.len());
         }
         let now = Instant::now();
@@ -66,6 +69,26 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Kills what is left in process group `group` once its leader, the CLI, has exited and been
+/// reaped. Its pid is free by then, and the group's number with it once the group is empty: a
+/// new process may have it already (with `pid_max` at 32768 the numbers come round in minutes
+/// under load), perhaps another task's CLI leading a group of its own, or any program of the
+/// user's. While members of the old group remain, the kernel gives the number to no new
+/// process; so the group is still ours exactly when it exists and no process has its number as
+/// its pid (the old leader is gone). Without `/proc` to tell, the group is killed as before.
+pub fn kill_leftovers(group: Pid) {
+    if killpg(group, None).is_err() {
+        // Empty, the usual case: nothing was left.
+        return;
+    }
+    let proc_mounted = std::path::Path::new("/proc/self").exists();
+    if proc_mounted && std::path::Path::new(&format!("/proc/{group}")).exists() {
+        tracing::debug!(%group, "the process group's number was reused by another process: left alone");
+        return;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 fn signal_all(pids: &[Pid], signal: Signal) {
@@ -105,5 +128,42 @@ mod tests {
         let _ = child.wait();
         assert!(processes_of(&tag).is_empty());
         assert_eq!(stop_run(&tag, Duration::from_millis(500)).await, Ok(0));
+    }
+
+    /// Whether `pid` is gone or a zombie.
+    fn dead(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_killed_but_a_group_number_taken_by_another_process_is_not() {
+        // The leader exits at once and is reaped; its background child is left in the group.
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000 >/dev/null & echo $!"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let group = Pid::from_raw(i32::try_from(leader.id()).expect("pid"));
+        let mut out = String::new();
+        std::io::Read::read_to_string(leader.stdout.as_mut().expect("stdout"), &mut out).expect("read");
+        let _ = leader.wait();
+        let left: i32 = out.trim().parse().expect("pid of the child");
+        assert!(!dead(left), "the child outlived its leader");
+        kill_leftovers(group);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dead(left) {
+            assert!(Instant::now() < deadline, "the leftover is killed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A live process whose pid is the group's number: the number was given anew, and the
+        // group is not ours any more.
+        let mut other = std::process::Command::new("sleep").arg("1000").process_group(0).spawn().expect("spawn");
+        let number = Pid::from_raw(i32::try_from(other.id()).expect("pid"));
+        kill_leftovers(number);
+        assert_eq!(other.try_wait().expect("try_wait"), None, "another process's group is left alone");
+        other.kill().expect("kill");
+        let _ = other.wait();
     }
 }

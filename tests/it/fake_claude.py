@@ -21,12 +21,20 @@
 #   @close-output=S the same, closing stderr too
 #   @lots=MB        print MB mebibytes of assistant lines before answering
 #   @result=TEXT    answer with TEXT (up to the end of the line)
+#   @die=SIG        after its init event, kill itself with signal SIG (KILL, PIPE, SEGV, ...) without a result
+#   @exit=CODE      after its init event, exit with CODE without a result
+#   @stderr-lines=N before @die or @exit, write N numbered lines to stderr ("stderr line 1" ...)
+#   @usage-error    refuse to start as the CLI does for a bad flag: one stderr line, exit 1, no JSON at all
+#   @resume-fails   a `--resume` of this session fails before it starts: one stderr line, exit 1, no JSON
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
 # an unknown id fails as the real CLI does.
 # SIGINT makes it print the interrupted-by-sigint fixture and exit 0, as the real CLI does;
 # SIGTERM makes it exit 143 without a result.
+# `--system-prompt-file=PATH` and `--append-system-prompt-file=PATH` (or with the path as the next
+# argument) are read as the real CLI reads them: their text, path and mode, and their directory's
+# mode, are recorded in the start line.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
 # were running at that moment (and at the end, how many api_retry events it printed).
@@ -95,6 +103,27 @@ def on_sigterm(signum, frame):
 signal.signal(signal.SIGINT, on_sigint)
 signal.signal(signal.SIGTERM, on_sigterm)
 
+def option(name):
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def prompt_file(flag):
+    path = option(flag)
+    if path is None:
+        return None
+    with open(path) as f:
+        text = f.read()
+    return {"path": path, "text": text, "mode": oct(os.stat(path).st_mode & 0o777), "dir_mode": oct(os.stat(os.path.dirname(path)).st_mode & 0o777)}
+
+
+SYSTEM_PROMPT_FILES = {"system_prompt_file": prompt_file("--system-prompt-file"), "append_system_prompt_file": prompt_file("--append-system-prompt-file")}
+
 prompt = sys.stdin.buffer.read()
 text = prompt.decode("utf-8", "replace")
 SESSIONS = os.path.join(STATE, "sessions")
@@ -105,6 +134,11 @@ if resume is not None:
         with open(os.path.join(SESSIONS, resume)) as f:
             text = f.read()
         SESSION = resume
+        if re.search(r"@resume-fails(?![\w-])", text):
+            record("start", argv=sys.argv[1:], resume=resume, concurrent=0)
+            sys.stderr.write("Error: the session's transcript ends in the middle of a line\n")
+            record("end", code=1)
+            sys.exit(1)
     except FileNotFoundError:
         record("start", argv=sys.argv[1:], resume=resume, concurrent=0)
         sys.stderr.write("No conversation found with session ID: %s\n" % resume)
@@ -128,6 +162,7 @@ record(
     resume=resume,
     session=SESSION,
     run_tag=os.environ.get("CLAUDE_WORKER_RUN"),
+    **SYSTEM_PROMPT_FILES,
 )
 
 def directive(name):
@@ -138,8 +173,34 @@ def directive(name):
 
 
 
+if directive("usage-error") is not None:
+    sys.stderr.write("error: unknown option '--bogus'\n")
+    record("end", code=1)
+    sys.exit(1)
+
 init = json.dumps({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": SESSION, "tools": ["Bash"]})
 emit(init)
+
+stderr_lines = directive("stderr-lines")
+die = directive("die")
+exit_code = directive("exit")
+if (die or exit_code) and stderr_lines:
+    for i in range(1, int(stderr_lines) + 1):
+        sys.stderr.write("stderr line %d\n" % i)
+    sys.stderr.flush()
+if die:
+    try:
+        os.unlink(os.path.join(RUNNING, str(PID)))
+    except FileNotFoundError:
+        pass
+    record("end", signal=die)
+    sig = getattr(signal, "SIG" + die)
+    if sig != signal.SIGKILL:
+        signal.signal(sig, signal.SIG_DFL)
+    os.kill(PID, sig)
+    time.sleep(10)
+if exit_code:
+    finish(int(exit_code))
 
 if directive("hang") is not None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)

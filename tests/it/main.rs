@@ -19,6 +19,7 @@ mod logs;
 mod protocol;
 mod replaced_db;
 mod resources;
+mod runner_faults;
 mod schemas;
 mod terminal;
 mod tools;
