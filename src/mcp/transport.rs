@@ -68,7 +68,10 @@ where
     let writer = tokio::spawn(write_lines(writer, lines_rx, closing.clone(), ended.clone()));
     let reader =
         tokio::spawn(read_lines(reader, max_line, messages_tx, lines_tx.clone(), in_flight.clone(), ended.clone()));
-    let transport = (LineSink { lines: PollSender::new(lines_tx), in_flight }, MessageStream { messages: messages_rx });
+    let transport = (
+        LineSink { lines: PollSender::new(lines_tx), in_flight, gone: false },
+        MessageStream { messages: messages_rx },
+    );
     (transport, Session { ended, closing, writer, reader })
 }
 
@@ -102,11 +105,16 @@ impl Session {
     }
 }
 
-/// rmcp's messages to the client, serialized and queued for the writer task. A send fails with
-/// `BrokenPipe` once stdout is closed.
+/// rmcp's messages to the client, serialized and queued for the writer task. Once the writer is
+/// gone (the client closed stdout, or the session is finishing) a message is dropped without an
+/// error: nobody can read it any more, the writer said why it stopped, and rmcp would log every
+/// failed send as an error (`failed to send pending response during drain` when a client exits
+/// with a request in flight, as Claude Code does at the end of every `claude -p`).
 pub struct LineSink {
     lines: PollSender<Vec<u8>>,
     in_flight: InFlight,
+    /// The writer is gone: what is sent is dropped.
+    gone: bool,
 }
 
 /// The ids of the requests handed to rmcp and not yet answered (nor cancelled by the client).
@@ -126,15 +134,21 @@ impl InFlight {
     }
 }
 
-fn output_closed() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdout is closed")
-}
-
 impl Sink<TxJsonRpcMessage<RoleServer>> for LineSink {
     type Error = std::io::Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.lines.poll_reserve(cx).map_err(|_| output_closed())
+        if self.gone {
+            return Poll::Ready(Ok(()));
+        }
+        match self.lines.poll_reserve(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(_)) => {
+                self.gone = true;
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: TxJsonRpcMessage<RoleServer>) -> Result<(), Self::Error> {
@@ -147,9 +161,17 @@ impl Sink<TxJsonRpcMessage<RoleServer>> for LineSink {
             }
             JsonRpcMessage::Request(_) | JsonRpcMessage::Notification(_) => {}
         }
+        if self.gone {
+            tracing::debug!("the client is gone: a message to it is dropped");
+            return Ok(());
+        }
         let mut line = serde_json::to_vec(&item)?;
         line.push(b'\n');
-        self.lines.send_item(line).map_err(|_| output_closed())
+        if self.lines.send_item(line).is_err() {
+            self.gone = true;
+            tracing::debug!("the client is gone: a message to it is dropped");
+        }
+        Ok(())
     }
 
     /// Queued is as far as a send goes: the writer task writes in order, and
@@ -640,7 +662,18 @@ mod tests {
             ),
         )
         .await;
-        assert_eq!(sent.expect_err("stdout is gone").kind(), std::io::ErrorKind::BrokenPipe);
+        // Nobody can read it: dropped, not an error that rmcp would log (a client that exits with
+        // a request in flight is a normal end).
+        sent.expect("a message to a client that is gone is dropped quietly");
         session.finish(Duration::from_secs(5)).await;
+        let late = futures::SinkExt::send(
+            &mut sink,
+            TxJsonRpcMessage::<RoleServer>::response(
+                rmcp::model::ServerResult::empty(()),
+                rmcp::model::RequestId::Number(2),
+            ),
+        )
+        .await;
+        late.expect("and so is one sent after the session finished");
     }
 }
