@@ -76,6 +76,13 @@ pub struct Config {
     /// `CLAUDE_WORKER_FEEDBACK_LOG` (diagnostics): a file that gets one JSON line per sound played
     /// and notification shown.
     pub feedback_log: Option<PathBuf>,
+    /// `CLAUDE_WORKER_RUN`, as the runner sets it for every attempt's CLI and everything it starts
+    /// (`<owner>/<task_id>/<fence>`): this process runs inside a task. A server started so runs no
+    /// executor; work it queues names the task that queued it (once the tag is checked).
+    pub run_tag: Option<String>,
+    /// `CLAUDE_WORKER_MAX_DEPTH`: how deep tasks may queue tasks. A task queued from outside any
+    /// task is at depth 0; one queued by a task at depth N is at depth N + 1, refused beyond this.
+    pub max_depth: u32,
 }
 
 /// The sound files a user chose instead of the built-in sounds (`None`: the built-in one).
@@ -179,11 +186,14 @@ impl Config {
                     .transpose()?,
             },
             feedback_log: get("CLAUDE_WORKER_FEEDBACK_LOG").map(|p| expand_tilde(&p, &lookup)).transpose()?,
+            run_tag: get(crate::runner::RUN_TAG_VAR),
+            max_depth: parse(&get, "CLAUDE_WORKER_MAX_DEPTH", 3, "a whole number from 0 to 100")?,
             home,
             db_path,
             log_dir,
         };
         check_range("CLAUDE_WORKER_MAX_CONCURRENT", config.max_concurrent, 1, 1000, "a whole number from 1 to 1000")?;
+        check_range("CLAUDE_WORKER_MAX_DEPTH", config.max_depth, 0, 100, "a whole number from 0 to 100")?;
         check_range("CLAUDE_WORKER_MAX_ATTEMPTS", config.max_attempts, 1, 100, "a whole number from 1 to 100")?;
         check_range(
             "MAX_TASKS_PER_ORCHESTRATION",

@@ -87,13 +87,31 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 
 async fn serve(config: Arc<Config>) -> anyhow::Result<std::process::ExitCode> {
     let db = open(&config).await?;
-    let executor = new_executor(&db, &config)?;
-    let service = Service::new(db.clone(), config.clone(), Some(executor.clone()));
     let shutdown = CancellationToken::new();
-    let executor_task = run_executor(&executor, &db, &shutdown);
-    tracing::info!(owner = executor.owner(), db = %config.db_path.display(), "claude-worker serving MCP on stdio");
-    warn_if_claude_missing(&config);
-    if std::io::stdin().is_terminal() {
+    // Started by a task's CLI (Claude Code loads the servers registered for the user in every
+    // `claude -p`): it serves the tools, so that the task can queue follow-up work, but runs
+    // nothing. An executor here would claim ready tasks only to give them up a moment later,
+    // when the task's CLI exits.
+    let executor = match &config.run_tag {
+        None => Some(new_executor(&db, &config)?),
+        Some(tag) => {
+            tracing::info!(tag = %tag, "started inside a task: serving the tools without an executor");
+            None
+        }
+    };
+    let (service, background) = match &executor {
+        Some(executor) => {
+            tracing::info!(owner = executor.owner(), db = %config.db_path.display(), "claude-worker serving MCP on stdio");
+            warn_if_claude_missing(&config);
+            (Service::new(db.clone(), config.clone(), Some(executor.clone())), run_executor(executor, &db, &shutdown))
+        }
+        None => {
+            let changes = Arc::new(tokio::sync::watch::channel(0).0);
+            let service = Service::with_changes(db.clone(), config.clone(), changes.clone());
+            (service, follow_database(&db, &config.db_path, changes, &shutdown))
+        }
+    };
+    if std::io::stdin().is_terminal() && executor.is_some() {
         // A person ran it by hand: an MCP client, not a person, is meant to talk to it.
         eprintln!(
             "claude-worker is an MCP server: it reads JSON-RPC messages on stdin, for an MCP client such as \
@@ -132,18 +150,46 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<std::process::ExitCode> {
     };
     tracing::info!("claude-worker shutting down");
     shutdown.cancel();
-    let _ = executor_task.await;
+    let _ = background.await;
     // What is queued for stdout is written before the process exits.
     session.finish(Duration::from_secs(2)).await;
-    executor.release_owner_lock();
     let lost = db.lost_error().is_some();
-    if config.detach_on_exit && !lost {
-        detach_if_work_remains(&db, &executor, &config.db_path).await;
+    if let Some(executor) = &executor {
+        executor.release_owner_lock();
+        if config.detach_on_exit && !lost {
+            detach_if_work_remains(&db, executor, &config.db_path).await;
+        }
+        // The last task's sound and notification go out before the process exits.
+        executor.drain_feedback().await;
     }
-    // The last task's sound and notification go out before the process exits.
-    executor.drain_feedback().await;
     // A lost database was said when it was found; the exit code says it again.
     result.map(|()| if lost { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
+}
+
+/// For a server without an executor: follows other processes' commits (see
+/// [`claude_worker::watch::follow_commits`]) until `shutdown`, and says once if the database
+/// is deleted or replaced (the server then answers every call with the error, as one with an
+/// executor does).
+fn follow_database(
+    db: &Db,
+    db_path: &std::path::Path,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let follow = claude_worker::watch::follow_commits(db.clone(), db_path, changes.clone(), shutdown.clone());
+    let (db, shutdown) = (db.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = db.lost() => {
+                if let Some(e) = db.lost_error() {
+                    tracing::error!("{e}");
+                }
+                changes.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            () = shutdown.cancelled() => {}
+        }
+        let _ = follow.await;
+    })
 }
 
 /// Runs the executor until `shutdown` — or until the database is found deleted or replaced:

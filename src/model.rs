@@ -203,6 +203,16 @@ pub struct NewBatch {
     /// True for `create_orchestration`: a name that already exists is refused instead of joined.
     pub new_orchestration: bool,
     pub tasks: Vec<NewTask>,
+    /// Set when the batch is queued from inside a running task.
+    pub queued_by: Option<QueuedBy>,
+}
+
+/// The task whose attempt queued a batch (through a server its CLI started), and the depth the
+/// batch's tasks get: one more than the creator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedBy {
+    pub task_id: TaskId,
+    pub depth: u32,
 }
 
 /// Why a task failed, was cancelled or skipped: a stable machine-readable kind and a sentence.
@@ -248,6 +258,10 @@ pub struct TaskRecord {
     pub permission_denials: Option<String>,
     pub last_action: Option<String>,
     pub cancel_requested: bool,
+    /// The task that queued this one from inside its attempt, if any (see [`QueuedBy`]).
+    pub created_by: Option<TaskId>,
+    /// How many tasks deep this one was queued: 0 from outside any task.
+    pub depth: u32,
 }
 
 /// One edge seen from a task: the task on the other end and its state.
@@ -326,6 +340,8 @@ pub struct OrchestrationTask {
     pub error: Option<TaskError>,
     pub cost_usd: f64,
     pub last_action: Option<String>,
+    /// The task that queued this one from inside its attempt, if any.
+    pub created_by: Option<TaskId>,
 }
 
 /// An orchestration with all its tasks.

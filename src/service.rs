@@ -15,8 +15,8 @@ use crate::executor::Executor;
 use crate::graph;
 use crate::logs::{TaskLogPaths, tail_lines};
 use crate::model::{
-    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, PERMISSION_MODES, TaskDetail,
-    TaskListItem, TaskRef, TaskSettings,
+    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, PERMISSION_MODES, QueuedBy,
+    TaskDetail, TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
     CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, OrchestrationRetryOutcome, RetryOutcome,
@@ -141,6 +141,10 @@ pub struct Service {
     db: Db,
     config: Arc<Config>,
     executor: Option<Executor>,
+    /// Without an executor: a counter moved by [`crate::watch::follow_commits`] when another
+    /// process commits, and by this service when it changed something, for what waits on changes
+    /// (`wait`, resource subscriptions).
+    changes: Option<Arc<tokio::sync::watch::Sender<u64>>>,
 }
 
 /// How much of a task's summary log [`Service::log_tail`] returns at most.
@@ -157,12 +161,22 @@ const CANCEL_WAIT_EXTRA: Duration = Duration::from_secs(2);
 impl Service {
     /// `executor` is `None` in the inspect CLI, which runs nothing itself.
     pub fn new(db: Db, config: Arc<Config>, executor: Option<Executor>) -> Service {
-        Service { db, config, executor }
+        Service { db, config, executor, changes: None }
+    }
+
+    /// A service without an executor whose waiters still hear of changes at once: `changes`
+    /// is moved by whoever follows the database (see [`crate::watch::follow_commits`]), and by
+    /// this service's own writes.
+    pub fn with_changes(db: Db, config: Arc<Config>, changes: Arc<tokio::sync::watch::Sender<u64>>) -> Service {
+        Service { db, config, executor: None, changes: Some(changes) }
     }
 
     fn wake(&self) {
         if let Some(executor) = &self.executor {
             executor.wake();
+        }
+        if let Some(changes) = &self.changes {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -172,7 +186,7 @@ impl Service {
             check_orchestration_name(name)?;
         }
         let task = self.check_task(input)?;
-        let batch = NewBatch { orchestration, new_orchestration: false, tasks: vec![task] };
+        let batch = NewBatch { orchestration, new_orchestration: false, tasks: vec![task], queued_by: None };
         self.store_batch(batch).await
     }
 
@@ -197,16 +211,34 @@ impl Service {
             let label = if input.identifier.is_empty() { format!("tasks[{i}]") } else { input.identifier.clone() };
             checked.push(self.check_task(input).map_err(|e| ServiceError::Invalid(format!("{label}: {e}")))?);
         }
-        let batch = NewBatch { orchestration: name, new_orchestration: true, tasks: checked };
+        let batch = NewBatch { orchestration: name, new_orchestration: true, tasks: checked, queued_by: None };
         self.store_batch(batch).await
     }
 
-    async fn store_batch(&self, batch: NewBatch) -> Result<Created> {
+    async fn store_batch(&self, mut batch: NewBatch) -> Result<Created> {
+        batch.queued_by = self.queued_by().await?;
         let max = self.config.max_tasks_per_orchestration;
         let timeout_ms = i64::try_from(self.config.orchestration_timeout.as_millis()).unwrap_or(i64::MAX);
         let created = self.db.call(move |s| s.create_batch(&batch, max, timeout_ms, now_ms())).await?;
         self.wake();
         Ok(created)
+    }
+
+    /// The task this process runs inside, when its tag names an attempt the database knows,
+    /// and the depth what it queues gets; refused beyond `CLAUDE_WORKER_MAX_DEPTH`.
+    async fn queued_by(&self) -> Result<Option<QueuedBy>> {
+        let Some(text) = &self.config.run_tag else { return Ok(None) };
+        let Some(tag) = crate::runner::parse_run_tag(text) else {
+            tracing::info!(tag = %text, "{} is not a tag claude-worker made: work is queued as from outside any task", crate::runner::RUN_TAG_VAR);
+            return Ok(None);
+        };
+        let task_id = tag.task_id;
+        let attempt = self.db.call(move |s| s.attempt_of(task_id)).await?;
+        let decision = queued_by(&tag, attempt.as_ref(), self.config.max_depth);
+        if let Ok(None) = decision {
+            tracing::info!(tag = %text, "the task {} names has no such attempt: work is queued as from outside any task", crate::runner::RUN_TAG_VAR);
+        }
+        decision.map_err(ServiceError::Invalid)
     }
 
     /// Checks a task's fields and applies the defaults.
@@ -528,7 +560,11 @@ impl Service {
     /// A receiver that changes whenever a task may have changed, in this process or (as noticed
     /// by the executor's database watch) in another; `None` without an executor.
     pub fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.executor.as_ref().map(Executor::subscribe)
+        match (&self.executor, &self.changes) {
+            (Some(executor), _) => Some(executor.subscribe()),
+            (None, Some(changes)) => Some(changes.subscribe()),
+            (None, None) => None,
+        }
     }
 
     /// The marks of these tasks and orchestrations, to tell when they move.
@@ -638,7 +674,7 @@ impl Service {
         mut on_change: impl FnMut((f64, f64, String)),
     ) -> Result<(Status, bool)> {
         let deadline = Instant::now() + timeout.min(MAX_WAIT);
-        let mut changes = self.executor.as_ref().map(Executor::subscribe);
+        let mut changes = self.changes();
         let mut last: Option<(f64, f64, String)> = None;
         loop {
             let (finished, progress) = self.peek(target).await?;
@@ -665,6 +701,35 @@ impl Service {
             }
         }
     }
+}
+
+/// Whose work a batch queued inside the attempt `tag` names is, and at what depth: `None` when
+/// the tag names no task, or an attempt that task never had (a tag from a stale or forged
+/// environment is not believed: it would only attach work to a task that did not queue it).
+/// A task at depth N queues at N + 1; beyond `max_depth` the batch is refused with a sentence
+/// that says how to raise the limit.
+fn queued_by(
+    tag: &crate::runner::RunTag,
+    attempt: Option<&crate::store::AttemptOf>,
+    max_depth: u32,
+) -> std::result::Result<Option<QueuedBy>, String> {
+    let Some(attempt) = attempt else { return Ok(None) };
+    let had_it =
+        tag.fence < attempt.fence || (tag.fence == attempt.fence && attempt.owner.as_deref() == Some(&tag.owner));
+    if !had_it {
+        return Ok(None);
+    }
+    let depth = attempt.depth.saturating_add(1);
+    if depth > max_depth {
+        return Err(format!(
+            "task #{} is at depth {} of tasks queued by tasks, and CLAUDE_WORKER_MAX_DEPTH is {max_depth}: the work it \
+             queues would be at depth {depth}, over the limit. Do this work in task #{} itself, or raise the limit: \
+             set CLAUDE_WORKER_MAX_DEPTH in the environment claude-worker is registered with (for example `claude mcp add \
+             claude-worker -s user -e CLAUDE_WORKER_MAX_DEPTH={depth} -- claude-worker`), at most 100",
+            tag.task_id, attempt.depth, tag.task_id
+        ));
+    }
+    Ok(Some(QueuedBy { task_id: tag.task_id, depth }))
 }
 
 fn check_orchestration_name(name: &str) -> Result<()> {
@@ -697,5 +762,58 @@ fn check_task_ref(task: &TaskRef) -> Result<()> {
         TaskRef::Identifier(name) => graph::check_identifier(name).map_err(|e| {
             ServiceError::NotFound(format!("no task {}: {e}; give a task identifier or #<task_id>", graph::shown(name)))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::RunTag;
+    use crate::store::AttemptOf;
+
+    fn tag(fence: i64) -> RunTag {
+        RunTag { owner: "host:1:2".to_owned(), task_id: 12, fence }
+    }
+
+    fn attempt(fence: i64, owner: &str, depth: u32) -> AttemptOf {
+        AttemptOf { fence, owner: Some(owner.to_owned()), depth }
+    }
+
+    #[test]
+    fn a_task_queues_one_level_deeper_than_itself() {
+        assert_eq!(
+            queued_by(&tag(3), Some(&attempt(3, "host:1:2", 0)), 3),
+            Ok(Some(QueuedBy { task_id: 12, depth: 1 }))
+        );
+        assert_eq!(
+            queued_by(&tag(3), Some(&attempt(3, "host:1:2", 2)), 3),
+            Ok(Some(QueuedBy { task_id: 12, depth: 3 }))
+        );
+        // An older attempt of the same task (a process it left behind) still queues as the task.
+        assert_eq!(
+            queued_by(&tag(2), Some(&attempt(3, "other:5:6", 1)), 3),
+            Ok(Some(QueuedBy { task_id: 12, depth: 2 }))
+        );
+    }
+
+    #[test]
+    fn beyond_the_limit_is_refused_with_the_way_to_raise_it() {
+        let refused = queued_by(&tag(3), Some(&attempt(3, "host:1:2", 3)), 3).expect_err("refused");
+        assert!(refused.contains("CLAUDE_WORKER_MAX_DEPTH is 3"), "{refused}");
+        assert!(refused.contains("depth 4"), "{refused}");
+        assert!(refused.contains("-e CLAUDE_WORKER_MAX_DEPTH=4"), "{refused}");
+        // A limit of 0: no task queues anything.
+        assert!(queued_by(&tag(1), Some(&attempt(1, "host:1:2", 0)), 0).is_err());
+    }
+
+    #[test]
+    fn a_tag_the_database_does_not_back_is_ignored() {
+        // No such task.
+        assert_eq!(queued_by(&tag(3), None, 3), Ok(None));
+        // An attempt the task never had: a fence from the future, or the current fence with
+        // another owner.
+        assert_eq!(queued_by(&tag(4), Some(&attempt(3, "host:1:2", 3)), 3), Ok(None));
+        assert_eq!(queued_by(&tag(3), Some(&attempt(3, "other:5:6", 3)), 3), Ok(None));
+        assert_eq!(queued_by(&tag(3), Some(&AttemptOf { fence: 3, owner: None, depth: 0 }), 3), Ok(None));
     }
 }

@@ -91,6 +91,8 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "num_turns": t.num_turns,
         "duration_ms": t.duration_ms,
         "last_action": t.last_action,
+        "created_by": t.created_by,
+        "depth": t.depth,
         "summary_log": view.logs.summary.display().to_string(),
         "detailed_log": view.logs.detailed.display().to_string(),
     })
@@ -115,6 +117,9 @@ pub fn task_text(view: &TaskStatusView) -> String {
         let _ = writeln!(s, "  depends on:  {}", deps.join(", "));
     }
     let _ = writeln!(s, "  created:     {}", rfc3339(t.created_at));
+    if let Some(by) = t.created_by {
+        let _ = writeln!(s, "  queued by:   task #{by} (from inside its run; depth {})", t.depth);
+    }
     if let Some(at) = t.started_at {
         let _ = writeln!(s, "  started:     {}", rfc3339(at));
     }
@@ -212,6 +217,7 @@ pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
                 "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
                 "cost_usd": round_usd(t.cost_usd),
                 "last_action": t.last_action,
+                "created_by": t.created_by,
             })
         })
         .collect();
@@ -273,6 +279,9 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
             continue;
         }
         let mut line = format!("{prefix}{} #{} {}", t.task_identifier, t.task_id, color::status(t.status.as_str()));
+        if let Some(by) = t.created_by {
+            let _ = write!(line, " (queued by #{by})");
+        }
         if let (Some(start), Some(end)) = (t.started_at, t.ended_at) {
             let _ = write!(line, " in {:.1} s", (end - start) as f64 / 1000.0);
         }

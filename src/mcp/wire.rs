@@ -419,6 +419,9 @@ pub struct OrchestrationTaskOut {
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub error: Option<ErrorOut>,
+    /// The task that queued this one from inside its run, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<i64>,
 }
 
 /// The status of a task or of an orchestration (`kind` says which); fields of the other kind are absent.
@@ -467,6 +470,14 @@ pub struct StatusOut {
     pub permission_denials: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_action: Option<String>,
+    /// The task that queued this one from inside its run (through the claude-worker server its
+    /// Claude Code started); absent for work queued from outside any task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<i64>,
+    /// How many tasks deep this one was queued (a task at depth N queues at N + 1, up to
+    /// CLAUDE_WORKER_MAX_DEPTH); absent for work queued from outside any task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -537,6 +548,8 @@ impl StatusOut {
             duration_ms: t.duration_ms,
             permission_denials: t.permission_denials.as_deref().and_then(|d| serde_json::from_str(d).ok()),
             last_action: t.last_action.clone(),
+            created_by: t.created_by,
+            depth: (t.depth > 0).then_some(t.depth),
             summary_log: Some(view.logs.summary.display().to_string()),
             detailed_log: Some(view.logs.detailed.display().to_string()),
             ..StatusOut::default()
@@ -580,6 +593,7 @@ impl StatusOut {
                     started_at: t.started_at.map(rfc3339),
                     ended_at: t.ended_at.map(rfc3339),
                     error: error_out(&t.error),
+                    created_by: t.created_by,
                 })
                 .collect(),
         );

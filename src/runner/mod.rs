@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use classify::{Exit, Outcome, StopCause, classify, give_up};
 pub use detach::{ensure_worker, spawn_detached_worker};
 pub use lines::{BoundedLines, Line};
-pub use stale::{RUN_TAG_VAR, run_tag, stop_run};
+pub use stale::{RUN_TAG_VAR, RunTag, parse_run_tag, run_tag, stop_run};
 pub use stream::{ApiRetry, LineEffect, ResultEvent, StreamState};
 pub use version::{VersionError, claude_version};
 

@@ -23,6 +23,39 @@ pub fn run_tag(owner: &str, task_id: TaskId, fence: i64) -> String {
     format!("{owner}/{task_id}/{fence}")
 }
 
+/// A tag read back from an environment: the attempt of task `task_id` claimed by `owner` with
+/// `fence`. Whoever reads one cannot tell it from a forgery or a leftover of an older attempt:
+/// it is only a claim, to be checked against the database before it is believed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunTag {
+    pub owner: String,
+    pub task_id: TaskId,
+    pub fence: i64,
+}
+
+/// The longest tag [`parse_run_tag`] accepts (an owner is `host:pid:start-ms`).
+const MAX_TAG_BYTES: usize = 1024;
+
+/// Reads a tag made by [`run_tag`]; `None` for anything else. The owner is everything before
+/// the last two `/`; the task id and the fence are positive decimal numbers, nothing more.
+pub fn parse_run_tag(text: &str) -> Option<RunTag> {
+    if text.len() > MAX_TAG_BYTES || text.chars().any(char::is_control) {
+        return None;
+    }
+    let mut parts = text.rsplitn(3, '/');
+    let (fence, task_id, owner) = (parts.next()?, parts.next()?, parts.next()?);
+    let number = |digits: &str| -> Option<i64> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<i64>().ok().filter(|n| *n > 0)
+    };
+    if owner.trim().is_empty() {
+        return None;
+    }
+    Some(RunTag { owner: owner.to_owned(), task_id: number(task_id)?, fence: number(fence)? })
+}
+
 /// The live processes (not zombies) whose environment carries `tag`.
 pub fn processes_of(tag: &str) -> Vec<Pid> {
     let needle = format!("{RUN_TAG_VAR}={tag}");
@@ -165,5 +198,34 @@ mod tests {
         assert_eq!(other.try_wait().expect("try_wait"), None, "another process's group is left alone");
         other.kill().expect("kill");
         let _ = other.wait();
+    }
+
+    #[test]
+    fn run_tags_read_back_and_anything_else_is_refused() {
+        let tag = run_tag("host/with:odd/chars:12:1700000000000", 42, 7);
+        assert_eq!(
+            parse_run_tag(&tag),
+            Some(RunTag { owner: "host/with:odd/chars:12:1700000000000".to_owned(), task_id: 42, fence: 7 })
+        );
+        for bad in [
+            "",
+            "garbage",
+            "owner/42",
+            "/42/7",
+            " /42/7",
+            "owner/0/7",
+            "owner/42/0",
+            "owner/-1/7",
+            "owner/+1/7",
+            "owner/ 42/7",
+            "owner/42/7 ",
+            "owner/4x2/7",
+            "owner/99999999999999999999/7",
+            "own\u{7}ner/42/7",
+            "owner\n/42/7",
+        ] {
+            assert_eq!(parse_run_tag(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_run_tag(&format!("{}/1/1", "h".repeat(2000))), None, "too long");
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError, TaskKey, record_event, refresh_orchestration};
+use super::{Store, StoreError, TaskKey, lineage, record_event, refresh_orchestration};
 use crate::graph::{self, InitialState};
 use crate::model::{Millis, NewBatch, OrchestrationId, TaskId, TaskLink, TaskRef, TaskStatus};
 
@@ -210,6 +210,9 @@ fn create_in(
             skipped_because,
         ])?;
         let task_id = tx.last_insert_rowid();
+        if let Some(by) = &batch.queued_by {
+            lineage::record_creator(tx, task_id, by)?;
+        }
         for link in &links {
             tx.prepare_cached("INSERT INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)")?
                 .execute(params![task_id, link.task_id])?;
@@ -223,6 +226,7 @@ fn create_in(
                 links.iter().map(|l| format!("{} (#{})", l.task_identifier, l.task_id)).collect::<Vec<_>>().join(", ")
             ))
         };
+        let created_detail = lineage::created_detail(batch.queued_by.as_ref(), created_detail);
         record_event(tx, &key, now, "created", 0, None, created_detail.as_deref())?;
         if let Some(reason) = &skipped_because {
             record_event(tx, &key, now, "skipped", 0, None, Some(reason))?;

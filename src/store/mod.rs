@@ -10,6 +10,7 @@ mod control;
 mod create;
 mod handle;
 mod identity;
+mod lineage;
 mod maintenance;
 mod query;
 mod run;
@@ -30,17 +31,19 @@ use identity::Identity;
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask, Taken, UnknownDependency};
 pub use handle::Db;
+pub use lineage::AttemptOf;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 2;
+pub const SCHEMA_VERSION: usize = 3;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_initial.sql")),
         M::up(include_str!("migrations/0002_recovery.sql")),
+        M::up(include_str!("migrations/0003_created_by.sql")),
     ])
 }
 

@@ -32,7 +32,7 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     timeout_seconds, max_attempts, priority, wait_after_dependencies, status, attempt, created_at, started_at, ended_at,
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
-    cancel_requested";
+    cancel_requested, created_by, depth";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -87,6 +87,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         permission_denials: row.get("permission_denials")?,
         last_action: row.get("last_action")?,
         cancel_requested: row.get("cancel_requested")?,
+        created_by: row.get("created_by")?,
+        depth: row.get("depth")?,
     })
 }
 
@@ -182,7 +184,7 @@ pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Resu
     let summary = summary(tx, id)?;
     let mut stmt = tx.prepare_cached(
         "SELECT task_id, task_identifier, status, started_at, ended_at, error_kind, error_message, cost_usd, last_action,
-                ready_at
+                ready_at, created_by
          FROM tasks WHERE orchestration_id = ?1 ORDER BY task_id",
     )?;
     let mut tasks: Vec<OrchestrationTask> = stmt
@@ -201,6 +203,7 @@ pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Resu
                 error: kind.map(|kind| TaskError { kind, message: message.unwrap_or_default() }),
                 cost_usd: row.get(7)?,
                 last_action: row.get(8)?,
+                created_by: row.get(10)?,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -19,7 +19,7 @@ fn task(identifier: &str, deps: &[&str]) -> NewTask {
 }
 
 fn batch(tasks: Vec<NewTask>) -> NewBatch {
-    NewBatch { orchestration: None, new_orchestration: true, tasks }
+    NewBatch { orchestration: None, new_orchestration: true, tasks, queued_by: None }
 }
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -552,4 +552,32 @@ fn a_deleted_wal_is_found_too() {
     let err = store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect_err("refused");
     assert!(matches!(err, StoreError::Deleted { part: " (its -wal file)", .. }), "{err:?}");
     assert!(err.to_string().contains("tasks.db (its -wal file) was deleted"), "{err}");
+}
+
+#[test]
+fn work_queued_by_a_task_names_it_until_the_task_is_pruned() {
+    let (_dir, mut store) = open();
+    store.create_batch(&batch(vec![task("creator", &[])]), 100, 3_600_000, 1).expect("create");
+    let claim = store.claim_ready("one", 1, 4, 30_000, 2).expect("claim").pop().expect("a task");
+    let creator = claim.task.task_id;
+    let attempt = store.attempt_of(creator).expect("read").expect("it exists");
+    assert_eq!(attempt, crate::store::AttemptOf { fence: claim.fence, owner: Some("one".to_owned()), depth: 0 });
+    assert_eq!(store.attempt_of(creator + 100).expect("read"), None);
+
+    let mut queued = batch(vec![task("follow-up", &[])]);
+    queued.queued_by = Some(crate::model::QueuedBy { task_id: creator, depth: 1 });
+    let created = store.create_batch(&queued, 100, 3_600_000, 3).expect("create");
+    let follow_up = created.tasks[0].task_id;
+    let detail = store.task(&TaskRef::Id(follow_up)).expect("read");
+    assert_eq!((detail.task.created_by, detail.task.depth), (Some(creator), 1));
+    let events = store.events(&TaskRef::Id(follow_up)).expect("events");
+    assert_eq!(events[0].detail.as_deref(), Some(format!("queued by #{creator}").as_str()));
+    assert_eq!(store.attempt_of(follow_up).expect("read").map(|a| a.depth), Some(1));
+
+    let done = Finish::Completed { result: Some("ok".to_owned()) };
+    assert!(store.finish(creator, "one", claim.fence, &done, &RunStats::default(), 4).expect("finish").accepted);
+    let report = store.prune(10, false).expect("prune");
+    assert_eq!(report.tasks.len(), 1, "only the creator's finished orchestration goes");
+    let detail = store.task(&TaskRef::Id(follow_up)).expect("read");
+    assert_eq!((detail.task.created_by, detail.task.depth), (None, 1), "the link is forgotten, the depth kept");
 }

@@ -26,6 +26,12 @@
 #   @stderr-lines=N before @die or @exit, write N numbered lines to stderr ("stderr line 1" ...)
 #   @usage-error    refuse to start as the CLI does for a bad flag: one stderr line, exit 1, no JSON at all
 #   @resume-fails   a `--resume` of this session fails before it starts: one stderr line, exit 1, no JSON
+#   @mcp-queue=ID   start $FAKE_CLAUDE_WORKER_BIN as Claude Code starts an MCP server (piped stdio, this
+#                   process's environment, tag included), initialize, queue the task ID (prompt
+#                   `@result=follow-up done`) with create_task, call `wait` twice on its own task and exit
+#                   without waiting for the answers (closing the server's stdin and stdout), then answer as usual. What it saw goes
+#                   to $FAKE_CLAUDE_STATE/nested-<pid>.json, the server's stderr to nested-<pid>.stderr
+#   @mcp-chain=K    the same, queuing chain-K whose prompt is `@mcp-chain=K+1`: tasks that queue tasks
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -180,6 +186,54 @@ if directive("usage-error") is not None:
 
 init = json.dumps({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": SESSION, "tools": ["Bash"]})
 emit(init)
+
+def mcp_queue(identifier, prompt):
+    # As Claude Code runs a registered stdio server: its own environment, pipes for stdin and stdout.
+    err_path = os.path.join(STATE, "nested-%d.stderr" % PID)
+    with open(err_path, "wb") as err:
+        server = subprocess.Popen([os.environ["FAKE_CLAUDE_WORKER_BIN"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+
+    def send(message):
+        server.stdin.write((json.dumps(message) + "\n").encode())
+        server.stdin.flush()
+
+    def answer(request_id):
+        while True:
+            line = server.stdout.readline()
+            if not line:
+                return None
+            message = json.loads(line)
+            if message.get("id") == request_id:
+                return message
+
+    send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {"roots": {}}, "clientInfo": {"name": "fake-claude-code", "version": "2.1.331"}}})
+    initialized = answer(0)
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "create_task", "arguments": {"task_identifier": identifier, "execution_prompt": prompt}}})
+    created = answer(1)
+    # The CLI is done and exits with calls still in flight (they are answered a moment later):
+    # both pipes close at once.
+    tag = os.environ.get("CLAUDE_WORKER_RUN", "")
+    own = tag.split("/")[-2] if tag.count("/") >= 2 else "0"
+    for request_id, seconds in ((2, 0.1), (3, 0.15)):
+        send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": "wait", "arguments": {"task": "#" + own, "timeout_seconds": seconds}}})
+    server.stdin.close()
+    server.stdout.close()
+    try:
+        code = server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        code = "timeout"
+    with open(os.path.join(STATE, "nested-%d.json" % PID), "w") as f:
+        json.dump({"run_tag": tag, "server_pid": server.pid, "initialized": initialized, "created": created, "exit_code": code}, f)
+
+
+queue = directive("mcp-queue")
+if queue:
+    mcp_queue(queue, "@result=follow-up done")
+chain = directive("mcp-chain")
+if chain:
+    mcp_queue("chain-" + chain, "@mcp-chain=%d" % (int(chain) + 1))
 
 stderr_lines = directive("stderr-lines")
 die = directive("die")

@@ -64,6 +64,8 @@ impl Env {
             ("CLAUDE_WORKER_DETACH_ON_EXIT".into(), "false".into()),
             ("FAKE_CLAUDE_STATE".into(), state.display().to_string()),
             ("FAKE_CLAUDE_FIXTURES".into(), fixtures.display().to_string()),
+            // What the fake CLI starts as its MCP server (`@mcp-queue`, `@mcp-chain`).
+            ("FAKE_CLAUDE_WORKER_BIN".into(), SERVER.into()),
             // A server started from inside Claude Code inherits this; the runner must drop it.
             ("CLAUDECODE".into(), "1".into()),
         ];
@@ -85,7 +87,16 @@ impl Env {
     pub fn command(&self, program: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(program);
         command.current_dir(&self.work).kill_on_drop(true);
-        for name in ["CLAUDE_WORKER_DB", "CLAUDE_WORKER_LOG_DIR", "RUST_LOG", "CLAUDE_WORKER_MAX_CONCURRENT"] {
+        // A test run inside a claude-worker task (its CLI's tag) must not make every server a
+        // server inside a task.
+        for name in [
+            "CLAUDE_WORKER_DB",
+            "CLAUDE_WORKER_LOG_DIR",
+            "RUST_LOG",
+            "CLAUDE_WORKER_MAX_CONCURRENT",
+            "CLAUDE_WORKER_RUN",
+            "CLAUDE_WORKER_MAX_DEPTH",
+        ] {
             command.env_remove(name);
         }
         for (k, v) in &self.vars {
@@ -119,6 +130,19 @@ impl Env {
         let transport = self.server_transport();
         let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
         let handler = TestClient::new(version);
+        let service =
+            handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
+        Client { service, pid }
+    }
+
+    /// Starts a server with one more environment variable than the test's, and connects.
+    pub async fn server_with_var(&self, name: &str, value: &str) -> Client {
+        let mut command = self.command(SERVER);
+        command.env(name, value);
+        let (transport, _stderr) =
+            TokioChildProcess::builder(command).stderr(self.stderr_log()).spawn().expect("spawn claude-worker");
+        let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
+        let handler = TestClient::new(ProtocolVersion::V_2025_11_25);
         let service =
             handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
         Client { service, pid }
