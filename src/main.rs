@@ -95,7 +95,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<std::process::ExitCode> {
     let executor = match &config.run_tag {
         None => Some(new_executor(&db, &config)?),
         Some(tag) => {
-            tracing::info!(tag = %tag, "started inside a task: serving the tools without an executor");
+            tracing::info!(tag = ?tag, "started inside a task: serving the tools without an executor");
             None
         }
     };

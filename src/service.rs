@@ -229,14 +229,14 @@ impl Service {
     async fn queued_by(&self) -> Result<Option<QueuedBy>> {
         let Some(text) = &self.config.run_tag else { return Ok(None) };
         let Some(tag) = crate::runner::parse_run_tag(text) else {
-            tracing::info!(tag = %text, "{} is not a tag claude-worker made: work is queued as from outside any task", crate::runner::RUN_TAG_VAR);
+            tracing::info!(tag = ?text, "{} is not a tag claude-worker made: work is queued as from outside any task", crate::runner::RUN_TAG_VAR);
             return Ok(None);
         };
         let task_id = tag.task_id;
         let attempt = self.db.call(move |s| s.attempt_of(task_id)).await?;
         let decision = queued_by(&tag, attempt.as_ref(), self.config.max_depth);
         if let Ok(None) = decision {
-            tracing::info!(tag = %text, "the task {} names has no such attempt: work is queued as from outside any task", crate::runner::RUN_TAG_VAR);
+            tracing::info!(tag = ?text, "the task {} names has no such attempt: work is queued as from outside any task", crate::runner::RUN_TAG_VAR);
         }
         decision.map_err(ServiceError::Invalid)
     }
@@ -703,6 +703,9 @@ impl Service {
     }
 }
 
+/// The highest `CLAUDE_WORKER_MAX_DEPTH` accepted (see `config.rs`).
+const MAX_DEPTH_LIMIT: u32 = 100;
+
 /// Whose work a batch queued inside the attempt `tag` names is, and at what depth: `None` when
 /// the tag names no task, or an attempt that task never had (a tag from a stale or forged
 /// environment is not believed: it would only attach work to a task that did not queue it).
@@ -721,12 +724,19 @@ fn queued_by(
     }
     let depth = attempt.depth.saturating_add(1);
     if depth > max_depth {
+        let raise = if depth <= MAX_DEPTH_LIMIT {
+            format!(
+                "or raise the limit where claude-worker is registered, for example `claude mcp add claude-worker -s \
+                 user -e CLAUDE_WORKER_MAX_DEPTH={depth} -- claude-worker`"
+            )
+        } else {
+            format!("the limit cannot be raised beyond {MAX_DEPTH_LIMIT}")
+        };
         return Err(format!(
-            "task #{} is at depth {} of tasks queued by tasks, and CLAUDE_WORKER_MAX_DEPTH is {max_depth}: the work it \
-             queues would be at depth {depth}, over the limit. Do this work in task #{} itself, or raise the limit: \
-             set CLAUDE_WORKER_MAX_DEPTH in the environment claude-worker is registered with (for example `claude mcp add \
-             claude-worker -s user -e CLAUDE_WORKER_MAX_DEPTH={depth} -- claude-worker`), at most 100",
-            tag.task_id, attempt.depth, tag.task_id
+            "not queued: task #{} (this task) is at depth {} of tasks queued by tasks, and CLAUDE_WORKER_MAX_DEPTH is \
+             {max_depth}, so what it queues would be at depth {depth}, over the limit. Do the work in this task \
+             instead, {raise}",
+            tag.task_id, attempt.depth
         ));
     }
     Ok(Some(QueuedBy { task_id: tag.task_id, depth }))
@@ -804,6 +814,10 @@ mod tests {
         assert!(refused.contains("-e CLAUDE_WORKER_MAX_DEPTH=4"), "{refused}");
         // A limit of 0: no task queues anything.
         assert!(queued_by(&tag(1), Some(&attempt(1, "host:1:2", 0)), 0).is_err());
+        // At the highest limit, no higher one is suggested.
+        let top = queued_by(&tag(3), Some(&attempt(3, "host:1:2", 100)), 100).expect_err("refused");
+        assert!(top.contains("cannot be raised beyond 100"), "{top}");
+        assert!(!top.contains("MAX_DEPTH=101"), "{top}");
     }
 
     #[test]
