@@ -188,6 +188,14 @@ async fn a_server_inside_a_task_hears_of_changes_without_an_executor() {
     for owner in claim_owners(&env) {
         assert_eq!(pid_of_owner(&owner), i64::from(runner.pid), "claimed by {owner}");
     }
+    // While it runs, it holds no owner lock: no executor on the database counts it as alive.
+    let locks: Vec<String> = std::fs::read_dir(claude_worker::owners::owners_dir(&env.db_path()))
+        .expect("owners dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(locks[0].contains(&format!("_{}_", runner.pid)), "the running server's: {locks:?}");
     inside.stop().await;
     runner.stop().await;
 }
