@@ -17,6 +17,10 @@ pub fn spawn_detached_worker(db_path: &Path) -> std::io::Result<u32> {
         // The caller may have been pointed at this database by a flag (`--db`), not the
         // environment: the worker must serve the same one.
         .env("CLAUDE_WORKER_DB", db_path)
+        // Started from inside a task (`claude-worker run` in a task's shell), it must not pass
+        // for a part of that task's attempt: it would run no executor, and the attempt's end
+        // would stop it with the rest of what the attempt started.
+        .env_remove(super::RUN_TAG_VAR)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

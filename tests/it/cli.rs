@@ -366,3 +366,34 @@ async fn run_passes_the_options_a_terminal_user_needs_and_completions_cover_clau
         "{script}"
     );
 }
+
+#[tokio::test]
+async fn a_worker_started_from_inside_a_task_does_not_pass_for_part_of_it() {
+    let env = Env::new();
+    // `claude-worker run` in a task's shell: the task's attempt tag is in its environment.
+    let output = finished(
+        env.command(SERVER)
+            .args(["run", "follow-up @sleep=5", "--identifier", "follow-up"])
+            .env("CLAUDE_WORKER_RUN", "host:1:1/7/1")
+            .stdin(Stdio::null()),
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let pid: i32 = stderr
+        .split("(pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("a background worker was started: {stderr}"));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the worker is alive");
+    assert!(
+        !environ.split(|b| *b == 0).any(|var| var.starts_with(b"CLAUDE_WORKER_RUN=")),
+        "the worker carries the task's tag"
+    );
+    eventually(30.0, "the follow-up to run", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE status = 'completed'") == 1).then_some(())
+    })
+    .await;
+    no_executor_left(&env).await;
+}
