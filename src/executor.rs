@@ -524,76 +524,37 @@ impl Executor {
             system_prompt: task.settings.system_prompt.clone(),
             append_system_prompt: task.settings.append_system_prompt.clone(),
         };
-        let (progress_tx, mut progress_rx) = watch::channel(RunProgress::default());
+        let (progress_tx, progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();
         let run = runner::run(&spec, &run_stop, &progress_tx);
         tokio::pin!(run);
-        let mut heartbeat = tokio::time::interval_at(
-            Instant::now() + config.heartbeat,
-            config.heartbeat.max(Duration::from_millis(10)),
-        );
+        // Progress and heartbeats are written by their own task: a write that waits for a busy
+        // database must not stop this loop from reading the CLI's output (it would block on a
+        // full pipe) or from stopping it (timeout, kill escalation, cancel).
+        let (verdict_tx, mut verdicts) = tokio::sync::mpsc::unbounded_channel();
+        let run_over = CancellationToken::new();
+        let recorder = tokio::spawn({
+            let this = self.clone();
+            let identifier = task.task_identifier.clone();
+            let (progress_rx, run_over) = (progress_rx.clone(), run_over.clone());
+            async move { this.record_attempt(task_id, fence, identifier, progress_rx, verdict_tx, run_over).await }
+        });
         let mut stop_reason: Option<StopReason> = None;
-        // What the store has, and when to write what changed since (progress is written at
-        // most every PROGRESS_INTERVAL; the final state goes with the outcome).
-        let mut recorded = RunProgress::default();
-        let mut flush_at: Option<Instant> = None;
-        let mut progress_failing = false;
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let lease_ms = duration_ms(config.lease);
         let report: RunReport = loop {
             tokio::select! {
                 report = &mut run => break report,
-                Ok(()) = progress_rx.changed() => {
-                    let pid = progress_rx.borrow_and_update().pid;
-                    if pid.is_some() && recorded.pid.is_none() {
-                        crate::crash::point("after_spawn");
-                        // The pid is written at once, for a person looking at the task.
-                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
-                        inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
-                        recorded.pid = pid;
-                    }
-                    if flush_at.is_none() {
-                        flush_at = Some(Instant::now() + PROGRESS_INTERVAL);
-                    }
-                }
-                () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
-                    flush_at = None;
-                    let now_progress = progress_rx.borrow().clone();
-                    match self.record_progress(task_id, fence, &recorded, &now_progress).await {
-                        Ok(()) => {
-                            progress_failing = false;
-                            recorded = now_progress;
-                        }
-                        Err(e) => {
-                            // The session id must reach the store for a resume: try again later.
-                            if !progress_failing && !e.is_lost() {
-                                tracing::warn!(task_id, "cannot record progress: {e}; trying again");
-                            }
-                            progress_failing = true;
-                            flush_at = Some(Instant::now() + PROGRESS_INTERVAL * 8);
-                        }
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    let owner = inner.owner.clone();
-                    match inner.db.call(move |s| s.heartbeat(task_id, &owner, fence, lease_ms, now_ms())).await {
-                        Ok(Heartbeat::Renewed) => {}
-                        Ok(Heartbeat::CancelRequested) => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
-                        Ok(Heartbeat::Lost) => stop(&mut stop_reason, StopReason::LeaseLost, &run_stop),
-                        // Nothing can be recorded any more: the process is stopping this attempt.
-                        Err(e) if e.is_lost() => {}
-                        Err(e) => tracing::warn!(task_id, "heartbeat failed: {e}"),
-                    }
-                }
+                Some(why) = verdicts.recv() => stop(&mut stop_reason, why, &run_stop),
                 () = cancel.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
                 () = shutdown.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Shutdown, &run_stop),
             }
         };
         lock(&inner.running).remove(&task_id);
+        // The recorder finishes the write it is in (the outcome waits for the database anyway),
+        // so that nothing of this attempt is written after its outcome.
+        run_over.cancel();
+        let pid_recorded = recorder.await.unwrap_or(false);
         let last_pid = progress_rx.borrow().pid;
-        if recorded.pid.is_none()
-            && let Some(pid) = last_pid
-        {
+        if !pid_recorded && let Some(pid) = last_pid {
             self.mark_started(task_id, fence, pid).await;
             inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
         }
@@ -643,6 +604,89 @@ impl Executor {
             Err(e) => tracing::error!(task_id, "cannot record the outcome of task {task_id}: {e}"),
         }
         inner.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Writes what a running attempt does while it runs: its pid at once, its session id and
+    /// last action at most every [`PROGRESS_INTERVAL`], and a heartbeat that renews the lease and
+    /// tells of a cancel asked for elsewhere or a lost claim (sent to the driver as the reason
+    /// to stop). Runs until `run_over` fires; says whether the pid was recorded.
+    async fn record_attempt(
+        self,
+        task_id: TaskId,
+        fence: i64,
+        identifier: String,
+        mut progress_rx: watch::Receiver<RunProgress>,
+        verdicts: tokio::sync::mpsc::UnboundedSender<StopReason>,
+        run_over: CancellationToken,
+    ) -> bool {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + config.heartbeat,
+            config.heartbeat.max(Duration::from_millis(10)),
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What the store has, and when to write what changed since (progress is written at
+        // most every PROGRESS_INTERVAL; the final state goes with the outcome).
+        let mut recorded = RunProgress::default();
+        let mut flush_at: Option<Instant> = None;
+        let mut progress_failing = false;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let lease_ms = duration_ms(config.lease);
+        loop {
+            tokio::select! {
+                biased;
+                () = run_over.cancelled() => return recorded.pid.is_some(),
+                Ok(()) = progress_rx.changed() => {
+                    let pid = progress_rx.borrow_and_update().pid;
+                    if pid.is_some() && recorded.pid.is_none() {
+                        crate::crash::point("after_spawn");
+                        // The pid is written at once, for a person looking at the task.
+                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
+                        inner.feedback.emit(&Event::TaskStarted { task_id, identifier: identifier.clone() });
+                        recorded.pid = pid;
+                    }
+                    if flush_at.is_none() {
+                        flush_at = Some(Instant::now() + PROGRESS_INTERVAL);
+                    }
+                }
+                () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                    flush_at = None;
+                    let now_progress = progress_rx.borrow().clone();
+                    match self.record_progress(task_id, fence, &recorded, &now_progress).await {
+                        Ok(()) => {
+                            progress_failing = false;
+                            recorded = now_progress;
+                        }
+                        Err(e) => {
+                            // The session id must reach the store for a resume: try again later.
+                            if !progress_failing && !e.is_lost() {
+                                tracing::warn!(task_id, "cannot record progress: {e}; trying again");
+                            }
+                            progress_failing = true;
+                            flush_at = Some(Instant::now() + PROGRESS_INTERVAL * 8);
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let owner = inner.owner.clone();
+                    let verdict = match inner.db.call(move |s| s.heartbeat(task_id, &owner, fence, lease_ms, now_ms())).await {
+                        Ok(Heartbeat::Renewed) => None,
+                        Ok(Heartbeat::CancelRequested) => Some(StopReason::Cancel),
+                        Ok(Heartbeat::Lost) => Some(StopReason::LeaseLost),
+                        // Nothing can be recorded any more: the process is stopping this attempt.
+                        Err(e) if e.is_lost() => None,
+                        Err(e) => {
+                            tracing::warn!(task_id, "heartbeat failed: {e}");
+                            None
+                        }
+                    };
+                    if let Some(why) = verdict {
+                        let _ = verdicts.send(why);
+                    }
+                }
+            }
+        }
     }
 
     async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {

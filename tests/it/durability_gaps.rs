@@ -3,6 +3,8 @@
 //! run must be stopped, processes that leave the CLI's session, a change the database watch
 //! missed, owner-lock races, and the page cap on every connection that writes.
 
+use std::time::Duration;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -67,4 +69,47 @@ async fn an_owner_that_thaws_while_its_task_is_taken_back_cannot_count_the_attem
     assert!(!kinds.iter().any(|k| k == "failed" || k == "retry_scheduled"), "no attempt counted: {kinds:?}");
     frozen.stop().await;
     other.stop().await;
+}
+
+/// Seconds since the epoch, as the fake CLI records its times.
+fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64()
+}
+
+#[tokio::test]
+async fn a_locked_database_does_not_freeze_a_running_attempt() {
+    let env = Env::new();
+    let server = env.server().await;
+    server.create("slow", "slow @sleep=60", json!({ "timeout_seconds": 3 })).await;
+    eventually(20.0, "the attempt to start and its pid to be recorded", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE pid IS NOT NULL") == 1).then_some(())
+    })
+    .await;
+    // Another process holds the write lock for 15 s while the CLI prints its steps (progress to
+    // record) and the heartbeat comes due.
+    let db = env.db_path();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).expect("open db");
+        conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+        let taken = epoch_seconds();
+        locked_tx.send(taken).expect("send");
+        std::thread::sleep(Duration::from_secs(15));
+        conn.execute_batch("ROLLBACK").expect("release the lock");
+        epoch_seconds()
+    });
+    let locked_at = locked_rx.recv().expect("the lock is taken");
+    let released_at = tokio::task::spawn_blocking(move || holder.join().expect("holder")).await.expect("join");
+    let end = env.invocations().into_iter().find(|v| v["event"] == "end").expect("the CLI was stopped meanwhile");
+    let ended_at = end["at"].as_f64().expect("end time");
+    assert!(
+        ended_at < released_at - 5.0,
+        "the CLI was stopped on its timeout while the database was locked (locked at {locked_at:.1}, ended at \
+         {ended_at:.1}, released at {released_at:.1})"
+    );
+    let done = server.wait_task("slow", 90.0).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["kind"], "timeout", "the outcome is written once the lock is gone: {done}");
+    server.stop().await;
 }
