@@ -113,3 +113,47 @@ async fn a_locked_database_does_not_freeze_a_running_attempt() {
     assert_eq!(done["error"]["kind"], "timeout", "the outcome is written once the lock is gone: {done}");
     server.stop().await;
 }
+
+/// The pids of the processes the fake CLIs started in sessions of their own.
+fn escapees(env: &Env) -> Vec<i32> {
+    std::fs::read_dir(&env.state)
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("escapee-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn processes_started_in_a_new_session_do_not_outlive_their_attempt() {
+    let env = Env::new();
+    let server = env.server().await;
+    // One completes, one times out, one is cancelled: each leaves a `setsid` process behind.
+    server.create("done", "done @escapee @result=ok", json!({})).await;
+    server.create("slow", "slow @escapee @sleep=60", json!({ "timeout_seconds": 2 })).await;
+    server.create("stopped", "stopped @escapee @sleep=60", json!({})).await;
+    eventually(20.0, "the three escapees to start", || (escapees(&env).len() == 3).then_some(())).await;
+    server.ok("cancel", json!({ "task": "stopped" })).await;
+    for (task, status) in [("done", "completed"), ("slow", "failed"), ("stopped", "cancelled")] {
+        let end = server.wait_task(task, 60.0).await;
+        assert_eq!(end["status"], status, "{end}");
+    }
+    let left = escapees(&env);
+    // Should the test fail, what it started does not outlive it either.
+    let _cleanup = KillOnDrop(left.clone());
+    eventually(20.0, "every escapee to be stopped", || left.iter().all(|&pid| !alive(pid)).then_some(())).await;
+    server.stop().await;
+}
+
+/// Kills the processes it names when dropped.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
