@@ -4,7 +4,8 @@
 //! It wakes on events, never on a polling loop: a task was created or retried here
 //! ([`Executor::wake`]), an attempt finished, a delayed start or an orchestration deadline came
 //! due (it sleeps until the earliest one the store reports), or another process committed to the
-//! database (the [`DbWatcher`]). An idle executor sleeps without a timer. Only when the watch
+//! database (the [`DbWatcher`]; while work is pending, a look every [`SAFETY_CHECK`] catches a
+//! change the watch missed). An idle executor sleeps without a timer. Only when the watch
 //! cannot be set up does it fall back to looking every [`CAP_RECHECK`] while work is ready.
 //!
 //! Each attempt runs in its own tokio task, which records progress, renews the lease by heartbeat
@@ -50,6 +51,9 @@ const VERSION_CHECKS: [Duration; 7] = [
     Duration::from_secs(5),
     Duration::from_secs(15),
 ];
+/// How often to look at `PRAGMA data_version` while work is pending, besides the watch: a
+/// change whose WAL index is updated after the last of [`VERSION_CHECKS`] is seen all the same.
+const SAFETY_CHECK: Duration = Duration::from_secs(5);
 /// How often a running attempt writes what it is doing (its session id and last action).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a shutdown waits beyond the stop sequence (SIGINT, SIGTERM, SIGKILL a grace apart)
@@ -85,6 +89,27 @@ struct Inner {
     changes: watch::Sender<u64>,
     /// Sounds and desktop notifications for the changes this process makes.
     feedback: Feedback,
+}
+
+/// What a pass of the executor found.
+struct Pass {
+    /// When to look again (a delayed task, a deadline, recovery), if at all.
+    next_at: Option<Instant>,
+    /// Whether any work is pending (see [`work_pending`]).
+    work_pending: bool,
+}
+
+/// Whether the schedule shows work that another process's change could move: a task ready (a
+/// slot may free), delayed, or running anywhere.
+fn work_pending(schedule: &crate::store::Schedule) -> bool {
+    schedule.ready_now || schedule.running > 0 || schedule.next_at.is_some()
+}
+
+/// How long until the safety-net look at `PRAGMA data_version`: every [`SAFETY_CHECK`] while
+/// work is pending and the watch works; never when idle (an idle executor has no timer), nor
+/// without a watch (the executor then looks every [`CAP_RECHECK`] anyway).
+fn safety_check(work_pending: bool, watching: bool) -> Option<Duration> {
+    (work_pending && watching).then_some(SAFETY_CHECK)
 }
 
 /// Why a running attempt was stopped by us.
@@ -177,15 +202,16 @@ impl Executor {
         let mut data_version = inner.db.call(|s| s.data_version()).await.unwrap_or(0);
         let mut version_checks: Vec<Instant> = Vec::new();
         loop {
-            let next_at = match self.step(&mut runs, &attempt_shutdown).await {
-                Ok(next) => next,
+            let (next_at, pending) = match self.step(&mut runs, &attempt_shutdown).await {
+                Ok(pass) => (pass.next_at, pass.work_pending),
                 // The database was deleted or replaced: said once by whoever stops this executor.
-                Err(e) if e.is_lost() => None,
+                Err(e) if e.is_lost() => (None, false),
                 Err(e) => {
                     tracing::error!("executor: {e}");
-                    Some(Instant::now() + Duration::from_secs(1))
+                    (Some(Instant::now() + Duration::from_secs(1)), true)
                 }
             };
+            let mut safety_at = safety_check(pending, watcher.is_some()).map(|d| Instant::now() + d);
             let far = Instant::now() + Duration::from_secs(86_400 * 365);
             let next_at = match (&watcher, next_at) {
                 (None, next) => {
@@ -207,19 +233,18 @@ impl Executor {
                     }
                     () = sleep_until(version_checks.first().copied().unwrap_or(far)), if !version_checks.is_empty() => {
                         version_checks.remove(0);
-                        // Our own commits touch the WAL too: only another process's count.
-                        let version = inner.db.call(|s| s.data_version()).await.unwrap_or(data_version + 1);
-                        if version == data_version {
+                        if !self.changed_elsewhere(&mut data_version).await {
                             continue;
                         }
-                        tracing::debug!(version, "another process changed the database");
-                        data_version = version;
                         version_checks.clear();
-                        // Another process may have claimed (and died) since recovery last looked.
-                        *lock(&inner.recovery_due) = Some(Instant::now());
-                        inner.changes.send_modify(|n| *n += 1);
-                        // It may have asked for one of our attempts to stop.
-                        self.stop_cancelled_elsewhere().await;
+                    }
+                    // The safety net: the watch saw nothing, or the index came after the last look.
+                    () = sleep_until(safety_at.unwrap_or(far)), if safety_at.is_some() => {
+                        if !self.changed_elsewhere(&mut data_version).await {
+                            safety_at = safety_check(pending, watcher.is_some()).map(|d| Instant::now() + d);
+                            continue;
+                        }
+                        tracing::debug!("a change the database watch did not report was found");
                     }
                 }
                 break;
@@ -246,6 +271,25 @@ impl Executor {
         }
     }
 
+    /// Whether another process committed since `data_version` (then updated); acts on it: makes
+    /// recovery due, tells waiters, and stops the attempts of ours it cancelled.
+    async fn changed_elsewhere(&self, data_version: &mut i64) -> bool {
+        let inner = &self.inner;
+        // Our own commits touch the WAL too: only another process's count.
+        let version = inner.db.call(|s| s.data_version()).await.unwrap_or(*data_version + 1);
+        if version == *data_version {
+            return false;
+        }
+        tracing::debug!(version, "another process changed the database");
+        *data_version = version;
+        // Another process may have claimed (and died) since recovery last looked.
+        *lock(&inner.recovery_due) = Some(Instant::now());
+        inner.changes.send_modify(|n| *n += 1);
+        // It may have asked for one of our attempts to stop.
+        self.stop_cancelled_elsewhere().await;
+        true
+    }
+
     /// Plays the orchestration's sound and shows its notification when a cancel (by request or
     /// by its deadline) made here finished it; one whose running tasks are still stopping is
     /// announced by whoever writes the last of them.
@@ -260,11 +304,7 @@ impl Executor {
     }
 
     /// Expires orchestrations, claims what can start, and says when to look again.
-    async fn step(
-        &self,
-        runs: &mut JoinSet<()>,
-        attempt_shutdown: &CancellationToken,
-    ) -> Result<Option<Instant>, StoreError> {
+    async fn step(&self, runs: &mut JoinSet<()>, attempt_shutdown: &CancellationToken) -> Result<Pass, StoreError> {
         let inner = &self.inner;
         let cap = inner.config.max_concurrent;
         let lease_ms = duration_ms(inner.config.lease);
@@ -296,15 +336,16 @@ impl Executor {
                 .into_iter()
                 .chain(recheck_at)
                 .min();
+            let pending = work_pending(&schedule);
             if !schedule.ready_now || schedule.running >= cap {
-                return Ok(next_at);
+                return Ok(Pass { next_at, work_pending: pending });
             }
             let owner = inner.owner.clone();
             let max = usize::try_from(cap - schedule.running).unwrap_or(usize::MAX);
             let claims = inner.db.call(move |s| s.claim_ready(&owner, cap, max, lease_ms, now_ms())).await?;
             if claims.is_empty() {
                 // Another process took the work first.
-                return Ok(next_at);
+                return Ok(Pass { next_at, work_pending: pending });
             }
             crate::crash::point("after_claim");
             for claimed in claims {
@@ -859,6 +900,23 @@ fn duration_ms(d: Duration) -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_safety_net_looks_only_while_work_is_pending_and_the_watch_works() {
+        let schedule = |ready_now, running, next_at| crate::store::Schedule {
+            ready_now,
+            running,
+            next_at,
+            deadline_passed: false,
+        };
+        assert!(!work_pending(&schedule(false, 0, None)), "idle");
+        assert!(work_pending(&schedule(true, 0, None)), "ready");
+        assert!(work_pending(&schedule(false, 2, None)), "running here or elsewhere");
+        assert!(work_pending(&schedule(false, 0, Some(5))), "delayed");
+        assert_eq!(safety_check(true, true), Some(SAFETY_CHECK));
+        assert_eq!(safety_check(false, true), None, "no timer when idle");
+        assert_eq!(safety_check(true, false), None, "without a watch the fallback already looks");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

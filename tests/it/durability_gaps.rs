@@ -38,7 +38,7 @@ async fn an_owner_that_thaws_while_its_task_is_taken_back_cannot_count_the_attem
     let frozen = env.server().await;
     // One attempt only: an attempt wrongly counted fails the task.
     frozen.create("job", "job @sleep=30 @result=done", json!({ "max_attempts": 1 })).await;
-    let start = eventually(20.0, "the first attempt to start", || env.starts().into_iter().next()).await;
+    let start = eventually(60.0, "the first attempt to start", || env.starts().into_iter().next()).await;
     eventually(10.0, "the session to be recorded", || {
         (env.sql_count("SELECT count(*) FROM tasks WHERE session_id IS NOT NULL") == 1).then_some(())
     })
@@ -47,12 +47,12 @@ async fn an_owner_that_thaws_while_its_task_is_taken_back_cannot_count_the_attem
 
     let other = env.server().await;
     let first_pid = i32::try_from(start["pid"].as_i64().expect("pid")).expect("pid");
-    eventually(30.0, "the other server to stop the frozen owner's CLI", || (!alive(first_pid)).then_some(())).await;
+    eventually(60.0, "the other server to stop the frozen owner's CLI", || (!alive(first_pid)).then_some(())).await;
 
     // The owner wakes up and finds its CLI killed by a signal.
     signal(frozen.pid, Signal::SIGCONT);
     let global = env.home.join("claude-worker.log");
-    eventually(20.0, "the thawed owner to write its outcome or be refused", || {
+    eventually(60.0, "the thawed owner to write its outcome or be refused", || {
         let log = std::fs::read_to_string(&global).unwrap_or_default();
         let kinds = event_kinds(&env, "job");
         (log.contains("another owner holds it now")
@@ -132,7 +132,7 @@ async fn processes_started_in_a_new_session_do_not_outlive_their_attempt() {
     server.create("done", "done @escapee @result=ok", json!({})).await;
     server.create("slow", "slow @escapee @sleep=60", json!({ "timeout_seconds": 2 })).await;
     server.create("stopped", "stopped @escapee @sleep=60", json!({})).await;
-    eventually(20.0, "the three escapees to start", || (escapees(&env).len() == 3).then_some(())).await;
+    eventually(60.0, "the three escapees to start", || (escapees(&env).len() == 3).then_some(())).await;
     server.ok("cancel", json!({ "task": "stopped" })).await;
     for (task, status) in [("done", "completed"), ("slow", "failed"), ("stopped", "cancelled")] {
         let end = server.wait_task(task, 60.0).await;
@@ -141,7 +141,7 @@ async fn processes_started_in_a_new_session_do_not_outlive_their_attempt() {
     let left = escapees(&env);
     // Should the test fail, what it started does not outlive it either.
     let _cleanup = KillOnDrop(left.clone());
-    eventually(20.0, "every escapee to be stopped", || left.iter().all(|&pid| !alive(pid)).then_some(())).await;
+    eventually(60.0, "every escapee to be stopped", || left.iter().all(|&pid| !alive(pid)).then_some(())).await;
     server.stop().await;
 }
 
