@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::harness::{Env, alive, eventually};
+use crate::harness::{Env, SERVER, alive, eventually};
 
 fn signal(pid: i32, signal: Signal) {
     kill(Pid::from_raw(pid), signal).expect("signal");
@@ -156,4 +156,36 @@ impl Drop for KillOnDrop {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_burst_of_detached_workers_leaves_one_running() {
+    let env = Env::new();
+    // Queued from the shell: no executor is alive, so `run` starts a background worker.
+    let queued = crate::harness::finished(env.command(SERVER).args(["run", "burst @sleep=3", "-q"])).await;
+    assert!(queued.status.success(), "{}", crate::harness::text(&queued.stderr));
+    // More start at the same moment, as a burst of `claude-worker run` would start them.
+    let mut extra: Vec<_> = (0..4)
+        .map(|_| {
+            env.command(SERVER)
+                .args(["work", "--until-idle", "--detached"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(env.stderr_log())
+                .spawn()
+                .expect("spawn a worker")
+        })
+        .collect();
+    for worker in &mut extra {
+        tokio::time::timeout(Duration::from_secs(60), worker.wait()).await.expect("the worker exits").expect("wait");
+    }
+    eventually(60.0, "the task to complete", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE status = 'completed'") == 1).then_some(())
+    })
+    .await;
+    crate::harness::no_executor_left(&env).await;
+    let log = std::fs::read_to_string(env.home.join("claude-worker.log")).expect("global log");
+    let working = log.lines().filter(|l| l.contains("claude-worker working")).count();
+    assert_eq!(working, 1, "one worker opened the database and ran the queue:\n{log}");
+    assert_eq!(env.starts().len(), 1);
 }
