@@ -209,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     crate::files::check_dirs(&config)?;
     // Its cancels and retries are task events too: one line each in the global log.
     let _log_guard = crate::logs::init_tracing(&config);
-    let store = match Store::open_existing_only(&config.db_path) {
+    let store = match Store::open_existing_only(&config.db_path, config.max_db_pages) {
         Ok(store) => store,
         Err(e @ StoreError::Missing(_)) => bail!("{e}"),
         Err(e) => return Err(e.into()),

@@ -240,12 +240,17 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens a database that must already exist (the inspect CLI never creates one).
-    pub fn open_existing_only(path: &Path) -> Result<Store, StoreError> {
+    /// Opens a database that must already exist (the inspect CLI never creates one), capped at
+    /// `max_pages` pages when given: its cancels, retries and prunes write too.
+    pub fn open_existing_only(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_owned()));
         }
-        Self::open_existing(path, true)
+        let mut store = Self::open_existing(path, true)?;
+        if let Some(pages) = max_pages {
+            store.limit_pages(pages)?;
+        }
+        Ok(store)
     }
 
     fn open_existing(path: &Path, migrate: bool) -> Result<Store, StoreError> {
@@ -363,7 +368,7 @@ impl Store {
             .conn
             .pragma_update_and_check(None, "max_page_count", pages, |row| row.get(0))
             .map_err(|error| StoreError::Open { path: self.path.clone(), error })?;
-        tracing::info!(
+        tracing::debug!(
             requested = pages,
             set,
             "the database may not grow past {set} pages (CLAUDE_WORKER_MAX_DB_PAGES)"

@@ -189,3 +189,42 @@ async fn a_burst_of_detached_workers_leaves_one_running() {
     assert_eq!(working, 1, "one worker opened the database and ran the queue:\n{log}");
     assert_eq!(env.starts().len(), 1);
 }
+
+#[tokio::test]
+async fn the_inspect_cli_keeps_to_the_page_cap_when_it_writes() {
+    let env = Env::new();
+    let server = env.server().await;
+    // Tasks that wait an hour: cancelling them writes an event each, more than fits in the pages
+    // the database has.
+    let tasks: Vec<_> = (0..80)
+        .map(|i| json!({ "identifier": format!("later{i}"), "execution_prompt": "later", "initial_delay": 3600 }))
+        .collect();
+    let created = server.ok("create_orchestration", json!({ "tasks": tasks })).await;
+    let orchestration = created["orchestration_id"].as_i64().expect("id").to_string();
+    server.stop().await;
+    let db = env.db_path();
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute_batch("CREATE TABLE filler (x BLOB)").expect("filler");
+    let pages = |conn: &rusqlite::Connection, pragma: &str| -> i64 {
+        conn.query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0)).expect("pragma")
+    };
+    let cap = pages(&conn, "page_count") + 20;
+    while pages(&conn, "page_count") < cap || pages(&conn, "freelist_count") > 0 {
+        conn.execute("INSERT INTO filler VALUES (zeroblob(3000))", []).expect("fill");
+    }
+    drop(conn);
+
+    let output = crate::harness::finished(
+        env.command(crate::harness::INSPECT).env("CLAUDE_WORKER_MAX_DB_PAGES", cap.to_string()).args([
+            "cancel",
+            "--orchestration",
+            &orchestration,
+        ]),
+    )
+    .await;
+    let stderr = crate::harness::text(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("is full"), "refused as full: {stderr}");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    assert!(pages(&conn, "page_count") <= cap, "the database did not grow past the cap");
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks WHERE status = 'cancelled'"), 0, "nothing half-written");
+}
