@@ -575,3 +575,12 @@ fn a_seized_claim_refuses_the_old_owner_and_is_released_without_counting_the_att
     let again = store.claim_ready("new:2:2", 4, 1, 30_000, 50).expect("claim");
     assert_eq!(again[0].task.attempt, 1, "the attempt was not counted");
 }
+
+#[test]
+fn writers_check_the_database_at_start_and_readers_do_not() {
+    assert_eq!(start_check(false, 1), StartCheck::None);
+    assert_eq!(start_check(false, u64::MAX), StartCheck::None);
+    assert_eq!(start_check(true, 4096), StartCheck::Full);
+    assert_eq!(start_check(true, FULL_CHECK_MAX_BYTES), StartCheck::Full);
+    assert_eq!(start_check(true, FULL_CHECK_MAX_BYTES + 1), StartCheck::Structure, "bounded however large");
+}
