@@ -4,7 +4,8 @@
 //! It wakes on events, never on a polling loop: a task was created or retried here
 //! ([`Executor::wake`]), an attempt finished, a delayed start or an orchestration deadline came
 //! due (it sleeps until the earliest one the store reports), or another process committed to the
-//! database (the [`DbWatcher`]). An idle executor sleeps without a timer. Only when the watch
+//! database (the [`DbWatcher`]; while work is pending, a look every [`SAFETY_CHECK`] catches a
+//! change the watch missed). An idle executor sleeps without a timer. Only when the watch
 //! cannot be set up does it fall back to looking every [`CAP_RECHECK`] while work is ready.
 //!
 //! Each attempt runs in its own tokio task, which records progress, renews the lease by heartbeat
@@ -13,7 +14,9 @@
 //!
 //! Recovery: every step also looks at the tasks other owners run. One whose owner is dead (its
 //! owner lock is free, see [`crate::owners`]) or whose lease expired is taken back: its leftover
-//! processes are stopped first, then it returns to `pending` to resume its Claude session.
+//! processes are stopped, then it returns to `pending` to resume its Claude session. A live
+//! owner's claim is taken over (a new fence) before its processes are stopped, so that an owner
+//! waking up meanwhile cannot record their death as the attempt's outcome.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,9 @@ const VERSION_CHECKS: [Duration; 7] = [
     Duration::from_secs(5),
     Duration::from_secs(15),
 ];
+/// How often to look at `PRAGMA data_version` while work is pending, besides the watch: a
+/// change whose WAL index is updated after the last of [`VERSION_CHECKS`] is seen all the same.
+const SAFETY_CHECK: Duration = Duration::from_secs(5);
 /// How often a running attempt writes what it is doing (its session id and last action).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a shutdown waits beyond the stop sequence (SIGINT, SIGTERM, SIGKILL a grace apart)
@@ -83,6 +89,27 @@ struct Inner {
     changes: watch::Sender<u64>,
     /// Sounds and desktop notifications for the changes this process makes.
     feedback: Feedback,
+}
+
+/// What a pass of the executor found.
+struct Pass {
+    /// When to look again (a delayed task, a deadline, recovery), if at all.
+    next_at: Option<Instant>,
+    /// Whether any work is pending (see [`work_pending`]).
+    work_pending: bool,
+}
+
+/// Whether the schedule shows work that another process's change could move: a task ready (a
+/// slot may free), delayed, or running anywhere.
+fn work_pending(schedule: &crate::store::Schedule) -> bool {
+    schedule.ready_now || schedule.running > 0 || schedule.next_at.is_some()
+}
+
+/// How long until the safety-net look at `PRAGMA data_version`: every [`SAFETY_CHECK`] while
+/// work is pending and the watch works; never when idle (an idle executor has no timer), nor
+/// without a watch (the executor then looks every [`CAP_RECHECK`] anyway).
+fn safety_check(work_pending: bool, watching: bool) -> Option<Duration> {
+    (work_pending && watching).then_some(SAFETY_CHECK)
 }
 
 /// Why a running attempt was stopped by us.
@@ -175,15 +202,16 @@ impl Executor {
         let mut data_version = inner.db.call(|s| s.data_version()).await.unwrap_or(0);
         let mut version_checks: Vec<Instant> = Vec::new();
         loop {
-            let next_at = match self.step(&mut runs, &attempt_shutdown).await {
-                Ok(next) => next,
+            let (next_at, pending) = match self.step(&mut runs, &attempt_shutdown).await {
+                Ok(pass) => (pass.next_at, pass.work_pending),
                 // The database was deleted or replaced: said once by whoever stops this executor.
-                Err(e) if e.is_lost() => None,
+                Err(e) if e.is_lost() => (None, false),
                 Err(e) => {
                     tracing::error!("executor: {e}");
-                    Some(Instant::now() + Duration::from_secs(1))
+                    (Some(Instant::now() + Duration::from_secs(1)), true)
                 }
             };
+            let mut safety_at = safety_check(pending, watcher.is_some()).map(|d| Instant::now() + d);
             let far = Instant::now() + Duration::from_secs(86_400 * 365);
             let next_at = match (&watcher, next_at) {
                 (None, next) => {
@@ -205,19 +233,18 @@ impl Executor {
                     }
                     () = sleep_until(version_checks.first().copied().unwrap_or(far)), if !version_checks.is_empty() => {
                         version_checks.remove(0);
-                        // Our own commits touch the WAL too: only another process's count.
-                        let version = inner.db.call(|s| s.data_version()).await.unwrap_or(data_version + 1);
-                        if version == data_version {
+                        if !self.changed_elsewhere(&mut data_version).await {
                             continue;
                         }
-                        tracing::debug!(version, "another process changed the database");
-                        data_version = version;
                         version_checks.clear();
-                        // Another process may have claimed (and died) since recovery last looked.
-                        *lock(&inner.recovery_due) = Some(Instant::now());
-                        inner.changes.send_modify(|n| *n += 1);
-                        // It may have asked for one of our attempts to stop.
-                        self.stop_cancelled_elsewhere().await;
+                    }
+                    // The safety net: the watch saw nothing, or the index came after the last look.
+                    () = sleep_until(safety_at.unwrap_or(far)), if safety_at.is_some() => {
+                        if !self.changed_elsewhere(&mut data_version).await {
+                            safety_at = safety_check(pending, watcher.is_some()).map(|d| Instant::now() + d);
+                            continue;
+                        }
+                        tracing::debug!("a change the database watch did not report was found");
                     }
                 }
                 break;
@@ -244,6 +271,25 @@ impl Executor {
         }
     }
 
+    /// Whether another process committed since `data_version` (then updated); acts on it: makes
+    /// recovery due, tells waiters, and stops the attempts of ours it cancelled.
+    async fn changed_elsewhere(&self, data_version: &mut i64) -> bool {
+        let inner = &self.inner;
+        // Our own commits touch the WAL too: only another process's count.
+        let version = inner.db.call(|s| s.data_version()).await.unwrap_or(*data_version + 1);
+        if version == *data_version {
+            return false;
+        }
+        tracing::debug!(version, "another process changed the database");
+        *data_version = version;
+        // Another process may have claimed (and died) since recovery last looked.
+        *lock(&inner.recovery_due) = Some(Instant::now());
+        inner.changes.send_modify(|n| *n += 1);
+        // It may have asked for one of our attempts to stop.
+        self.stop_cancelled_elsewhere().await;
+        true
+    }
+
     /// Plays the orchestration's sound and shows its notification when a cancel (by request or
     /// by its deadline) made here finished it; one whose running tasks are still stopping is
     /// announced by whoever writes the last of them.
@@ -258,11 +304,7 @@ impl Executor {
     }
 
     /// Expires orchestrations, claims what can start, and says when to look again.
-    async fn step(
-        &self,
-        runs: &mut JoinSet<()>,
-        attempt_shutdown: &CancellationToken,
-    ) -> Result<Option<Instant>, StoreError> {
+    async fn step(&self, runs: &mut JoinSet<()>, attempt_shutdown: &CancellationToken) -> Result<Pass, StoreError> {
         let inner = &self.inner;
         let cap = inner.config.max_concurrent;
         let lease_ms = duration_ms(inner.config.lease);
@@ -294,15 +336,16 @@ impl Executor {
                 .into_iter()
                 .chain(recheck_at)
                 .min();
+            let pending = work_pending(&schedule);
             if !schedule.ready_now || schedule.running >= cap {
-                return Ok(next_at);
+                return Ok(Pass { next_at, work_pending: pending });
             }
             let owner = inner.owner.clone();
             let max = usize::try_from(cap - schedule.running).unwrap_or(usize::MAX);
             let claims = inner.db.call(move |s| s.claim_ready(&owner, cap, max, lease_ms, now_ms())).await?;
             if claims.is_empty() {
                 // Another process took the work first.
-                return Ok(next_at);
+                return Ok(Pass { next_at, work_pending: pending });
             }
             crate::crash::point("after_claim");
             for claimed in claims {
@@ -357,48 +400,114 @@ impl Executor {
             };
             lock(&inner.reclaiming).insert(claim.task_id);
             let this = self.clone();
-            runs.spawn(async move { this.reclaim(claim, why).await });
+            let owner_dead = liveness == Liveness::Dead;
+            runs.spawn(async move { this.reclaim(claim, owner_dead, why).await });
         }
         *lock(&inner.expired_seen) = still_expired;
         Ok(Some(recheck))
     }
 
-    /// Stops what is left of a dead owner's attempt, then takes the task back.
-    async fn reclaim(&self, claim: ForeignClaim, why: String) {
+    /// Takes a task back from an owner that died or whose lease expired: stops what is left of
+    /// the old attempt, then hands the task on for the next attempt (not counted).
+    ///
+    /// An owner that may still be alive (its lease expired: frozen, a laptop asleep) could wake
+    /// while its CLI is being killed and report the kill as the attempt's outcome. So its claim
+    /// is taken over first ([`crate::store::Store::seize`]: a new fence, which refuses the old
+    /// owner's writes), then its processes are stopped, then the task is released. A dead
+    /// owner writes nothing: its processes are stopped first, so that a recovery that dies
+    /// half-way leaves the task to the next one still able to find them by the old tag.
+    async fn reclaim(&self, claim: ForeignClaim, owner_dead: bool, why: String) {
         let inner = &self.inner;
         let task_id = claim.task_id;
         let tag = runner::run_tag(&claim.owner, task_id, claim.fence);
-        match runner::stop_run(&tag, inner.config.kill_grace).await {
-            Ok(found) => {
-                let why = if found > 0 { format!("{why}; stopped {found} leftover processes") } else { why };
-                let written = inner.db.call(move |s| s.reclaim(&claim, &why, now_ms())).await;
-                match written {
-                    Ok(r) if r.outcome.accepted => {
-                        tracing::warn!(task_id, status = ?r.outcome.status, resume = ?r.resume_session, "took back task {task_id}");
-                        // A task given up after too many deaths of its runners is a failure like any other.
-                        if let Some(Finish::Failed { error }) = &r.finish
-                            && r.outcome.status == Some(crate::model::TaskStatus::Failed)
-                        {
-                            inner.feedback.emit(&Event::TaskFailed {
-                                task_id,
-                                identifier: r.identifier.clone(),
-                                elapsed: Duration::ZERO,
-                                cost_usd: 0.0,
-                                error: error.clone(),
-                            });
-                        }
-                        inner.feedback.orchestration_ended(r.outcome.orchestration_finished.as_ref());
-                    }
-                    Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
-                    Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),
+        let claim = if owner_dead {
+            Some(claim)
+        } else {
+            let (me, lease_ms) = (inner.owner.clone(), duration_ms(inner.config.lease));
+            match inner.db.call(move |s| s.seize(&claim, &me, lease_ms, now_ms())).await {
+                Ok(seized) => seized,
+                Err(e) => {
+                    tracing::warn!(task_id, "cannot take over task {task_id}: {e}");
+                    None
                 }
             }
-            // Running it again now could run it twice: leave it for the next look.
-            Err(e) => tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}"),
+        };
+        if let Some(claim) = claim {
+            self.stop_and_release(claim, &tag, !owner_dead, why).await;
+        } else {
+            tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone");
         }
         lock(&inner.reclaiming).remove(&task_id);
         inner.changes.send_modify(|n| *n += 1);
         inner.wake.notify_one();
+    }
+
+    /// Stops the processes tagged `tag`, then writes the reclaim of `claim` (the old owner's, or
+    /// ours after a seize). Processes that survive SIGKILL keep the task: running it again now
+    /// could run it twice. A seized task is ours, so no other recovery would look at it again:
+    /// the stop is tried again every heartbeat (renewing our lease) for as long as this runs.
+    async fn stop_and_release(&self, claim: ForeignClaim, tag: &str, seized: bool, why: String) {
+        let inner = &self.inner;
+        let task_id = claim.task_id;
+        let found = loop {
+            match runner::stop_run(tag, inner.config.kill_grace).await {
+                Ok(found) => break found,
+                Err(e) if !seized => {
+                    // Left for the next look of recovery.
+                    tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(task_id, "cannot stop the old attempt of task {task_id}: {e}; trying again");
+                    tokio::time::sleep(inner.config.heartbeat).await;
+                    let (me, fence, lease_ms) = (inner.owner.clone(), claim.fence, duration_ms(inner.config.lease));
+                    if let Ok(Heartbeat::Lost) =
+                        inner.db.call(move |s| s.heartbeat(task_id, &me, fence, lease_ms, now_ms())).await
+                    {
+                        return;
+                    }
+                }
+            }
+        };
+        crate::crash::pause("reclaim_after_stop").await;
+        let why = if found > 0 { format!("{why}; stopped {found} leftover processes") } else { why };
+        // A seized task is ours alone now: a write lost to a passing fault would leave it running
+        // under this process for good, so it is tried again like an attempt's outcome.
+        let write = || {
+            let (claim, why) = (claim.clone(), why.clone());
+            inner.db.call(move |s| s.reclaim(&claim, &why, now_ms()))
+        };
+        let written = write
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(30))
+                    .without_max_times()
+                    .with_jitter(),
+            )
+            .when(|e| seized && !matches!(e, StoreError::Closed) && !e.is_lost())
+            .notify(|e, delay| tracing::warn!(task_id, "cannot take back task {task_id} yet ({e}); again in {delay:?}"))
+            .await;
+        match written {
+            Ok(r) if r.outcome.accepted => {
+                tracing::warn!(task_id, status = ?r.outcome.status, resume = ?r.resume_session, "took back task {task_id}");
+                // A task given up after too many deaths of its runners is a failure like any other.
+                if let Some(Finish::Failed { error }) = &r.finish
+                    && r.outcome.status == Some(crate::model::TaskStatus::Failed)
+                {
+                    inner.feedback.emit(&Event::TaskFailed {
+                        task_id,
+                        identifier: r.identifier.clone(),
+                        elapsed: Duration::ZERO,
+                        cost_usd: 0.0,
+                        error: error.clone(),
+                    });
+                }
+                inner.feedback.orchestration_ended(r.outcome.orchestration_finished.as_ref());
+            }
+            Ok(_) => tracing::debug!(task_id, "task {task_id} changed hands meanwhile; left alone"),
+            Err(e) => tracing::warn!(task_id, "cannot take back task {task_id}: {e}"),
+        }
     }
 
     /// Stops the attempts running here whose cancel was asked for by another process (the
@@ -456,76 +565,37 @@ impl Executor {
             system_prompt: task.settings.system_prompt.clone(),
             append_system_prompt: task.settings.append_system_prompt.clone(),
         };
-        let (progress_tx, mut progress_rx) = watch::channel(RunProgress::default());
+        let (progress_tx, progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();
         let run = runner::run(&spec, &run_stop, &progress_tx);
         tokio::pin!(run);
-        let mut heartbeat = tokio::time::interval_at(
-            Instant::now() + config.heartbeat,
-            config.heartbeat.max(Duration::from_millis(10)),
-        );
+        // Progress and heartbeats are written by their own task: a write that waits for a busy
+        // database must not stop this loop from reading the CLI's output (it would block on a
+        // full pipe) or from stopping it (timeout, kill escalation, cancel).
+        let (verdict_tx, mut verdicts) = tokio::sync::mpsc::unbounded_channel();
+        let run_over = CancellationToken::new();
+        let recorder = tokio::spawn({
+            let this = self.clone();
+            let identifier = task.task_identifier.clone();
+            let (progress_rx, run_over) = (progress_rx.clone(), run_over.clone());
+            async move { this.record_attempt(task_id, fence, identifier, progress_rx, verdict_tx, run_over).await }
+        });
         let mut stop_reason: Option<StopReason> = None;
-        // What the store has, and when to write what changed since (progress is written at
-        // most every PROGRESS_INTERVAL; the final state goes with the outcome).
-        let mut recorded = RunProgress::default();
-        let mut flush_at: Option<Instant> = None;
-        let mut progress_failing = false;
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let lease_ms = duration_ms(config.lease);
         let report: RunReport = loop {
             tokio::select! {
                 report = &mut run => break report,
-                Ok(()) = progress_rx.changed() => {
-                    let pid = progress_rx.borrow_and_update().pid;
-                    if pid.is_some() && recorded.pid.is_none() {
-                        crate::crash::point("after_spawn");
-                        // The pid is written at once, for a person looking at the task.
-                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
-                        inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
-                        recorded.pid = pid;
-                    }
-                    if flush_at.is_none() {
-                        flush_at = Some(Instant::now() + PROGRESS_INTERVAL);
-                    }
-                }
-                () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
-                    flush_at = None;
-                    let now_progress = progress_rx.borrow().clone();
-                    match self.record_progress(task_id, fence, &recorded, &now_progress).await {
-                        Ok(()) => {
-                            progress_failing = false;
-                            recorded = now_progress;
-                        }
-                        Err(e) => {
-                            // The session id must reach the store for a resume: try again later.
-                            if !progress_failing && !e.is_lost() {
-                                tracing::warn!(task_id, "cannot record progress: {e}; trying again");
-                            }
-                            progress_failing = true;
-                            flush_at = Some(Instant::now() + PROGRESS_INTERVAL * 8);
-                        }
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    let owner = inner.owner.clone();
-                    match inner.db.call(move |s| s.heartbeat(task_id, &owner, fence, lease_ms, now_ms())).await {
-                        Ok(Heartbeat::Renewed) => {}
-                        Ok(Heartbeat::CancelRequested) => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
-                        Ok(Heartbeat::Lost) => stop(&mut stop_reason, StopReason::LeaseLost, &run_stop),
-                        // Nothing can be recorded any more: the process is stopping this attempt.
-                        Err(e) if e.is_lost() => {}
-                        Err(e) => tracing::warn!(task_id, "heartbeat failed: {e}"),
-                    }
-                }
+                Some(why) = verdicts.recv() => stop(&mut stop_reason, why, &run_stop),
                 () = cancel.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
                 () = shutdown.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Shutdown, &run_stop),
             }
         };
         lock(&inner.running).remove(&task_id);
+        // The recorder finishes the write it is in (the outcome waits for the database anyway),
+        // so that nothing of this attempt is written after its outcome.
+        run_over.cancel();
+        let pid_recorded = recorder.await.unwrap_or(false);
         let last_pid = progress_rx.borrow().pid;
-        if recorded.pid.is_none()
-            && let Some(pid) = last_pid
-        {
+        if !pid_recorded && let Some(pid) = last_pid {
             self.mark_started(task_id, fence, pid).await;
             inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
         }
@@ -575,6 +645,89 @@ impl Executor {
             Err(e) => tracing::error!(task_id, "cannot record the outcome of task {task_id}: {e}"),
         }
         inner.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Writes what a running attempt does while it runs: its pid at once, its session id and
+    /// last action at most every [`PROGRESS_INTERVAL`], and a heartbeat that renews the lease and
+    /// tells of a cancel asked for elsewhere or a lost claim (sent to the driver as the reason
+    /// to stop). Runs until `run_over` fires; says whether the pid was recorded.
+    async fn record_attempt(
+        self,
+        task_id: TaskId,
+        fence: i64,
+        identifier: String,
+        mut progress_rx: watch::Receiver<RunProgress>,
+        verdicts: tokio::sync::mpsc::UnboundedSender<StopReason>,
+        run_over: CancellationToken,
+    ) -> bool {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + config.heartbeat,
+            config.heartbeat.max(Duration::from_millis(10)),
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What the store has, and when to write what changed since (progress is written at
+        // most every PROGRESS_INTERVAL; the final state goes with the outcome).
+        let mut recorded = RunProgress::default();
+        let mut flush_at: Option<Instant> = None;
+        let mut progress_failing = false;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let lease_ms = duration_ms(config.lease);
+        loop {
+            tokio::select! {
+                biased;
+                () = run_over.cancelled() => return recorded.pid.is_some(),
+                Ok(()) = progress_rx.changed() => {
+                    let pid = progress_rx.borrow_and_update().pid;
+                    if pid.is_some() && recorded.pid.is_none() {
+                        crate::crash::point("after_spawn");
+                        // The pid is written at once, for a person looking at the task.
+                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
+                        inner.feedback.emit(&Event::TaskStarted { task_id, identifier: identifier.clone() });
+                        recorded.pid = pid;
+                    }
+                    if flush_at.is_none() {
+                        flush_at = Some(Instant::now() + PROGRESS_INTERVAL);
+                    }
+                }
+                () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                    flush_at = None;
+                    let now_progress = progress_rx.borrow().clone();
+                    match self.record_progress(task_id, fence, &recorded, &now_progress).await {
+                        Ok(()) => {
+                            progress_failing = false;
+                            recorded = now_progress;
+                        }
+                        Err(e) => {
+                            // The session id must reach the store for a resume: try again later.
+                            if !progress_failing && !e.is_lost() {
+                                tracing::warn!(task_id, "cannot record progress: {e}; trying again");
+                            }
+                            progress_failing = true;
+                            flush_at = Some(Instant::now() + PROGRESS_INTERVAL * 8);
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let owner = inner.owner.clone();
+                    let verdict = match inner.db.call(move |s| s.heartbeat(task_id, &owner, fence, lease_ms, now_ms())).await {
+                        Ok(Heartbeat::Renewed) => None,
+                        Ok(Heartbeat::CancelRequested) => Some(StopReason::Cancel),
+                        Ok(Heartbeat::Lost) => Some(StopReason::LeaseLost),
+                        // Nothing can be recorded any more: the process is stopping this attempt.
+                        Err(e) if e.is_lost() => None,
+                        Err(e) => {
+                            tracing::warn!(task_id, "heartbeat failed: {e}");
+                            None
+                        }
+                    };
+                    if let Some(why) = verdict {
+                        let _ = verdicts.send(why);
+                    }
+                }
+            }
+        }
     }
 
     async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {
@@ -747,6 +900,23 @@ fn duration_ms(d: Duration) -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_safety_net_looks_only_while_work_is_pending_and_the_watch_works() {
+        let schedule = |ready_now, running, next_at| crate::store::Schedule {
+            ready_now,
+            running,
+            next_at,
+            deadline_passed: false,
+        };
+        assert!(!work_pending(&schedule(false, 0, None)), "idle");
+        assert!(work_pending(&schedule(true, 0, None)), "ready");
+        assert!(work_pending(&schedule(false, 2, None)), "running here or elsewhere");
+        assert!(work_pending(&schedule(false, 0, Some(5))), "delayed");
+        assert_eq!(safety_check(true, true), Some(SAFETY_CHECK));
+        assert_eq!(safety_check(false, true), None, "no timer when idle");
+        assert_eq!(safety_check(true, false), None, "without a watch the fallback already looks");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -254,6 +254,28 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
     } else {
         Box::pin(terminated())
     };
+    // A detached worker is one of possibly many started at once (a burst of `claude-worker run`,
+    // each seeing no executor alive): before the database is opened, one takes the worker lock
+    // and the others, or any started while another executor is alive, exit at once.
+    let worker_lock = if detached {
+        match claude_worker::owners::WorkerLock::try_acquire(&config.db_path) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => {
+                tracing::info!("another detached worker runs on this database: this one exits");
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            Err(e) => {
+                tracing::warn!("cannot take the detached worker's lock ({e}); working all the same");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if detached && claude_worker::owners::any_alive(&config.db_path) {
+        tracing::info!("another executor is alive on this database: this detached worker exits");
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let db = open(&config).await?;
     let executor = new_executor(&db, &config)?;
     let shutdown = CancellationToken::new();
@@ -295,6 +317,8 @@ async fn work(config: Arc<Config>, until_idle: bool, detached: bool) -> anyhow::
     shutdown.cancel();
     let _ = executor_task.await;
     executor.release_owner_lock();
+    // Given up with the owner lock, so that the worker this one may start next is not refused.
+    drop(worker_lock);
     // Work queued after the last look found none, while this worker still held its lock, was
     // left to it by whoever queued it: hand it on.
     if idle {

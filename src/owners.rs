@@ -38,9 +38,7 @@ pub fn owners_dir(db_path: &Path) -> PathBuf {
 }
 
 fn owner_file(db_path: &Path, owner: &str) -> PathBuf {
-    let name: String =
-        owner.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' }).collect();
-    owners_dir(db_path).join(format!("{name}.lock"))
+    owners_dir(db_path).join(format!("{}.lock", sanitized(owner)))
 }
 
 /// The host part of an owner name (`host:pid:started`).
@@ -55,14 +53,87 @@ fn pid_of(owner: &str) -> Option<i32> {
 
 impl OwnerLock {
     /// Creates and locks the owner file of `owner`.
+    ///
+    /// Creating and locking are two steps, and a probe may come between them (see [`probe`]):
+    /// it may hold the lock for a moment (tried again for up to a second), and an older probe,
+    /// or a person, may have removed the file (then the path no longer names the locked file,
+    /// which would hide this owner: made again). The lock counts only once the path still names
+    /// the file locked.
     pub fn acquire(db_path: &Path, owner: &str) -> io::Result<OwnerLock> {
-        crate::files::private_dir_all(&owners_dir(db_path))?;
-        let path = owner_file(db_path, owner);
-        // Private, never through a link, only a regular file of this user's.
-        let file = crate::files::open_append(&path)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| io::Error::from(errno))?;
-        Ok(OwnerLock { path, _lock: lock })
+        acquire_with(db_path, owner, || {})
     }
+}
+
+/// [`OwnerLock::acquire`], running `between` after the file is opened and before it is locked
+/// (for the tests of the race).
+fn acquire_with(db_path: &Path, owner: &str, between: impl FnMut()) -> io::Result<OwnerLock> {
+    crate::files::private_dir_all(&owners_dir(db_path))?;
+    let path = owner_file(db_path, owner);
+    let lock = lock_file(&path, true, between)?.ok_or_else(|| io::Error::from(Errno::EWOULDBLOCK))?;
+    Ok(OwnerLock { path, _lock: lock })
+}
+
+/// The one detached worker of a database holds this lock from before it opens the database
+/// until it gives up its owner lock: a burst of `claude-worker run` (each starting a worker when
+/// it sees no executor alive) leaves one worker, the others exit at once. Dropping it removes
+/// the file and frees the lock.
+pub struct WorkerLock {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl WorkerLock {
+    /// Takes the lock; `None` when another detached worker holds it.
+    pub fn try_acquire(db_path: &Path) -> io::Result<Option<WorkerLock>> {
+        crate::files::private_dir_all(&owners_dir(db_path))?;
+        // Not a `.lock` file: probes of owners leave it alone.
+        let path = owners_dir(db_path).join("detached-worker.once");
+        Ok(lock_file(&path, false, || {})?.map(|lock| WorkerLock { path, _lock: lock }))
+    }
+}
+
+impl Drop for WorkerLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Creates (if need be) and locks the file at `path`, the path still naming the file locked.
+/// A lock held by another: `None`, or with `wait_briefly` tried again for up to a second (a
+/// probe holds an owner's file only for a moment).
+fn lock_file(path: &Path, wait_briefly: bool, mut between: impl FnMut()) -> io::Result<Option<Flock<File>>> {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        // Private, never through a link, only a regular file of this user's.
+        let file = crate::files::open_append(path)?;
+        between();
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            // Removed by its holder or a probe between our open and our lock: made again.
+            Ok(lock) => {
+                if names_the_same_file(path, &lock)? {
+                    return Ok(Some(lock));
+                }
+            }
+            Err((_, Errno::EWOULDBLOCK)) if !wait_briefly => return Ok(None),
+            Err((_, Errno::EWOULDBLOCK)) if std::time::Instant::now() < give_up => {}
+            Err((_, errno)) => return Err(io::Error::from(errno)),
+        }
+        if std::time::Instant::now() >= give_up {
+            return Err(io::Error::other(format!("cannot lock {}: its file keeps changing", path.display())));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Whether `path` still names the open file `file` (same device and inode).
+fn names_the_same_file(path: &Path, file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let open = file.metadata()?;
+    Ok(match std::fs::symlink_metadata(path) {
+        Ok(named) => named.dev() == open.dev() && named.ino() == open.ino(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    })
 }
 
 impl Drop for OwnerLock {
@@ -90,7 +161,13 @@ fn process_exists(pid: i32) -> bool {
     pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::ESRCH)
 }
 
-/// Tries the lock of one owner file: held means alive. A free lock's file is removed.
+/// Tries the lock of one owner file: held means alive. A free lock means dead for any owner of
+/// tasks (an executor locks its file before it claims anything).
+///
+/// A free lock's file is removed only when its owner's process is gone on this host: a file
+/// whose process lives may be one an executor has just created and not yet locked, and
+/// removing it would hide that executor (or make its lock fail). A file whose name cannot be
+/// read as an owner's, or of another host, is left alone.
 fn probe(path: &Path) -> Liveness {
     let file = match crate::files::open_existing_for_write(path) {
         Ok(f) => f,
@@ -99,14 +176,36 @@ fn probe(path: &Path) -> Liveness {
     };
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => {
-            // Nobody holds it: its owner is gone. Remove the leftover while we hold the lock.
-            let _ = std::fs::remove_file(path);
+            let stale = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .and_then(file_owner)
+                .is_some_and(|(host, pid)| host == sanitized(&this_host()) && !process_exists(pid));
+            if stale && names_the_same_file(path, &lock).unwrap_or(false) {
+                // Its owner is gone: remove the leftover while we hold the lock.
+                let _ = std::fs::remove_file(path);
+            }
             drop(lock);
             Liveness::Dead
         }
         Err((_, Errno::EWOULDBLOCK)) => Liveness::Alive,
         Err(_) => Liveness::Unknown,
     }
+}
+
+/// The host (as sanitized in file names) and pid of an owner file's name (`host_pid_started`).
+fn file_owner(stem: &str) -> Option<(&str, i32)> {
+    let mut parts = stem.rsplitn(3, '_');
+    let started = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    let host = parts.next()?;
+    started.parse::<u64>().ok()?;
+    Some((host, pid))
+}
+
+/// An owner name as it appears in its file's name.
+fn sanitized(owner: &str) -> String {
+    owner.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' }).collect()
 }
 
 /// Whether any executor holds its lock on this database (on this host).
@@ -152,14 +251,80 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_between_creating_and_locking_neither_hides_the_owner_nor_fails_its_lock() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("tasks.db");
+        let host = this_host();
+        let me = format!("{host}:{}:1", std::process::id());
+        // Another process's probe looks at the file before it is locked.
+        let mut probed = false;
+        let lock = acquire_with(&db, &me, || {
+            if !probed {
+                probed = true;
+                assert_eq!(liveness(&db, &me, &host), Liveness::Dead, "not locked yet");
+            }
+        })
+        .expect("the lock is taken all the same");
+        assert_eq!(liveness(&db, &me, &host), Liveness::Alive, "the owner is seen");
+        assert!(others_alive(&db, ""));
+        drop(lock);
+
+        // A probe that holds the lock at the very moment the owner tries it.
+        let other = format!("{host}:{}:2", std::process::id());
+        let path = owner_file(&db, &other);
+        let mut held = None;
+        let lock = acquire_with(&db, &other, || {
+            if held.is_none() {
+                let file = crate::files::open_existing_for_write(&path).expect("open");
+                let probe = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).expect("probe lock");
+                held = Some(std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    drop(probe);
+                }));
+            }
+        })
+        .expect("the owner waits for the probe to let go");
+        assert_eq!(liveness(&db, &other, &host), Liveness::Alive);
+        drop(lock);
+        held.expect("probed").join().expect("join");
+    }
+
+    #[test]
+    fn a_file_removed_before_its_lock_is_taken_is_made_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("tasks.db");
+        let host = this_host();
+        let me = format!("{host}:{}:3", std::process::id());
+        let path = owner_file(&db, &me);
+        let mut removed = false;
+        let _lock = acquire_with(&db, &me, || {
+            if !removed {
+                removed = true;
+                std::fs::remove_file(&path).expect("an old probe removes it");
+            }
+        })
+        .expect("lock");
+        assert!(path.exists());
+        assert_eq!(liveness(&db, &me, &host), Liveness::Alive);
+    }
+
+    #[test]
     fn a_leftover_file_without_its_lock_is_dead_and_removed() {
         let dir = tempfile::tempdir().expect("dir");
         let db = dir.path().join("tasks.db");
         std::fs::create_dir_all(owners_dir(&db)).expect("mkdir");
-        let path = owner_file(&db, "host:2000000009:9");
+        let host = this_host();
+        let gone = format!("{host}:2000000009:9");
+        let path = owner_file(&db, &gone);
         std::fs::write(&path, "").expect("leftover");
-        assert_eq!(liveness(&db, "host:2000000009:9", "host"), Liveness::Dead);
+        assert_eq!(liveness(&db, &gone, &host), Liveness::Dead);
         assert!(!path.exists());
+        // A free file whose process lives is dead as an owner of tasks, but left in place.
+        let young = format!("{host}:{}:9", std::process::id());
+        let path = owner_file(&db, &young);
+        std::fs::write(&path, "").expect("created, not locked yet");
+        assert_eq!(liveness(&db, &young, &host), Liveness::Dead);
+        assert!(path.exists());
     }
 
     #[test]
@@ -168,6 +333,25 @@ mod tests {
         let db = dir.path().join("tasks.db");
         let me = format!("host:{}:1", std::process::id());
         assert_eq!(liveness(&db, &me, "host"), Liveness::Unknown, "left to its lease");
+    }
+
+    #[test]
+    fn one_detached_worker_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("tasks.db");
+        let first = WorkerLock::try_acquire(&db).expect("lock").expect("free");
+        assert!(WorkerLock::try_acquire(&db).expect("lock").is_none(), "held by the first");
+        assert!(!any_alive(&db), "not an owner");
+        drop(first);
+        assert!(std::fs::read_dir(owners_dir(&db)).expect("dir").next().is_none(), "its file is removed");
+        assert!(WorkerLock::try_acquire(&db).expect("lock").is_some());
+    }
+
+    #[test]
+    fn owner_file_names_parse() {
+        assert_eq!(file_owner("my_host_12_34"), Some(("my_host", 12)));
+        assert_eq!(file_owner("h.local_12_34"), Some(("h.local", 12)));
+        assert_eq!(file_owner("garbage"), None);
     }
 
     #[test]

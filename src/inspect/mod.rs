@@ -209,7 +209,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     crate::files::check_dirs(&config)?;
     // Its cancels and retries are task events too: one line each in the global log.
     let _log_guard = crate::logs::init_tracing(&config);
-    let store = match Store::open_existing_only(&config.db_path) {
+    // Only the commands that write have the database checked at open: reads change nothing.
+    let writes = matches!(cli.command, Command::Cancel { .. } | Command::Retry { .. } | Command::Prune { .. });
+    let store = match Store::open_existing_only(&config.db_path, config.max_db_pages, writes) {
         Ok(store) => store,
         Err(e @ StoreError::Missing(_)) => bail!("{e}"),
         Err(e) => return Err(e.into()),

@@ -354,6 +354,14 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
             },
         }
     }
+    // Killing the group misses what left it for a session of its own: find those by the tag.
+    match stale::sweep(&spec.run_tag, spec.kill_grace).await {
+        Ok(0) => {}
+        Ok(n) => {
+            let _ = steps.step(&format!("stopped {n} processes it left running outside its process group"));
+        }
+        Err(e) => tracing::error!("{e}"),
+    }
     if let Some(log) = detailed {
         let _ = log.finish();
     }

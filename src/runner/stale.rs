@@ -75,12 +75,29 @@ pub fn processes_of(tag: &str) -> Vec<Pid> {
 /// `grace`), waits until none is left, and removes its prompt files. Returns how many processes were found; an error when
 /// some survived even SIGKILL (unkillable, in uninterruptible sleep).
 pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
+    stop_tagged(tag, grace, "of an attempt whose owner is gone").await
+}
+
+/// Stops what an attempt that just ended left outside its process group: processes the CLI
+/// started in a session of their own (`setsid`), which killing the group does not reach. Called
+/// at the end of every attempt, however it ended; the scan of `/proc` runs off the async
+/// threads. Returns how many were found.
+pub async fn sweep(tag: &str, grace: Duration) -> Result<usize, String> {
+    let scan_tag = tag.to_owned();
+    let found = tokio::task::spawn_blocking(move || processes_of(&scan_tag)).await.unwrap_or_default();
+    if found.is_empty() {
+        return Ok(0);
+    }
+    stop_tagged(tag, grace, "that the CLI left outside its process group").await
+}
+
+async fn stop_tagged(tag: &str, grace: Duration, whose: &str) -> Result<usize, String> {
     let found = processes_of(tag);
     if found.is_empty() {
         super::prompt_files::remove_leftovers(tag);
         return Ok(0);
     }
-    tracing::warn!(tag, "stopping {} leftover processes of an attempt whose owner is gone", found.len());
+    tracing::warn!(tag, "stopping {} leftover processes {whose}", found.len());
     signal_all(&found, Signal::SIGTERM);
     let kill_at = Instant::now() + grace;
     let give_up = kill_at + grace + Duration::from_secs(5);

@@ -256,6 +256,41 @@ impl Store {
         })
     }
 
+    /// Takes over the claim of a live owner whose lease expired, before its processes are
+    /// stopped: the task stays `running` (it still holds a slot until they are gone) under
+    /// `owner` with a new fence, so that nothing the old owner writes from now on is accepted
+    /// (it may thaw while its CLI is being killed, and would report the kill as its outcome).
+    /// The caller then stops the old processes and hands the task on with [`Store::reclaim`]
+    /// of the claim returned. `None` when the claim changed meanwhile.
+    pub fn seize(
+        &mut self,
+        claim: &ForeignClaim,
+        owner: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<Option<ForeignClaim>, StoreError> {
+        self.write(|tx| {
+            let fence: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE tasks SET owner = ?4, fence = fence + 1, lease_expires_at = ?5
+                     WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'
+                     RETURNING fence",
+                )?
+                .query_row(params![claim.task_id, claim.owner, claim.fence, owner, now + lease_ms], |row| row.get(0))
+                .optional()?;
+            let Some(fence) = fence else { return Ok(None) };
+            let (key, attempt) = key_and_attempt(tx, claim.task_id)?;
+            let detail = format!("from {} (fence {}) to stop its processes", claim.owner, claim.fence);
+            record_event(tx, &key, now, "seized", attempt, Some((owner, fence)), Some(&detail))?;
+            Ok(Some(ForeignClaim {
+                task_id: claim.task_id,
+                owner: owner.to_owned(),
+                fence,
+                lease_expires_at: now + lease_ms,
+            }))
+        })
+    }
+
     /// Takes back a task whose owner died or whose lease expired (the caller has made sure its
     /// process group is gone): back to `pending` to resume its session, the attempt not counted;
     /// cancelled instead if a cancel was asked for; failed after [`MAX_RECLAIMS`] recoveries.

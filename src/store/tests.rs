@@ -2,7 +2,7 @@
 //! the global cap, all-or-nothing batches, and refusing a database from a newer version.
 
 use super::*;
-use crate::model::{NewBatch, NewTask, TaskRef, TaskSettings};
+use crate::model::{NewBatch, NewTask, TaskError, TaskRef, TaskSettings};
 use run::MAX_RECLAIMS;
 
 fn settings() -> TaskSettings {
@@ -580,4 +580,35 @@ fn work_queued_by_a_task_names_it_until_the_task_is_pruned() {
     assert_eq!(report.tasks.len(), 1, "only the creator's finished orchestration goes");
     let detail = store.task(&TaskRef::Id(follow_up)).expect("read");
     assert_eq!((detail.task.created_by, detail.task.depth), (None, 1), "the link is forgotten, the depth kept");
+}
+
+#[test]
+fn a_seized_claim_refuses_the_old_owner_and_is_released_without_counting_the_attempt() {
+    let (_dir, mut store) = open();
+    let created = store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("create");
+    let id = created.tasks[0].task_id;
+    let claimed = store.claim_ready("old:1:1", 4, 1, 30_000, 10).expect("claim");
+    let old = ForeignClaim { task_id: id, owner: "old:1:1".to_owned(), fence: claimed[0].fence, lease_expires_at: 0 };
+    let seized = store.seize(&old, "new:2:2", 30_000, 20).expect("seize").expect("the claim was current");
+    assert_eq!(seized.owner, "new:2:2");
+    assert!(seized.fence > old.fence);
+    assert!(store.seize(&old, "third:3:3", 30_000, 21).expect("seize").is_none(), "seized once only");
+    // The old owner thaws and reports its killed CLI: refused.
+    let stale = Finish::Failed { error: TaskError { kind: "killed_by_signal".to_owned(), message: "x".to_owned() } };
+    let refused = store.finish(id, "old:1:1", old.fence, &stale, &RunStats::default(), 30).expect("finish");
+    assert!(!refused.accepted);
+    assert_eq!(store.heartbeat(id, "old:1:1", old.fence, 30_000, 30).expect("heartbeat"), Heartbeat::Lost);
+    let released = store.reclaim(&seized, "the lease expired", 40).expect("reclaim");
+    assert_eq!(released.outcome.status, Some(TaskStatus::Pending));
+    let again = store.claim_ready("new:2:2", 4, 1, 30_000, 50).expect("claim");
+    assert_eq!(again[0].task.attempt, 1, "the attempt was not counted");
+}
+
+#[test]
+fn writers_check_the_database_at_start_and_readers_do_not() {
+    assert_eq!(start_check(false, 1), StartCheck::None);
+    assert_eq!(start_check(false, u64::MAX), StartCheck::None);
+    assert_eq!(start_check(true, 4096), StartCheck::Full);
+    assert_eq!(start_check(true, FULL_CHECK_MAX_BYTES), StartCheck::Full);
+    assert_eq!(start_check(true, FULL_CHECK_MAX_BYTES + 1), StartCheck::Structure, "bounded however large");
 }

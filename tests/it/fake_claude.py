@@ -11,6 +11,8 @@
 #   @529-once=KEY   fail with 529 the first time KEY is seen, then succeed
 #   @max-turns      fail with error_max_turns
 #   @hang           ignore SIGINT and SIGTERM and never answer
+#   @escapee        start a `sleep` in a session of its own (setsid, out of the CLI's process group;
+#                   its pid goes to $FAKE_CLAUDE_STATE/escapee-<pid>), then go on with the other directives
 #   @grandchild     start a `sleep` grandchild (its pid goes to $FAKE_CLAUDE_STATE/grandchild-<pid>), then work forever
 #   @flood=MB       print MB mebibytes of lines of 1 KiB in large writes: tool output (`user` events),
 #                   and every 16th line an assistant step (a different one each time)
@@ -261,6 +263,12 @@ if directive("hang") is not None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
         time.sleep(60)
+
+if directive("escapee") is not None:
+    escapee = subprocess.Popen(["sleep", "1000"], start_new_session=True, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(STATE, "escapee-%d" % PID), "w") as f:
+        f.write(str(escapee.pid))
 
 if directive("grandchild") is not None:
     child = subprocess.Popen(["sleep", "1000"])

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod costs;
 mod durability;
+mod durability_gaps;
 mod environment;
 mod execution;
 mod feedback;
