@@ -70,6 +70,9 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Every project's tasks, not only those of the current directory's project.
+        #[arg(long)]
+        all_projects: bool,
     },
     /// Show one task: its settings, result or error, and history.
     Status {
@@ -84,6 +87,9 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Every project's orchestrations, not only those of the current directory's project.
+        #[arg(long)]
+        all_projects: bool,
     },
     /// Show an orchestration's tasks as a dependency tree.
     OrchestrationStatus {
@@ -292,7 +298,8 @@ async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Res
             Err(e) => Err(e.into()),
         };
     }
-    let all = service.list_orchestrations(OrchestrationFilter { status: None, limit: 1000 }).await?;
+    let filter = OrchestrationFilter { status: None, project: Some(service.project().clone()), limit: 1000 };
+    let all = service.list_orchestrations(filter).await?;
     let unfinished: Vec<Target> = all
         .iter()
         .filter(|o| o.counters.unfinished() > 0)
@@ -326,7 +333,7 @@ async fn command(
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
-        Command::List { status, orchestration, limit } => {
+        Command::List { status, orchestration, limit, all_projects } => {
             let status = parse_status(
                 status,
                 TaskStatus::parse,
@@ -336,11 +343,17 @@ async fn command(
                 Some(text) => Some(service.find_orchestration(&text).await?),
                 None => None,
             };
-            let tasks = service.list_tasks(TaskFilter { status, orchestration_id, limit }).await?;
+            // An orchestration given by id or name is listed whole.
+            let all_projects = all_projects || orchestration_id.is_some();
+            let project = service.listed_project(all_projects);
+            let tasks = service.list_tasks(TaskFilter { status, orchestration_id, project, limit }).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&render::tasks_json(&tasks))?)?;
             } else {
-                writeln!(out, "{}", render::tasks_table(&tasks))?;
+                writeln!(out, "{}", render::tasks_table(&tasks, all_projects))?;
+                if tasks.is_empty() && !all_projects {
+                    writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
+                }
             }
         }
         Command::Status { task } => {
@@ -356,10 +369,11 @@ async fn command(
                 write!(out, "{}", render::events_text(&history))?;
             }
         }
-        Command::ListOrchestrations { status, limit } => {
+        Command::ListOrchestrations { status, limit, all_projects } => {
             let status =
                 parse_status(status, OrchestrationStatus::parse, "pending, running, completed, failed, cancelled")?;
-            let list = service.list_orchestrations(OrchestrationFilter { status, limit }).await?;
+            let project = service.listed_project(all_projects);
+            let list = service.list_orchestrations(OrchestrationFilter { status, project, limit }).await?;
             if json {
                 let items: Vec<_> = list.iter().map(render::summary_json).collect();
                 writeln!(
@@ -368,7 +382,10 @@ async fn command(
                     serde_json::to_string_pretty(&json!({ "orchestrations": items, "count": items.len() }))?
                 )?;
             } else {
-                writeln!(out, "{}", render::orchestrations_table(&list))?;
+                writeln!(out, "{}", render::orchestrations_table(&list, all_projects))?;
+                if list.is_empty() && !all_projects {
+                    writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
+                }
             }
         }
         Command::OrchestrationStatus { orchestration } => {

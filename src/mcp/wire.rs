@@ -230,6 +230,8 @@ pub struct ListOrchestrationsArgs {
     pub status: Option<String>,
     /// Default 20.
     pub limit: Option<u32>,
+    /// List every project's orchestrations, not only this project's (default false).
+    pub all_projects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -240,6 +242,8 @@ pub struct ListTasksArgs {
     pub orchestration_id: Option<i64>,
     /// Default 20.
     pub limit: Option<u32>,
+    /// List every project's tasks, not only this project's (default false).
+    pub all_projects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -427,6 +431,8 @@ pub struct StatusOut {
     /// "task" or "orchestration".
     pub kind: String,
     pub orchestration_id: i64,
+    /// The project (top of the git work tree of the working directory) it belongs to.
+    pub project: String,
     pub status: String,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -510,6 +516,7 @@ impl StatusOut {
         StatusOut {
             kind: "task".to_owned(),
             orchestration_id: t.orchestration_id,
+            project: t.project.to_string(),
             status: t.status.to_string(),
             created_at: rfc3339(t.created_at),
             started_at: t.started_at.map(rfc3339),
@@ -548,6 +555,7 @@ impl StatusOut {
         StatusOut {
             kind: "orchestration".to_owned(),
             orchestration_id: s.orchestration_id,
+            project: s.project.to_string(),
             status: s.status.to_string(),
             created_at: rfc3339(s.created_at),
             started_at: s.started_at.map(rfc3339),
@@ -598,6 +606,7 @@ pub struct TaskListItemOut {
     pub task_id: i64,
     pub task_identifier: String,
     pub orchestration_id: i64,
+    pub project: String,
     pub status: String,
     pub created_at: String,
     pub last_action: Option<String>,
@@ -609,6 +618,7 @@ impl From<&TaskListItem> for TaskListItemOut {
             task_id: t.task_id,
             task_identifier: t.task_identifier.clone(),
             orchestration_id: t.orchestration_id,
+            project: t.project.to_string(),
             status: t.status.to_string(),
             created_at: rfc3339(t.created_at),
             last_action: t.last_action.clone(),

@@ -11,6 +11,7 @@ mod create;
 mod handle;
 mod identity;
 mod maintenance;
+mod projects;
 mod query;
 mod run;
 
@@ -35,12 +36,18 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 2;
+pub const SCHEMA_VERSION: usize = 4;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_initial.sql")),
         M::up(include_str!("migrations/0002_recovery.sql")),
+        // The slot of 0003 (a task's parent and depth), written on another branch: 0004 does
+        // not depend on it.
+        M::up(""),
+        M::up_with_hook(include_str!("migrations/0004_projects.sql"), |tx: &rusqlite::Transaction<'_>| {
+            projects::backfill_projects(tx).map_err(rusqlite_migration::HookError::from)
+        }),
     ])
 }
 

@@ -16,6 +16,7 @@ mod inspect_more;
 mod limits;
 mod live;
 mod logs;
+mod projects;
 mod protocol;
 mod replaced_db;
 mod resources;
