@@ -61,7 +61,7 @@ macro_rules! with_task_options {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
-            /// Directory to run in (absolute, or relative to the server's). Default: the server's directory.
+            /// Directory to run in (absolute, or relative to the default). Default: the client's first root, else the server's directory.
             pub working_directory: Option<String>,
             /// sonnet, opus, haiku or a full model id.
             pub model: Option<String>,
