@@ -55,8 +55,11 @@ enum Command {
     /// completed; Ctrl-C stops watching and leaves the work running.
     Watch {
         /// An orchestration id or name, or a task's #id or identifier (default: every unfinished
-        /// orchestration).
+        /// orchestration of the current directory's project).
         target: Option<String>,
+        /// Without a target: every project's unfinished orchestrations.
+        #[arg(long)]
+        all_projects: bool,
     },
     /// List tasks, newest first.
     List {
@@ -248,9 +251,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let (value, text) = runtime.block_on(prune::run(&db, &config, older_than, dry_run))?;
             print(value, text)
         }
-        Command::Watch { target } => runtime.block_on(async {
+        Command::Watch { target, all_projects } => runtime.block_on(async {
             let interrupted = crate::live::interrupts()?;
-            let targets = watch_targets(&service, target).await?;
+            let targets = watch_targets(&service, target, all_projects).await?;
             let output = crate::live::Output { color: color::enabled(), json };
             crate::live::watch(&service, &config.db_path, &targets, output, interrupted).await
         }),
@@ -274,8 +277,8 @@ fn completions(shell: clap_complete::Shell, json: bool) -> anyhow::Result<std::p
 
 /// What `watch` follows: `N` is an orchestration id, `#N` a task; a name is an orchestration
 /// when one has it, else a task identifier. By default every unfinished orchestration, or the
-/// latest one when all have finished.
-async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Result<Vec<Target>> {
+/// latest one when all have finished: of the caller's project, or of all with `all_projects`.
+async fn watch_targets(service: &Service, target: Option<String>, all_projects: bool) -> anyhow::Result<Vec<Target>> {
     if let Some(target) = target {
         let target = target.trim();
         if target.starts_with('#') {
@@ -298,7 +301,7 @@ async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Res
             Err(e) => Err(e.into()),
         };
     }
-    let filter = OrchestrationFilter { status: None, project: Some(service.project().clone()), limit: 1000 };
+    let filter = OrchestrationFilter { status: None, project: service.listed_project(all_projects), limit: 1000 };
     let all = service.list_orchestrations(filter).await?;
     let unfinished: Vec<Target> = all
         .iter()
@@ -311,7 +314,12 @@ async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Res
     }
     match all.first() {
         Some(latest) => Ok(vec![Target::Orchestration(latest.orchestration_id)]),
-        None => bail!("nothing to watch: no task has been queued yet"),
+        None if all_projects => bail!("nothing to watch: no task has been queued yet"),
+        None => bail!(
+            "nothing to watch: no task has been queued in this project ({}) yet; --all-projects watches every \
+             project's work",
+            service.project()
+        ),
     }
 }
 

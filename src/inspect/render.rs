@@ -287,6 +287,7 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
         c.cancelled,
         s.cost_usd
     );
+    let _ = writeln!(out, "project {}", s.project);
     let deps: Vec<(i64, &[i64])> = d.tasks.iter().map(|t| (t.task_id, t.depends_on.as_slice())).collect();
     for tree_line in crate::tree::layout(&deps, crate::tree::Repeats::Refer) {
         let t = &d.tasks[tree_line.index];

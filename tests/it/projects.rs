@@ -173,6 +173,16 @@ async fn the_inspect_cli_resolves_in_the_current_directory_s_project() {
     let all = finished(&mut inspect(&a, &["list", "--all-projects"])).await;
     let table = text(&all.stdout);
     assert!(table.contains("project") && table.contains(&shown(&b)) && table.contains(&shown(&a)), "{table}");
+    let tree = text(
+        &finished(&mut inspect(&a, &["orchestration-status", &status["orchestration_id"].to_string()])).await.stdout,
+    );
+    assert_eq!(tree.lines().nth(1), Some(format!("project {}", shown(&a)).as_str()), "{tree}");
+    // Watching without a target follows this project's work: A's finished orchestration, not
+    // B's running one.
+    let watch = finished(&mut inspect(&a, &["watch"])).await;
+    let watched = text(&watch.stdout);
+    let heading = format!("watching orchestration {}", status["orchestration_id"]);
+    assert!(watch.status.success() && watched.starts_with(&heading), "{watched}");
     let orchestrations = finished(&mut inspect(&b, &["--json", "list-orchestrations"])).await;
     let orchestrations: Value = serde_json::from_slice(&orchestrations.stdout).expect("json");
     assert_eq!(orchestrations["count"], 1, "{orchestrations}");
