@@ -354,6 +354,7 @@ mod tests {
             prompt: "p".to_owned(),
             depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
             settings: TaskSettings::for_tests(),
+            project: crate::model::Project::from_stored("/".to_owned()),
         }
     }
 

@@ -13,7 +13,8 @@
 //! is `claude-worker run` and `orchestrate`, and [`live`] the live view they share with the
 //! inspect CLI's `watch`; [`tree`] lays out an orchestration's dependency tree for that view
 //! and the inspect CLI; [`feedback`] plays sounds and shows desktop notifications for what the
-//! executor did; [`text`] words counts for people.
+//! executor did; [`text`] words counts for people; [`project`] finds the project (git work tree)
+//! a task belongs to, which scopes bare identifiers.
 
 pub mod cli;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod logs;
 pub mod mcp;
 pub mod model;
 pub mod owners;
+pub mod project;
 pub mod runner;
 pub mod service;
 pub mod store;

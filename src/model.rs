@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+pub use crate::project::Project;
+
 /// Row id of a task.
 pub type TaskId = i64;
 /// Row id of an orchestration.
@@ -192,6 +194,8 @@ pub struct NewTask {
     pub prompt: String,
     pub depends_on: Vec<TaskRef>,
     pub settings: TaskSettings,
+    /// The project of its working directory.
+    pub project: Project,
 }
 
 /// A set of tasks stored in one transaction: one task from `create_task`, or a whole
@@ -203,6 +207,9 @@ pub struct NewBatch {
     /// True for `create_orchestration`: a name that already exists is refused instead of joined.
     pub new_orchestration: bool,
     pub tasks: Vec<NewTask>,
+    /// The caller's project: where bare identifiers in `depends_on` and the orchestration's
+    /// name are looked for.
+    pub scope: Project,
     /// Set when the batch is queued from inside a running task.
     pub queued_by: Option<QueuedBy>,
 }
@@ -237,6 +244,7 @@ pub struct TaskRecord {
     pub task_id: TaskId,
     pub task_identifier: String,
     pub orchestration_id: OrchestrationId,
+    pub project: Project,
     pub prompt: String,
     pub settings: TaskSettings,
     pub status: TaskStatus,
@@ -318,6 +326,8 @@ impl Counters {
 pub struct OrchestrationSummary {
     pub orchestration_id: OrchestrationId,
     pub name: Option<String>,
+    /// The project all its tasks belong to.
+    pub project: Project,
     pub status: OrchestrationStatus,
     pub created_at: Millis,
     pub started_at: Option<Millis>,
@@ -357,6 +367,7 @@ pub struct TaskListItem {
     pub task_id: TaskId,
     pub task_identifier: String,
     pub orchestration_id: OrchestrationId,
+    pub project: Project,
     pub status: TaskStatus,
     pub created_at: Millis,
     pub last_action: Option<String>,

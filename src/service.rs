@@ -15,7 +15,7 @@ use crate::executor::Executor;
 use crate::graph;
 use crate::logs::{TaskLogPaths, tail_lines};
 use crate::model::{
-    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, PERMISSION_MODES, QueuedBy,
+    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, PERMISSION_MODES, Project, QueuedBy,
     TaskDetail, TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
@@ -135,7 +135,7 @@ pub struct TaskOutput {
     pub summary_tail: Vec<String>,
 }
 
-/// The verbs. Cheap to clone.
+/// The verbs, for one caller. Cheap to clone.
 #[derive(Clone)]
 pub struct Service {
     db: Db,
@@ -145,6 +145,12 @@ pub struct Service {
     /// process commits, and by this service when it changed something, for what waits on changes
     /// (`wait`, resource subscriptions).
     changes: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+    /// The caller's project: bare task identifiers and orchestration names are looked for in
+    /// it, and lists default to it (`#id` reaches any task).
+    project: Project,
+    /// Where a task runs when it names no working directory, and what a relative one is
+    /// relative to: the process's directory, or the session's root.
+    directory: PathBuf,
 }
 
 /// How much of a task's summary log [`Service::log_tail`] returns at most.
@@ -159,16 +165,40 @@ const WAIT_RECHECK: Duration = Duration::from_secs(1);
 const CANCEL_WAIT_EXTRA: Duration = Duration::from_secs(2);
 
 impl Service {
-    /// `executor` is `None` in the inspect CLI, which runs nothing itself.
+    /// `executor` is `None` in the inspect CLI, which runs nothing itself. The caller's project
+    /// is that of the process's working directory until [`Service::in_project`] says otherwise.
     pub fn new(db: Db, config: Arc<Config>, executor: Option<Executor>) -> Service {
-        Service { db, config, executor, changes: None }
+        let project = Project::of_directory(&config.default_working_directory);
+        let directory = config.default_working_directory.clone();
+        Service { db, config, executor, changes: None, project, directory }
     }
 
     /// A service without an executor whose waiters still hear of changes at once: `changes`
     /// is moved by whoever follows the database (see [`crate::watch::follow_commits`]), and by
     /// this service's own writes.
     pub fn with_changes(db: Db, config: Arc<Config>, changes: Arc<tokio::sync::watch::Sender<u64>>) -> Service {
-        Service { db, config, executor: None, changes: Some(changes) }
+        Service { changes: Some(changes), ..Service::new(db, config, None) }
+    }
+
+    /// The same verbs for a caller in `project` (a workflow file's).
+    pub fn in_project(&self, project: Project) -> Service {
+        Service { project, ..self.clone() }
+    }
+
+    /// The same verbs for a caller working in `directory` (an MCP session's root): its project,
+    /// and the default working directory of its tasks.
+    pub fn in_directory(&self, directory: PathBuf) -> Service {
+        Service { project: Project::of_directory(&directory), directory, ..self.clone() }
+    }
+
+    /// The caller's project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The project to list: the caller's, or every one.
+    pub fn listed_project(&self, all_projects: bool) -> Option<Project> {
+        (!all_projects).then(|| self.project.clone())
     }
 
     fn wake(&self) {
@@ -186,7 +216,13 @@ impl Service {
             check_orchestration_name(name)?;
         }
         let task = self.check_task(input)?;
-        let batch = NewBatch { orchestration, new_orchestration: false, tasks: vec![task], queued_by: None };
+        let batch = NewBatch {
+            orchestration,
+            new_orchestration: false,
+            tasks: vec![task],
+            queued_by: None,
+            scope: self.project.clone(),
+        };
         self.store_batch(batch).await
     }
 
@@ -211,7 +247,13 @@ impl Service {
             let label = if input.identifier.is_empty() { format!("tasks[{i}]") } else { input.identifier.clone() };
             checked.push(self.check_task(input).map_err(|e| ServiceError::Invalid(format!("{label}: {e}")))?);
         }
-        let batch = NewBatch { orchestration: name, new_orchestration: true, tasks: checked, queued_by: None };
+        let batch = NewBatch {
+            orchestration: name,
+            new_orchestration: true,
+            tasks: checked,
+            queued_by: None,
+            scope: self.project.clone(),
+        };
         self.store_batch(batch).await
     }
 
@@ -395,7 +437,9 @@ impl Service {
                 depends_on.push(task_ref);
             }
         }
+        let project = Project::of_task(Path::new(&working_directory), &self.project);
         Ok(NewTask {
+            project,
             identifier: input.identifier,
             prompt: input.prompt,
             depends_on,
@@ -419,7 +463,7 @@ impl Service {
 
     /// The canonical, existing directory a task runs in.
     fn check_directory(&self, given: Option<&str>) -> Result<String> {
-        let base = &self.config.default_working_directory;
+        let base = &self.directory;
         let path: PathBuf = match given {
             None | Some("") => base.clone(),
             Some(p) => {
@@ -457,7 +501,8 @@ impl Service {
             Target::Task(task) => {
                 check_task_ref(task)?;
                 let task = task.clone();
-                let detail = self.db.call(move |s| s.task(&task)).await?;
+                let scope = self.project.clone();
+                let detail = self.db.call(move |s| s.task(&task, &scope)).await?;
                 let logs = self.log_paths(detail.task.task_id);
                 Ok(Status::Task(Box::new(TaskStatusView { detail, logs })))
             }
@@ -478,18 +523,30 @@ impl Service {
         {
             return Ok(id);
         }
-        match self.orchestration_named(text).await? {
-            Some(id) => Ok(id),
+        if let Some(id) = self.orchestration_named(text).await? {
+            return Ok(id);
+        }
+        let (name, project) = (text.to_owned(), self.project.clone());
+        let elsewhere = self.db.call(move |s| s.orchestration_named_elsewhere(&name, &project)).await?;
+        match elsewhere {
+            Some((id, other)) => Err(ServiceError::NotFound(format!(
+                "no orchestration {text:?} in this project ({}): orchestration {id} {text:?} is in project {other}. \
+                 Names are per project; give its id {id} to reach that one",
+                self.project
+            ))),
             None => Err(ServiceError::NotFound(format!(
-                "no orchestration {text:?}: give an orchestration id or name (list_orchestrations shows the stored ones)"
+                "no orchestration {text:?} in this project ({}): give an orchestration id or name (names are per \
+                 project; list_orchestrations shows the stored ones)",
+                self.project
             ))),
         }
     }
 
-    /// The orchestration of this name (the newest), if there is one.
+    /// The orchestration of this name in the caller's project (the newest), if there is one.
     pub async fn orchestration_named(&self, name: &str) -> Result<Option<OrchestrationId>> {
         let name = name.to_owned();
-        Ok(self.db.call(move |s| s.orchestration_named(&name)).await?)
+        let project = self.project.clone();
+        Ok(self.db.call(move |s| s.orchestration_named(&name, &project)).await?)
     }
 
     /// An orchestration's counters and cost, without its tasks.
@@ -497,16 +554,18 @@ impl Service {
         Ok(self.db.call(move |s| s.orchestration_summary(id)).await?)
     }
 
-    /// The names of orchestrations that are `base` or `base-...`.
+    /// The names of the caller's project's orchestrations that are `base` or `base-...`.
     pub async fn orchestration_names_like(&self, base: &str) -> Result<Vec<String>> {
         let base = base.to_owned();
-        Ok(self.db.call(move |s| s.orchestration_names_like(&base)).await?)
+        let project = self.project.clone();
+        Ok(self.db.call(move |s| s.orchestration_names_like(&base, &project)).await?)
     }
 
     /// A task's history, oldest first.
     pub async fn history(&self, task: TaskRef) -> Result<Vec<crate::model::TaskEvent>> {
         check_task_ref(&task)?;
-        Ok(self.db.call(move |s| s.events(&task)).await?)
+        let scope = self.project.clone();
+        Ok(self.db.call(move |s| s.events(&task, &scope)).await?)
     }
 
     pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskListItem>> {
@@ -583,7 +642,7 @@ impl Service {
             check_task_ref(task)?;
         }
         let store_target = match &target {
-            Target::Task(t) => CancelTarget::Task(t.clone()),
+            Target::Task(t) => CancelTarget::Task(t.clone(), self.project.clone()),
             Target::Orchestration(id) => CancelTarget::Orchestration(*id),
         };
         let outcome = self.db.call(move |s| s.cancel(&store_target, &reason, now_ms())).await?;
@@ -635,7 +694,8 @@ impl Service {
     /// Puts a failed or cancelled task back in line.
     pub async fn retry(&self, task: TaskRef) -> Result<RetryOutcome> {
         check_task_ref(&task)?;
-        let outcome = self.db.call(move |s| s.retry(&task, now_ms())).await?;
+        let scope = self.project.clone();
+        let outcome = self.db.call(move |s| s.retry(&task, &scope, now_ms())).await?;
         self.wake();
         Ok(outcome)
     }

@@ -231,7 +231,9 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
             task
         })
         .collect::<Vec<_>>();
-    let service = open(&config)?;
+    // The workflow belongs to the project of the directory it lies in, wherever it is run from.
+    let file_dir = std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone());
+    let service = open(&config)?.in_project(crate::project::Project::of_directory(&file_dir));
     // The name given with --name is used as it is (numbered only with --rerun); the file's own
     // name is numbered for each new run.
     let asked = match (request.name.clone(), file_name) {

@@ -55,8 +55,11 @@ enum Command {
     /// completed; Ctrl-C stops watching and leaves the work running.
     Watch {
         /// An orchestration id or name, or a task's #id or identifier (default: every unfinished
-        /// orchestration).
+        /// orchestration of the current directory's project).
         target: Option<String>,
+        /// Without a target: every project's unfinished orchestrations.
+        #[arg(long)]
+        all_projects: bool,
     },
     /// List tasks, newest first.
     List {
@@ -70,6 +73,9 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Every project's tasks, not only those of the current directory's project.
+        #[arg(long)]
+        all_projects: bool,
     },
     /// Show one task: its settings, result or error, and history.
     Status {
@@ -84,6 +90,9 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Every project's orchestrations, not only those of the current directory's project.
+        #[arg(long)]
+        all_projects: bool,
     },
     /// Show an orchestration's tasks as a dependency tree.
     OrchestrationStatus {
@@ -244,9 +253,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let (value, text) = runtime.block_on(prune::run(&db, &config, older_than, dry_run))?;
             print(value, text)
         }
-        Command::Watch { target } => runtime.block_on(async {
+        Command::Watch { target, all_projects } => runtime.block_on(async {
             let interrupted = crate::live::interrupts()?;
-            let targets = watch_targets(&service, target).await?;
+            let targets = watch_targets(&service, target, all_projects).await?;
             let output = crate::live::Output { color: color::enabled(), json };
             crate::live::watch(&service, &config.db_path, &targets, output, interrupted).await
         }),
@@ -270,8 +279,8 @@ fn completions(shell: clap_complete::Shell, json: bool) -> anyhow::Result<std::p
 
 /// What `watch` follows: `N` is an orchestration id, `#N` a task; a name is an orchestration
 /// when one has it, else a task identifier. By default every unfinished orchestration, or the
-/// latest one when all have finished.
-async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Result<Vec<Target>> {
+/// latest one when all have finished: of the caller's project, or of all with `all_projects`.
+async fn watch_targets(service: &Service, target: Option<String>, all_projects: bool) -> anyhow::Result<Vec<Target>> {
     if let Some(target) = target {
         let target = target.trim();
         if target.starts_with('#') {
@@ -294,7 +303,8 @@ async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Res
             Err(e) => Err(e.into()),
         };
     }
-    let all = service.list_orchestrations(OrchestrationFilter { status: None, limit: 1000 }).await?;
+    let filter = OrchestrationFilter { status: None, project: service.listed_project(all_projects), limit: 1000 };
+    let all = service.list_orchestrations(filter).await?;
     let unfinished: Vec<Target> = all
         .iter()
         .filter(|o| o.counters.unfinished() > 0)
@@ -306,7 +316,12 @@ async fn watch_targets(service: &Service, target: Option<String>) -> anyhow::Res
     }
     match all.first() {
         Some(latest) => Ok(vec![Target::Orchestration(latest.orchestration_id)]),
-        None => bail!("nothing to watch: no task has been queued yet"),
+        None if all_projects => bail!("nothing to watch: no task has been queued yet"),
+        None => bail!(
+            "nothing to watch: no task has been queued in this project ({}) yet; --all-projects watches every \
+             project's work",
+            service.project()
+        ),
     }
 }
 
@@ -328,7 +343,7 @@ async fn command(
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
-        Command::List { status, orchestration, limit } => {
+        Command::List { status, orchestration, limit, all_projects } => {
             let status = parse_status(
                 status,
                 TaskStatus::parse,
@@ -338,11 +353,17 @@ async fn command(
                 Some(text) => Some(service.find_orchestration(&text).await?),
                 None => None,
             };
-            let tasks = service.list_tasks(TaskFilter { status, orchestration_id, limit }).await?;
+            // An orchestration given by id or name is listed whole.
+            let all_projects = all_projects || orchestration_id.is_some();
+            let project = service.listed_project(all_projects);
+            let tasks = service.list_tasks(TaskFilter { status, orchestration_id, project, limit }).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&render::tasks_json(&tasks))?)?;
             } else {
-                writeln!(out, "{}", render::tasks_table(&tasks))?;
+                writeln!(out, "{}", render::tasks_table(&tasks, all_projects))?;
+                if tasks.is_empty() && !all_projects {
+                    writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
+                }
             }
         }
         Command::Status { task } => {
@@ -358,10 +379,11 @@ async fn command(
                 write!(out, "{}", render::events_text(&history))?;
             }
         }
-        Command::ListOrchestrations { status, limit } => {
+        Command::ListOrchestrations { status, limit, all_projects } => {
             let status =
                 parse_status(status, OrchestrationStatus::parse, "pending, running, completed, failed, cancelled")?;
-            let list = service.list_orchestrations(OrchestrationFilter { status, limit }).await?;
+            let project = service.listed_project(all_projects);
+            let list = service.list_orchestrations(OrchestrationFilter { status, project, limit }).await?;
             if json {
                 let items: Vec<_> = list.iter().map(render::summary_json).collect();
                 writeln!(
@@ -370,7 +392,10 @@ async fn command(
                     serde_json::to_string_pretty(&json!({ "orchestrations": items, "count": items.len() }))?
                 )?;
             } else {
-                writeln!(out, "{}", render::orchestrations_table(&list))?;
+                writeln!(out, "{}", render::orchestrations_table(&list, all_projects))?;
+                if list.is_empty() && !all_projects {
+                    writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
+                }
             }
         }
         Command::OrchestrationStatus { orchestration } => {

@@ -18,13 +18,19 @@ pub fn table(header: &[&str]) -> Table {
     table
 }
 
-pub fn tasks_table(tasks: &[TaskListItem]) -> String {
+/// The tasks as a table; with `project`, a column says which project each is in (a listing of
+/// one project's tasks leaves it out: it would repeat the same path on every line).
+pub fn tasks_table(tasks: &[TaskListItem], project: bool) -> String {
     if tasks.is_empty() {
         return "no tasks".to_owned();
     }
-    let mut t = table(&["id", "task", "orch", "status", "cost", "created", "last action"]);
+    let mut header = vec!["id", "task", "orch", "status", "cost", "created", "last action"];
+    if project {
+        header.insert(3, "project");
+    }
+    let mut t = table(&header);
     for task in tasks {
-        t.add_row(vec![
+        let mut row = vec![
             Cell::new(format!("#{}", task.task_id)),
             Cell::new(&task.task_identifier),
             Cell::new(task.orchestration_id),
@@ -32,7 +38,11 @@ pub fn tasks_table(tasks: &[TaskListItem]) -> String {
             Cell::new(format!("${:.4}", task.cost_usd)),
             Cell::new(rfc3339(task.created_at)),
             Cell::new(task.last_action.clone().unwrap_or_default()),
-        ]);
+        ];
+        if project {
+            row.insert(3, Cell::new(task.project.as_str()));
+        }
+        t.add_row(row);
     }
     t.to_string()
 }
@@ -45,6 +55,7 @@ pub fn tasks_json(tasks: &[TaskListItem]) -> Value {
                 "task_id": t.task_id,
                 "task_identifier": t.task_identifier,
                 "orchestration_id": t.orchestration_id,
+                "project": t.project.as_str(),
                 "status": t.status.as_str(),
                 "created_at": rfc3339(t.created_at),
                 "last_action": t.last_action,
@@ -67,6 +78,7 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "task_id": t.task_id,
         "task_identifier": t.task_identifier,
         "orchestration_id": t.orchestration_id,
+        "project": t.project.as_str(),
         "status": t.status.as_str(),
         "attempt": t.attempt,
         "max_attempts": t.settings.max_attempts,
@@ -111,6 +123,7 @@ pub fn task_text(view: &TaskStatusView) -> String {
     );
     let _ = writeln!(s, "  model:       {}", t.settings.model);
     let _ = writeln!(s, "  directory:   {}", t.settings.working_directory);
+    let _ = writeln!(s, "  project:     {}", t.project);
     let deps: Vec<String> =
         view.detail.depends_on.iter().map(|l| format!("{} #{} ({})", l.task_identifier, l.task_id, l.status)).collect();
     if !deps.is_empty() {
@@ -185,6 +198,7 @@ pub fn summary_json(s: &OrchestrationSummary) -> Value {
     json!({
         "orchestration_id": s.orchestration_id,
         "name": s.name,
+        "project": s.project.as_str(),
         "status": s.status.as_str(),
         "created_at": rfc3339(s.created_at),
         "started_at": s.started_at.map(rfc3339),
@@ -225,15 +239,20 @@ pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
     value
 }
 
-pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
+/// The orchestrations as a table; with `project`, a column says which project each is in.
+pub fn orchestrations_table(list: &[OrchestrationSummary], project: bool) -> String {
     if list.is_empty() {
         return "no orchestrations".to_owned();
     }
-    let mut t =
-        table(&["id", "name", "status", "done", "running", "failed", "cancelled", "skipped", "cost", "created"]);
+    let mut header =
+        vec!["id", "name", "status", "done", "running", "failed", "cancelled", "skipped", "cost", "created"];
+    if project {
+        header.insert(2, "project");
+    }
+    let mut t = table(&header);
     for s in list {
         let c = s.counters;
-        t.add_row(vec![
+        let mut row = vec![
             Cell::new(s.orchestration_id),
             Cell::new(s.name.clone().unwrap_or_default()),
             color::status_cell(s.status.as_str()),
@@ -244,7 +263,11 @@ pub fn orchestrations_table(list: &[OrchestrationSummary]) -> String {
             Cell::new(c.skipped),
             Cell::new(format!("${:.4}", s.cost_usd)),
             Cell::new(rfc3339(s.created_at)),
-        ]);
+        ];
+        if project {
+            row.insert(2, Cell::new(s.project.as_str()));
+        }
+        t.add_row(row);
     }
     t.to_string()
 }
@@ -270,6 +293,7 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
         c.cancelled,
         s.cost_usd
     );
+    let _ = writeln!(out, "project {}", s.project);
     let deps: Vec<(i64, &[i64])> = d.tasks.iter().map(|t| (t.task_id, t.depends_on.as_slice())).collect();
     for tree_line in crate::tree::layout(&deps, crate::tree::Repeats::Refer) {
         let t = &d.tasks[tree_line.index];

@@ -47,6 +47,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them, retry(orchestration_id) runs every failed, cancelled and skipped task of the orchestration again. cancel stops a task or a whole orchestration.
+- Task identifiers and orchestration names are looked up in this project (the git work tree of your first root or working directory); #<task_id> reaches any task. Lists show this project unless all_projects=true.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
 
@@ -67,7 +68,14 @@ pub struct ClaudeWorkerServer {
     subscribed: Arc<tokio::sync::Mutex<Watcher>>,
     /// Set once the task that notifies subscribers runs.
     notifying: Arc<std::sync::atomic::AtomicBool>,
+    /// The session's caller, once known: the client's first root when it offers roots (its
+    /// project, and the default working directory), else the server's working directory.
+    /// Forgotten when the roots change.
+    session: Arc<tokio::sync::Mutex<Option<Service>>>,
 }
+
+/// How long the client may take to list its roots before the server's directory is used.
+const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClaudeWorkerServer {
     pub fn new(service: Service) -> ClaudeWorkerServer {
@@ -78,7 +86,50 @@ impl ClaudeWorkerServer {
             tool_router,
             subscribed: Arc::new(tokio::sync::Mutex::new(Watcher::default())),
             notifying: Arc::default(),
+            session: Arc::default(),
         }
+    }
+
+    /// The service for this session's caller: scoped to the session's project, found on the
+    /// first call that needs it (asking the client for its roots) and kept.
+    async fn service(&self, peer: &Peer<RoleServer>) -> Service {
+        let mut session = self.session.lock().await;
+        if let Some(service) = session.as_ref() {
+            return service.clone();
+        }
+        let service = match Self::first_root(peer).await {
+            Some(dir) => self.service.in_directory(dir),
+            None => self.service.clone(),
+        };
+        tracing::debug!("this session's project: {}", service.project());
+        *session = Some(service.clone());
+        service
+    }
+
+    /// The directory of the client's first `file://` root, when it offers roots and lists them.
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated by SEP-2577 but are what Claude Code and most clients offer today"
+    )]
+    async fn first_root(peer: &Peer<RoleServer>) -> Option<std::path::PathBuf> {
+        let offers_roots = peer.peer_info().is_some_and(|info| info.capabilities.roots.is_some());
+        if !offers_roots {
+            return None;
+        }
+        let roots = match tokio::time::timeout(ROOTS_TIMEOUT, peer.list_roots()).await {
+            Ok(Ok(result)) => result.roots,
+            Ok(Err(e)) => {
+                tracing::warn!("the client offers roots but did not list them ({e}); using the server's directory");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!("the client did not list its roots in time; using the server's directory");
+                return None;
+            }
+        };
+        let dir = roots.first().and_then(|root| root_directory(&root.uri))?;
+        // A root that does not exist here (a remote client's path) cannot name a project.
+        std::fs::canonicalize(&dir).ok().filter(|d| d.is_dir())
     }
 
     /// Waits for the next change anywhere (or a moment, without an executor); false once no
@@ -141,6 +192,36 @@ impl ClaudeWorkerServer {
     }
 }
 
+/// The directory a root's URI names: `file://` URIs only (with an empty or `localhost` host),
+/// percent-escapes decoded.
+fn root_directory(uri: &str) -> Option<std::path::PathBuf> {
+    let rest = uri.strip_prefix("file://")?;
+    let path = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !path.starts_with('/') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    Some(std::path::PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(decoded)))
+}
+
 /// True for sessions at 2026-07-28 or later, which take cache hints.
 fn new_protocol(context: &RequestContext<RoleServer>) -> bool {
     context.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
@@ -195,10 +276,14 @@ fn limit(limit: Option<u32>) -> Result<u32, String> {
 impl ClaudeWorkerServer {
     /// Queue a Claude Code task. It runs in the background once every depends_on task completed.
     #[tool(input_schema = input_schema::<CreateTaskArgs>())]
-    async fn create_task(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<CreateTaskOut>, String> {
+    async fn create_task(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<CreateTaskOut>, String> {
         let args: CreateTaskArgs = parse_args(args)?;
         let (input, orchestration) = args.into_parts();
-        let created = self.service.create_task(input, orchestration).await.map_err(caller_error)?;
+        let created = self.service(&ctx.peer).await.create_task(input, orchestration).await.map_err(caller_error)?;
         CreateTaskOut::from_created(&created).map(Json).ok_or_else(|| "no task was created".to_owned())
     }
 
@@ -207,12 +292,14 @@ impl ClaudeWorkerServer {
     async fn create_orchestration(
         &self,
         Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateOrchestrationOut>, String> {
         let args: CreateOrchestrationArgs = parse_args(args)?;
         let delays: Vec<f64> = args.tasks.iter().map(|t| t.initial_delay.unwrap_or(0.0)).collect();
         let inputs = args.tasks.into_iter().map(wire::BatchTask::into_task_input).collect();
-        let created = self.service.create_orchestration(args.name, inputs).await.map_err(caller_error)?;
-        let status = match self.service.status(&Target::Orchestration(created.orchestration_id)).await {
+        let service = self.service(&ctx.peer).await;
+        let created = service.create_orchestration(args.name, inputs).await.map_err(caller_error)?;
+        let status = match service.status(&Target::Orchestration(created.orchestration_id)).await {
             Ok(crate::service::Status::Orchestration(d)) => d.summary.status.to_string(),
             _ => "pending".to_owned(),
         };
@@ -221,10 +308,14 @@ impl ClaudeWorkerServer {
 
     /// Status of a task (task: identifier or #id) or of an orchestration (orchestration_id), with results, cost and errors.
     #[tool(annotations(read_only_hint = true), input_schema = input_schema::<StatusArgs>())]
-    async fn get_status(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<StatusOut>, String> {
+    async fn get_status(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<StatusOut>, String> {
         let args: StatusArgs = parse_args(args)?;
         let target = target(args.task, args.orchestration_id)?;
-        let status = self.service.status(&target).await.map_err(caller_error)?;
+        let status = self.service(&ctx.peer).await.status(&target).await.map_err(caller_error)?;
         Ok(Json(StatusOut::from_status(&status)))
     }
 
@@ -233,6 +324,7 @@ impl ClaudeWorkerServer {
     async fn list_orchestrations(
         &self,
         Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ListOrchestrationsOut>, String> {
         let args: ListOrchestrationsArgs = parse_args(args)?;
         let status =
@@ -242,15 +334,21 @@ impl ClaudeWorkerServer {
                     format!("status {s:?} is not one of pending, running, completed, failed, cancelled")
                 })?),
             };
-        let filter = OrchestrationFilter { status, limit: limit(args.limit)? };
-        let list = self.service.list_orchestrations(filter).await.map_err(caller_error)?;
+        let service = self.service(&ctx.peer).await;
+        let project = service.listed_project(args.all_projects.unwrap_or(false));
+        let filter = OrchestrationFilter { status, project, limit: limit(args.limit)? };
+        let list = service.list_orchestrations(filter).await.map_err(caller_error)?;
         let orchestrations: Vec<StatusOut> = list.iter().map(StatusOut::from_summary).collect();
         Ok(Json(ListOrchestrationsOut { count: orchestrations.len(), orchestrations }))
     }
 
     /// List tasks, newest first.
     #[tool(annotations(read_only_hint = true), input_schema = input_schema::<ListTasksArgs>())]
-    async fn list_tasks(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<ListTasksOut>, String> {
+    async fn list_tasks(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<ListTasksOut>, String> {
         let args: ListTasksArgs = parse_args(args)?;
         let status = match args.status.as_deref() {
             None | Some("") => None,
@@ -258,41 +356,58 @@ impl ClaudeWorkerServer {
                 format!("status {s:?} is not one of waiting, pending, running, completed, failed, cancelled, skipped")
             })?),
         };
-        let filter = TaskFilter { status, orchestration_id: args.orchestration_id, limit: limit(args.limit)? };
-        let list = self.service.list_tasks(filter).await.map_err(caller_error)?;
+        let service = self.service(&ctx.peer).await;
+        // An orchestration named by id is listed whole, whatever project it is in.
+        let all_projects = args.all_projects.unwrap_or(false) || args.orchestration_id.is_some();
+        let project = service.listed_project(all_projects);
+        let filter = TaskFilter { status, orchestration_id: args.orchestration_id, project, limit: limit(args.limit)? };
+        let list = service.list_tasks(filter).await.map_err(caller_error)?;
         let tasks: Vec<TaskListItemOut> = list.iter().map(TaskListItemOut::from).collect();
         Ok(Json(ListTasksOut { count: tasks.len(), tasks }))
     }
 
     /// A task's result, error and the end of its summary log, with the log file paths.
     #[tool(annotations(read_only_hint = true), input_schema = input_schema::<OutputArgs>())]
-    async fn get_task_output(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<OutputOut>, String> {
+    async fn get_task_output(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<OutputOut>, String> {
         let args: OutputArgs = parse_args(args)?;
         let tail = usize::try_from(args.tail_lines.unwrap_or(50).min(10_000)).unwrap_or(50);
-        let output = self.service.output(args.task.to_ref(), tail).await.map_err(caller_error)?;
+        let output = self.service(&ctx.peer).await.output(args.task.to_ref(), tail).await.map_err(caller_error)?;
         Ok(Json(OutputOut::from(&output)))
     }
 
     /// Cancel a task (its dependents are skipped) or a whole orchestration. Running tasks are stopped.
     #[tool(annotations(destructive_hint = true), input_schema = input_schema::<CancelArgs>())]
-    async fn cancel(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<CancelOut>, String> {
+    async fn cancel(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<CancelOut>, String> {
         let args: CancelArgs = parse_args(args)?;
         let target = target(args.task, args.orchestration_id)?;
-        let outcome = self.service.cancel(target, args.reason).await.map_err(caller_error)?;
+        let outcome = self.service(&ctx.peer).await.cancel(target, args.reason).await.map_err(caller_error)?;
         Ok(Json(CancelOut::from(&outcome)))
     }
 
     /// Run a failed or cancelled task again (task), reopening its skipped dependents, or every failed, cancelled and skipped task of an orchestration (orchestration_id).
     #[tool(input_schema = input_schema::<RetryArgs>())]
-    async fn retry(&self, Parameters(args): Parameters<JsonObject>) -> Result<Json<RetryOut>, String> {
+    async fn retry(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<RetryOut>, String> {
         let args: RetryArgs = parse_args(args)?;
+        let service = self.service(&ctx.peer).await;
         match target(args.task, args.orchestration_id)? {
             Target::Task(task) => {
-                let outcome = self.service.retry(task).await.map_err(caller_error)?;
+                let outcome = service.retry(task).await.map_err(caller_error)?;
                 Ok(Json(RetryOut::from(&outcome)))
             }
             Target::Orchestration(id) => {
-                let outcome = self.service.retry_orchestration(id).await.map_err(caller_error)?;
+                let outcome = service.retry_orchestration(id).await.map_err(caller_error)?;
                 Ok(Json(RetryOut::from(&outcome)))
             }
         }
@@ -339,8 +454,9 @@ impl ClaudeWorkerServer {
                 }
             })
         });
+        let service = self.service(&ctx.peer).await;
         let waited = tokio::select! {
-            waited = self.service.wait(&target, Duration::from_secs_f64(seconds), |progress| {
+            waited = service.wait(&target, Duration::from_secs_f64(seconds), |progress| {
                 let _ = progress_tx.send(progress);
             }) => waited,
             () = ctx.ct.cancelled() => return Err("the wait was cancelled by the client".to_owned()),
@@ -369,6 +485,11 @@ impl ServerHandler for ClaudeWorkerServer {
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("claude-worker", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        // The next call asks for the roots again.
+        *self.session.lock().await = None;
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -412,7 +533,7 @@ impl ServerHandler for ClaudeWorkerServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        resources::list(&self.service, new_protocol(&context)).await
+        resources::list(&self.service(&context.peer).await, new_protocol(&context)).await
     }
 
     async fn read_resource(

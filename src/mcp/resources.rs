@@ -114,11 +114,20 @@ fn internal(e: ServiceError) -> ErrorData {
 /// The newest tasks and orchestrations, newest first.
 pub async fn list(service: &Service, new_protocol: bool) -> Result<ListResourcesResult, ErrorData> {
     let orchestrations = service
-        .list_orchestrations(OrchestrationFilter { status: None, limit: LISTED_ORCHESTRATIONS })
+        .list_orchestrations(OrchestrationFilter {
+            status: None,
+            project: Some(service.project().clone()),
+            limit: LISTED_ORCHESTRATIONS,
+        })
         .await
         .map_err(internal)?;
     let tasks = service
-        .list_tasks(TaskFilter { status: None, orchestration_id: None, limit: LISTED_TASKS })
+        .list_tasks(TaskFilter {
+            status: None,
+            orchestration_id: None,
+            project: Some(service.project().clone()),
+            limit: LISTED_TASKS,
+        })
         .await
         .map_err(internal)?;
     let mut resources = Vec::with_capacity(tasks.len() + orchestrations.len());

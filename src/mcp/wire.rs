@@ -61,7 +61,7 @@ macro_rules! with_task_options {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
-            /// Directory to run in (absolute, or relative to the server's). Default: the server's directory.
+            /// Directory to run in (absolute, or relative to the default). Default: the client's first root, else the server's directory.
             pub working_directory: Option<String>,
             /// sonnet, opus, haiku or a full model id.
             pub model: Option<String>,
@@ -230,6 +230,8 @@ pub struct ListOrchestrationsArgs {
     pub status: Option<String>,
     /// Default 20.
     pub limit: Option<u32>,
+    /// List every project's orchestrations, not only this project's (default false).
+    pub all_projects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -240,6 +242,8 @@ pub struct ListTasksArgs {
     pub orchestration_id: Option<i64>,
     /// Default 20.
     pub limit: Option<u32>,
+    /// List every project's tasks, not only this project's (default false).
+    pub all_projects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -430,6 +434,8 @@ pub struct StatusOut {
     /// "task" or "orchestration".
     pub kind: String,
     pub orchestration_id: i64,
+    /// The project (top of the git work tree of the working directory) it belongs to.
+    pub project: String,
     pub status: String,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -521,6 +527,7 @@ impl StatusOut {
         StatusOut {
             kind: "task".to_owned(),
             orchestration_id: t.orchestration_id,
+            project: t.project.to_string(),
             status: t.status.to_string(),
             created_at: rfc3339(t.created_at),
             started_at: t.started_at.map(rfc3339),
@@ -561,6 +568,7 @@ impl StatusOut {
         StatusOut {
             kind: "orchestration".to_owned(),
             orchestration_id: s.orchestration_id,
+            project: s.project.to_string(),
             status: s.status.to_string(),
             created_at: rfc3339(s.created_at),
             started_at: s.started_at.map(rfc3339),
@@ -612,6 +620,7 @@ pub struct TaskListItemOut {
     pub task_id: i64,
     pub task_identifier: String,
     pub orchestration_id: i64,
+    pub project: String,
     pub status: String,
     pub created_at: String,
     pub last_action: Option<String>,
@@ -623,6 +632,7 @@ impl From<&TaskListItem> for TaskListItemOut {
             task_id: t.task_id,
             task_identifier: t.task_identifier.clone(),
             orchestration_id: t.orchestration_id,
+            project: t.project.to_string(),
             status: t.status.to_string(),
             created_at: rfc3339(t.created_at),
             last_action: t.last_action.clone(),

@@ -8,11 +8,13 @@ use super::query::{resolve_orchestration, resolve_task};
 use super::{Store, StoreError, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
 use crate::graph;
 use crate::model::{Millis, OrchestrationId, TaskId, TaskRef, TaskStatus};
+use crate::project::Project;
 
 /// What to cancel.
 #[derive(Clone, Debug)]
 pub enum CancelTarget {
-    Task(TaskRef),
+    /// A task; a bare identifier names the newest of that name in the project given.
+    Task(TaskRef, Project),
     Orchestration(OrchestrationId),
 }
 
@@ -70,8 +72,8 @@ impl Store {
     /// Cancels a task (and skips its dependents) or a whole orchestration.
     pub fn cancel(&mut self, target: &CancelTarget, reason: &str, now: Millis) -> Result<CancelOutcome, StoreError> {
         self.write(|tx| match target {
-            CancelTarget::Task(task) => {
-                let task_id = resolve_task(tx, task)?;
+            CancelTarget::Task(task, scope) => {
+                let task_id = resolve_task(tx, task, scope)?;
                 let orchestration_id = task_key(tx, task_id)?.orchestration_id;
                 let mut outcome = CancelOutcome { orchestration_id, ..CancelOutcome::default() };
                 cancel_one(tx, task_id, "cancelled", reason, now, true, &mut outcome)?;
@@ -112,9 +114,9 @@ impl Store {
 
     /// Puts a failed or cancelled task back in line with fresh attempts, and reopens the
     /// dependents that were skipped because of it.
-    pub fn retry(&mut self, task: &TaskRef, now: Millis) -> Result<RetryOutcome, StoreError> {
+    pub fn retry(&mut self, task: &TaskRef, scope: &Project, now: Millis) -> Result<RetryOutcome, StoreError> {
         self.write(|tx| {
-            let task_id = resolve_task(tx, task)?;
+            let task_id = resolve_task(tx, task, scope)?;
             let key = task_key(tx, task_id)?;
             let graph = load_graph(tx, key.orchestration_id)?;
             let status = graph.status(task_id).unwrap_or(TaskStatus::Failed);

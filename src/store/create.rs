@@ -7,9 +7,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::projects::{orchestration_project, task_elsewhere, task_in_project};
 use super::{Store, StoreError, TaskKey, lineage, record_event, refresh_orchestration};
 use crate::graph::{self, InitialState};
 use crate::model::{Millis, NewBatch, OrchestrationId, TaskId, TaskLink, TaskRef, TaskStatus};
+use crate::project::Project;
 
 /// What a stored batch became.
 #[derive(Clone, Debug)]
@@ -56,6 +58,7 @@ struct Resolved {
     identifier: String,
     orchestration_id: OrchestrationId,
     status: TaskStatus,
+    project: Project,
 }
 
 fn create_in(
@@ -69,8 +72,10 @@ fn create_in(
     let in_batch: HashMap<&str, usize> =
         batch.tasks.iter().enumerate().map(|(i, t)| (t.identifier.as_str(), i)).collect();
 
+    // An orchestration holds the tasks of one project: never merged across projects.
+    let project = batch_project(batch)?;
     let named = match &batch.orchestration {
-        Some(name) => find_orchestration_by_name(tx, name)?,
+        Some(name) => named_orchestration(tx, name, &batch.scope, &project)?,
         None => None,
     };
     if let (true, Some(existing), Some(name)) = (batch.new_orchestration, named, &batch.orchestration) {
@@ -85,9 +90,17 @@ fn create_in(
             if is_internal || external.contains_key(dep) {
                 continue;
             }
-            let Some(resolved) = resolve_dependency(tx, dep, named)? else {
-                return Err(unknown_dependency(tx, &task.identifier, dep, named)?);
+            let Some(resolved) = resolve_dependency(tx, dep, named, &batch.scope)? else {
+                return Err(unknown_dependency(tx, &task.identifier, dep, named, &batch.scope)?);
             };
+            if resolved.project != project {
+                return Err(StoreError::Refused(format!(
+                    "task {:?} (project {project}) cannot depend on {dep}, task #{} {:?} of project {}: an \
+                     orchestration holds the tasks of one project, so dependencies never cross projects. Drop \
+                     the dependency, or queue the task from that project with a working_directory in it",
+                    task.identifier, resolved.task_id, resolved.identifier, resolved.project
+                )));
+            }
             external.insert(dep.clone(), resolved);
         }
     }
@@ -98,8 +111,10 @@ fn create_in(
     let mut merged = Vec::new();
     let orchestration_id = match involved.first().copied() {
         None => {
-            tx.prepare_cached("INSERT INTO orchestrations (name, created_at, timeout_ms) VALUES (?1, ?2, ?3)")?
-                .execute(params![batch.orchestration, now, timeout_ms])?;
+            tx.prepare_cached(
+                "INSERT INTO orchestrations (name, created_at, timeout_ms, project) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![batch.orchestration, now, timeout_ms, project.as_str()])?;
             tx.last_insert_rowid()
         }
         Some(target) => {
@@ -182,8 +197,9 @@ fn create_in(
             "INSERT INTO tasks (orchestration_id, task_identifier, execution_prompt, working_directory, model,
                  system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools,
                  max_turns, max_budget_usd, timeout_seconds, max_attempts, priority, wait_after_dependencies,
-                 status, created_at, ready_at, ended_at, error_kind, error_message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                 status, created_at, ready_at, ended_at, error_kind, error_message, project)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+                 ?23)",
         )?
         .execute(params![
             orchestration_id,
@@ -208,6 +224,7 @@ fn create_in(
             ended_at,
             skipped_because.as_ref().map(|_| "dependency_failed"),
             skipped_because,
+            project.as_str(),
         ])?;
         let task_id = tx.last_insert_rowid();
         if let Some(by) = &batch.queued_by {
@@ -249,13 +266,57 @@ pub(super) fn seconds_to_ms(seconds: f64) -> Millis {
     (seconds * 1000.0).round() as Millis
 }
 
-/// The live orchestration of a name, following merges.
-pub(super) fn find_orchestration_by_name(tx: &Connection, name: &str) -> Result<Option<OrchestrationId>, StoreError> {
+/// The project of a batch's tasks: one for all of them, or a refusal.
+fn batch_project(batch: &NewBatch) -> Result<Project, StoreError> {
+    let first = batch.tasks.first().map_or_else(|| batch.scope.clone(), |t| t.project.clone());
+    if let Some(other) = batch.tasks.iter().find(|t| t.project != first) {
+        return Err(StoreError::Refused(format!(
+            "task {:?} is in project {first} and task {:?} in project {}: an orchestration holds the tasks of \
+             one project (the git work tree of their working_directory). Queue them as separate orchestrations",
+            batch.tasks[0].identifier, other.identifier, other.project
+        )));
+    }
+    Ok(first)
+}
+
+/// The orchestration a batch names: looked for in the caller's project, and in the tasks'
+/// project when that is another (where a new one of that name would live). Refused when it
+/// lies in another project than the tasks.
+fn named_orchestration(
+    tx: &Connection,
+    name: &str,
+    scope: &Project,
+    project: &Project,
+) -> Result<Option<OrchestrationId>, StoreError> {
+    let found = match find_orchestration_by_name(tx, name, scope)? {
+        Some(id) => Some(id),
+        None if scope != project => find_orchestration_by_name(tx, name, project)?,
+        None => None,
+    };
+    let Some(id) = found else { return Ok(None) };
+    let its_project = orchestration_project(tx, id)?;
+    if &its_project != project {
+        return Err(StoreError::Refused(format!(
+            "orchestration {name:?} (id {id}) belongs to project {its_project}, but the tasks' working_directory is \
+             in project {project}: an orchestration holds the tasks of one project. Choose another orchestration \
+             name, or a working_directory in {its_project}"
+        )));
+    }
+    Ok(Some(id))
+}
+
+/// The live orchestration of a name in a project, following merges.
+pub(super) fn find_orchestration_by_name(
+    tx: &Connection,
+    name: &str,
+    project: &Project,
+) -> Result<Option<OrchestrationId>, StoreError> {
     let id: Option<OrchestrationId> = tx
         .prepare_cached(
-            "SELECT orchestration_id FROM orchestrations WHERE name = ?1 ORDER BY orchestration_id DESC LIMIT 1",
+            "SELECT orchestration_id FROM orchestrations WHERE project = ?2 AND name = ?1
+             ORDER BY orchestration_id DESC LIMIT 1",
         )?
-        .query_row([name], |row| row.get(0))
+        .query_row(params![name, project.as_str()], |row| row.get(0))
         .optional()?;
     match id {
         Some(id) => Ok(Some(follow_merges(tx, id)?)),
@@ -278,39 +339,35 @@ pub(super) fn follow_merges(tx: &Connection, mut id: OrchestrationId) -> Result<
     Ok(id)
 }
 
+/// A dependency: `#id` anywhere; a bare identifier in the named orchestration, else the newest
+/// task of that identifier in the caller's project.
 fn resolve_dependency(
     tx: &Connection,
     dep: &TaskRef,
     named: Option<OrchestrationId>,
+    scope: &Project,
 ) -> Result<Option<Resolved>, StoreError> {
-    let map = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(TaskId, String, OrchestrationId, String)> {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-    };
-    let found = match (dep, named) {
-        (TaskRef::Id(id), _) => tx
-            .prepare_cached("SELECT task_id, task_identifier, orchestration_id, status FROM tasks WHERE task_id = ?1")?
-            .query_row([id], map)
-            .optional()?,
+    let task_id = match (dep, named) {
+        (TaskRef::Id(id), _) => Some(*id),
         (TaskRef::Identifier(name), Some(orchestration_id)) => tx
-            .prepare_cached(
-                "SELECT task_id, task_identifier, orchestration_id, status FROM tasks
-                 WHERE orchestration_id = ?1 AND task_identifier = ?2",
-            )?
-            .query_row(params![orchestration_id, name], map)
+            .prepare_cached("SELECT task_id FROM tasks WHERE orchestration_id = ?1 AND task_identifier = ?2")?
+            .query_row(params![orchestration_id, name], |row| row.get(0))
             .optional()?,
-        (TaskRef::Identifier(name), None) => tx
-            .prepare_cached(
-                "SELECT task_id, task_identifier, orchestration_id, status FROM tasks
-                 WHERE task_identifier = ?1 ORDER BY task_id DESC LIMIT 1",
-            )?
-            .query_row([name], map)
-            .optional()?,
+        (TaskRef::Identifier(name), None) => task_in_project(tx, scope, name)?,
     };
-    Ok(found.map(|(task_id, identifier, orchestration_id, status)| Resolved {
+    let Some(task_id) = task_id else { return Ok(None) };
+    let found = tx
+        .prepare_cached("SELECT task_identifier, orchestration_id, status, project FROM tasks WHERE task_id = ?1")?
+        .query_row([task_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+        })
+        .optional()?;
+    Ok(found.map(|(identifier, orchestration_id, status, project)| Resolved {
         task_id,
         identifier,
         orchestration_id,
         status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+        project: Project::from_stored(project),
     }))
 }
 
@@ -321,7 +378,12 @@ fn unknown_dependency(
     task: &str,
     dep: &TaskRef,
     named: Option<OrchestrationId>,
+    scope: &Project,
 ) -> Result<StoreError, StoreError> {
+    let elsewhere = match (dep, named) {
+        (TaskRef::Identifier(name), None) => task_elsewhere(tx, scope, name)?,
+        _ => None,
+    };
     let candidates: Vec<String> = match named {
         Some(id) => tx
             .prepare_cached("SELECT task_identifier FROM tasks WHERE orchestration_id = ?1 ORDER BY task_id DESC")?
@@ -329,15 +391,18 @@ fn unknown_dependency(
             .collect::<Result<_, _>>()?,
         None => tx
             .prepare_cached(
-                "SELECT task_identifier FROM tasks GROUP BY task_identifier ORDER BY max(task_id) DESC LIMIT 200",
+                "SELECT task_identifier FROM tasks WHERE project = ?1
+                 GROUP BY task_identifier ORDER BY max(task_id) DESC LIMIT 200",
             )?
-            .query_map([], |row| row.get(0))?
+            .query_map([scope.as_str()], |row| row.get(0))?
             .collect::<Result<_, _>>()?,
     };
     Ok(StoreError::UnknownDependency(Box::new(UnknownDependency {
         task: task.to_owned(),
         dependency: dep.clone(),
         orchestration: named,
+        project: scope.clone(),
+        elsewhere,
         candidates,
     })))
 }
@@ -375,6 +440,10 @@ pub struct UnknownDependency {
     pub dependency: TaskRef,
     /// The orchestration it was looked for in, when one was named.
     pub orchestration: Option<OrchestrationId>,
+    /// The caller's project, where a bare identifier was looked for.
+    pub project: Project,
+    /// A task of that identifier in another project, which a bare identifier does not reach.
+    pub elsewhere: Option<(TaskId, Project)>,
     candidates: Vec<String>,
 }
 
@@ -389,8 +458,17 @@ impl std::fmt::Display for UnknownDependency {
         let suggestions = graph::suggest(&wanted, self.candidates.iter().map(String::as_str), SUGGESTIONS);
         let scope = match self.orchestration {
             Some(id) => format!(" in orchestration {id}"),
-            None => String::new(),
+            None => format!(" in this project ({})", self.project),
         };
+        if let Some((task_id, other)) = &self.elsewhere {
+            return write!(
+                f,
+                "task {:?} depends on {wanted}, which matches no task{scope}: the task {wanted:?} is #{task_id}, in \
+                 project {other}. Bare identifiers name tasks of the caller's project only, and dependencies never \
+                 cross projects: create {wanted:?} in this project, or drop the dependency",
+                self.task
+            );
+        }
         let hint = if suggestions.is_empty() {
             "there are no tasks to depend on yet: create the dependency first, or drop it".to_owned()
         } else {

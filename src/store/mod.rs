@@ -12,6 +12,7 @@ mod handle;
 mod identity;
 mod lineage;
 mod maintenance;
+mod projects;
 mod query;
 mod run;
 
@@ -37,13 +38,16 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 3;
+pub const SCHEMA_VERSION: usize = 4;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_initial.sql")),
         M::up(include_str!("migrations/0002_recovery.sql")),
         M::up(include_str!("migrations/0003_created_by.sql")),
+        M::up_with_hook(include_str!("migrations/0004_projects.sql"), |tx: &rusqlite::Transaction<'_>| {
+            projects::backfill_projects(tx).map_err(rusqlite_migration::HookError::from)
+        }),
     ])
 }
 

@@ -5,18 +5,22 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::create::follow_merges;
+use super::projects::{task_in_project, unknown_task};
 use super::{Store, StoreError, counters};
 use crate::model::{
     Counters, Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary,
     OrchestrationTask, TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem, TaskRecord, TaskRef,
     TaskSettings, TaskStatus, Usage,
 };
+use crate::project::Project;
 
 /// Which tasks to list.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub orchestration_id: Option<OrchestrationId>,
+    /// Only the tasks of this project; `None` lists every project's.
+    pub project: Option<Project>,
     pub limit: u32,
 }
 
@@ -24,6 +28,8 @@ pub struct TaskFilter {
 #[derive(Clone, Debug, Default)]
 pub struct OrchestrationFilter {
     pub status: Option<OrchestrationStatus>,
+    /// Only the orchestrations of this project; `None` lists every project's.
+    pub project: Option<Project>,
     pub limit: u32,
 }
 
@@ -32,7 +38,7 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     timeout_seconds, max_attempts, priority, wait_after_dependencies, status, attempt, created_at, started_at, ended_at,
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
-    cancel_requested, created_by, depth";
+    cancel_requested, created_by, depth, project";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -50,6 +56,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         task_id: row.get("task_id")?,
         task_identifier: row.get("task_identifier")?,
         orchestration_id: row.get("orchestration_id")?,
+        project: Project::from_stored(row.get("project")?),
         prompt: row.get("execution_prompt")?,
         settings: TaskSettings {
             working_directory: row.get("working_directory")?,
@@ -99,23 +106,25 @@ pub(super) fn read_task(tx: &Connection, task_id: TaskId) -> Result<TaskRecord, 
         .ok_or_else(|| StoreError::NotFound(format!("no task #{task_id}")))
 }
 
-/// The id a reference names: `#id`, or the most recent task with that identifier.
-pub(super) fn resolve_task(tx: &Connection, task: &TaskRef) -> Result<TaskId, StoreError> {
-    let found: Option<TaskId> = match task {
+/// The id a reference names: `#id` (in any project), or the most recent task with that
+/// identifier in the caller's project `scope`. An identifier found only in another project is
+/// refused with that task's `#id`, never bound.
+pub(super) fn resolve_task(tx: &Connection, task: &TaskRef, scope: &Project) -> Result<TaskId, StoreError> {
+    match task {
         TaskRef::Id(id) => tx
             .prepare_cached("SELECT task_id FROM tasks WHERE task_id = ?1")?
             .query_row([id], |row| row.get(0))
-            .optional()?,
-        TaskRef::Identifier(name) => tx
-            .prepare_cached("SELECT task_id FROM tasks WHERE task_identifier = ?1 ORDER BY task_id DESC LIMIT 1")?
-            .query_row([name], |row| row.get(0))
-            .optional()?,
-    };
-    found.ok_or_else(|| {
-        StoreError::NotFound(format!(
-            "no task {task}: give a task identifier or #<task_id> (list_tasks shows the stored ones)"
-        ))
-    })
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "no task {task}: give a task identifier or #<task_id> (list_tasks shows the stored ones)"
+                ))
+            }),
+        TaskRef::Identifier(name) => match task_in_project(tx, scope, name)? {
+            Some(id) => Ok(id),
+            None => Err(unknown_task(tx, scope, name)?),
+        },
+    }
 }
 
 /// The live orchestration an id names (following merges).
@@ -156,21 +165,24 @@ pub(super) fn task_detail(tx: &Connection, task_id: TaskId) -> Result<TaskDetail
 }
 
 fn summary(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationSummary, StoreError> {
-    let (name, status, created_at, started_at, ended_at): (
+    let (name, status, created_at, started_at, ended_at, project): (
         Option<String>,
         String,
         Millis,
         Option<Millis>,
         Option<Millis>,
+        String,
     ) = tx
         .prepare_cached(
-            "SELECT name, status, created_at, started_at, ended_at FROM orchestrations WHERE orchestration_id = ?1",
+            "SELECT name, status, created_at, started_at, ended_at, project FROM orchestrations
+             WHERE orchestration_id = ?1",
         )?
-        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?;
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)))?;
     let (counters, cost_usd) = counters(tx, id)?;
     Ok(OrchestrationSummary {
         orchestration_id: id,
         name,
+        project: Project::from_stored(project),
         status: OrchestrationStatus::parse(&status).unwrap_or(OrchestrationStatus::Failed),
         created_at,
         started_at,
@@ -222,10 +234,10 @@ pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Resu
 }
 
 impl Store {
-    /// One task with its dependencies and dependents.
-    pub fn task(&mut self, task: &TaskRef) -> Result<TaskDetail, StoreError> {
+    /// One task with its dependencies and dependents (a bare identifier in `scope`).
+    pub fn task(&mut self, task: &TaskRef, scope: &Project) -> Result<TaskDetail, StoreError> {
         self.read(|tx| {
-            let task_id = resolve_task(tx, task)?;
+            let task_id = resolve_task(tx, task, scope)?;
             task_detail(tx, task_id)
         })
     }
@@ -238,19 +250,34 @@ impl Store {
         })
     }
 
-    /// The orchestration a name gives (the newest of that name, following merges), if any.
-    pub fn orchestration_named(&mut self, name: &str) -> Result<Option<OrchestrationId>, StoreError> {
-        self.read(|tx| super::create::find_orchestration_by_name(tx, name))
+    /// The orchestration a name gives in a project (the newest of that name, following
+    /// merges), if any. Names are per project.
+    pub fn orchestration_named(
+        &mut self,
+        name: &str,
+        project: &Project,
+    ) -> Result<Option<OrchestrationId>, StoreError> {
+        self.read(|tx| super::create::find_orchestration_by_name(tx, name, project))
     }
 
-    /// The names of orchestrations that are `base` or start with `base-`, for numbering runs.
-    pub fn orchestration_names_like(&mut self, base: &str) -> Result<Vec<String>, StoreError> {
+    /// The newest orchestration of this name in another project than `project`, with its project.
+    pub fn orchestration_named_elsewhere(
+        &mut self,
+        name: &str,
+        project: &Project,
+    ) -> Result<Option<(OrchestrationId, Project)>, StoreError> {
+        self.read(|tx| super::projects::orchestration_elsewhere(tx, project, name))
+    }
+
+    /// The names of a project's orchestrations that are `base` or start with `base-`, for
+    /// numbering runs.
+    pub fn orchestration_names_like(&mut self, base: &str, project: &Project) -> Result<Vec<String>, StoreError> {
         self.read(|tx| {
             let mut stmt = tx.prepare_cached(
-                "SELECT name FROM orchestrations
-                 WHERE name = ?1 OR (substr(name, 1, length(?1)) = ?1 AND substr(name, length(?1) + 1, 1) = '-')",
+                "SELECT name FROM orchestrations WHERE project = ?2
+                 AND (name = ?1 OR (substr(name, 1, length(?1)) = ?1 AND substr(name, length(?1) + 1, 1) = '-'))",
             )?;
-            let names = stmt.query_map([base], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            let names = stmt.query_map(params![base, project.as_str()], |row| row.get(0))?.collect::<Result<_, _>>()?;
             Ok(names)
         })
     }
@@ -271,23 +298,29 @@ impl Store {
                 None => None,
             };
             let mut stmt = tx.prepare_cached(
-                "SELECT task_id, task_identifier, orchestration_id, status, created_at, last_action, cost_usd FROM tasks
+                "SELECT task_id, task_identifier, orchestration_id, status, created_at, last_action, cost_usd, project
+                 FROM tasks
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR orchestration_id = ?2)
+                     AND (?4 IS NULL OR project = ?4)
                  ORDER BY task_id DESC LIMIT ?3",
             )?;
-            let rows =
-                stmt.query_map(params![filter.status.map(TaskStatus::as_str), orchestration, filter.limit], |row| {
+            let project = filter.project.as_ref().map(Project::as_str);
+            let rows = stmt.query_map(
+                params![filter.status.map(TaskStatus::as_str), orchestration, filter.limit, project],
+                |row| {
                     let status: String = row.get(3)?;
                     Ok(TaskListItem {
                         task_id: row.get(0)?,
                         task_identifier: row.get(1)?,
                         orchestration_id: row.get(2)?,
+                        project: Project::from_stored(row.get(7)?),
                         status: status_of(&status),
                         created_at: row.get(4)?,
                         last_action: row.get(5)?,
                         cost_usd: row.get(6)?,
                     })
-                })?;
+                },
+            )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
@@ -301,18 +334,26 @@ impl Store {
             let ids: Vec<OrchestrationId> = tx
                 .prepare_cached(
                     "SELECT orchestration_id FROM orchestrations WHERE merged_into IS NULL AND (?1 IS NULL OR status = ?1)
+                         AND (?3 IS NULL OR project = ?3)
                      ORDER BY orchestration_id DESC LIMIT ?2",
                 )?
-                .query_map(params![filter.status.map(OrchestrationStatus::as_str), filter.limit], |row| row.get(0))?
+                .query_map(
+                    params![
+                        filter.status.map(OrchestrationStatus::as_str),
+                        filter.limit,
+                        filter.project.as_ref().map(Project::as_str)
+                    ],
+                    |row| row.get(0),
+                )?
                 .collect::<Result<_, _>>()?;
             ids.into_iter().map(|id| summary(tx, id)).collect()
         })
     }
 
-    /// The history of a task, oldest first.
-    pub fn events(&mut self, task: &TaskRef) -> Result<Vec<TaskEvent>, StoreError> {
+    /// The history of a task, oldest first (a bare identifier in `scope`).
+    pub fn events(&mut self, task: &TaskRef, scope: &Project) -> Result<Vec<TaskEvent>, StoreError> {
         self.read(|tx| {
-            let task_id = resolve_task(tx, task)?;
+            let task_id = resolve_task(tx, task, scope)?;
             let mut stmt = tx.prepare_cached(
                 "SELECT event_id, task_id, at, kind, attempt, detail FROM task_events WHERE task_id = ?1 ORDER BY event_id",
             )?;

@@ -2,8 +2,13 @@
 //! the global cap, all-or-nothing batches, and refusing a database from a newer version.
 
 use super::*;
-use crate::model::{NewBatch, NewTask, TaskError, TaskRef, TaskSettings};
+use crate::model::{NewBatch, NewTask, Project, TaskError, TaskRef, TaskSettings};
 use run::MAX_RECLAIMS;
+
+/// The project of the tests' tasks (their working directory is `/`), and the caller's.
+fn here() -> Project {
+    Project::from_stored("/".to_owned())
+}
 
 fn settings() -> TaskSettings {
     TaskSettings { allowed_tools: vec!["Bash(git log:*)".to_owned()], ..TaskSettings::for_tests() }
@@ -15,11 +20,12 @@ fn task(identifier: &str, deps: &[&str]) -> NewTask {
         prompt: format!("do {identifier}"),
         depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
         settings: settings(),
+        project: here(),
     }
 }
 
 fn batch(tasks: Vec<NewTask>) -> NewBatch {
-    NewBatch { orchestration: None, new_orchestration: true, tasks, queued_by: None }
+    NewBatch { orchestration: None, new_orchestration: true, tasks, queued_by: None, scope: here() }
 }
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -100,7 +106,7 @@ fn claims_respect_the_cap_and_completions_are_fenced() {
     let again = store.finish(first.task.task_id, "one", first.fence, &done, &RunStats::default(), 4).expect("finish");
     assert!(!again.accepted, "a second completion of the same attempt is refused");
     assert_eq!(store.heartbeat(first.task.task_id, "one", first.fence, 30_000, 5).expect("heartbeat"), Heartbeat::Lost);
-    let events = store.events(&TaskRef::Identifier("a".to_owned())).expect("events");
+    let events = store.events(&TaskRef::Identifier("a".to_owned()), &here()).expect("events");
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["created", "claimed", "completed"]);
 }
@@ -196,7 +202,7 @@ fn inside_a_group_a_failing_operation_undoes_only_itself() {
     store.create_batch(&batch(vec![task("c", &["a"])]), 100, 3_600_000, 1).expect("c sees a in the same group");
     store.end_group().expect("commit");
     let names: Vec<String> = store
-        .list_tasks(&TaskFilter { status: None, orchestration_id: None, limit: 10 })
+        .list_tasks(&TaskFilter { status: None, orchestration_id: None, project: None, limit: 10 })
         .expect("list")
         .into_iter()
         .map(|t| t.task_identifier)
@@ -211,7 +217,8 @@ fn a_cancel_asked_for_during_an_attempt_wins_over_its_retry() {
     let (_dir, mut store) = open();
     store.create_batch(&batch(vec![task("a", &[]), task("b", &["a"])]), 100, 3_600_000, 1).expect("create");
     let claimed = store.claim_ready("one", 4, 4, 30_000, 2).expect("claim").pop().expect("a");
-    let cancel = store.cancel(&CancelTarget::Task(TaskRef::Identifier("a".to_owned())), "stop it", 3).expect("cancel");
+    let cancel =
+        store.cancel(&CancelTarget::Task(TaskRef::Identifier("a".to_owned()), here()), "stop it", 3).expect("cancel");
     assert_eq!(cancel.stopping.len(), 1, "a runs: its owner is asked to stop it");
     let transient = Finish::Retry {
         error: crate::model::TaskError { kind: "overloaded".to_owned(), message: "529".to_owned() },
@@ -221,7 +228,7 @@ fn a_cancel_asked_for_during_an_attempt_wins_over_its_retry() {
         store.finish(claimed.task.task_id, "one", claimed.fence, &transient, &RunStats::default(), 4).expect("finish");
     assert_eq!(outcome.status, Some(TaskStatus::Cancelled));
     assert_eq!(outcome.skipped.len(), 1, "b is skipped");
-    let a = store.task(&TaskRef::Identifier("a".to_owned())).expect("a").task;
+    let a = store.task(&TaskRef::Identifier("a".to_owned()), &here()).expect("a").task;
     assert_eq!(a.error.map(|e| e.message), Some("stop it".to_owned()));
     assert!(store.claim_ready("two", 4, 4, 30_000, 20).expect("claim").is_empty(), "nothing runs again");
 }
@@ -333,7 +340,7 @@ fn a_task_fails_after_five_deaths_in_a_row_and_a_retry_starts_the_count_again() 
     assert_eq!(last.outcome.status, Some(TaskStatus::Failed));
     assert!(matches!(&last.finish, Some(Finish::Failed { error }) if error.kind == "owner_lost"));
 
-    store.retry(&TaskRef::Id(id), 200).expect("retry");
+    store.retry(&TaskRef::Id(id), &here(), 200).expect("retry");
     assert_eq!(
         die(&mut store, 300).outcome.status,
         Some(TaskStatus::Pending),
@@ -350,7 +357,8 @@ fn retrying_an_orchestration_puts_every_unfinished_branch_back_in_one_go() {
     let created = store.create_batch(&batch(tasks), 100, 3_600_000, 1).expect("create");
     let orchestration_id = created.orchestration_id;
     let id = |name: &str| created.tasks.iter().find(|t| t.identifier == name).expect("created").task_id;
-    let cancel = store.cancel(&CancelTarget::Task(TaskRef::Identifier("d".to_owned())), "not now", 2).expect("cancel");
+    let cancel =
+        store.cancel(&CancelTarget::Task(TaskRef::Identifier("d".to_owned()), here()), "not now", 2).expect("cancel");
     assert_eq!(cancel.skipped, [id("e")]);
     let a = store.claim_ready("one", 4, 4, 30_000, 3).expect("claim").pop().expect("a");
     let done = Finish::Completed { result: Some("ok".to_owned()) };
@@ -375,13 +383,19 @@ fn retrying_an_orchestration_puts_every_unfinished_branch_back_in_one_go() {
             ("e", TaskStatus::Skipped, TaskStatus::Waiting),
         ]
     );
-    let detail = |store: &mut Store, name: &str| store.task(&TaskRef::Identifier(name.to_owned())).expect("task").task;
+    let detail =
+        |store: &mut Store, name: &str| store.task(&TaskRef::Identifier(name.to_owned()), &here()).expect("task").task;
     let a = detail(&mut store, "a");
     assert_eq!((a.status, a.attempt, a.result.as_deref()), (TaskStatus::Completed, 1, Some("ok")), "untouched");
     let b = detail(&mut store, "b");
     assert_eq!((b.status, b.attempt, b.error.is_none()), (TaskStatus::Pending, 0, true), "fresh attempts");
     let kinds = |store: &mut Store, name: &str| -> Vec<String> {
-        store.events(&TaskRef::Identifier(name.to_owned())).expect("events").into_iter().map(|e| e.kind).collect()
+        store
+            .events(&TaskRef::Identifier(name.to_owned()), &here())
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
     };
     assert_eq!(kinds(&mut store, "b").last().map(String::as_str), Some("retried"));
     assert_eq!(kinds(&mut store, "c").last().map(String::as_str), Some("reopened"));
@@ -416,7 +430,11 @@ fn retrying_an_orchestration_with_nothing_to_retry_is_refused() {
         }
         other => panic!("expected Refused, got {other:?}"),
     }
-    assert_eq!(store.events(&TaskRef::Identifier("b".to_owned())).expect("events").len(), 1, "nothing written");
+    assert_eq!(
+        store.events(&TaskRef::Identifier("b".to_owned()), &here()).expect("events").len(),
+        1,
+        "nothing written"
+    );
     assert!(matches!(store.retry_orchestration(999, 2), Err(StoreError::NotFound(_))));
 }
 
@@ -431,12 +449,12 @@ fn a_new_attempt_does_not_show_the_last_attempt_s_action() {
     let retry = Finish::Retry { error, ready_at: 3 };
     store.finish(id, "one", first.fence, &retry, &RunStats::default(), 3).expect("finish");
     store.claim_ready("one", 4, 1, 30_000, 4).expect("claim").pop().expect("claimed again");
-    let detail = store.task(&TaskRef::Id(id)).expect("task");
+    let detail = store.task(&TaskRef::Id(id), &here()).expect("task");
     assert_eq!(detail.task.last_action, None, "attempt 2 has done nothing yet");
 }
 
 fn all_tasks() -> TaskFilter {
-    TaskFilter { status: None, orchestration_id: None, limit: 100 }
+    TaskFilter { status: None, orchestration_id: None, project: None, limit: 100 }
 }
 
 /// Removes the database and its -wal and -shm files, as `rm tasks.db*` does.
@@ -568,9 +586,9 @@ fn work_queued_by_a_task_names_it_until_the_task_is_pruned() {
     queued.queued_by = Some(crate::model::QueuedBy { task_id: creator, depth: 1 });
     let created = store.create_batch(&queued, 100, 3_600_000, 3).expect("create");
     let follow_up = created.tasks[0].task_id;
-    let detail = store.task(&TaskRef::Id(follow_up)).expect("read");
+    let detail = store.task(&TaskRef::Id(follow_up), &here()).expect("read");
     assert_eq!((detail.task.created_by, detail.task.depth), (Some(creator), 1));
-    let events = store.events(&TaskRef::Id(follow_up)).expect("events");
+    let events = store.events(&TaskRef::Id(follow_up), &here()).expect("events");
     assert_eq!(events[0].detail.as_deref(), Some(format!("queued by #{creator}").as_str()));
     assert_eq!(store.attempt_of(follow_up).expect("read").map(|a| a.depth), Some(1));
 
@@ -578,7 +596,7 @@ fn work_queued_by_a_task_names_it_until_the_task_is_pruned() {
     assert!(store.finish(creator, "one", claim.fence, &done, &RunStats::default(), 4).expect("finish").accepted);
     let report = store.prune(10, false).expect("prune");
     assert_eq!(report.tasks.len(), 1, "only the creator's finished orchestration goes");
-    let detail = store.task(&TaskRef::Id(follow_up)).expect("read");
+    let detail = store.task(&TaskRef::Id(follow_up), &here()).expect("read");
     assert_eq!((detail.task.created_by, detail.task.depth), (None, 1), "the link is forgotten, the depth kept");
 }
 
@@ -611,4 +629,141 @@ fn writers_check_the_database_at_start_and_readers_do_not() {
     assert_eq!(start_check(true, 4096), StartCheck::Full);
     assert_eq!(start_check(true, FULL_CHECK_MAX_BYTES), StartCheck::Full);
     assert_eq!(start_check(true, FULL_CHECK_MAX_BYTES + 1), StartCheck::Structure, "bounded however large");
+}
+
+fn in_project(identifier: &str, deps: &[&str], project: &str) -> NewTask {
+    NewTask { project: Project::from_stored(project.to_owned()), ..task(identifier, deps) }
+}
+
+fn batch_from(project: &str, name: Option<&str>, tasks: Vec<NewTask>) -> NewBatch {
+    NewBatch {
+        orchestration: name.map(str::to_owned),
+        new_orchestration: false,
+        tasks,
+        queued_by: None,
+        scope: Project::from_stored(project.to_owned()),
+    }
+}
+
+#[test]
+fn bare_identifiers_and_orchestration_names_stay_in_their_project() {
+    let (_dir, mut store) = open();
+    let a = Project::from_stored("/src/a".to_owned());
+    let b = Project::from_stored("/src/b".to_owned());
+    let a_build = store
+        .create_batch(&batch_from("/src/a", Some("all"), vec![in_project("build", &[], "/src/a")]), 50, 60_000, 1)
+        .expect("a");
+    let b_build = store
+        .create_batch(&batch_from("/src/b", Some("all"), vec![in_project("build", &[], "/src/b")]), 50, 60_000, 2)
+        .expect("b");
+    assert_ne!(a_build.orchestration_id, b_build.orchestration_id, "a name per project");
+    // The newest `build` is B's, but A's caller gets its own.
+    let found = store.task(&TaskRef::Identifier("build".to_owned()), &a).expect("a's build");
+    assert_eq!(found.task.task_id, a_build.tasks[0].task_id);
+    assert_eq!(found.task.project, a);
+    assert_eq!(store.orchestration_named("all", &b).expect("named"), Some(b_build.orchestration_id));
+    // A dependency binds in the caller's project and joins that project's orchestration only.
+    let test = store
+        .create_batch(&batch_from("/src/a", None, vec![in_project("test", &["build"], "/src/a")]), 50, 60_000, 3)
+        .expect("test");
+    assert_eq!(test.orchestration_id, a_build.orchestration_id);
+    assert!(test.merged.is_empty());
+    // An identifier only in another project is refused with its #id; so is a #id dependency
+    // across projects (it would merge orchestrations of two projects).
+    let lint = store
+        .create_batch(&batch_from("/src/b", None, vec![in_project("lint", &[], "/src/b")]), 50, 60_000, 4)
+        .expect("lint");
+    let lint_id = lint.tasks[0].task_id;
+    let err = store.task(&TaskRef::Identifier("lint".to_owned()), &a).expect_err("not in a").to_string();
+    assert!(err.contains(&format!("#{lint_id}")) && err.contains("/src/b"), "{err}");
+    let err = store
+        .create_batch(&batch_from("/src/a", None, vec![in_project("x", &["lint"], "/src/a")]), 50, 60_000, 5)
+        .expect_err("bare, elsewhere")
+        .to_string();
+    assert!(err.contains(&format!("#{lint_id}")) && err.contains("/src/b"), "{err}");
+    let err = store
+        .create_batch(
+            &batch_from("/src/a", None, vec![in_project("x", &[&format!("#{lint_id}")], "/src/a")]),
+            50,
+            60_000,
+            5,
+        )
+        .expect_err("#id across projects")
+        .to_string();
+    assert!(err.contains("never cross projects"), "{err}");
+    // #id still reads any task.
+    assert_eq!(store.task(&TaskRef::Id(lint_id), &a).expect("#id").task.project, b);
+    // One orchestration, one project.
+    let err = store
+        .create_batch(
+            &batch_from("/src/a", None, vec![in_project("p", &[], "/src/a"), in_project("q", &[], "/src/b")]),
+            50,
+            60_000,
+            6,
+        )
+        .expect_err("two projects in a batch")
+        .to_string();
+    assert!(err.contains("one project"), "{err}");
+}
+
+#[test]
+fn a_version_2_database_gives_each_task_the_project_of_its_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical");
+    let repo = root.join("repo");
+    std::fs::create_dir_all(repo.join("sub")).expect("mkdir");
+    std::fs::create_dir(repo.join(".git")).expect("mkdir .git");
+    let plain = root.join("plain");
+    std::fs::create_dir(&plain).expect("mkdir");
+    let gone = repo.join("deleted-since");
+    let path = root.join("tasks.db");
+    {
+        let mut conn = Connection::open(&path).expect("open");
+        migrations().to_version(&mut conn, 2).expect("schema 2");
+        conn.execute_batch(
+            "INSERT INTO orchestrations (orchestration_id, name, created_at, timeout_ms) VALUES
+                 (1, 'nightly', 1, 1000), (2, NULL, 2, 1000), (3, NULL, 3, 1000);
+             UPDATE orchestrations SET merged_into = 1 WHERE orchestration_id = 3;",
+        )
+        .expect("orchestrations");
+        for (id, orchestration, dir) in
+            [(1, 1, repo.join("sub")), (2, 2, plain.clone()), (3, 1, gone.clone()), (4, 2, plain.clone())]
+        {
+            conn.execute(
+                "INSERT INTO tasks (task_id, orchestration_id, task_identifier, execution_prompt, working_directory,
+                     model, permission_mode, timeout_seconds, max_attempts, status, created_at)
+                 VALUES (?1, ?2, ?3, 'p', ?4, 'sonnet', 'default', 60, 3, 'completed', ?1)",
+                params![id, orchestration, format!("t{id}"), dir.to_str().expect("utf-8")],
+            )
+            .expect("task");
+        }
+    }
+    let mut store = Store::open(&path).expect("migrated");
+    let version: i64 = store.conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("version");
+    assert_eq!(usize::try_from(version).expect("version"), SCHEMA_VERSION);
+    let projects: Vec<String> = store
+        .conn
+        .prepare("SELECT project FROM tasks ORDER BY task_id")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let (repo, plain) = (repo.display().to_string(), plain.display().to_string());
+    // A directory deleted since still belongs to the repository above it.
+    assert_eq!(projects, [repo.clone(), plain.clone(), repo.clone(), plain.clone()]);
+    let orchestrations: Vec<String> = store
+        .conn
+        .prepare("SELECT project FROM orchestrations ORDER BY orchestration_id")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(orchestrations, [repo.clone(), plain.clone(), repo.clone()], "a merged one takes its survivor's");
+    let repo = Project::from_stored(repo);
+    assert_eq!(store.orchestration_named("nightly", &repo).expect("named"), Some(1));
+    let t1 = store.task(&TaskRef::Identifier("t1".to_owned()), &repo).expect("t1 in its project");
+    assert_eq!(t1.task.project, repo);
+    assert!(store.task(&TaskRef::Identifier("t2".to_owned()), &repo).is_err(), "t2 is in another project");
 }

@@ -208,8 +208,11 @@ async fn a_workflow_file_runs_where_it_points_and_runs_again_as_a_numbered_run()
         .collect::<Result<_, _>>()
         .expect("names");
     assert_eq!(names, ["todo-app", "todo-app-2", "long-run", "long-run-2"]);
+    // Names are per project: the workflow's, the directory it lies in.
     for name in ["long-run", "long-run-2"] {
-        let cancelled = env.inspect(&["cancel", "--orchestration", name]).await;
+        let mut cancel = env.command(INSPECT);
+        cancel.current_dir(&project).args(["cancel", "--orchestration", name]);
+        let cancelled = finished(&mut cancel).await;
         assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
     }
     no_executor_left(&env).await;

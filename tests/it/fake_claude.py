@@ -205,6 +205,10 @@ def mcp_queue(identifier, prompt):
             if not line:
                 return None
             message = json.loads(line)
+            if message.get("method") == "roots/list":
+                # As Claude Code does: the session's directory is its root.
+                send({"jsonrpc": "2.0", "id": message["id"], "result": {"roots": [{"uri": "file://" + os.getcwd(), "name": "project"}]}})
+                continue
             if message.get("id") == request_id:
                 return message
 

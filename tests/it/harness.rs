@@ -7,15 +7,20 @@
 //! (crash points, a full database, taking back tasks), and a passing run stays quiet. When the
 //! test fails, the file is printed with its failure (see `Drop for Env`).
 
+#![expect(
+    deprecated,
+    reason = "roots are deprecated by SEP-2577, but Claude Code offers them and the server asks for them"
+)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam,
-    ProtocolVersion, ResourceUpdatedNotificationParam,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ListRootsResult,
+    ProgressNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam, Root,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
 use serde_json::{Value, json};
@@ -118,11 +123,38 @@ impl Env {
 
     /// The server as an rmcp transport, its stderr going to [`Env::stderr_log`].
     fn server_transport(&self) -> TokioChildProcess {
-        let (transport, _stderr) = TokioChildProcess::builder(self.command(SERVER))
-            .stderr(self.stderr_log())
-            .spawn()
-            .expect("spawn claude-worker");
+        self.server_transport_in(&self.work)
+    }
+
+    /// The server started in `dir` as an rmcp transport.
+    fn server_transport_in(&self, dir: &Path) -> TokioChildProcess {
+        let mut command = self.command(SERVER);
+        command.current_dir(dir);
+        let (transport, _stderr) =
+            TokioChildProcess::builder(command).stderr(self.stderr_log()).spawn().expect("spawn claude-worker");
         transport
+    }
+
+    /// Starts the server in `dir` (as Claude Code starts it in a project), connected by a client
+    /// that offers no roots.
+    pub async fn server_in(&self, dir: &Path) -> Client {
+        self.connect(self.server_transport_in(dir), TestClient::new(ProtocolVersion::V_2025_11_25)).await
+    }
+
+    /// Starts the server in the test's working directory, connected by a client that offers
+    /// roots and lists `roots` (URIs) when asked.
+    pub async fn server_with_roots(&self, roots: &[&str]) -> Client {
+        let mut handler = TestClient::new(ProtocolVersion::V_2025_11_25);
+        handler.config.capabilities = ClientCapabilities::builder().enable_roots().build();
+        handler.roots = roots.iter().map(|r| (*r).to_owned()).collect();
+        self.connect(self.server_transport(), handler).await
+    }
+
+    async fn connect(&self, transport: TokioChildProcess, handler: TestClient) -> Client {
+        let pid = transport.id().and_then(|p| i32::try_from(p).ok()).expect("server pid");
+        let service =
+            handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
+        Client { service, pid }
     }
 
     /// Starts the server and connects with the `initialize` handshake at `version`.
@@ -307,6 +339,8 @@ pub struct TestClient {
     /// `updated <uri>` for each `notifications/resources/updated` and `list_changed` for each
     /// `notifications/resources/list_changed`, in the order they arrived.
     pub notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// What `roots/list` answers (only asked when the capabilities offer roots).
+    roots: Vec<String>,
 }
 
 impl TestClient {
@@ -316,6 +350,7 @@ impl TestClient {
                 .with_protocol_version(version),
             progress: ProgressDispatcher::new(),
             notes: std::sync::Arc::default(),
+            roots: Vec::new(),
         }
     }
 
@@ -343,6 +378,10 @@ impl ClientHandler for TestClient {
 
     async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
         self.note("list_changed".to_owned());
+    }
+
+    async fn list_roots(&self, _ctx: RequestContext<RoleClient>) -> Result<ListRootsResult, rmcp::ErrorData> {
+        Ok(ListRootsResult::new(self.roots.iter().map(Root::new).collect()))
     }
 }
 

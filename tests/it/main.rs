@@ -18,6 +18,7 @@ mod limits;
 mod live;
 mod logs;
 mod nested;
+mod projects;
 mod protocol;
 mod replaced_db;
 mod resources;
