@@ -478,13 +478,7 @@ impl Executor {
             inner.db.call(move |s| s.reclaim(&claim, &why, now_ms()))
         };
         let written = write
-            .retry(
-                backon::ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(30))
-                    .without_max_times()
-                    .with_jitter(),
-            )
+            .retry(write_backoff())
             .when(|e| seized && !matches!(e, StoreError::Closed) && !e.is_lost())
             .notify(|e, delay| tracing::warn!(task_id, "cannot take back task {task_id} yet ({e}); again in {delay:?}"))
             .await;
@@ -613,13 +607,7 @@ impl Executor {
             inner.db.call(move |s| s.finish(task_id, &owner, fence, &finish, &stats, now_ms()))
         };
         let written = write
-            .retry(
-                backon::ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(30))
-                    .without_max_times()
-                    .with_jitter(),
-            )
+            .retry(write_backoff())
             // A full disk can last: keep the outcome until it can be written (or the database
             // thread is gone). Meanwhile the lease runs out and another executor may take the
             // task over, and then this write is refused by its fence.
@@ -895,6 +883,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn duration_ms(d: Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// How a write that must not be lost (an outcome, the release of a seized task) is tried again:
+/// from 100 ms, doubling to 30 s, jittered, without end (the caller decides when to stop).
+fn write_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+        .with_jitter()
 }
 
 #[cfg(test)]
