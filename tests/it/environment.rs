@@ -195,21 +195,12 @@ async fn refused(env: &Env) -> String {
     } else {
         env.command(SERVER)
     };
-    command.stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
-        .await
-        .expect("the server exits at once")
-        .expect("run the server");
+    let output = crate::harness::run_to_refusal(&mut command).await;
     if is_root() {
         // Given back: a server run as root afterwards would refuse a home another user owns.
         chown_all(env.home.parent().expect("root"), 0);
     }
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "it refused to start: {stderr}");
-    assert!(output.stdout.is_empty(), "nothing on stdout: {:?}", String::from_utf8_lossy(&output.stdout));
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr: {stderr}");
-    assert!(stderr.starts_with("claude-worker: "), "{stderr}");
-    stderr
+    crate::harness::refusal_line(&output)
 }
 
 /// A test's world where the server may run unprivileged: the global log goes to a directory of

@@ -492,3 +492,23 @@ pub async fn no_executor_left(env: &Env) {
     })
     .await;
 }
+
+/// Runs a `claude-worker` that must refuse to start (its stdin closed): returns its output.
+pub async fn run_to_refusal(command: &mut tokio::process::Command) -> std::process::Output {
+    command.stdin(std::process::Stdio::null());
+    tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("the server exits at once")
+        .expect("run the server")
+}
+
+/// What a refusal to start looks like: exit code not 0, nothing on stdout, one line on stderr
+/// (`claude-worker: ...`). Returns that line.
+pub fn refusal_line(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "it refused to start: {stderr}");
+    assert!(output.stdout.is_empty(), "nothing on stdout: {:?}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr: {stderr}");
+    assert!(stderr.starts_with("claude-worker: "), "{stderr}");
+    stderr
+}

@@ -30,18 +30,8 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// Runs the server as this user with stdin closed, expecting it to refuse to start: exit code
 /// not 0, nothing on stdout, one line on stderr. Returns that line.
 async fn refused(env: &Env) -> String {
-    let mut command = env.command(SERVER);
-    command.stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
-        .await
-        .expect("the server exits at once")
-        .expect("run the server");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "it refused to start: {stderr}");
-    assert!(output.stdout.is_empty(), "nothing on stdout: {:?}", String::from_utf8_lossy(&output.stdout));
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr: {stderr}");
-    assert!(stderr.starts_with("claude-worker: "), "{stderr}");
-    stderr
+    let output = crate::harness::run_to_refusal(&mut env.command(SERVER)).await;
+    crate::harness::refusal_line(&output)
 }
 
 #[tokio::test]
