@@ -586,6 +586,12 @@ impl ServerHandler for ClaudeWorkerServer {
         let wants_list = accepted.resources_list_changed == Some(true);
         let mut changes = self.service.changes();
         let mut watcher = Watcher::start(&self.service, &uris).await.map_err(internal_error)?;
+        // The acknowledgment went out before this first look: something created in between is
+        // already in it and would never count as a change. Saying once that the list may have
+        // changed closes that gap (a client only lists again).
+        if wants_list && sink.notify_resource_list_changed().await.is_err() {
+            return Ok(());
+        }
         loop {
             tokio::select! {
                 () = context.cancelled() => return Ok(()),
