@@ -225,8 +225,114 @@ pub struct QueuedBy {
 /// Why a task failed, was cancelled or skipped: a stable machine-readable kind and a sentence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskError {
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
+}
+
+impl TaskError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> TaskError {
+        TaskError { kind, message: message.into() }
+    }
+}
+
+/// Declares [`ErrorKind`]: each variant with the name it is stored and shown under.
+macro_rules! error_kinds {
+    ($($(#[doc = $doc:literal])+ $variant:ident = $name:literal,)+) => {
+        /// The kind of a [`TaskError`], stored and shown by its snake_case name. Callers match
+        /// the variants, never the names.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            $($(#[doc = $doc])+ $variant,)+
+            /// A name this version does not know (written by a newer one): kept as it was.
+            Other(String),
+        }
+
+        impl ErrorKind {
+            /// Every kind this version writes.
+            pub const ALL: &[ErrorKind] = &[$(ErrorKind::$variant,)+];
+
+            /// The stored and shown name.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(ErrorKind::$variant => $name,)+
+                    ErrorKind::Other(name) => name,
+                }
+            }
+
+            /// The kind of a stored name; an unknown one is kept as [`ErrorKind::Other`].
+            pub fn from_name(name: &str) -> ErrorKind {
+                match name {
+                    $($name => ErrorKind::$variant,)+
+                    other => ErrorKind::Other(other.to_owned()),
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    /// It ran longer than its `timeout_seconds`.
+    Timeout = "timeout",
+    /// A caller cancelled it.
+    Cancelled = "cancelled",
+    /// Its orchestration ran past `ORCHESTRATION_TIMEOUT`.
+    OrchestrationTimeout = "orchestration_timeout",
+    /// A dependency failed, was cancelled or skipped.
+    DependencyFailed = "dependency_failed",
+    /// Its orchestration's budget was spent before it could start.
+    BudgetExhausted = "budget_exhausted",
+    /// The account's usage limit was reached: it waits for the reset (never a failure).
+    UsageLimit = "usage_limit",
+    /// The process running it shut down; it resumes elsewhere.
+    InterruptedByShutdown = "interrupted_by_shutdown",
+    /// The interrupted session could not be resumed; it starts over.
+    ResumeFailed = "resume_failed",
+    /// The process running it died or stopped renewing its lease.
+    OwnerLost = "owner_lost",
+    /// The API refused the credentials or access.
+    Auth = "auth",
+    /// The API refused the request for billing reasons.
+    Billing = "billing",
+    /// The API's rate limit (HTTP 429) of an API key.
+    RateLimited = "rate_limited",
+    /// The API was overloaded (HTTP 529).
+    Overloaded = "overloaded",
+    /// Another server error of the API.
+    ApiError = "api_error",
+    /// The API could not be reached.
+    Connection = "connection",
+    /// The prompt is longer than the model takes.
+    PromptTooLong = "prompt_too_long",
+    /// The API refused the request as invalid.
+    InvalidRequest = "invalid_request",
+    /// The CLI stopped at `max_turns`.
+    MaxTurns = "max_turns",
+    /// The CLI stopped at its `--max-budget-usd`.
+    MaxBudget = "max_budget",
+    /// Someone else interrupted the CLI.
+    Interrupted = "interrupted",
+    /// Claude reported an error of another kind.
+    ClaudeError = "claude_error",
+    /// The CLI was killed by a signal claude-worker did not send.
+    KilledBySignal = "killed_by_signal",
+    /// The CLI exited with an error after it had started.
+    CliCrashed = "cli_crashed",
+    /// The CLI refused to start, or exited without a result.
+    CliError = "cli_error",
+    /// No `claude` was found to run.
+    ClaudeNotFound = "claude_not_found",
+    /// The `claude` found cannot be executed.
+    ClaudeNotExecutable = "claude_not_executable",
+    /// The CLI could not be started.
+    SpawnFailed = "spawn_failed",
+    /// The task's working directory no longer exists.
+    WorkingDirectoryMissing = "working_directory_missing",
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Token counts reported by the CLI.
@@ -422,5 +528,26 @@ mod cost_tests {
         assert_eq!(round_usd(-0.0024000000000000002), -0.0024);
         assert_eq!(round_usd(1e300), 1e300);
         assert!(round_usd(f64::NAN).is_nan());
+    }
+}
+
+#[cfg(test)]
+mod error_kind_tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn every_kind_reads_back_as_itself_and_names_are_unique() {
+        let mut names = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            assert_eq!(&ErrorKind::from_name(kind.as_str()), kind);
+            assert!(names.insert(kind.as_str()), "{kind} twice");
+        }
+    }
+
+    #[test]
+    fn a_newer_versions_kind_is_kept_as_written() {
+        let kind = ErrorKind::from_name("something_new");
+        assert_eq!(kind, ErrorKind::Other("something_new".to_owned()));
+        assert_eq!(kind.to_string(), "something_new");
     }
 }

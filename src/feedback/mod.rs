@@ -318,7 +318,7 @@ mod tests {
             identifier: "db".to_owned(),
             elapsed: Duration::from_secs(125),
             cost_usd: 0.0,
-            error: TaskError { kind: "auth".to_owned(), message: "Invalid API key\nmore".to_owned() },
+            error: TaskError { kind: crate::model::ErrorKind::Auth, message: "Invalid API key\nmore".to_owned() },
         };
         let (title, body) = failed.notification().expect("shown");
         assert_eq!(title, "Failed: db");

@@ -91,7 +91,7 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "ended_at": t.ended_at.map(rfc3339),
         "next_attempt_at": t.ready_at.map(rfc3339),
         "result": t.result,
-        "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
+        "error": t.error.as_ref().map(|e| json!({ "kind": e.kind.as_str(), "message": e.message })),
         "session_id": t.session_id,
         "cost_usd": round_usd(t.cost_usd),
         "usage": {
@@ -184,7 +184,7 @@ pub fn events_json(events: &[crate::model::TaskEvent]) -> Value {
     Value::Array(
         events
             .iter()
-            .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind, "attempt": e.attempt, "detail": e.detail }))
+            .map(|e| json!({ "at": rfc3339(e.at), "kind": e.kind.as_str(), "attempt": e.attempt, "detail": e.detail }))
             .collect(),
     )
 }
@@ -228,7 +228,7 @@ pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
                 "depends_on": t.depends_on,
                 "started_at": t.started_at.map(rfc3339),
                 "ended_at": t.ended_at.map(rfc3339),
-                "error": t.error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
+                "error": t.error.as_ref().map(|e| json!({ "kind": e.kind.as_str(), "message": e.message })),
                 "cost_usd": round_usd(t.cost_usd),
                 "last_action": t.last_action,
                 "created_by": t.created_by,

@@ -488,7 +488,7 @@ mod tests {
     }
 
     fn error(message: &str) -> Option<TaskError> {
-        Some(TaskError { kind: "auth".to_owned(), message: message.to_owned() })
+        Some(TaskError { kind: crate::model::ErrorKind::Auth, message: message.to_owned() })
     }
 
     #[test]

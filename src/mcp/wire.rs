@@ -306,7 +306,7 @@ pub struct ErrorOut {
 }
 
 fn error_out(error: &Option<TaskError>) -> Option<ErrorOut> {
-    error.as_ref().map(|e| ErrorOut { kind: e.kind.clone(), message: e.message.clone() })
+    error.as_ref().map(|e| ErrorOut { kind: e.kind.as_str().to_owned(), message: e.message.clone() })
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

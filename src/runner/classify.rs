@@ -7,6 +7,7 @@
 //! stays refused however often it is tried, and the CLI would otherwise spend minutes on it.
 
 use super::stream::{ApiRetry, ResultEvent, StreamState};
+use crate::model::ErrorKind;
 
 /// After how many retries in a row of an error that retrying cannot fix the CLI is stopped. Not
 /// after the first: a login's token is refreshed by the CLI after a 401, and the next request
@@ -28,18 +29,18 @@ pub enum Outcome {
     /// A `result` event with `is_error: false`.
     Success { result: Option<String> },
     /// It failed; `transient` failures are worth another attempt.
-    Failure { kind: String, message: String, transient: bool },
+    Failure { kind: ErrorKind, message: String, transient: bool },
     /// We stopped it.
     Stopped(StopCause),
 }
 
 impl Outcome {
-    fn permanent(kind: &str, message: impl Into<String>) -> Outcome {
-        Outcome::Failure { kind: kind.to_owned(), message: message.into(), transient: false }
+    fn permanent(kind: ErrorKind, message: impl Into<String>) -> Outcome {
+        Outcome::Failure { kind, message: message.into(), transient: false }
     }
 
-    fn transient(kind: &str, message: impl Into<String>) -> Outcome {
-        Outcome::Failure { kind: kind.to_owned(), message: message.into(), transient: true }
+    fn transient(kind: ErrorKind, message: impl Into<String>) -> Outcome {
+        Outcome::Failure { kind, message: message.into(), transient: true }
     }
 }
 
@@ -94,17 +95,23 @@ pub fn give_up(stream: &StreamState) -> Option<Outcome> {
 }
 
 /// The kind, what happened and what to do, for an error that retrying cannot fix.
-fn unfixable(retry: &ApiRetry) -> Option<(&'static str, &'static str, &'static str)> {
+fn unfixable(retry: &ApiRetry) -> Option<(ErrorKind, &'static str, &'static str)> {
     match (retry.error_status, retry.error.as_deref()) {
-        (Some(401), _) | (_, Some("authentication_failed")) => {
-            Some(("auth", "refused the credentials", "Check ANTHROPIC_API_KEY (or log in again with `claude /login`)"))
-        }
-        (Some(403), _) => {
-            Some(("auth", "refused access", "Check that the API key or login may use this model and organization"))
-        }
-        (Some(402), _) | (_, Some("billing_error")) => {
-            Some(("billing", "refused the request for billing reasons", "Check the account's credit and billing"))
-        }
+        (Some(401), _) | (_, Some("authentication_failed")) => Some((
+            ErrorKind::Auth,
+            "refused the credentials",
+            "Check ANTHROPIC_API_KEY (or log in again with `claude /login`)",
+        )),
+        (Some(403), _) => Some((
+            ErrorKind::Auth,
+            "refused access",
+            "Check that the API key or login may use this model and organization",
+        )),
+        (Some(402), _) | (_, Some("billing_error")) => Some((
+            ErrorKind::Billing,
+            "refused the request for billing reasons",
+            "Check the account's credit and billing",
+        )),
         _ => None,
     }
 }
@@ -117,46 +124,46 @@ fn classify_error_result(result: &ResultEvent, stream: &StreamState) -> Outcome 
         .or_else(|| stream.assistant_error_text.clone())
         .unwrap_or_else(|| format!("the CLI reported an error ({})", result.subtype));
     match result.subtype.as_str() {
-        "error_max_turns" => return Outcome::permanent("max_turns", text),
-        "error_max_budget_usd" => return Outcome::permanent("max_budget", text),
+        "error_max_turns" => return Outcome::permanent(ErrorKind::MaxTurns, text),
+        "error_max_budget_usd" => return Outcome::permanent(ErrorKind::MaxBudget, text),
         "error_during_execution" => {
             // Interrupted, and not by us: someone else signalled it. Worth another try.
-            return Outcome::transient("interrupted", text);
+            return Outcome::transient(ErrorKind::Interrupted, text);
         }
         _ => {}
     }
     let assistant_error = stream.assistant_error.as_deref().unwrap_or("");
     let terminal = result.terminal_reason.as_deref().unwrap_or("");
     match result.api_error_status {
-        Some(401 | 403) => return Outcome::permanent("auth", text),
-        Some(402) => return Outcome::permanent("billing", text),
-        Some(429) => return Outcome::transient("rate_limited", text),
-        Some(529) => return Outcome::transient("overloaded", text),
-        Some(500..=599) => return Outcome::transient("api_error", text),
-        Some(413) => return Outcome::permanent("prompt_too_long", text),
+        Some(401 | 403) => return Outcome::permanent(ErrorKind::Auth, text),
+        Some(402) => return Outcome::permanent(ErrorKind::Billing, text),
+        Some(429) => return Outcome::transient(ErrorKind::RateLimited, text),
+        Some(529) => return Outcome::transient(ErrorKind::Overloaded, text),
+        Some(500..=599) => return Outcome::transient(ErrorKind::ApiError, text),
+        Some(413) => return Outcome::permanent(ErrorKind::PromptTooLong, text),
         Some(400..=499) => {
-            let kind = if terminal == "prompt_too_long" { "prompt_too_long" } else { "invalid_request" };
+            let kind = if terminal == "prompt_too_long" { ErrorKind::PromptTooLong } else { ErrorKind::InvalidRequest };
             return Outcome::permanent(kind, text);
         }
         _ => {}
     }
     if terminal == "prompt_too_long" {
-        return Outcome::permanent("prompt_too_long", text);
+        return Outcome::permanent(ErrorKind::PromptTooLong, text);
     }
     match assistant_error {
-        "authentication_failed" => return Outcome::permanent("auth", text),
-        "billing_error" => return Outcome::permanent("billing", text),
-        "invalid_request" => return Outcome::permanent("invalid_request", text),
-        "rate_limit" => return Outcome::transient("rate_limited", text),
+        "authentication_failed" => return Outcome::permanent(ErrorKind::Auth, text),
+        "billing_error" => return Outcome::permanent(ErrorKind::Billing, text),
+        "invalid_request" => return Outcome::permanent(ErrorKind::InvalidRequest, text),
+        "rate_limit" => return Outcome::transient(ErrorKind::RateLimited, text),
         _ => {}
     }
     if result.api_error.as_deref() == Some("connection_failed") {
-        return Outcome::transient("connection", text);
+        return Outcome::transient(ErrorKind::Connection, text);
     }
     if assistant_error == "server_error" || terminal == "api_error" {
-        return Outcome::transient("api_error", text);
+        return Outcome::transient(ErrorKind::ApiError, text);
     }
-    Outcome::permanent("claude_error", text)
+    Outcome::permanent(ErrorKind::ClaudeError, text)
 }
 
 /// How many of the last lines of stderr an error message quotes, and how many bytes at most.
@@ -184,7 +191,7 @@ fn classify_no_result(exit: Exit, started: bool, stderr_tail: &str) -> Outcome {
     };
     match (exit, wrapped) {
         (Exit::Signal(signal), _) => Outcome::transient(
-            "killed_by_signal",
+            ErrorKind::KilledBySignal,
             format!(
                 "claude was killed by {} before it wrote a result; claude-worker did not send it{}{said}",
                 describe_signal(signal),
@@ -192,7 +199,7 @@ fn classify_no_result(exit: Exit, started: bool, stderr_tail: &str) -> Outcome {
             ),
         ),
         (Exit::Code(code), Some(signal)) => Outcome::transient(
-            "killed_by_signal",
+            ErrorKind::KilledBySignal,
             format!(
                 "claude exited with code {code} (128 + {}) before it wrote a result: a signal claude-worker did not \
                  send{}{said}",
@@ -201,22 +208,22 @@ fn classify_no_result(exit: Exit, started: bool, stderr_tail: &str) -> Outcome {
             ),
         ),
         (Exit::Code(code), None) if broken_pipe(stderr_tail) => Outcome::transient(
-            "cli_crashed",
+            ErrorKind::CliCrashed,
             format!("claude exited with code {code} without writing a result: its output pipe broke{said}"),
         ),
         (Exit::Code(code), None) if code != 0 && started => Outcome::transient(
-            "cli_crashed",
+            ErrorKind::CliCrashed,
             format!("claude exited with code {code} in the middle of its session, without writing a result{said}"),
         ),
         (Exit::Code(0), None) => {
-            Outcome::permanent("cli_error", format!("claude exited with code 0 without writing a result{said}"))
+            Outcome::permanent(ErrorKind::CliError, format!("claude exited with code 0 without writing a result{said}"))
         }
         (Exit::Code(code), None) if code < 0 => Outcome::permanent(
-            "cli_error",
+            ErrorKind::CliError,
             format!("claude ended without writing a result, and its exit status could not be read{said}"),
         ),
         (Exit::Code(code), None) => Outcome::permanent(
-            "cli_error",
+            ErrorKind::CliError,
             format!("claude exited with code {code} before it started a session, without writing a result{said}"),
         ),
     }
@@ -279,7 +286,7 @@ mod tests {
 
     fn kind(fixture: &str, exit: Exit) -> (String, bool) {
         match classify(&stream_of(fixture), exit, None, "") {
-            Outcome::Failure { kind, transient, .. } => (kind, transient),
+            Outcome::Failure { kind, transient, .. } => (kind.as_str().to_owned(), transient),
             other => panic!("expected a failure, got {other:?}"),
         }
     }
@@ -355,7 +362,7 @@ mod tests {
 
     fn failure(stream: &StreamState, exit: Exit, stderr: &str) -> (String, bool, String) {
         match classify(stream, exit, None, stderr) {
-            Outcome::Failure { kind, transient, message } => (kind, transient, message),
+            Outcome::Failure { kind, transient, message } => (kind.as_str().to_owned(), transient, message),
             other => panic!("expected a failure, got {other:?}"),
         }
     }
@@ -448,7 +455,7 @@ mod tests {
 
     fn gives_up(state: &StreamState) -> Option<(String, bool)> {
         give_up(state).map(|outcome| match outcome {
-            Outcome::Failure { kind, transient, .. } => (kind, transient),
+            Outcome::Failure { kind, transient, .. } => (kind.as_str().to_owned(), transient),
             other => panic!("give_up gives failures, not {other:?}"),
         })
     }

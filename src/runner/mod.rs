@@ -34,7 +34,7 @@ pub use stream::{ApiRetry, LineEffect, ResultEvent, StreamState};
 pub use version::{VersionError, claude_version};
 
 use crate::logs::{DetailedLog, SummarySteps};
-use crate::model::TaskSettings;
+use crate::model::{ErrorKind, TaskSettings};
 
 /// The longest stream-json line kept whole; longer ones are cut in the log and not parsed.
 const MAX_LINE: usize = 8 * 1024 * 1024;
@@ -117,15 +117,15 @@ pub fn command_args(settings: &TaskSettings, resume: Option<&str>) -> Vec<String
 /// what the attempt is doing as it goes.
 pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sender<RunProgress>) -> RunReport {
     let started = Instant::now();
-    let failure = |kind: &str, message: String| RunReport {
-        outcome: Outcome::Failure { kind: kind.to_owned(), message, transient: false },
+    let failure = |kind: ErrorKind, message: String| RunReport {
+        outcome: Outcome::Failure { kind, message, transient: false },
         stream: StreamState::default(),
         exit: None,
         elapsed: started.elapsed(),
     };
     if !spec.working_directory.is_dir() {
         return failure(
-            "working_directory_missing",
+            ErrorKind::WorkingDirectoryMissing,
             format!(
                 "the working directory {} no longer exists: recreate it, then retry the task",
                 spec.working_directory.display()
@@ -141,7 +141,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         Ok(files) => files,
         Err(e) => {
             return failure(
-                "spawn_failed",
+                ErrorKind::SpawnFailed,
                 format!(
                     "cannot write the system prompt to a private file in {}: {e}. Check that the temporary \
                      directory (TMPDIR) exists and is writable",
@@ -172,7 +172,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                 .and_then(|line| line.strip_prefix("#!").map(|i| i.trim().to_owned()))
                 .unwrap_or_default();
             return failure(
-                "claude_not_found",
+                ErrorKind::ClaudeNotFound,
                 format!(
                     "cannot run {:?}: the interpreter its first line names ({interpreter:?}) was not found. Install \
                      it, or set CLAUDE_WORKER_CLAUDE_BIN to a working Claude Code CLI",
@@ -182,7 +182,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return failure(
-                "claude_not_found",
+                ErrorKind::ClaudeNotFound,
                 format!(
                     "cannot run {:?}: not found. Install Claude Code (npm install -g @anthropic-ai/claude-code) \
                      or set CLAUDE_WORKER_CLAUDE_BIN to its path",
@@ -200,9 +200,9 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                     spec.claude_bin.display()
                 )
             };
-            return failure("claude_not_executable", format!("cannot run {:?}: {what}", spec.claude_bin));
+            return failure(ErrorKind::ClaudeNotExecutable, format!("cannot run {:?}: {what}", spec.claude_bin));
         }
-        Err(e) => return failure("spawn_failed", format!("cannot start {:?}: {e}", spec.claude_bin)),
+        Err(e) => return failure(ErrorKind::SpawnFailed, format!("cannot start {:?}: {e}", spec.claude_bin)),
     };
     let pid = child.id();
     progress.send_modify(|p| p.pid = pid);
@@ -374,7 +374,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
     };
     if let (Outcome::Failure { kind, message, .. }, Some(closed), Some(exited)) =
         (&mut outcome, stdout_closed, exited_at)
-        && (kind == "cli_error" || kind == "cli_crashed")
+        && matches!(kind, ErrorKind::CliError | ErrorKind::CliCrashed)
         && exited.duration_since(closed) >= Duration::from_secs(1)
     {
         // Say why nothing came: a CLI that goes on without its output is stuck or broken.

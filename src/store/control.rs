@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::query::{resolve_orchestration, resolve_task};
 use super::{Store, StoreError, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
 use crate::graph;
-use crate::model::{Millis, OrchestrationId, TaskId, TaskRef, TaskStatus};
+use crate::model::{ErrorKind, Millis, OrchestrationId, TaskId, TaskRef, TaskStatus};
 use crate::project::Project;
 
 /// What to cancel.
@@ -76,13 +76,13 @@ impl Store {
                 let task_id = resolve_task(tx, task, scope)?;
                 let orchestration_id = task_key(tx, task_id)?.orchestration_id;
                 let mut outcome = CancelOutcome { orchestration_id, ..CancelOutcome::default() };
-                cancel_one(tx, task_id, "cancelled", reason, now, true, &mut outcome)?;
+                cancel_one(tx, task_id, &ErrorKind::Cancelled, reason, now, true, &mut outcome)?;
                 outcome.orchestration_finished = refresh_orchestration(tx, orchestration_id, now)?;
                 Ok(outcome)
             }
             CancelTarget::Orchestration(id) => {
                 let id = resolve_orchestration(tx, *id)?;
-                cancel_orchestration(tx, id, "cancelled", reason, now)
+                cancel_orchestration(tx, id, &ErrorKind::Cancelled, reason, now)
             }
         })
     }
@@ -103,7 +103,7 @@ impl Store {
                     cancel_orchestration(
                         tx,
                         id,
-                        "orchestration_timeout",
+                        &ErrorKind::OrchestrationTimeout,
                         "the orchestration ran past ORCHESTRATION_TIMEOUT",
                         now,
                     )
@@ -258,7 +258,7 @@ fn reopen(tx: &Connection, task_id: TaskId, status: TaskStatus) -> Result<(), St
 fn cancel_orchestration(
     tx: &Connection,
     id: OrchestrationId,
-    kind: &str,
+    kind: &ErrorKind,
     reason: &str,
     now: Millis,
 ) -> Result<CancelOutcome, StoreError> {
@@ -285,7 +285,7 @@ fn cancel_orchestration(
 fn cancel_one(
     tx: &Connection,
     task_id: TaskId,
-    kind: &str,
+    kind: &ErrorKind,
     reason: &str,
     now: Millis,
     skip_dependents: bool,
@@ -302,7 +302,7 @@ fn cancel_one(
                 "UPDATE tasks SET status = 'cancelled', ended_at = ?2, ready_at = NULL, error_kind = ?3, error_message = ?4
                  WHERE task_id = ?1",
             )?
-            .execute(params![task_id, now, kind, reason])?;
+            .execute(params![task_id, now, kind.as_str(), reason])?;
             record_event(tx, &key, now, "cancelled", attempt, None, Some(&format!("{kind}: {reason}")))?;
             outcome.cancelled.push(task_id);
             if !skip_dependents {
@@ -321,7 +321,7 @@ fn cancel_one(
                     "UPDATE tasks SET cancel_requested = 1, cancel_kind = ?2, cancel_reason = ?3
                      WHERE task_id = ?1 AND cancel_requested = 0 RETURNING task_id",
                 )?
-                .query_row(params![task_id, kind, reason], |row| row.get(0))
+                .query_row(params![task_id, kind.as_str(), reason], |row| row.get(0))
                 .optional()?;
             if first.is_some() {
                 record_event(tx, &key, now, "cancel_requested", attempt, None, Some(&format!("{kind}: {reason}")))?;

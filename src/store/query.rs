@@ -8,7 +8,7 @@ use super::create::follow_merges;
 use super::projects::{task_in_project, unknown_task};
 use super::{Store, StoreError, counters};
 use crate::model::{
-    Counters, Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary,
+    Counters, ErrorKind, Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary,
     OrchestrationTask, TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem, TaskRecord, TaskRef,
     TaskSettings, TaskStatus, Usage,
 };
@@ -80,7 +80,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         ended_at: row.get("ended_at")?,
         ready_at: row.get("ready_at")?,
         result: row.get("result")?,
-        error: error_kind.map(|kind| TaskError { kind, message: error_message.unwrap_or_default() }),
+        error: error_kind
+            .map(|kind| TaskError { kind: ErrorKind::from_name(&kind), message: error_message.unwrap_or_default() }),
         session_id: row.get("session_id")?,
         cost_usd: row.get("cost_usd")?,
         usage: Usage {
@@ -212,7 +213,8 @@ pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Resu
                 started_at: row.get(3)?,
                 ended_at: row.get(4)?,
                 ready_at: row.get(9)?,
-                error: kind.map(|kind| TaskError { kind, message: message.unwrap_or_default() }),
+                error: kind
+                    .map(|kind| TaskError { kind: ErrorKind::from_name(&kind), message: message.unwrap_or_default() }),
                 cost_usd: row.get(7)?,
                 last_action: row.get(8)?,
                 created_by: row.get(10)?,

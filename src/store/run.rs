@@ -8,7 +8,7 @@ use super::create::seconds_to_ms;
 use super::query::read_task;
 use super::{Store, StoreError, TaskKey, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
 use crate::model::{
-    Counters, Millis, OrchestrationId, OrchestrationStatus, TaskError, TaskId, TaskRecord, TaskStatus, Usage,
+    Counters, ErrorKind, Millis, OrchestrationId, OrchestrationStatus, TaskError, TaskId, TaskRecord, TaskStatus, Usage,
 };
 
 /// A task claimed for one attempt.
@@ -307,7 +307,7 @@ impl Store {
             let finish = if earlier + 1 >= MAX_RECLAIMS {
                 Finish::Failed {
                     error: TaskError {
-                        kind: "owner_lost".to_owned(),
+                        kind: ErrorKind::OwnerLost,
                         message: format!(
                             "the processes running this task died {} times ({why}); retry it to run it again",
                             earlier + 1
@@ -315,7 +315,7 @@ impl Store {
                     },
                 }
             } else {
-                Finish::Reclaimed { error: TaskError { kind: "owner_lost".to_owned(), message: why.to_owned() } }
+                Finish::Reclaimed { error: TaskError { kind: ErrorKind::OwnerLost, message: why.to_owned() } }
             };
             let outcome = finish_in(tx, claim.task_id, &claim.owner, claim.fence, &finish, &RunStats::default(), now)?;
             let resume_session: Option<String> = tx
@@ -370,7 +370,7 @@ fn finish_in(
             if cancel_requested =>
         {
             cancelled_instead = Finish::Cancelled {
-                error: TaskError { kind: "cancelled".to_owned(), message: "cancelled while running".to_owned() },
+                error: TaskError { kind: ErrorKind::Cancelled, message: "cancelled while running".to_owned() },
             };
             &cancelled_instead
         }

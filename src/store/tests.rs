@@ -2,7 +2,7 @@
 //! the global cap, all-or-nothing batches, and refusing a database from a newer version.
 
 use super::*;
-use crate::model::{NewBatch, NewTask, Project, TaskError, TaskRef, TaskSettings};
+use crate::model::{ErrorKind, NewBatch, NewTask, Project, TaskError, TaskRef, TaskSettings};
 use run::MAX_RECLAIMS;
 
 /// The project of the tests' tasks (their working directory is `/`), and the caller's.
@@ -123,8 +123,7 @@ fn only_the_outcome_that_finishes_an_orchestration_reports_it() {
     let first = store.finish(claims[0].task.task_id, "one", claims[0].fence, &done, &RunStats::default(), 3);
     assert!(first.expect("finish").orchestration_finished.is_none(), "one task is still running");
     let stats = RunStats { cost_usd: 0.25, ..RunStats::default() };
-    let failed =
-        Finish::Failed { error: crate::model::TaskError { kind: "auth".to_owned(), message: "no".to_owned() } };
+    let failed = Finish::Failed { error: crate::model::TaskError { kind: ErrorKind::Auth, message: "no".to_owned() } };
     let last = store.finish(claims[1].task.task_id, "one", claims[1].fence, &failed, &stats, 4).expect("finish");
     let end = last.orchestration_finished.expect("the last outcome finished it");
     assert_eq!(end.name.as_deref(), Some("pair"));
@@ -221,7 +220,7 @@ fn a_cancel_asked_for_during_an_attempt_wins_over_its_retry() {
         store.cancel(&CancelTarget::Task(TaskRef::Identifier("a".to_owned()), here()), "stop it", 3).expect("cancel");
     assert_eq!(cancel.stopping.len(), 1, "a runs: its owner is asked to stop it");
     let transient = Finish::Retry {
-        error: crate::model::TaskError { kind: "overloaded".to_owned(), message: "529".to_owned() },
+        error: crate::model::TaskError { kind: ErrorKind::Overloaded, message: "529".to_owned() },
         ready_at: 10,
     };
     let outcome =
@@ -338,7 +337,7 @@ fn a_task_fails_after_five_deaths_in_a_row_and_a_retry_starts_the_count_again() 
     }
     let last = die(&mut store, 100);
     assert_eq!(last.outcome.status, Some(TaskStatus::Failed));
-    assert!(matches!(&last.finish, Some(Finish::Failed { error }) if error.kind == "owner_lost"));
+    assert!(matches!(&last.finish, Some(Finish::Failed { error }) if error.kind == ErrorKind::OwnerLost));
 
     store.retry(&TaskRef::Id(id), &here(), 200).expect("retry");
     assert_eq!(
@@ -364,8 +363,7 @@ fn retrying_an_orchestration_puts_every_unfinished_branch_back_in_one_go() {
     let done = Finish::Completed { result: Some("ok".to_owned()) };
     store.finish(a.task.task_id, "one", a.fence, &done, &RunStats::default(), 4).expect("finish");
     let b = store.claim_ready("one", 4, 4, 30_000, 5).expect("claim").pop().expect("b");
-    let failed =
-        Finish::Failed { error: crate::model::TaskError { kind: "auth".to_owned(), message: "no".to_owned() } };
+    let failed = Finish::Failed { error: crate::model::TaskError { kind: ErrorKind::Auth, message: "no".to_owned() } };
     let end = store.finish(b.task.task_id, "one", b.fence, &failed, &RunStats::default(), 6).expect("finish");
     assert_eq!(end.skipped, [id("c")]);
     assert!(end.orchestration_finished.is_some(), "nothing is left to run");
@@ -445,7 +443,7 @@ fn a_new_attempt_does_not_show_the_last_attempt_s_action() {
     let first = store.claim_ready("one", 4, 1, 30_000, 2).expect("claim").pop().expect("a task");
     let id = first.task.task_id;
     store.record_progress(id, "one", first.fence, Some("Text: API Error: 529 Overloaded"), None).expect("progress");
-    let error = crate::model::TaskError { kind: "overloaded".to_owned(), message: "API Error: 529".to_owned() };
+    let error = crate::model::TaskError { kind: ErrorKind::Overloaded, message: "API Error: 529".to_owned() };
     let retry = Finish::Retry { error, ready_at: 3 };
     store.finish(id, "one", first.fence, &retry, &RunStats::default(), 3).expect("finish");
     store.claim_ready("one", 4, 1, 30_000, 4).expect("claim").pop().expect("claimed again");
@@ -612,7 +610,7 @@ fn a_seized_claim_refuses_the_old_owner_and_is_released_without_counting_the_att
     assert!(seized.fence > old.fence);
     assert!(store.seize(&old, "third:3:3", 30_000, 21).expect("seize").is_none(), "seized once only");
     // The old owner thaws and reports its killed CLI: refused.
-    let stale = Finish::Failed { error: TaskError { kind: "killed_by_signal".to_owned(), message: "x".to_owned() } };
+    let stale = Finish::Failed { error: TaskError { kind: ErrorKind::KilledBySignal, message: "x".to_owned() } };
     let refused = store.finish(id, "old:1:1", old.fence, &stale, &RunStats::default(), 30).expect("finish");
     assert!(!refused.accepted);
     assert_eq!(store.heartbeat(id, "old:1:1", old.fence, 30_000, 30).expect("heartbeat"), Heartbeat::Lost);

@@ -1,0 +1,306 @@
+//! Driving one claimed attempt: the run, its progress and heartbeats, and its outcome written.
+
+use std::time::Duration;
+
+use backon::Retryable as _;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::{Executor, StopReason, duration_ms, lock, policy, write_backoff};
+use crate::feedback::Event;
+use crate::logs::{TaskLogPaths, append_summary};
+use crate::model::{TaskId, Usage};
+use crate::runner::{self, RunProgress, RunReport, RunSpec};
+use crate::store::{Claimed, Finish, Heartbeat, RunStats, StoreError};
+use crate::time::now_ms;
+
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+impl Executor {
+    /// Runs one claimed attempt and writes its outcome.
+    pub(super) async fn drive(&self, claimed: Claimed, cancel: CancellationToken, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        let task = claimed.task;
+        let task_id = task.task_id;
+        let fence = claimed.fence;
+        let config = &inner.config;
+        let paths = TaskLogPaths::new(&config.task_log_dir(), task_id);
+        let _ = append_summary(
+            &paths.summary,
+            &format!(
+                "attempt {}/{} of {} started: model {}, in {}",
+                task.attempt,
+                task.settings.max_attempts,
+                task.task_identifier,
+                task.settings.model,
+                task.settings.working_directory
+            ),
+        );
+        let resume = claimed.resume_session.as_deref();
+        if let Some(session) = resume {
+            let _ = append_summary(&paths.summary, &format!("resuming the interrupted session {session}"));
+        }
+        let spec = RunSpec {
+            claude_bin: config.claude_bin.clone(),
+            args: runner::command_args(&task.settings, resume),
+            prompt: if resume.is_some() { config.resume_prompt.clone() } else { task.prompt.clone() },
+            working_directory: task.settings.working_directory.clone().into(),
+            timeout: Duration::from_secs(task.settings.timeout_seconds),
+            kill_grace: config.kill_grace,
+            summary_log: paths.summary.clone(),
+            detailed_log: paths.detailed.clone(),
+            max_detailed_log_bytes: config.max_detailed_log_bytes,
+            run_tag: runner::run_tag(&inner.owner, task_id, fence),
+            system_prompt: task.settings.system_prompt.clone(),
+            append_system_prompt: task.settings.append_system_prompt.clone(),
+        };
+        let (progress_tx, progress_rx) = watch::channel(RunProgress::default());
+        let run_stop = CancellationToken::new();
+        let run = runner::run(&spec, &run_stop, &progress_tx);
+        tokio::pin!(run);
+        // Progress and heartbeats are written by their own task: a write that waits for a busy
+        // database must not stop this loop from reading the CLI's output (it would block on a
+        // full pipe) or from stopping it (timeout, kill escalation, cancel).
+        let (verdict_tx, mut verdicts) = tokio::sync::mpsc::unbounded_channel();
+        let run_over = CancellationToken::new();
+        let recorder = tokio::spawn({
+            let this = self.clone();
+            let identifier = task.task_identifier.clone();
+            let (progress_rx, run_over) = (progress_rx.clone(), run_over.clone());
+            async move { this.record_attempt(task_id, fence, identifier, progress_rx, verdict_tx, run_over).await }
+        });
+        let mut stop_reason: Option<StopReason> = None;
+        let report: RunReport = loop {
+            tokio::select! {
+                report = &mut run => break report,
+                Some(why) = verdicts.recv() => stop(&mut stop_reason, why, &run_stop),
+                () = cancel.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
+                () = shutdown.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Shutdown, &run_stop),
+            }
+        };
+        lock(&inner.running).remove(&task_id);
+        // The recorder finishes the write it is in (the outcome waits for the database anyway),
+        // so that nothing of this attempt is written after its outcome.
+        run_over.cancel();
+        let pid_recorded = recorder.await.unwrap_or(false);
+        let last_pid = progress_rx.borrow().pid;
+        if !pid_recorded && let Some(pid) = last_pid {
+            self.mark_started(task_id, fence, pid).await;
+            inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
+        }
+
+        let cx = policy::Context {
+            attempt: task.attempt,
+            max_attempts: task.settings.max_attempts,
+            timeout_seconds: task.settings.timeout_seconds,
+            resumed: claimed.resume_session.is_some(),
+            retry_base: config.retry_base,
+            retry_max: config.retry_max,
+            now: now_ms(),
+        };
+        let Some(finish) = policy::decide(&cx, &report, stop_reason) else {
+            tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
+            return;
+        };
+        let stats = stats_of(&report);
+        let summary_line = summary_of(&finish, &report);
+        // The outcome must not be lost to a passing fault (a full disk, a lock held too long):
+        // try again with backoff before giving up and leaving the task to lease recovery.
+        let write = || {
+            let (owner, finish, stats) = (inner.owner.clone(), finish.clone(), stats.clone());
+            inner.db.call(move |s| s.finish(task_id, &owner, fence, &finish, &stats, now_ms()))
+        };
+        let written = write
+            .retry(write_backoff())
+            // A full disk can last: keep the outcome until it can be written (or the database
+            // thread is gone). Meanwhile the lease runs out and another executor may take the
+            // task over, and then this write is refused by its fence.
+            // A deleted or replaced database never comes back: its outcome cannot be recorded.
+            .when(|e| !matches!(e, StoreError::Closed) && !e.is_lost())
+            .notify(|e, delay| tracing::warn!(task_id, "cannot record the outcome yet ({e}); again in {delay:?}"))
+            .await;
+        match written {
+            Ok(outcome) if outcome.accepted => {
+                let _ = append_summary(&paths.summary, &summary_line);
+                inner.feedback.finished(&task, &finish, &outcome, report.elapsed, stats.cost_usd);
+            }
+            Ok(_) => tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now"),
+            Err(e) if e.is_lost() => {
+                // Its log is all that is left of it.
+                let line = match &finish {
+                    Finish::Release { .. } => format!("stopped after {:.1} s", report.elapsed.as_secs_f64()),
+                    _ => summary_line,
+                } + ", not recorded: the database was deleted or replaced under this process";
+                let _ = append_summary(&paths.summary, &line);
+                tracing::warn!(task_id, "task {task_id} {line}");
+            }
+            Err(e) => tracing::error!(task_id, "cannot record the outcome of task {task_id}: {e}"),
+        }
+        inner.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Writes what a running attempt does while it runs: its pid at once, its session id and
+    /// last action at most every [`PROGRESS_INTERVAL`], and a heartbeat that renews the lease and
+    /// tells of a cancel asked for elsewhere or a lost claim (sent to the driver as the reason
+    /// to stop). Runs until `run_over` fires; says whether the pid was recorded.
+    async fn record_attempt(
+        self,
+        task_id: TaskId,
+        fence: i64,
+        identifier: String,
+        mut progress_rx: watch::Receiver<RunProgress>,
+        verdicts: tokio::sync::mpsc::UnboundedSender<StopReason>,
+        run_over: CancellationToken,
+    ) -> bool {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + config.heartbeat,
+            config.heartbeat.max(Duration::from_millis(10)),
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What the store has, and when to write what changed since (progress is written at
+        // most every PROGRESS_INTERVAL; the final state goes with the outcome).
+        let mut recorded = RunProgress::default();
+        let mut flush_at: Option<Instant> = None;
+        let mut progress_failing = false;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let lease_ms = duration_ms(config.lease);
+        loop {
+            tokio::select! {
+                biased;
+                () = run_over.cancelled() => return recorded.pid.is_some(),
+                Ok(()) = progress_rx.changed() => {
+                    let pid = progress_rx.borrow_and_update().pid;
+                    if pid.is_some() && recorded.pid.is_none() {
+                        crate::crash::point("after_spawn");
+                        // The pid is written at once, for a person looking at the task.
+                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
+                        inner.feedback.emit(&Event::TaskStarted { task_id, identifier: identifier.clone() });
+                        recorded.pid = pid;
+                    }
+                    if flush_at.is_none() {
+                        flush_at = Some(Instant::now() + PROGRESS_INTERVAL);
+                    }
+                }
+                () = sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                    flush_at = None;
+                    let now_progress = progress_rx.borrow().clone();
+                    match self.record_progress(task_id, fence, &recorded, &now_progress).await {
+                        Ok(()) => {
+                            progress_failing = false;
+                            recorded = now_progress;
+                        }
+                        Err(e) => {
+                            // The session id must reach the store for a resume: try again later.
+                            if !progress_failing && !e.is_lost() {
+                                tracing::warn!(task_id, "cannot record progress: {e}; trying again");
+                            }
+                            progress_failing = true;
+                            flush_at = Some(Instant::now() + PROGRESS_INTERVAL * 8);
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let owner = inner.owner.clone();
+                    let verdict = match inner.db.call(move |s| s.heartbeat(task_id, &owner, fence, lease_ms, now_ms())).await {
+                        Ok(Heartbeat::Renewed) => None,
+                        Ok(Heartbeat::CancelRequested) => Some(StopReason::Cancel),
+                        Ok(Heartbeat::Lost) => Some(StopReason::LeaseLost),
+                        // Nothing can be recorded any more: the process is stopping this attempt.
+                        Err(e) if e.is_lost() => None,
+                        Err(e) => {
+                            tracing::warn!(task_id, "heartbeat failed: {e}");
+                            None
+                        }
+                    };
+                    if let Some(why) = verdict {
+                        let _ = verdicts.send(why);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {
+        let owner = self.inner.owner.clone();
+        if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await
+            && !e.is_lost()
+        {
+            tracing::warn!(task_id, "cannot record the start: {e}");
+        }
+    }
+
+    async fn record_progress(
+        &self,
+        task_id: TaskId,
+        fence: i64,
+        before: &RunProgress,
+        now: &RunProgress,
+    ) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let owner = inner.owner.clone();
+        let action = (now.last_action != before.last_action).then(|| now.last_action.clone()).flatten();
+        let session = (now.session_id != before.session_id).then(|| now.session_id.clone()).flatten();
+        if action.is_some() || session.is_some() {
+            let written = inner
+                .db
+                .call(move |s| s.record_progress(task_id, &owner, fence, action.as_deref(), session.as_deref()))
+                .await;
+            written?;
+            inner.changes.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+}
+
+fn stop(reason: &mut Option<StopReason>, why: StopReason, run_stop: &CancellationToken) {
+    if reason.is_none() {
+        *reason = Some(why);
+        run_stop.cancel();
+    }
+}
+
+fn stats_of(report: &RunReport) -> RunStats {
+    let result = report.stream.result.as_ref();
+    RunStats {
+        session_id: report.stream.session_id.clone(),
+        cost_usd: result.map_or(0.0, |r| r.total_cost_usd),
+        usage: result.map_or_else(Usage::default, |r| Usage {
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cache_creation_input_tokens: r.cache_creation_input_tokens,
+            cache_read_input_tokens: r.cache_read_input_tokens,
+        }),
+        num_turns: result.and_then(|r| r.num_turns),
+        duration_ms: result.and_then(|r| r.duration_ms).or_else(|| u64::try_from(report.elapsed.as_millis()).ok()),
+        permission_denials: result.and_then(|r| r.permission_denials.clone()),
+        last_action: report.stream.last_action.clone(),
+    }
+}
+
+fn summary_of(finish: &Finish, report: &RunReport) -> String {
+    let cost = report.stream.result.as_ref().map_or(0.0, |r| r.total_cost_usd);
+    let elapsed = report.elapsed.as_secs_f64();
+    match finish {
+        Finish::Completed { result } => {
+            let text = result.as_deref().unwrap_or("").replace('\n', " ");
+            let short: String = text.chars().take(200).collect();
+            format!("completed in {elapsed:.1} s, cost ${cost:.4}: {short}")
+        }
+        Finish::Retry { error, ready_at } => format!(
+            "attempt failed after {elapsed:.1} s ({}: {}); retrying in {:.1} s",
+            error.kind,
+            error.message,
+            (*ready_at - now_ms()).max(0) as f64 / 1000.0
+        ),
+        Finish::Failed { error } => {
+            format!("failed after {elapsed:.1} s, cost ${cost:.4}: {}: {}", error.kind, error.message)
+        }
+        Finish::Cancelled { .. } => format!("cancelled after {elapsed:.1} s, cost ${cost:.4}"),
+        Finish::Release { error, .. } | Finish::Reclaimed { error } => {
+            format!("released after {elapsed:.1} s: {}", error.message)
+        }
+    }
+}

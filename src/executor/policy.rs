@@ -1,0 +1,181 @@
+//! What an attempt's outcome means for its task: pure decisions, no IO.
+
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+
+use super::{StopReason, duration_ms};
+use crate::model::{ErrorKind, Millis, TaskError};
+use crate::runner::{Outcome, RunReport, StopCause};
+use crate::store::Finish;
+
+/// What [`decide`] needs to know besides the run: of the task, of the process's settings, and the time.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Context {
+    /// This attempt (1-based) and how many the task may have.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub timeout_seconds: u64,
+    /// Whether this attempt resumed an interrupted session.
+    pub resumed: bool,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub now: Millis,
+}
+
+/// Turns a run's outcome into the state change to write; `None` when the claim was lost.
+pub(super) fn decide(cx: &Context, report: &RunReport, stop_reason: Option<StopReason>) -> Option<Finish> {
+    Some(match &report.outcome {
+        Outcome::Success { result } => Finish::Completed { result: result.clone() },
+        Outcome::Stopped(StopCause::Timeout) => Finish::Failed {
+            error: TaskError {
+                kind: ErrorKind::Timeout,
+                message: format!(
+                    "ran longer than its timeout of {} s and was stopped; raise timeout_seconds if it needs longer",
+                    cx.timeout_seconds
+                ),
+            },
+        },
+        Outcome::Stopped(StopCause::Requested) => match stop_reason {
+            Some(StopReason::LeaseLost) => return None,
+            Some(StopReason::Shutdown) => Finish::Release {
+                error: TaskError {
+                    kind: ErrorKind::InterruptedByShutdown,
+                    message: "claude-worker shut down while the task ran; it will resume".to_owned(),
+                },
+                resume: true,
+            },
+            Some(StopReason::Cancel) | None => Finish::Cancelled {
+                error: TaskError { kind: ErrorKind::Cancelled, message: "cancelled while running".to_owned() },
+            },
+        },
+        // The session to resume is gone (the CLI keeps sessions per directory and machine), or
+        // the CLI would not start with it (a transcript cut short when the CLI that wrote it
+        // was killed): start over, the attempt not counted. Failing the task for it would
+        // blame the task for the death of its previous runner.
+        Outcome::Failure { kind, message, .. }
+            if cx.resumed
+                && (message.contains("No conversation found")
+                    || (*kind == ErrorKind::CliError && report.stream.session_id.is_none())) =>
+        {
+            Finish::Release {
+                error: TaskError {
+                    kind: ErrorKind::ResumeFailed,
+                    message: format!("could not resume the interrupted session ({message}); starting over"),
+                },
+                resume: false,
+            }
+        }
+        Outcome::Failure { kind, message, transient } => {
+            let error = TaskError { kind: kind.clone(), message: message.clone() };
+            if *transient && cx.attempt < cx.max_attempts {
+                let delay = backoff(cx.retry_base, cx.retry_max, cx.attempt);
+                Finish::Retry { error, ready_at: cx.now + duration_ms(delay) }
+            } else {
+                Finish::Failed { error }
+            }
+        }
+    })
+}
+
+/// The delay before the attempt after `attempt` (1-based): exponential from `base`, with jitter,
+/// never above `max`.
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let delays = backon::ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    delays.into_iter().nth(usize::try_from(attempt.saturating_sub(1)).unwrap_or(0)).unwrap_or(max).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::StreamState;
+
+    fn cx(attempt: u32, resumed: bool) -> Context {
+        Context {
+            attempt,
+            max_attempts: 3,
+            timeout_seconds: 60,
+            resumed,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+            now: 1_000_000,
+        }
+    }
+
+    fn report(outcome: Outcome) -> RunReport {
+        RunReport { outcome, stream: StreamState::default(), exit: None, elapsed: Duration::from_secs(1) }
+    }
+
+    fn failure(kind: ErrorKind, message: &str, transient: bool) -> RunReport {
+        report(Outcome::Failure { kind, message: message.to_owned(), transient })
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_until_the_last_attempt() {
+        let rate_limited = failure(ErrorKind::Overloaded, "529", true);
+        match decide(&cx(1, false), &rate_limited, None) {
+            Some(Finish::Retry { error, ready_at }) => {
+                assert_eq!(error.kind, ErrorKind::Overloaded);
+                assert!((1_005_000..=1_010_000).contains(&ready_at), "{ready_at}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decide(&cx(3, false), &rate_limited, None), Some(Finish::Failed { .. })));
+        let auth = failure(ErrorKind::Auth, "401", false);
+        assert!(
+            matches!(decide(&cx(1, false), &auth, None), Some(Finish::Failed { error }) if error.kind == ErrorKind::Auth)
+        );
+    }
+
+    #[test]
+    fn a_stop_means_what_we_stopped_it_for() {
+        let stopped = report(Outcome::Stopped(StopCause::Requested));
+        assert!(decide(&cx(1, false), &stopped, Some(StopReason::LeaseLost)).is_none(), "nothing to write");
+        assert!(matches!(
+            decide(&cx(1, false), &stopped, Some(StopReason::Shutdown)),
+            Some(Finish::Release { resume: true, error }) if error.kind == ErrorKind::InterruptedByShutdown
+        ));
+        assert!(matches!(
+            decide(&cx(1, false), &stopped, Some(StopReason::Cancel)),
+            Some(Finish::Cancelled { error }) if error.kind == ErrorKind::Cancelled
+        ));
+        let timeout = report(Outcome::Stopped(StopCause::Timeout));
+        match decide(&cx(1, false), &timeout, None) {
+            Some(Finish::Failed { error }) => {
+                assert_eq!(error.kind, ErrorKind::Timeout);
+                assert!(error.message.contains("60 s"), "{}", error.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_session_that_cannot_be_resumed_starts_over_uncounted() {
+        let gone = failure(ErrorKind::CliError, "No conversation found with session ID: x", false);
+        assert!(matches!(
+            decide(&cx(2, true), &gone, None),
+            Some(Finish::Release { resume: false, error }) if error.kind == ErrorKind::ResumeFailed
+        ));
+        // Not resuming: the same words are the task's own failure.
+        assert!(matches!(decide(&cx(2, false), &gone, None), Some(Finish::Failed { .. })));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(5);
+        let max = Duration::from_secs(300);
+        for _ in 0..20 {
+            let first = backoff(base, max, 1);
+            assert!(first >= base && first <= base * 2, "{first:?}");
+            let third = backoff(base, max, 3);
+            assert!(third >= base * 4 && third <= base * 8, "{third:?}");
+            assert!(backoff(base, max, 30) <= max);
+        }
+    }
+}
