@@ -56,6 +56,8 @@ struct Row {
     error: Option<TaskError>,
     /// A completed task's answer (read only for a task watched alone, shown at the end).
     result: Option<String>,
+    /// The task that queued this one from inside its run, if any.
+    created_by: Option<TaskId>,
 }
 
 /// A watched target: its title and its tasks, in dependency-tree order.
@@ -172,6 +174,7 @@ async fn gather(service: &Service, targets: &[Target]) -> anyhow::Result<Vec<Gro
                         last_action: t.last_action,
                         error: t.error,
                         result: t.result,
+                        created_by: t.created_by,
                     }],
                 }
             }
@@ -194,6 +197,7 @@ async fn gather(service: &Service, targets: &[Target]) -> anyhow::Result<Vec<Gro
                             last_action: t.last_action.clone(),
                             error: t.error.clone(),
                             result: None,
+                            created_by: t.created_by,
                         }
                     })
                     .collect();
@@ -292,7 +296,8 @@ fn line(row: &Row, width: usize, now: Millis) -> String {
         elapsed(row, now),
         row.cost_usd
     );
-    for extra in [countdown(row, now), note(row)].into_iter().flatten() {
+    let queued_by = row.created_by.map(|by| format!("queued by #{by}"));
+    for extra in [queued_by, countdown(row, now), note(row)].into_iter().flatten() {
         text.push_str("  ");
         text.push_str(&dim.apply_to(extra).to_string());
     }
@@ -428,6 +433,7 @@ impl View {
                             "cost_usd": crate::model::round_usd(row.cost_usd),
                             "note": note(row),
                             "starts_at": starts_at.map(crate::time::rfc3339),
+                            "created_by": row.created_by,
                         });
                         writeln!(out, "{value}")?;
                         seen.insert(row.task_id, key);
@@ -484,6 +490,7 @@ mod tests {
             last_action: None,
             error: None,
             result: None,
+            created_by: None,
         }
     }
 

@@ -93,6 +93,19 @@ async fn a_server_inside_a_task_runs_nothing_and_queues_follow_up_work_that_name
     let tree = String::from_utf8_lossy(&tree.stdout).into_owned();
     assert!(tree.contains(&format!("follow-up #{} ", follow_up["task_id"])), "{tree}");
     assert!(tree.contains(&format!("(queued by #{outer_id})")), "{tree}");
+    // And so does the live view, in its lines and its JSON.
+    let watch = env.inspect(&["watch", &orchestration]).await;
+    let watch = String::from_utf8_lossy(&watch.stdout).into_owned();
+    let line = watch.lines().find(|l| l.contains(" follow-up ")).unwrap_or_default();
+    assert!(line.contains(&format!("queued by #{outer_id}")), "{watch}");
+    let json = env.inspect(&["watch", "--json", &orchestration]).await;
+    let json = String::from_utf8_lossy(&json.stdout).into_owned();
+    let change: serde_json::Value = json
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["task_identifier"] == "follow-up")
+        .unwrap_or_default();
+    assert_eq!(change["created_by"], outer_id, "{json}");
     server.stop().await;
 }
 
