@@ -6,7 +6,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::create::seconds_to_ms;
 use super::query::read_task;
-use super::{Store, StoreError, TaskKey, load_graph, record_event, refresh_orchestration, skip_descendants, task_key};
+use super::{
+    Store, StoreError, TaskKey, load_descendants, record_event, refresh_orchestration, skip_descendants, task_key,
+};
 use crate::model::{
     Counters, ErrorKind, Millis, OrchestrationId, OrchestrationStatus, TaskError, TaskId, TaskRecord, TaskStatus, Usage,
 };
@@ -467,7 +469,7 @@ fn finish_in(
         let graph = load_dependents(tx, task_id)?;
         outcome.promoted = promote(tx, &graph, &key, now)?;
     } else if status.blocks_dependents() {
-        let graph = load_graph(tx, key.orchestration_id)?;
+        let graph = load_descendants(tx, task_id)?;
         outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
     }
     outcome.orchestration_finished = refresh_orchestration(tx, key.orchestration_id, now)?;

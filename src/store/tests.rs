@@ -729,8 +729,8 @@ fn a_version_2_database_gives_each_task_the_project_of_its_working_directory() {
         {
             conn.execute(
                 "INSERT INTO tasks (task_id, orchestration_id, task_identifier, execution_prompt, working_directory,
-                     model, permission_mode, timeout_seconds, max_attempts, status, created_at)
-                 VALUES (?1, ?2, ?3, 'p', ?4, 'sonnet', 'default', 60, 3, 'completed', ?1)",
+                     model, permission_mode, timeout_seconds, max_attempts, status, created_at, cost_usd)
+                 VALUES (?1, ?2, ?3, 'p', ?4, 'sonnet', 'default', 60, 3, 'completed', ?1, ?1 * 0.1)",
                 params![id, orchestration, format!("t{id}"), dir.to_str().expect("utf-8")],
             )
             .expect("task");
@@ -764,4 +764,97 @@ fn a_version_2_database_gives_each_task_the_project_of_its_working_directory() {
     let t1 = store.task(&TaskRef::Identifier("t1".to_owned()), &repo).expect("t1 in its project");
     assert_eq!(t1.task.project, repo);
     assert!(store.task(&TaskRef::Identifier("t2".to_owned()), &repo).is_err(), "t2 is in another project");
+    // Counters kept from now on start from what the tasks were.
+    assert_counters_exact(&store, "the migration");
+    assert_eq!(kept_and_counted(&store).kept.len(), 2);
+}
+
+/// Tasks of an orchestration in a state: (orchestration, status, how many).
+type Count = (i64, String, i64);
+
+/// The kept counters and spend of every orchestration, and the same counted from its tasks.
+struct Kept {
+    kept: Vec<Count>,
+    counted: Vec<Count>,
+    /// (orchestration, its kept spend, the sum of its tasks' costs)
+    spent: Vec<(i64, f64, f64)>,
+}
+
+fn kept_and_counted(store: &Store) -> Kept {
+    let rows = |sql: &str| -> Vec<Count> {
+        let mut stmt = store.conn.prepare(sql).expect("prepare");
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let kept = rows("SELECT orchestration_id, status, n FROM orchestration_counts WHERE n <> 0 ORDER BY 1, 2");
+    let counted = rows("SELECT orchestration_id, status, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 1, 2");
+    let mut stmt = store
+        .conn
+        .prepare(
+            "SELECT o.orchestration_id, o.spent_usd, (SELECT total(cost_usd) FROM tasks t WHERE t.orchestration_id = o.orchestration_id)
+             FROM orchestrations o ORDER BY 1",
+        )
+        .expect("prepare");
+    let spent = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    Kept { kept, counted, spent }
+}
+
+fn assert_counters_exact(store: &Store, after: &str) {
+    let Kept { kept, counted, spent } = kept_and_counted(store);
+    assert_eq!(kept, counted, "after {after}");
+    for (id, kept, summed) in spent {
+        assert!((kept - summed).abs() < 1e-9, "orchestration {id} spent {kept}, its tasks {summed}, after {after}");
+    }
+}
+
+#[test]
+fn kept_counters_match_the_tasks_through_every_kind_of_change() {
+    let (_dir, mut store) = open();
+    let created =
+        store.create_batch(&batch(vec![task("a", &[]), task("b", &["a"]), task("c", &["b"])]), 100, 3_600_000, 1);
+    let first = created.expect("create").orchestration_id;
+    assert_counters_exact(&store, "create");
+    // A task depending on two orchestrations merges them.
+    store.create_batch(&batch(vec![task("x", &[])]), 100, 3_600_000, 2).expect("create");
+    let mut joining = batch(vec![task("j", &["a", "x"])]);
+    joining.new_orchestration = false;
+    store.create_batch(&joining, 100, 3_600_000, 3).expect("merge");
+    assert_counters_exact(&store, "merge");
+
+    let claims = store.claim_ready("one", 4, 4, 30_000, 4).expect("claim");
+    assert_eq!(claims.len(), 2, "a and x");
+    assert_counters_exact(&store, "claim");
+    let stats = RunStats { cost_usd: 0.1, ..RunStats::default() };
+    let retry =
+        Finish::Retry { error: TaskError { kind: ErrorKind::Overloaded, message: "529".to_owned() }, ready_at: 5 };
+    store.finish(claims[0].task.task_id, "one", claims[0].fence, &retry, &stats, 5).expect("retry");
+    assert_counters_exact(&store, "a retry");
+    let stats = RunStats { cost_usd: 0.2, ..RunStats::default() };
+    let done = Finish::Completed { result: Some("ok".to_owned()) };
+    store.finish(claims[1].task.task_id, "one", claims[1].fence, &done, &stats, 6).expect("complete");
+    assert_counters_exact(&store, "a completion");
+    let again = store.claim_ready("one", 4, 4, 30_000, 7).expect("claim").pop().expect("a again");
+    let failed = Finish::Failed { error: TaskError { kind: ErrorKind::Auth, message: "no".to_owned() } };
+    store.finish(again.task.task_id, "one", again.fence, &failed, &stats, 8).expect("fail");
+    assert_counters_exact(&store, "a failure that skips dependents");
+
+    store.retry_orchestration(first, 9).expect("retry");
+    assert_counters_exact(&store, "retrying the orchestration");
+    store.cancel(&CancelTarget::Orchestration(first), "enough", 10).expect("cancel");
+    assert_counters_exact(&store, "cancel");
+    // The newest orchestration is never pruned (its ids would be handed out again): add one.
+    let newest = store.create_batch(&batch(vec![task("n", &[])]), 100, 3_600_000, 11).expect("create");
+    assert_eq!(store.prune(i64::MAX, false).expect("prune").tasks.len(), 5);
+    assert_counters_exact(&store, "prune");
+    assert_eq!(
+        kept_and_counted(&store).kept,
+        [(newest.orchestration_id, "pending".to_owned(), 1)],
+        "only the newest is left"
+    );
 }
