@@ -19,6 +19,9 @@ pub struct Claimed {
     pub fence: i64,
     /// The Claude session an interrupted attempt left: this attempt resumes it.
     pub resume_session: Option<String>,
+    /// The `--max-budget-usd` this attempt runs with: the task's own `max_budget_usd`, lowered
+    /// to what is left of its orchestration's budget (see [`crate::budget::attempt_cap`]).
+    pub max_budget_usd: Option<f64>,
 }
 
 /// A running task claimed by another owner, as recovery sees it.
@@ -137,6 +140,7 @@ impl Store {
         now: Millis,
     ) -> Result<Vec<Claimed>, StoreError> {
         self.write(|tx| {
+            super::budgets::enforce_before_claim(tx, now)?;
             let mut claims = Vec::new();
             while claims.len() < max {
                 // A new attempt starts a new Claude session unless it resumes an interrupted one.
@@ -161,7 +165,10 @@ impl Store {
                 let detail = resume_session.as_ref().map(|s| format!("resumes session {s}"));
                 record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), detail.as_deref())?;
                 refresh_orchestration(tx, key.orchestration_id, now)?;
-                claims.push(Claimed { task: read_task(tx, task_id)?, fence, resume_session });
+                let task = read_task(tx, task_id)?;
+                let max_budget_usd =
+                    super::budgets::attempt_cap(tx, task_id, key.orchestration_id, task.settings.max_budget_usd)?;
+                claims.push(Claimed { task, fence, resume_session, max_budget_usd });
             }
             Ok(claims)
         })
@@ -376,6 +383,18 @@ fn finish_in(
         }
         other => other,
     };
+    // The CLI stopped at the cap its orchestration's budget gave it: the budget ran out.
+    let budget_instead;
+    let finish = match finish {
+        Finish::Failed { error } => match super::budgets::stopped_by_budget(tx, task_id, error)? {
+            Some(error) => {
+                budget_instead = Finish::Failed { error };
+                &budget_instead
+            }
+            None => finish,
+        },
+        other => other,
+    };
     let (status, result, error, ready_at, kind) = match finish {
         Finish::Completed { result } => (TaskStatus::Completed, result.as_deref(), None, None, "completed"),
         Finish::Retry { error, ready_at } => {
@@ -470,6 +489,8 @@ fn finish_in(
         let graph = load_graph(tx, key.orchestration_id)?;
         outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
     }
+    // The cost just recorded may have spent the orchestration's budget: nothing more of it starts.
+    outcome.skipped.extend(super::budgets::enforce(tx, key.orchestration_id, now)?);
     outcome.orchestration_finished = refresh_orchestration(tx, key.orchestration_id, now)?;
     Ok(outcome)
 }
