@@ -485,12 +485,15 @@ fn finish_in(
         // A completion only concerns the task's dependents and their other dependencies.
         let graph = load_dependents(tx, task_id)?;
         outcome.promoted = promote(tx, &graph, &key, now)?;
-    } else if status.blocks_dependents() {
-        let graph = load_graph(tx, key.orchestration_id)?;
-        outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
     }
-    // The cost just recorded may have spent the orchestration's budget: nothing more of it starts.
-    outcome.skipped.extend(super::budgets::enforce(tx, key.orchestration_id, now)?);
+    // The cost just recorded may have spent the orchestration's budget: nothing more of it
+    // starts. Decided before the dependents of a failure are skipped, so that what the budget
+    // stopped is told as such (and runs again when the budget is raised).
+    outcome.skipped = super::budgets::enforce(tx, key.orchestration_id, now)?;
+    if status.blocks_dependents() {
+        let graph = load_graph(tx, key.orchestration_id)?;
+        outcome.skipped.extend(skip_descendants(tx, &graph, &key, status, now)?);
+    }
     outcome.orchestration_finished = refresh_orchestration(tx, key.orchestration_id, now)?;
     Ok(outcome)
 }
