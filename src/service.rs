@@ -726,7 +726,7 @@ impl Service {
     /// dependents skipped because of it) goes back in line. `Invalid` for a budget that is not
     /// one, or that the orchestration has already spent.
     pub async fn set_budget(&self, id: OrchestrationId, max_budget_usd: f64) -> Result<BudgetRaise> {
-        let budget_usd = check_budget("max_budget_usd", Some(max_budget_usd))?.unwrap_or(max_budget_usd);
+        let budget_usd = crate::budget::check("max_budget_usd", max_budget_usd).map_err(ServiceError::Invalid)?;
         let outcome = self.db.call(move |s| s.set_budget(id, budget_usd, now_ms())).await?;
         self.wake();
         Ok(outcome)

@@ -47,6 +47,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them, retry(orchestration_id) runs every failed, cancelled and skipped task of the orchestration again. cancel stops a task or a whole orchestration.
+- An orchestration can have a budget in dollars (max_budget_usd of create_orchestration, orchestration_max_budget_usd of create_task): once its tasks spent it, the rest are skipped with budget_exhausted; retry(orchestration_id, max_budget_usd) raises it and runs them.
 - Task identifiers and orchestration names are looked up in this project (the git work tree of your first root or working directory); #<task_id> reaches any task. Lists show this project unless all_projects=true.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
@@ -394,7 +395,7 @@ impl ClaudeWorkerServer {
         Ok(Json(CancelOut::from(&outcome)))
     }
 
-    /// Run a failed or cancelled task again (task), reopening its skipped dependents, or every failed, cancelled and skipped task of an orchestration (orchestration_id). With orchestration_id and max_budget_usd: raise the orchestration's budget and run again what it stopped.
+    /// Run a failed or cancelled task again (task), or every failed, cancelled and skipped task of an orchestration (orchestration_id); with max_budget_usd, raise its budget instead.
     #[tool(input_schema = input_schema::<RetryArgs>())]
     async fn retry(
         &self,
