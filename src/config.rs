@@ -83,6 +83,9 @@ pub struct Config {
     /// `CLAUDE_WORKER_MAX_DEPTH`: how deep tasks may queue tasks. A task queued from outside any
     /// task is at depth 0; one queued by a task at depth N is at depth N + 1, refused beyond this.
     pub max_depth: u32,
+    /// `CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD`: the budget of a new orchestration that
+    /// is given none (unset: no budget).
+    pub default_orchestration_budget_usd: Option<f64>,
 }
 
 /// The sound files a user chose instead of the built-in sounds (`None`: the built-in one).
@@ -188,6 +191,7 @@ impl Config {
             feedback_log: get("CLAUDE_WORKER_FEEDBACK_LOG").map(|p| expand_tilde(&p, &lookup)).transpose()?,
             run_tag: get(crate::runner::RUN_TAG_VAR),
             max_depth: parse(&get, "CLAUDE_WORKER_MAX_DEPTH", 3, "a whole number from 0 to 100")?,
+            default_orchestration_budget_usd: default_budget(&get)?,
             home,
             db_path,
             log_dir,
@@ -302,6 +306,18 @@ fn parse_bool(get: &impl Fn(&str) -> Option<String>, name: &'static str, default
     }
 }
 
+/// `CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD`, checked as any budget is
+/// ([`crate::budget::check`]): `NaN`, `inf`, a negative or an absurd amount is refused.
+fn default_budget(get: &impl Fn(&str) -> Option<String>) -> Result<Option<f64>, ConfigError> {
+    const NAME: &str = "CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD";
+    const EXPECTED: &str = "a positive number of dollars, at most 10000 (unset: no budget)";
+    let Some(value) = get(NAME) else { return Ok(None) };
+    match value.trim().parse::<f64>().ok().map(|usd| crate::budget::check(NAME, usd)) {
+        Some(Ok(usd)) => Ok(Some(usd)),
+        _ => Err(ConfigError::Invalid { name: NAME, value, expected: EXPECTED }),
+    }
+}
+
 fn check_range(name: &'static str, value: u32, low: u32, high: u32, expected: &'static str) -> Result<(), ConfigError> {
     if (low..=high).contains(&value) {
         Ok(())
@@ -369,6 +385,18 @@ mod tests {
         assert!(err.to_string().contains("CLAUDE_WORKER_MAX_DB_PAGES"), "{err}");
         let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_MAX_DB_PAGES", "500")]).expect("valid");
         assert_eq!(c.max_db_pages, Some(500));
+    }
+
+    #[test]
+    fn the_default_orchestration_budget_is_a_sane_number_of_dollars() {
+        const NAME: &str = "CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD";
+        assert_eq!(config(&[("HOME", "/h")]).expect("valid").default_orchestration_budget_usd, None);
+        let c = config(&[("HOME", "/h"), (NAME, " 2.50 ")]).expect("valid");
+        assert_eq!(c.default_orchestration_budget_usd, Some(2.5));
+        for bad in ["NaN", "inf", "-1", "0", "1e9", "five"] {
+            let err = config(&[("HOME", "/h"), (NAME, bad)]).expect_err(bad).to_string();
+            assert!(err.contains(NAME) && err.contains("at most 10000"), "{bad}: {err}");
+        }
     }
 
     #[test]

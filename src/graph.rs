@@ -268,23 +268,63 @@ impl Graph {
     /// skipped tasks whose every dependency is then completed, unfinished, `root` itself or
     /// reopened too. A task that also depends on another failed task stays skipped. Sorted by id.
     pub fn reopened_by_retry(&self, root: TaskId) -> Vec<TaskId> {
-        let candidates = self.skipped_descendants(root);
+        let candidates: BTreeSet<TaskId> = self.skipped_descendants(root).into_iter().collect();
+        self.reopenable(&candidates, Some(root)).into_iter().collect()
+    }
+
+    /// What raising an orchestration's budget puts back in line: each of `stopped` (the tasks
+    /// the budget kept from starting or stopped) and the skipped tasks reachable from them
+    /// through skipped tasks, as far as every dependency of each is then completed, unfinished or
+    /// reopened too (a task that also depends on one that failed for another reason stays as it
+    /// is). Each becomes `pending` when all its dependencies completed, else `waiting`. Sorted by
+    /// id, which is dependency order.
+    pub fn reopened_by_raise(&self, stopped: &[TaskId]) -> Vec<Reopening> {
+        let mut candidates: BTreeSet<TaskId> = BTreeSet::new();
+        for &task_id in stopped {
+            if self.status(task_id).is_some_and(TaskStatus::blocks_dependents) {
+                candidates.insert(task_id);
+                candidates.extend(self.skipped_descendants(task_id));
+            }
+        }
+        let reopened = self.reopenable(&candidates, None);
+        reopened
+            .iter()
+            .map(|&task_id| {
+                let deps = self.depends_on.get(&task_id).into_iter().flatten();
+                let all_completed = deps
+                    .into_iter()
+                    .all(|&dep| !reopened.contains(&dep) && self.status(dep) == Some(TaskStatus::Completed));
+                Reopening {
+                    task_id,
+                    was: self.status(task_id).unwrap_or(TaskStatus::Skipped),
+                    status: if all_completed { TaskStatus::Pending } else { TaskStatus::Waiting },
+                }
+            })
+            .collect()
+    }
+
+    /// The candidates that can run again, given that `assumed` does (a task being retried):
+    /// those whose every dependency is `assumed`, reopened too, or in a
+    /// state that does not block dependents, found by repeating until nothing changes.
+    fn reopenable(&self, candidates: &BTreeSet<TaskId>, assumed: Option<TaskId>) -> BTreeSet<TaskId> {
         let mut reopened: BTreeSet<TaskId> = BTreeSet::new();
         loop {
             let before = reopened.len();
-            for &candidate in &candidates {
+            for &candidate in candidates {
                 if reopened.contains(&candidate) {
                     continue;
                 }
                 let runnable = self.depends_on.get(&candidate).into_iter().flatten().all(|&dep| {
-                    dep == root || reopened.contains(&dep) || self.status(dep).is_some_and(|s| !s.blocks_dependents())
+                    Some(dep) == assumed
+                        || reopened.contains(&dep)
+                        || self.status(dep).is_some_and(|s| !s.blocks_dependents())
                 });
                 if runnable {
                     reopened.insert(candidate);
                 }
             }
             if reopened.len() == before {
-                return reopened.into_iter().collect();
+                return reopened;
             }
         }
     }
@@ -512,6 +552,44 @@ mod tests {
         g.add_edge(2, 1);
         let states: Vec<_> = g.retry_all().iter().map(|r| (r.task_id, r.status)).collect();
         assert_eq!(states, vec![(1, TaskStatus::Pending), (2, TaskStatus::Waiting)]);
+    }
+
+    #[test]
+    fn a_raise_reopens_what_the_budget_stopped_and_what_waited_on_it() {
+        // 1 completed; 2 (on 1) was stopped by the budget; 3 (on 2) was skipped because of it;
+        // 4 (on 1) was kept from starting; 5 failed on its own, and 6 (on 4 and 5) waits on both.
+        let mut g = Graph::new();
+        g.add_task(1, TaskStatus::Completed);
+        g.add_task(2, TaskStatus::Failed);
+        g.add_task(3, TaskStatus::Skipped);
+        g.add_task(4, TaskStatus::Skipped);
+        g.add_task(5, TaskStatus::Failed);
+        g.add_task(6, TaskStatus::Skipped);
+        g.add_edge(2, 1);
+        g.add_edge(3, 2);
+        g.add_edge(4, 1);
+        g.add_edge(6, 4);
+        g.add_edge(6, 5);
+        let plan: Vec<_> = g.reopened_by_raise(&[2, 4]).iter().map(|r| (r.task_id, r.was, r.status)).collect();
+        assert_eq!(
+            plan,
+            vec![
+                (2, TaskStatus::Failed, TaskStatus::Pending),
+                (3, TaskStatus::Skipped, TaskStatus::Waiting),
+                (4, TaskStatus::Skipped, TaskStatus::Pending),
+            ],
+            "6 still depends on the failed 5"
+        );
+        // A stopped task whose own dependency failed for another reason stays as it is.
+        let mut g = Graph::new();
+        g.add_task(1, TaskStatus::Failed);
+        g.add_task(2, TaskStatus::Skipped);
+        g.add_edge(2, 1);
+        assert_eq!(g.reopened_by_raise(&[2]), Vec::new());
+        // A task that is no longer stopped (already reopened) is not touched.
+        let mut g = Graph::new();
+        g.add_task(1, TaskStatus::Pending);
+        assert_eq!(g.reopened_by_raise(&[1]), Vec::new());
     }
 
     #[test]

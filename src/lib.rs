@@ -14,8 +14,10 @@
 //! inspect CLI's `watch`; [`tree`] lays out an orchestration's dependency tree for that view
 //! and the inspect CLI; [`feedback`] plays sounds and shows desktop notifications for what the
 //! executor did; [`text`] words counts for people; [`project`] finds the project (git work tree)
-//! a task belongs to, which scopes bare identifiers.
+//! a task belongs to, which scopes bare identifiers; [`budget`] holds the pure rules of
+//! orchestration budgets (when one is spent, what cap an attempt gets, their sentences).
 
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod crash;

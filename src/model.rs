@@ -212,6 +212,12 @@ pub struct NewBatch {
     pub scope: Project,
     /// Set when the batch is queued from inside a running task.
     pub queued_by: Option<QueuedBy>,
+    /// The orchestration's budget in dollars, given with the batch: set on a new orchestration,
+    /// and on one the batch joins (raising or lowering it; see [`crate::budget`]).
+    pub budget_usd: Option<f64>,
+    /// The budget of a new orchestration that was given none
+    /// (`CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD`); an orchestration joined keeps its own.
+    pub default_budget_usd: Option<f64>,
 }
 
 /// The task whose attempt queued a batch (through a server its CLI started), and the depth the
@@ -440,6 +446,11 @@ pub struct OrchestrationSummary {
     pub ended_at: Option<Millis>,
     pub counters: Counters,
     pub cost_usd: f64,
+    /// Its budget in dollars, when it has one (see [`crate::budget`]); `cost_usd` is its spend.
+    pub budget_usd: Option<f64>,
+    /// Its tasks that the budget kept from starting or stopped (error kind `budget_exhausted`):
+    /// they run again when the budget is raised.
+    pub budget_stopped: u32,
 }
 
 /// A task as listed inside its orchestration.

@@ -19,8 +19,8 @@ use crate::model::{
     TaskDetail, TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
-    CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, OrchestrationRetryOutcome, RetryOutcome,
-    StoreError, TaskFilter,
+    BudgetRaise, CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, OrchestrationRetryOutcome,
+    RetryOutcome, StoreError, TaskFilter,
 };
 use crate::time::now_ms;
 
@@ -210,11 +210,18 @@ impl Service {
         }
     }
 
-    /// Stores one task.
-    pub async fn create_task(&self, input: TaskInput, orchestration: Option<String>) -> Result<Created> {
+    /// Stores one task. `orchestration_budget` is the budget of the orchestration it creates or
+    /// joins (`orchestration_max_budget_usd`).
+    pub async fn create_task(
+        &self,
+        input: TaskInput,
+        orchestration: Option<String>,
+        orchestration_budget: Option<f64>,
+    ) -> Result<Created> {
         if let Some(name) = &orchestration {
             check_orchestration_name(name)?;
         }
+        let budget_usd = check_budget("orchestration_max_budget_usd", orchestration_budget)?;
         let task = self.check_task(input)?;
         let batch = NewBatch {
             orchestration,
@@ -222,15 +229,23 @@ impl Service {
             tasks: vec![task],
             queued_by: None,
             scope: self.project.clone(),
+            budget_usd,
+            default_budget_usd: self.config.default_orchestration_budget_usd,
         };
         self.store_batch(batch).await
     }
 
-    /// Stores a whole orchestration, all or nothing.
-    pub async fn create_orchestration(&self, name: Option<String>, tasks: Vec<TaskInput>) -> Result<Created> {
+    /// Stores a whole orchestration, all or nothing, with its budget (`max_budget_usd`) if given.
+    pub async fn create_orchestration(
+        &self,
+        name: Option<String>,
+        budget: Option<f64>,
+        tasks: Vec<TaskInput>,
+    ) -> Result<Created> {
         if let Some(name) = &name {
             check_orchestration_name(name)?;
         }
+        let budget_usd = check_budget("max_budget_usd", budget)?;
         if tasks.is_empty() {
             return Err(ServiceError::Invalid("tasks is empty: give at least one task".to_owned()));
         }
@@ -253,6 +268,8 @@ impl Service {
             tasks: checked,
             queued_by: None,
             scope: self.project.clone(),
+            budget_usd,
+            default_budget_usd: self.config.default_orchestration_budget_usd,
         };
         self.store_batch(batch).await
     }
@@ -392,11 +409,7 @@ impl Service {
         {
             return Err(invalid(format!("max_turns {turns} must be from 1 to 10000")));
         }
-        if let Some(budget) = input.max_budget_usd
-            && !(budget.is_finite() && budget > 0.0)
-        {
-            return Err(invalid(format!("max_budget_usd {budget} must be a positive number of dollars")));
-        }
+        check_budget("max_budget_usd", input.max_budget_usd)?;
         let timeout_seconds = input.timeout_seconds.unwrap_or_else(|| self.config.task_timeout.as_secs().max(1));
         if !(1..=7 * 86_400).contains(&timeout_seconds) {
             return Err(invalid(format!("timeout_seconds {timeout_seconds} must be from 1 to 604800 (a week)")));
@@ -709,6 +722,16 @@ impl Service {
         Ok(outcome)
     }
 
+    /// Sets an orchestration's budget and carries on: what the old budget stopped (and its
+    /// dependents skipped because of it) goes back in line. `Invalid` for a budget that is not
+    /// one, or that the orchestration has already spent.
+    pub async fn set_budget(&self, id: OrchestrationId, max_budget_usd: f64) -> Result<BudgetRaise> {
+        let budget_usd = crate::budget::check("max_budget_usd", max_budget_usd).map_err(ServiceError::Invalid)?;
+        let outcome = self.db.call(move |s| s.set_budget(id, budget_usd, now_ms())).await?;
+        self.wake();
+        Ok(outcome)
+    }
+
     /// Whether the target finished, and its progress: for an orchestration only its counters
     /// are read (a waiter looks after every change; the task list is read once, at the end).
     async fn peek(&self, target: &Target) -> Result<(bool, (f64, f64, String))> {
@@ -800,6 +823,11 @@ fn queued_by(
         ));
     }
     Ok(Some(QueuedBy { task_id: tag.task_id, depth }))
+}
+
+/// A budget a caller gave, checked ([`crate::budget::check`]); `field` names it in the message.
+fn check_budget(field: &str, usd: Option<f64>) -> Result<Option<f64>> {
+    usd.map(|usd| crate::budget::check(field, usd)).transpose().map_err(ServiceError::Invalid)
 }
 
 fn check_orchestration_name(name: &str) -> Result<()> {

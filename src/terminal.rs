@@ -38,6 +38,10 @@ pub struct RunRequest {
     /// Orchestration name to join or create.
     #[arg(long)]
     pub orchestration: Option<String>,
+    /// Budget in dollars of the orchestration it creates or joins (sets it; default for a new
+    /// one: CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD): once its tasks spent it, no more start.
+    #[arg(long, allow_negative_numbers = true)]
+    pub orchestration_max_budget_usd: Option<f64>,
     /// Higher runs first (may be negative).
     #[arg(long, allow_negative_numbers = true)]
     pub priority: Option<i64>,
@@ -89,6 +93,10 @@ pub struct OrchestrateRequest {
     /// Name the orchestration (overrides the file's "name").
     #[arg(long)]
     pub name: Option<String>,
+    /// Budget in dollars for all its tasks together (overrides the file's "max_budget_usd"):
+    /// once they spent it, no more of them start.
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_budget_usd: Option<f64>,
     /// Queue it as a new run even while the latest run of the same name is unfinished (named
     /// NAME-2, NAME-3, ...), or number a --name that is taken. After a finished run of the
     /// file's name no flag is needed: the new run is numbered.
@@ -130,7 +138,8 @@ pub async fn run(config: Arc<Config>, request: RunRequest) -> anyhow::Result<Exi
             }
         }
     }
-    .map_err(|e| anyhow::anyhow!("{}", in_flag_words(&e.to_string())))?;
+    // The tools named first, while the field names they use are still whole.
+    .map_err(|e| anyhow::anyhow!("{}", in_flag_words(&crate::text::in_cli_words(&e.to_string()))))?;
     let task = created.tasks.first().context("the task was not stored")?;
     // Before anything is printed: a Ctrl-C that answers the output cannot reach the worker
     // while it is being started, still in this process's group.
@@ -180,14 +189,15 @@ async fn create(
         max_attempts: request.max_attempts,
         ..TaskInput::default()
     };
-    service.create_task(input, request.orchestration.clone()).await
+    service.create_task(input, request.orchestration.clone(), request.orchestration_max_budget_usd).await
 }
 
 /// A message about `create_task`'s fields in the words of `run`'s flags.
 fn in_flag_words(message: &str) -> String {
     // Longer names first: `append_system_prompt` holds `system_prompt`.
-    const FLAGS: [(&str, &str); 12] = [
+    const FLAGS: [(&str, &str); 13] = [
         ("task_identifier", "--identifier"),
+        ("orchestration_max_budget_usd", "--orchestration-max-budget-usd"),
         ("working_directory", "--dir"),
         ("append_system_prompt", "--append-system-prompt"),
         ("system_prompt", "--system-prompt"),
@@ -212,8 +222,10 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     let interrupted = crate::live::interrupts()?;
     let file = &request.file;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let (file_name, tasks) = crate::mcp::parse_workflow(&text)
+    let workflow = crate::mcp::parse_workflow(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a valid workflow: {e}", file.display()))?;
+    let (file_name, tasks) = (workflow.name, workflow.tasks);
+    let budget = request.max_budget_usd.or(workflow.max_budget_usd);
     // Working directories in the file are relative to the file, not to the shell; a task that
     // names none runs in the file's directory, where its relative paths point.
     let base =
@@ -245,7 +257,7 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     if let Some((asked, explicit)) = &asked {
         name = Some(run_name(&service, asked, *explicit, request.rerun).await?);
     }
-    let mut created = service.create_orchestration(name.clone(), tasks.clone()).await;
+    let mut created = service.create_orchestration(name.clone(), budget, tasks.clone()).await;
     // Another run of the same file may have taken the number in the meantime: the next one.
     for _ in 0..10 {
         match (&created, &asked) {
@@ -253,7 +265,7 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
                 if !*explicit || request.rerun =>
             {
                 name = Some(run_name(&service, asked, *explicit, true).await?);
-                created = service.create_orchestration(name.clone(), tasks.clone()).await;
+                created = service.create_orchestration(name.clone(), budget, tasks.clone()).await;
             }
             _ => break,
         }

@@ -85,6 +85,22 @@ pub fn retry_summary(orchestration_id: Option<i64>, tasks: &[crate::store::Retri
     sentences.join(" ")
 }
 
+/// "The budget of orchestration 3 is now $2.00 ($0.80 spent). Retried 1 task of ...": what a
+/// raise of a budget did.
+pub fn raise_summary(o: &crate::store::BudgetRaise) -> String {
+    let head = format!(
+        "The budget of orchestration {} is now {} ({} spent).",
+        o.orchestration_id,
+        crate::budget::usd(o.budget_usd),
+        crate::budget::usd(o.spent_usd)
+    );
+    if o.tasks.is_empty() {
+        format!("{head} Nothing was waiting for it.")
+    } else {
+        format!("{head} {}", retry_summary(Some(o.orchestration_id), &o.tasks))
+    }
+}
+
 /// A message from the service in the words of the terminal commands: the MCP tools it names
 /// become the commands that do the same.
 pub fn in_cli_words(message: &str) -> String {
@@ -98,11 +114,34 @@ pub fn in_cli_words(message: &str) -> String {
         ),
         ("drop orchestration, or use orchestration=", "drop --orchestration, or use --orchestration "),
     ];
-    let mut message = message.to_owned();
+    let mut message = raise_in_cli_words(message);
     for (tool, command) in WORDS {
         message = message.replace(tool, command);
     }
     message
+}
+
+/// `retry(orchestration_id=N, max_budget_usd=<dollars>)` ([`crate::budget::how_to_raise`]) in
+/// the inspect CLI's words: `` `claude-worker-inspect budget N <dollars>` ``.
+fn raise_in_cli_words(message: &str) -> String {
+    const START: &str = "retry(orchestration_id=";
+    const END: &str = ", max_budget_usd=<dollars>)";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(START) {
+        let after = &rest[at + START.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(END) {
+            out.push_str(&rest[..at]);
+            out.push_str(&format!("`claude-worker-inspect budget {} <dollars>`", &after[..digits]));
+            rest = &after[digits + END.len()..];
+        } else {
+            out.push_str(&rest[..at + START.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -147,5 +186,17 @@ mod tests {
             "no task handoff: give a task identifier or #<task_id> (`claude-worker-inspect list` shows the stored ones)"
         );
         assert!(!in_cli_words("x (list_orchestrations shows the stored ones)").contains("list_orchestrations"));
+    }
+
+    #[test]
+    fn the_way_to_raise_a_budget_names_the_inspect_command() {
+        let how = crate::budget::how_to_raise(12);
+        assert_eq!(
+            in_cli_words(&format!("Raise the budget to run them: {how}. Or {how}.")),
+            "Raise the budget to run them: `claude-worker-inspect budget 12 <dollars>`. Or `claude-worker-inspect \
+             budget 12 <dollars>`."
+        );
+        // Something that only starts the same way is left as it is.
+        assert_eq!(in_cli_words("retry(orchestration_id=x)"), "retry(orchestration_id=x)");
     }
 }

@@ -43,7 +43,7 @@ impl Executor {
         }
         let spec = RunSpec {
             claude_bin: config.claude_bin.clone(),
-            args: runner::command_args(&task.settings, resume),
+            args: runner::command_args(&task.settings, resume, claimed.max_budget_usd),
             prompt: if resume.is_some() { config.resume_prompt.clone() } else { task.prompt.clone() },
             working_directory: task.settings.working_directory.clone().into(),
             timeout: Duration::from_secs(task.settings.timeout_seconds),

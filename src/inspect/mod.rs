@@ -131,6 +131,16 @@ enum Command {
         #[arg(long)]
         orchestration: Option<String>,
     },
+    /// Set an orchestration's budget and carry on: what the old budget stopped (tasks it kept
+    /// from starting or stopped, and their dependents skipped because of them) runs again.
+    /// Starts a background worker when none is running.
+    Budget {
+        /// The orchestration: its id or name.
+        orchestration: String,
+        /// The new budget in dollars, for all its tasks together (at most 10000).
+        #[arg(allow_negative_numbers = true)]
+        usd: f64,
+    },
     /// What tasks spent: by task, orchestration, model and day (UTC), with tokens and totals.
     Cost {
         /// Only tasks that ended (or, still running, started) within this long: 30m, 12h, 7d, 2w.
@@ -219,7 +229,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // Its cancels and retries are task events too: one line each in the global log.
     let _log_guard = crate::logs::init_tracing(&config);
     // Only the commands that write have the database checked at open: reads change nothing.
-    let writes = matches!(cli.command, Command::Cancel { .. } | Command::Retry { .. } | Command::Prune { .. });
+    let writes = matches!(
+        cli.command,
+        Command::Cancel { .. } | Command::Retry { .. } | Command::Budget { .. } | Command::Prune { .. }
+    );
     let store = match Store::open_existing_only(&config.db_path, config.max_db_pages, writes) {
         Ok(store) => store,
         Err(e @ StoreError::Missing(_)) => bail!("{e}"),
@@ -456,6 +469,28 @@ async fn command(
         | Command::Watch { .. } => {
             bail!("handled before")
         }
+        Command::Budget { orchestration, usd } => {
+            crate::budget::check("the budget", usd).map_err(anyhow::Error::msg)?;
+            let id = service.find_orchestration(&orchestration).await?;
+            let raise = service.set_budget(id, usd).await?;
+            // What was put back in line must run without an editor open.
+            if !raise.tasks.is_empty() {
+                crate::terminal::ensure_executor(db_path);
+            }
+            let message = crate::text::raise_summary(&raise);
+            if json {
+                let value = json!({
+                    "orchestration_id": raise.orchestration_id,
+                    "max_budget_usd": raise.budget_usd,
+                    "cost_usd": crate::model::round_usd(raise.spent_usd),
+                    "tasks": retried_json(&raise.tasks),
+                    "message": message,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                writeln!(out, "{message}")?;
+            }
+        }
         Command::Retry { task, orchestration } => {
             // The same shape as the MCP tool's answer: task_id and status for a single task.
             let (single, orchestration_id, tasks) = match (task, orchestration) {
@@ -477,21 +512,10 @@ async fn command(
             if json {
                 let reopened: Vec<i64> =
                     tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect();
-                let tasks: Vec<_> = tasks
-                    .iter()
-                    .map(|t| {
-                        json!({
-                            "task_id": t.task_id,
-                            "task_identifier": t.task_identifier,
-                            "was": t.was.as_str(),
-                            "status": t.status.as_str(),
-                        })
-                    })
-                    .collect();
                 let mut value = json!({
                     "orchestration_id": orchestration_id,
                     "reopened": reopened,
-                    "tasks": tasks,
+                    "tasks": retried_json(&tasks),
                     "message": message,
                 });
                 if let Some((task_id, status)) = single {
@@ -505,6 +529,21 @@ async fn command(
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The tasks a retry or a raise put back in line, as JSON.
+fn retried_json(tasks: &[crate::store::RetriedTask]) -> serde_json::Value {
+    tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "task_id": t.task_id,
+                "task_identifier": t.task_identifier,
+                "was": t.was.as_str(),
+                "status": t.status.as_str(),
+            })
+        })
+        .collect()
 }
 
 /// Where `logs` prints what it reads: the bytes as they are, or with `--json` one JSON object

@@ -212,7 +212,23 @@ pub fn summary_json(s: &OrchestrationSummary) -> Value {
         "pending_tasks": c.pending,
         "waiting_tasks": c.waiting,
         "cost_usd": round_usd(s.cost_usd),
+        "max_budget_usd": s.budget_usd,
+        "budget": s.budget_usd.map(|budget| crate::budget::spend_of(s.cost_usd, budget)),
+        "message": budget_message(s),
     })
+}
+
+/// An orchestration's cost, and the budget it is a spend of when it has one.
+fn cost_text(s: &OrchestrationSummary) -> String {
+    match s.budget_usd {
+        Some(budget) => crate::budget::spend_of(s.cost_usd, budget),
+        None => format!("${:.4}", s.cost_usd),
+    }
+}
+
+/// Why an orchestration's budget stopped tasks, and how to raise it with this CLI.
+fn budget_message(s: &OrchestrationSummary) -> Option<String> {
+    crate::budget::exhausted_message(s).map(|m| crate::text::in_cli_words(&m))
 }
 
 pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
@@ -261,7 +277,7 @@ pub fn orchestrations_table(list: &[OrchestrationSummary], project: bool) -> Str
             Cell::new(c.failed),
             Cell::new(c.cancelled),
             Cell::new(c.skipped),
-            Cell::new(format!("${:.4}", s.cost_usd)),
+            Cell::new(cost_text(s)),
             Cell::new(rfc3339(s.created_at)),
         ];
         if project {
@@ -281,7 +297,7 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
     let name = s.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
     let _ = writeln!(
         out,
-        "orchestration {}{name}: {} — {}/{} completed, {} running, {} waiting/pending, {} failed, {} skipped, {} cancelled, ${:.4}",
+        "orchestration {}{name}: {} — {}/{} completed, {} running, {} waiting/pending, {} failed, {} skipped, {} cancelled, {}",
         s.orchestration_id,
         color::status(s.status.as_str()),
         c.completed,
@@ -291,9 +307,12 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
         c.failed,
         c.skipped,
         c.cancelled,
-        s.cost_usd
+        cost_text(s)
     );
     let _ = writeln!(out, "project {}", s.project);
+    if let Some(message) = budget_message(s) {
+        let _ = writeln!(out, "{message}");
+    }
     let deps: Vec<(i64, &[i64])> = d.tasks.iter().map(|t| (t.task_id, t.depends_on.as_slice())).collect();
     for tree_line in crate::tree::layout(&deps, crate::tree::Repeats::Refer) {
         let t = &d.tasks[tree_line.index];

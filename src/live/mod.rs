@@ -61,11 +61,16 @@ struct Row {
 }
 
 /// A watched target: its title and its tasks, in dependency-tree order.
+#[derive(Default)]
 struct Group {
     title: String,
     /// One task watched on its own (`run --watch`): no tree, and its result is shown at the end.
     single: bool,
     rows: Vec<Row>,
+    /// An orchestration's budget, when it has one: the summary shows the spend of it.
+    budget_usd: Option<f64>,
+    /// Why its budget stopped tasks and how to raise it (in the inspect CLI's words).
+    budget_message: Option<String>,
 }
 
 /// How to show the view.
@@ -162,6 +167,8 @@ async fn gather(service: &Service, targets: &[Target]) -> anyhow::Result<Vec<Gro
                 Group {
                     title: format!("task #{} {}", t.task_id, t.task_identifier),
                     single: true,
+                    budget_usd: None,
+                    budget_message: None,
                     rows: vec![Row {
                         task_id: t.task_id,
                         identifier: t.task_identifier,
@@ -205,6 +212,9 @@ async fn gather(service: &Service, targets: &[Target]) -> anyhow::Result<Vec<Gro
                     title: orchestration_title(detail.summary.orchestration_id, detail.summary.name.as_deref()),
                     single: false,
                     rows,
+                    budget_usd: detail.summary.budget_usd,
+                    budget_message: crate::budget::exhausted_message(&detail.summary)
+                        .map(|m| crate::text::in_cli_words(&m)),
                 }
             }
         });
@@ -314,7 +324,11 @@ fn summary(group: &Group) -> String {
     }
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let cost: f64 = group.rows.iter().map(|r| r.cost_usd).sum();
-    format!("{}: {}, cost ${cost:.4}", group.title, parts.join(", "))
+    let cost = match group.budget_usd {
+        Some(budget) => crate::budget::spend_of(cost, budget),
+        None => format!("${cost:.4}"),
+    };
+    format!("{}: {}, cost {cost}", group.title, parts.join(", "))
 }
 
 /// What the work came to, under the summary: a task watched alone shows the first lines of its
@@ -345,6 +359,7 @@ fn outcome(group: &Group) -> Vec<String> {
                 lines.extend(error_lines(&head, &error.message));
             }
         }
+        lines.extend(group.budget_message.clone());
     }
     lines
 }
@@ -457,6 +472,8 @@ impl View {
                     "tasks": group.rows.len(),
                     "completed": completed,
                     "cost_usd": crate::model::round_usd(cost),
+                    "max_budget_usd": group.budget_usd,
+                    "message": group.budget_message,
                 });
                 writeln!(out, "{value}")?;
             } else {
@@ -555,15 +572,18 @@ mod tests {
             title: "orchestration 3 (demo)".to_owned(),
             single: false,
             rows: vec![row(TaskStatus::Completed), row(TaskStatus::Completed), row(TaskStatus::Failed)],
+            ..Group::default()
         };
         assert_eq!(summary(&group), "orchestration 3 (demo): 2 completed, 1 failed, cost $0.3702");
+        let budgeted = Group { budget_usd: Some(5.0), ..group };
+        assert_eq!(summary(&budgeted), "orchestration 3 (demo): 2 completed, 1 failed, cost $0.37 of $5.00");
     }
 
     #[test]
     fn a_lone_task_ends_with_the_head_of_its_result_or_its_error() {
         let answer: String = (1..=8).map(|n| format!("line {n}\n")).collect();
         let done = Row { result: Some(answer), ..row(TaskStatus::Completed) };
-        let group = Group { title: "task #1 backend".to_owned(), single: true, rows: vec![done] };
+        let group = Group { title: "task #1 backend".to_owned(), single: true, rows: vec![done], ..Group::default() };
         assert_eq!(
             outcome(&group),
             [
@@ -579,7 +599,7 @@ mod tests {
         let short = Row { result: Some("all good".to_owned()), ..row(TaskStatus::Completed) };
         assert_eq!(outcome(&Group { rows: vec![short], ..group }), ["result:", "  all good"]);
         let failed = Row { error: error("Invalid API key\nFix it"), ..row(TaskStatus::Failed) };
-        let group = Group { title: "task #1 backend".to_owned(), single: true, rows: vec![failed] };
+        let group = Group { title: "task #1 backend".to_owned(), single: true, rows: vec![failed], ..Group::default() };
         assert_eq!(outcome(&group), ["error: auth: Invalid API key", "  Fix it"]);
     }
 
@@ -591,7 +611,10 @@ mod tests {
             title: "orchestration 1".to_owned(),
             single: false,
             rows: vec![row(TaskStatus::Completed), failed, skipped],
+            ..Group::default()
         };
         assert_eq!(outcome(&group), ["✗ backend #1 failed: auth: Invalid API key"]);
+        let spent = Group { budget_message: Some("Budget exhausted: ...".to_owned()), ..group };
+        assert_eq!(outcome(&spent), ["✗ backend #1 failed: auth: Invalid API key", "Budget exhausted: ..."]);
     }
 }

@@ -47,6 +47,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them, retry(orchestration_id) runs every failed, cancelled and skipped task of the orchestration again. cancel stops a task or a whole orchestration.
+- An orchestration can have a budget in dollars (max_budget_usd of create_orchestration, orchestration_max_budget_usd of create_task): once its tasks spent it, the rest are skipped with budget_exhausted; retry(orchestration_id, max_budget_usd) raises it and runs them.
 - Task identifiers and orchestration names are looked up in this project (the git work tree of your first root or working directory); #<task_id> reaches any task. Lists show this project unless all_projects=true.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
@@ -282,8 +283,9 @@ impl ClaudeWorkerServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateTaskOut>, String> {
         let args: CreateTaskArgs = parse_args(args)?;
-        let (input, orchestration) = args.into_parts();
-        let created = self.service(&ctx.peer).await.create_task(input, orchestration).await.map_err(caller_error)?;
+        let (input, orchestration, budget) = args.into_parts();
+        let service = self.service(&ctx.peer).await;
+        let created = service.create_task(input, orchestration, budget).await.map_err(caller_error)?;
         CreateTaskOut::from_created(&created).map(Json).ok_or_else(|| "no task was created".to_owned())
     }
 
@@ -298,7 +300,8 @@ impl ClaudeWorkerServer {
         let delays: Vec<f64> = args.tasks.iter().map(|t| t.initial_delay.unwrap_or(0.0)).collect();
         let inputs = args.tasks.into_iter().map(wire::BatchTask::into_task_input).collect();
         let service = self.service(&ctx.peer).await;
-        let created = service.create_orchestration(args.name, inputs).await.map_err(caller_error)?;
+        let created =
+            service.create_orchestration(args.name, args.max_budget_usd, inputs).await.map_err(caller_error)?;
         let status = match service.status(&Target::Orchestration(created.orchestration_id)).await {
             Ok(crate::service::Status::Orchestration(d)) => d.summary.status.to_string(),
             _ => "pending".to_owned(),
@@ -392,7 +395,7 @@ impl ClaudeWorkerServer {
         Ok(Json(CancelOut::from(&outcome)))
     }
 
-    /// Run a failed or cancelled task again (task), reopening its skipped dependents, or every failed, cancelled and skipped task of an orchestration (orchestration_id).
+    /// Run a failed or cancelled task again (task), or every failed, cancelled and skipped task of an orchestration (orchestration_id); with max_budget_usd, raise its budget instead.
     #[tool(input_schema = input_schema::<RetryArgs>())]
     async fn retry(
         &self,
@@ -401,12 +404,21 @@ impl ClaudeWorkerServer {
     ) -> Result<Json<RetryOut>, String> {
         let args: RetryArgs = parse_args(args)?;
         let service = self.service(&ctx.peer).await;
-        match target(args.task, args.orchestration_id)? {
-            Target::Task(task) => {
+        match (target(args.task, args.orchestration_id)?, args.max_budget_usd) {
+            (Target::Orchestration(id), Some(budget)) => {
+                let outcome = service.set_budget(id, budget).await.map_err(caller_error)?;
+                Ok(Json(RetryOut::from(&outcome)))
+            }
+            (Target::Task(_), Some(_)) => Err(
+                "max_budget_usd is an orchestration's budget: give it with orchestration_id (the task's orchestration, \
+                 which get_status shows), not with task"
+                    .to_owned(),
+            ),
+            (Target::Task(task), None) => {
                 let outcome = service.retry(task).await.map_err(caller_error)?;
                 Ok(Json(RetryOut::from(&outcome)))
             }
-            Target::Orchestration(id) => {
+            (Target::Orchestration(id), None) => {
                 let outcome = service.retry_orchestration(id).await.map_err(caller_error)?;
                 Ok(Json(RetryOut::from(&outcome)))
             }

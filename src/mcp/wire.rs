@@ -9,7 +9,7 @@ use crate::model::{
     OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, TaskStatus, round_usd,
 };
 use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
-use crate::store::{CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
+use crate::store::{BudgetRaise, CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 use crate::time::rfc3339;
 
 /// A task named by identifier (`build_api`), by `#<task_id>`, or by its id as a number.
@@ -121,19 +121,22 @@ with_task_options! {
         pub wait_after_dependencies: Option<f64>,
         /// Orchestration name to join or create (default: the dependencies' orchestration, or a new one).
         pub orchestration: Option<String>,
+        /// Budget in dollars of the orchestration it creates or joins (sets it): once its tasks have spent it, no more of them start.
+        pub orchestration_max_budget_usd: Option<f64>,
     }
 }
 
 impl CreateTaskArgs {
-    pub fn into_parts(self) -> (TaskInput, Option<String>) {
-        let orchestration = self.orchestration.clone();
+    /// The task, the orchestration's name and the orchestration's budget.
+    pub fn into_parts(self) -> (TaskInput, Option<String>, Option<f64>) {
+        let (orchestration, budget) = (self.orchestration.clone(), self.orchestration_max_budget_usd);
         let (identifier, prompt, depends_on, wait) = (
             self.task_identifier.clone(),
             self.execution_prompt.clone(),
             self.depends_on.clone(),
             self.wait_after_dependencies,
         );
-        (self.into_input(identifier, prompt, depends_on, wait), orchestration)
+        (self.into_input(identifier, prompt, depends_on, wait), orchestration, budget)
     }
 }
 
@@ -196,13 +199,23 @@ pub fn parse_args<T: serde::de::DeserializeOwned>(args: rmcp::model::JsonObject)
 #[serde(deny_unknown_fields)]
 pub struct CreateOrchestrationArgs {
     pub name: Option<String>,
+    /// Budget in dollars for all its tasks together: once they have spent it, no more of them start (default: the server's, usually none).
+    pub max_budget_usd: Option<f64>,
     pub tasks: Vec<BatchTask>,
 }
 
-/// Reads a workflow file (the seed's `workflow.json`: the `create_orchestration` arguments) into
-/// its name and tasks, naming the field at fault on error. Checks of the graph itself happen when
-/// the batch is created, all or nothing.
-pub fn parse_workflow(text: &str) -> Result<(Option<String>, Vec<TaskInput>), String> {
+/// A workflow file as read: the orchestration's name and budget, and its tasks.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    pub name: Option<String>,
+    pub max_budget_usd: Option<f64>,
+    pub tasks: Vec<TaskInput>,
+}
+
+/// Reads a workflow file (the seed's `workflow.json`: the `create_orchestration` arguments),
+/// naming the field at fault on error. Checks of the graph itself happen when the batch is
+/// created, all or nothing.
+pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let args: CreateOrchestrationArgs = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -212,7 +225,11 @@ pub fn parse_workflow(text: &str) -> Result<(Option<String>, Vec<TaskInput>), St
     if args.tasks.is_empty() {
         return Err("tasks: the workflow has no tasks".to_owned());
     }
-    Ok((args.name, args.tasks.into_iter().map(BatchTask::into_task_input).collect()))
+    Ok(Workflow {
+        name: args.name,
+        max_budget_usd: args.max_budget_usd,
+        tasks: args.tasks.into_iter().map(BatchTask::into_task_input).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -269,6 +286,8 @@ pub struct RetryArgs {
     pub task: Option<TaskArg>,
     /// Instead of task: retry every failed, cancelled and skipped task of this orchestration.
     pub orchestration_id: Option<i64>,
+    /// With orchestration_id: set the orchestration's budget to this many dollars and run again only what its budget stopped (and what waited on that).
+    pub max_budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -507,6 +526,15 @@ pub struct StatusOut {
     pub pending_tasks: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_tasks: Option<u32>,
+    /// The orchestration's budget in dollars, when it has one (cost_usd is what it has spent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_budget_usd: Option<f64>,
+    /// Its spend of the budget, as people read it: "$1.20 of $5.00".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+    /// Why it stopped, when its budget stopped tasks, and how to raise it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<OrchestrationTaskOut>>,
     /// Only from `wait`: true when it returned before the work finished.
@@ -583,6 +611,9 @@ impl StatusOut {
             running_tasks: Some(c.running),
             pending_tasks: Some(c.pending),
             waiting_tasks: Some(c.waiting),
+            max_budget_usd: s.budget_usd,
+            budget: s.budget_usd.map(|budget| crate::budget::spend_of(s.cost_usd, budget)),
+            message: crate::budget::exhausted_message(s),
             ..StatusOut::default()
         }
     }
@@ -699,6 +730,9 @@ pub struct RetryOut {
     pub reopened: Vec<i64>,
     /// Every task put back in line, in dependency order, with its state before and now.
     pub tasks: Vec<RetriedTaskOut>,
+    /// The orchestration's budget now, when the call set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_budget_usd: Option<f64>,
     pub message: String,
 }
 
@@ -720,7 +754,22 @@ impl From<&RetryOutcome> for RetryOut {
             orchestration_id: o.orchestration_id,
             reopened: o.reopened.clone(),
             tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            max_budget_usd: None,
             message: crate::text::retry_summary(None, &o.tasks),
+        }
+    }
+}
+
+impl From<&BudgetRaise> for RetryOut {
+    fn from(o: &BudgetRaise) -> Self {
+        RetryOut {
+            task_id: None,
+            status: None,
+            orchestration_id: o.orchestration_id,
+            reopened: o.tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
+            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            max_budget_usd: Some(o.budget_usd),
+            message: crate::text::raise_summary(o),
         }
     }
 }
@@ -733,6 +782,7 @@ impl From<&OrchestrationRetryOutcome> for RetryOut {
             orchestration_id: o.orchestration_id,
             reopened: o.tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
             tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
+            max_budget_usd: None,
             message: crate::text::retry_summary(Some(o.orchestration_id), &o.tasks),
         }
     }

@@ -85,7 +85,9 @@ pub struct RunReport {
 
 /// The arguments of `claude` for a task (the prompt goes to stdin, and the system prompts to
 /// files that [`run`] adds, never here); `resume` continues an interrupted attempt's session.
-pub fn command_args(settings: &TaskSettings, resume: Option<&str>) -> Vec<String> {
+/// `max_budget_usd` is the attempt's cap as its claim computed it (the task's own
+/// `max_budget_usd` lowered to what is left of its orchestration's budget), not the setting.
+pub fn command_args(settings: &TaskSettings, resume: Option<&str>, max_budget_usd: Option<f64>) -> Vec<String> {
     let mut args: Vec<String> =
         ["-p", "--output-format", "stream-json", "--verbose", "--model"].iter().map(|s| (*s).to_owned()).collect();
     args.push(settings.model.clone());
@@ -98,8 +100,9 @@ pub fn command_args(settings: &TaskSettings, resume: Option<&str>) -> Vec<String
     if let Some(turns) = settings.max_turns {
         args.extend(["--max-turns".to_owned(), turns.to_string()]);
     }
-    if let Some(budget) = settings.max_budget_usd {
-        args.extend(["--max-budget-usd".to_owned(), budget.to_string()]);
+    if let Some(budget) = max_budget_usd {
+        // Rounded as costs are, so that a remainder prints as `0.2`, not `0.19999999999999996`.
+        args.extend(["--max-budget-usd".to_owned(), crate::model::round_usd(budget).to_string()]);
     }
     // The tool lists take several values each: they go last, each behind its own flag.
     if !settings.allowed_tools.is_empty() {
@@ -446,7 +449,7 @@ mod tests {
             allowed_tools: vec!["Edit".to_owned(), "Bash(git log:*)".to_owned()],
             ..TaskSettings::for_tests()
         };
-        let args = command_args(&settings, None);
+        let args = command_args(&settings, None, None);
         assert_eq!(
             args,
             [
@@ -466,13 +469,19 @@ mod tests {
             ]
         );
         assert!(!args.iter().any(|a| a.contains("be brief") || a.contains("--also")), "no prompt in the argv");
+        // The attempt's cap, not the task's setting, and without float noise.
+        let capped =
+            command_args(&TaskSettings { max_budget_usd: Some(5.0), ..settings.clone() }, None, Some(1.0 - 0.8));
+        let at = capped.iter().position(|a| a == "--max-budget-usd").expect("a cap");
+        assert_eq!(capped[at + 1], "0.2");
+        assert_eq!(capped.iter().filter(|a| *a == "--max-budget-usd").count(), 1);
         let files = ["--system-prompt-file=/p/s.md".to_owned()];
         let with = with_prompt_files(&args, &files);
         assert_eq!(
             with[with.len() - 4..],
             ["--system-prompt-file=/p/s.md", "--allowedTools", "Edit", "Bash(git log:*)"]
         );
-        let bare = command_args(&TaskSettings::for_tests(), None);
+        let bare = command_args(&TaskSettings::for_tests(), None, None);
         assert_eq!(with_prompt_files(&bare, &files).last().map(String::as_str), Some("--system-prompt-file=/p/s.md"));
     }
 }

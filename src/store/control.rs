@@ -156,6 +156,7 @@ impl Store {
                     )));
                 }
             };
+            super::budgets::refuse_retry_if_spent(tx, key.orchestration_id)?;
             reopen(tx, task_id, new_status)?;
             record_event(tx, &key, now, "retried", 0, None, Some(&format!("by request; now {new_status}")))?;
             let reopened = graph.reopened_by_retry(task_id);
@@ -210,6 +211,7 @@ impl Store {
                      or was skipped (it is {status})"
                 )));
             }
+            super::budgets::refuse_retry_if_spent(tx, orchestration_id)?;
             let mut tasks = Vec::with_capacity(plan.len());
             for step in plan {
                 reopen(tx, step.task_id, step.status)?;
@@ -235,7 +237,11 @@ impl Store {
 
 /// Clears an orchestration's cancel and deadline after a retry put tasks back in line: the
 /// refresh starts a fresh deadline (ORCHESTRATION_TIMEOUT) from now.
-fn restart_orchestration(tx: &Connection, orchestration_id: OrchestrationId, now: Millis) -> Result<(), StoreError> {
+pub(super) fn restart_orchestration(
+    tx: &Connection,
+    orchestration_id: OrchestrationId,
+    now: Millis,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE orchestrations SET cancel_requested = 0, deadline_at = NULL WHERE orchestration_id = ?1",
     )?
@@ -245,7 +251,7 @@ fn restart_orchestration(tx: &Connection, orchestration_id: OrchestrationId, now
 }
 
 /// Resets a finished task to `status` with all its attempts available again.
-fn reopen(tx: &Connection, task_id: TaskId, status: TaskStatus) -> Result<(), StoreError> {
+pub(super) fn reopen(tx: &Connection, task_id: TaskId, status: TaskStatus) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE tasks SET status = ?2, attempt = 0, ended_at = NULL, ready_at = NULL, error_kind = NULL,
              error_message = NULL, result = NULL, cancel_requested = 0, cancel_kind = NULL, cancel_reason = NULL

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::projects::{orchestration_project, task_elsewhere, task_in_project};
-use super::{Store, StoreError, TaskKey, lineage, record_event, refresh_orchestration};
+use super::{Store, StoreError, TaskKey, budgets, lineage, record_event, refresh_orchestration};
 use crate::graph::{self, InitialState};
 use crate::model::{Millis, NewBatch, OrchestrationId, TaskId, TaskLink, TaskRef, TaskStatus};
 use crate::project::Project;
@@ -112,9 +112,16 @@ fn create_in(
     let orchestration_id = match involved.first().copied() {
         None => {
             tx.prepare_cached(
-                "INSERT INTO orchestrations (name, created_at, timeout_ms, project) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO orchestrations (name, created_at, timeout_ms, project, budget_usd)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![batch.orchestration, now, timeout_ms, project.as_str()])?;
+            .execute(params![
+                batch.orchestration,
+                now,
+                timeout_ms,
+                project.as_str(),
+                batch.budget_usd.or(batch.default_budget_usd)
+            ])?;
             tx.last_insert_rowid()
         }
         Some(target) => {
@@ -126,6 +133,12 @@ fn create_in(
             if let (Some(name), None) = (&batch.orchestration, named) {
                 name_orchestration(tx, target, name)?;
             }
+            // A budget given with tasks that join an orchestration is its new budget; a spent
+            // one would never let them start.
+            if let Some(budget_usd) = batch.budget_usd {
+                budgets::set_budget_in(tx, target, budget_usd, now)?;
+            }
+            budgets::refuse_join_if_spent(tx, target)?;
             target
         }
     };
@@ -508,10 +521,15 @@ fn merge_orchestrations(
             .execute(params![target, other])?;
         tx.prepare_cached("UPDATE orchestrations SET merged_into = ?1 WHERE orchestration_id = ?2")?
             .execute(params![target, other])?;
-        // The survivor keeps its own name, or takes the first merged one's.
+        // The survivor keeps its own name and budget, or takes the first merged one's.
         tx.prepare_cached(
             "UPDATE orchestrations SET name = (SELECT name FROM orchestrations WHERE orchestration_id = ?2)
              WHERE orchestration_id = ?1 AND name IS NULL",
+        )?
+        .execute(params![target, other])?;
+        tx.prepare_cached(
+            "UPDATE orchestrations SET budget_usd = (SELECT budget_usd FROM orchestrations WHERE orchestration_id = ?2)
+             WHERE orchestration_id = ?1 AND budget_usd IS NULL",
         )?
         .execute(params![target, other])?;
         tx.prepare_cached(

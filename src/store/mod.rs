@@ -6,6 +6,7 @@
 //! [`Store`] is synchronous and owned by one thread; [`Db`] (in `handle.rs`) is the async handle
 //! that sends operations to that thread so that SQLite never blocks a tokio worker.
 
+mod budgets;
 mod control;
 mod create;
 mod handle;
@@ -29,6 +30,7 @@ use crate::graph;
 use crate::model::{Counters, Millis, OrchestrationId, TaskId, TaskStatus};
 use identity::Identity;
 
+pub use budgets::BudgetRaise;
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask, Taken, UnknownDependency};
 pub use handle::Db;
@@ -38,7 +40,7 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 5;
+pub const SCHEMA_VERSION: usize = 6;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -48,6 +50,7 @@ fn migrations() -> Migrations<'static> {
         M::up_with_hook(include_str!("migrations/0004_projects.sql"), |tx: &rusqlite::Transaction<'_>| {
             projects::backfill_projects(tx).map_err(rusqlite_migration::HookError::from)
         }),
+        M::up(include_str!("migrations/0006_budgets.sql")),
         M::up(include_str!("migrations/0007_orchestration_counts.sql")),
     ])
 }
@@ -903,6 +906,8 @@ fn skip_descendants(
     Ok(skipped)
 }
 
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod plans;
 #[cfg(test)]

@@ -44,7 +44,16 @@ fn layered(name: &str, layers: usize, width: usize) -> NewBatch {
             });
         }
     }
-    NewBatch { orchestration: Some(name.to_owned()), new_orchestration: true, tasks, queued_by: None, scope: here() }
+    NewBatch {
+        orchestration: Some(name.to_owned()),
+        new_orchestration: true,
+        tasks,
+        queued_by: None,
+        scope: here(),
+        // A budget, so that its reads are on the path too.
+        budget_usd: Some(100.0),
+        default_budget_usd: None,
+    }
 }
 
 #[test]
@@ -84,6 +93,8 @@ fn the_hot_path_reads_through_indexes_only() {
     let mut follow = layered("follow", 1, 1);
     follow.orchestration = None;
     follow.new_orchestration = false;
+    // Setting a budget reads the whole orchestration (what it reopens): a rare act, not the path.
+    follow.budget_usd = None;
     follow.tasks[0].identifier = "follow".to_owned();
     follow.tasks[0].depends_on = vec![TaskRef::Id(created.tasks[11].task_id)];
     store.create_batch(&follow, 1000, 3_600_000, now + 4).expect("create");

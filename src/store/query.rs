@@ -180,6 +180,18 @@ fn summary(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationSummary,
         )?
         .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)))?;
     let (counters, cost_usd) = counters(tx, id)?;
+    let budget_usd: Option<f64> = tx
+        .prepare_cached("SELECT budget_usd FROM orchestrations WHERE orchestration_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    // Only an orchestration with a budget can have tasks it stopped.
+    let budget_stopped: u32 = match budget_usd {
+        None => 0,
+        Some(_) => tx
+            .prepare_cached(
+                "SELECT count(*) FROM tasks WHERE orchestration_id = ?1 AND error_kind = 'budget_exhausted'",
+            )?
+            .query_row([id], |row| row.get(0))?,
+    };
     Ok(OrchestrationSummary {
         orchestration_id: id,
         name,
@@ -190,6 +202,8 @@ fn summary(tx: &Connection, id: OrchestrationId) -> Result<OrchestrationSummary,
         ended_at,
         counters,
         cost_usd,
+        budget_usd,
+        budget_stopped,
     })
 }
 

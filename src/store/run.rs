@@ -21,6 +21,9 @@ pub struct Claimed {
     pub fence: i64,
     /// The Claude session an interrupted attempt left: this attempt resumes it.
     pub resume_session: Option<String>,
+    /// The `--max-budget-usd` this attempt runs with: the task's own `max_budget_usd`, lowered
+    /// to what is left of its orchestration's budget (see [`crate::budget::attempt_cap`]).
+    pub max_budget_usd: Option<f64>,
 }
 
 /// A running task claimed by another owner, as recovery sees it.
@@ -141,20 +144,34 @@ impl Store {
         self.write(|tx| {
             let mut claims = Vec::new();
             while claims.len() < max {
+                let next: Option<(TaskId, OrchestrationId)> = tx
+                    .prepare_cached(
+                        "SELECT task_id, orchestration_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?1
+                         ORDER BY priority DESC, task_id LIMIT 1",
+                    )?
+                    .query_row([now], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let Some((next, orchestration_id)) = next else { break };
+                // The budget's guard, whatever put the task in line (a task joined or reopened
+                // while another process recorded the cost that spent it): what a spent budget
+                // keeps from starting is skipped instead, and the next task is looked at.
+                if !super::budgets::enforce(tx, orchestration_id, now)?.is_empty() {
+                    refresh_orchestration(tx, orchestration_id, now)?;
+                    continue;
+                }
                 // A new attempt starts a new Claude session unless it resumes an interrupted one.
+                // The choice above and this claim are in one write transaction: no other claimer
+                // can come between them.
                 let claimed: Option<(TaskId, i64, u32, Option<String>)> = tx
                     .prepare_cached(
                         "UPDATE tasks SET status = 'running', owner = ?1, fence = fence + 1, attempt = attempt + 1,
                              lease_expires_at = ?2, started_at = ?3, ended_at = NULL, ready_at = NULL, pid = NULL,
                              error_kind = NULL, error_message = NULL, session_id = resume_session_id,
                              last_action = NULL
-                         WHERE task_id = (
-                             SELECT task_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?3
-                             ORDER BY priority DESC, task_id LIMIT 1)
-                           AND (SELECT count(*) FROM tasks WHERE status = 'running') < ?4
+                         WHERE task_id = ?5 AND (SELECT count(*) FROM tasks WHERE status = 'running') < ?4
                          RETURNING task_id, fence, attempt, resume_session_id",
                     )?
-                    .query_row(params![owner, now + lease_ms, now, cap], |row| {
+                    .query_row(params![owner, now + lease_ms, now, cap, next], |row| {
                         Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                     })
                     .optional()?;
@@ -163,7 +180,10 @@ impl Store {
                 let detail = resume_session.as_ref().map(|s| format!("resumes session {s}"));
                 record_event(tx, &key, now, "claimed", attempt, Some((owner, fence)), detail.as_deref())?;
                 refresh_orchestration(tx, key.orchestration_id, now)?;
-                claims.push(Claimed { task: read_task(tx, task_id)?, fence, resume_session });
+                let task = read_task(tx, task_id)?;
+                let max_budget_usd =
+                    super::budgets::attempt_cap(tx, task_id, key.orchestration_id, task.settings.max_budget_usd)?;
+                claims.push(Claimed { task, fence, resume_session, max_budget_usd });
             }
             Ok(claims)
         })
@@ -378,6 +398,18 @@ fn finish_in(
         }
         other => other,
     };
+    // The CLI stopped at the cap its orchestration's budget gave it: the budget ran out.
+    let budget_instead;
+    let finish = match finish {
+        Finish::Failed { error } => match super::budgets::stopped_by_budget(tx, task_id, error)? {
+            Some(error) => {
+                budget_instead = Finish::Failed { error };
+                &budget_instead
+            }
+            None => finish,
+        },
+        other => other,
+    };
     let (status, result, error, ready_at, kind) = match finish {
         Finish::Completed { result } => (TaskStatus::Completed, result.as_deref(), None, None, "completed"),
         Finish::Retry { error, ready_at } => {
@@ -468,9 +500,14 @@ fn finish_in(
         // A completion only concerns the task's dependents and their other dependencies.
         let graph = load_dependents(tx, task_id)?;
         outcome.promoted = promote(tx, &graph, &key, now)?;
-    } else if status.blocks_dependents() {
+    }
+    // The cost just recorded may have spent the orchestration's budget: nothing more of it
+    // starts. Decided before the dependents of a failure are skipped, so that what the budget
+    // stopped is told as such (and runs again when the budget is raised).
+    outcome.skipped = super::budgets::enforce(tx, key.orchestration_id, now)?;
+    if status.blocks_dependents() {
         let graph = load_descendants(tx, task_id)?;
-        outcome.skipped = skip_descendants(tx, &graph, &key, status, now)?;
+        outcome.skipped.extend(skip_descendants(tx, &graph, &key, status, now)?);
     }
     outcome.orchestration_finished = refresh_orchestration(tx, key.orchestration_id, now)?;
     Ok(outcome)

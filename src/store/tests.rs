@@ -25,7 +25,15 @@ fn task(identifier: &str, deps: &[&str]) -> NewTask {
 }
 
 fn batch(tasks: Vec<NewTask>) -> NewBatch {
-    NewBatch { orchestration: None, new_orchestration: true, tasks, queued_by: None, scope: here() }
+    NewBatch {
+        orchestration: None,
+        new_orchestration: true,
+        tasks,
+        queued_by: None,
+        scope: here(),
+        budget_usd: None,
+        default_budget_usd: None,
+    }
 }
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -640,6 +648,8 @@ fn batch_from(project: &str, name: Option<&str>, tasks: Vec<NewTask>) -> NewBatc
         tasks,
         queued_by: None,
         scope: Project::from_stored(project.to_owned()),
+        budget_usd: None,
+        default_budget_usd: None,
     }
 }
 

@@ -10,6 +10,9 @@
 #   @529            fail with the 529 overloaded fixture, every time
 #   @529-once=KEY   fail with 529 the first time KEY is seen, then succeed
 #   @max-turns      fail with error_max_turns
+#   @cost=USD       report USD as the run's total_cost_usd; when that is over the --max-budget-usd it
+#                   was given, stop as the CLI does at its budget (the error_max_budget_usd fixture,
+#                   with the cost spent so far, exit 1)
 #   @hang           ignore SIGINT and SIGTERM and never answer
 #   @escapee        start a `sleep` in a session of its own (setsid, out of the CLI's process group;
 #                   its pid goes to $FAKE_CLAUDE_STATE/escapee-<pid>), then go on with the other directives
@@ -76,7 +79,7 @@ def emit(line):
         sys.stdout = open(os.devnull, "w")
 
 
-def fixture(name, result=None, retries=True):
+def fixture(name, result=None, retries=True, cost=None, errors=None):
     with open(os.path.join(FIXTURES, name)) as f:
         for raw in f:
             event = json.loads(raw)
@@ -86,6 +89,10 @@ def fixture(name, result=None, retries=True):
                 event["session_id"] = SESSION
             if result is not None and event.get("type") == "result":
                 event["result"] = result
+            if cost is not None and event.get("type") == "result":
+                event["total_cost_usd"] = cost
+            if errors is not None and event.get("type") == "result":
+                event["errors"] = errors
             emit(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
 
 
@@ -400,7 +407,14 @@ if directive("max-turns") is not None:
     fixture("error-max-turns.jsonl")
     finish(1)
 
+cost = directive("cost")
+cost = float(cost) if cost else None
+cap = option("--max-budget-usd")
+if cost is not None and cap is not None and cost > float(cap):
+    fixture("error-max-budget.jsonl", cost=cost, errors=["Reached maximum budget ($%s)" % cap])
+    finish(1)
+
 m = re.search(r"@result=(.*)", text)
 result = m.group(1).strip() if m else None
-fixture("success-bash-tool.jsonl" if directive("tool") is not None else "success-text.jsonl", result)
+fixture("success-bash-tool.jsonl" if directive("tool") is not None else "success-text.jsonl", result, cost=cost)
 finish(0)

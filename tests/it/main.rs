@@ -3,6 +3,7 @@
 
 mod api_retries;
 mod bad_input;
+mod budgets;
 mod cli;
 mod costs;
 mod durability;
