@@ -14,7 +14,8 @@
 //! inspect CLI's `watch`; [`tree`] lays out an orchestration's dependency tree for that view
 //! and the inspect CLI; [`feedback`] plays sounds and shows desktop notifications for what the
 //! executor did; [`text`] words counts for people; [`project`] finds the project (git work tree)
-//! a task belongs to, which scopes bare identifiers.
+//! a task belongs to, which scopes bare identifiers; [`usage_limit`] decides what an account's
+//! usage limit does to the queue (recognising it, until when work waits, the words for it).
 
 pub mod cli;
 pub mod config;
@@ -37,4 +38,5 @@ pub mod terminal;
 pub mod text;
 pub mod time;
 pub mod tree;
+pub mod usage_limit;
 pub mod watch;

@@ -10,6 +10,7 @@ mod control;
 mod create;
 mod handle;
 mod identity;
+mod limits;
 mod lineage;
 mod maintenance;
 mod projects;
@@ -32,13 +33,14 @@ use identity::Identity;
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask, Taken, UnknownDependency};
 pub use handle::Db;
+pub use limits::UsageLimits;
 pub use lineage::AttemptOf;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 4;
+pub const SCHEMA_VERSION: usize = 5;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -48,6 +50,7 @@ fn migrations() -> Migrations<'static> {
         M::up_with_hook(include_str!("migrations/0004_projects.sql"), |tx: &rusqlite::Transaction<'_>| {
             projects::backfill_projects(tx).map_err(rusqlite_migration::HookError::from)
         }),
+        M::up(include_str!("migrations/0005_usage_limits.sql")),
     ])
 }
 
