@@ -26,7 +26,7 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(8 * 24 * 3600);
 pub const RESUME_MARGIN: Duration = Duration::from_secs(2);
 /// Up to how much later still, at random: so that not every queue of every user sends its first
 /// request in the same millisecond.
-pub const RESUME_JITTER: Duration = Duration::from_secs(5);
+pub const RESUME_JITTER: Duration = Duration::from_secs(3);
 
 /// An attempt refused by the account's usage limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,6 +217,20 @@ pub fn warning_of(info: &RateLimitInfo, now: Millis) -> Warning {
 pub const WHAT_TO_DO: &str =
     "`claude-worker-inspect resume` tries now; `claude-worker-inspect cancel <task or orchestration>` drops what waits";
 
+/// The one line the inspect CLI and the live view show while work waits:
+/// `paused: 5-hour usage limit until 05:48 (...)`.
+pub fn pause_line(pause: &Pause, now: Millis) -> String {
+    format!(
+        "paused: {} (claude-worker-inspect resume: try now; claude-worker-inspect cancel: drop what waits)",
+        describe(pause.kind.as_deref(), pause.until, now)
+    )
+}
+
+/// The line that shows a current warning: `usage: 5-hour limit 92% used (warned at 90%), resets 05:48`.
+pub fn warning_line(warning: &Warning, now: Millis) -> Option<String> {
+    warning_current(warning, now).then(|| format!("usage: {}", describe_warning(warning, now)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,19 +297,19 @@ mod tests {
     fn the_pause_ends_a_few_jittered_seconds_after_a_bounded_reset() {
         let reset = NOW + 3_600_000;
         assert_eq!(resume_at(Some(reset), NOW, 0.0), reset + 2_000);
-        assert_eq!(resume_at(Some(reset), NOW, 1.0), reset + 7_000);
-        assert_eq!(resume_at(Some(reset), NOW, 0.5), reset + 4_500);
+        assert_eq!(resume_at(Some(reset), NOW, 1.0), reset + 5_000);
+        assert_eq!(resume_at(Some(reset), NOW, 0.5), reset + 3_500);
         // Missing: a short wait; past: a few seconds; years ahead: at most 8 days.
         assert_eq!(resume_at(None, NOW, 0.0), NOW + 300_000 + 2_000);
         assert_eq!(resume_at(Some(NOW - 86_400_000), NOW, 0.0), NOW + 5_000 + 2_000);
         assert_eq!(resume_at(Some(0), NOW, 0.0), NOW + 7_000);
         let years = NOW + 10 * 365 * 86_400_000;
         assert_eq!(resume_at(Some(years), NOW, 0.0), NOW + 8 * 86_400_000 + 2_000);
-        assert_eq!(resume_at(Some(Millis::MAX), NOW, 1.0), NOW + 8 * 86_400_000 + 7_000);
+        assert_eq!(resume_at(Some(Millis::MAX), NOW, 1.0), NOW + 8 * 86_400_000 + 5_000);
         assert_eq!(resume_at(Some(Millis::MIN), NOW, 0.0), NOW + 7_000);
         // An odd jitter is no jitter or the most.
         assert_eq!(resume_at(Some(reset), NOW, f64::NAN), reset + 2_000);
-        assert_eq!(resume_at(Some(reset), NOW, 7.0), reset + 7_000);
+        assert_eq!(resume_at(Some(reset), NOW, 7.0), reset + 5_000);
         for _ in 0..100 {
             let j = random_jitter();
             assert!((0.0..1.0).contains(&j), "{j}");

@@ -131,6 +131,10 @@ enum Command {
         #[arg(long)]
         orchestration: Option<String>,
     },
+    /// Try now: lift the pause the account's usage limit put on every queued task (running
+    /// executors start them at once; a background worker is started when none is running). A
+    /// refusal pauses again. To drop what waits instead, cancel it.
+    Resume,
     /// What tasks spent: by task, orchestration, model and day (UTC), with tokens and totals.
     Cost {
         /// Only tasks that ended (or, still running, started) within this long: 30m, 12h, 7d, 2w.
@@ -219,7 +223,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // Its cancels and retries are task events too: one line each in the global log.
     let _log_guard = crate::logs::init_tracing(&config);
     // Only the commands that write have the database checked at open: reads change nothing.
-    let writes = matches!(cli.command, Command::Cancel { .. } | Command::Retry { .. } | Command::Prune { .. });
+    let writes =
+        matches!(cli.command, Command::Cancel { .. } | Command::Retry { .. } | Command::Prune { .. } | Command::Resume);
     let store = match Store::open_existing_only(&config.db_path, config.max_db_pages, writes) {
         Ok(store) => store,
         Err(e @ StoreError::Missing(_)) => bail!("{e}"),
@@ -325,6 +330,26 @@ async fn watch_targets(service: &Service, target: Option<String>, all_projects: 
     }
 }
 
+/// The lines that say the account's usage limit pauses the queue (when `pause` and it does) and
+/// that a limit is near (a current warning), each ending in a newline; empty when neither.
+async fn limit_lines(service: &Service, pause: bool) -> anyhow::Result<String> {
+    let limits = service.usage_limits().await?;
+    let now = crate::time::now_ms();
+    let mut text = String::new();
+    if let Some(p) = limits.paused_at(now).filter(|_| pause) {
+        text.push_str(&color::paint(
+            &crate::usage_limit::pause_line(p, now),
+            anstyle::AnsiColor::Yellow.on_default().bold(),
+        ));
+        text.push('\n');
+    }
+    if let Some(line) = limits.warning.as_ref().and_then(|w| crate::usage_limit::warning_line(w, now)) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 fn parse_status<T>(text: Option<String>, parse: fn(&str) -> Option<T>, allowed: &str) -> anyhow::Result<Option<T>> {
     match text {
         None => Ok(None),
@@ -364,6 +389,7 @@ async fn command(
                 if tasks.is_empty() && !all_projects {
                     writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
                 }
+                write!(out, "{}", limit_lines(service, true).await?)?;
             }
         }
         Command::Status { task } => {
@@ -376,6 +402,9 @@ async fn command(
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
                 writeln!(out, "{}", render::task_text(&view))?;
+                // The pause concerns a task that still waits to start.
+                let waits = matches!(view.detail.task.status, TaskStatus::Pending | TaskStatus::Waiting);
+                write!(out, "{}", limit_lines(service, waits).await?)?;
                 write!(out, "{}", render::events_text(&history))?;
             }
         }
@@ -396,6 +425,7 @@ async fn command(
                 if list.is_empty() && !all_projects {
                     writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
                 }
+                write!(out, "{}", limit_lines(service, true).await?)?;
             }
         }
         Command::OrchestrationStatus { orchestration } => {
@@ -406,6 +436,7 @@ async fn command(
                 writeln!(out, "{}", serde_json::to_string_pretty(&render::orchestration_json(&detail))?)?;
             } else {
                 write!(out, "{}", render::orchestration_tree(&detail))?;
+                write!(out, "{}", limit_lines(service, detail.summary.counters.unfinished() > 0).await?)?;
             }
         }
         Command::Logs { task, detailed, follow } => {
@@ -447,6 +478,36 @@ async fn command(
                 )?;
             } else {
                 writeln!(out, "{}", crate::text::cancel_summary(&outcome))?;
+            }
+        }
+        Command::Resume => {
+            let resumed = service.resume_now().await?;
+            let now = crate::time::now_ms();
+            let message = match &resumed {
+                Some(pause) => {
+                    // The lifted work must run without an editor open.
+                    crate::terminal::ensure_executor(db_path);
+                    format!(
+                        "resumed: the {} lifted; queued tasks start now (a refusal pauses them again)",
+                        crate::usage_limit::describe(pause.kind.as_deref(), pause.until, now).replacen(
+                            "usage limit until",
+                            "usage-limit pause until",
+                            1
+                        )
+                    )
+                }
+                None => "nothing to resume: no usage limit pauses the queue".to_owned(),
+            };
+            if json {
+                let value = json!({
+                    "resumed": resumed.is_some(),
+                    "paused_until": resumed.as_ref().map(|p| crate::time::rfc3339(p.until)),
+                    "kind": resumed.as_ref().and_then(|p| p.kind.clone()),
+                    "message": message,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                writeln!(out, "{message}")?;
             }
         }
         Command::Cost { .. }

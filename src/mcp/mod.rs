@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::model::{OrchestrationStatus, TaskStatus};
 use crate::service::{Service, ServiceError, Target};
 use crate::store::{OrchestrationFilter, TaskFilter};
+use crate::time::now_ms;
 use resources::{ResourceUri, Watcher};
 use rmcp::handler::server::common::schema_for_input;
 use rmcp::model::JsonObject;
@@ -315,8 +316,10 @@ impl ClaudeWorkerServer {
     ) -> Result<Json<StatusOut>, String> {
         let args: StatusArgs = parse_args(args)?;
         let target = target(args.task, args.orchestration_id)?;
-        let status = self.service(&ctx.peer).await.status(&target).await.map_err(caller_error)?;
-        Ok(Json(StatusOut::from_status(&status)))
+        let service = self.service(&ctx.peer).await;
+        let status = service.status(&target).await.map_err(caller_error)?;
+        let limits = service.usage_limits().await.map_err(caller_error)?;
+        Ok(Json(StatusOut::from_status(&status).with_pause(&limits, now_ms())))
     }
 
     /// List orchestrations, newest first, with live counters and cost.
@@ -338,7 +341,10 @@ impl ClaudeWorkerServer {
         let project = service.listed_project(args.all_projects.unwrap_or(false));
         let filter = OrchestrationFilter { status, project, limit: limit(args.limit)? };
         let list = service.list_orchestrations(filter).await.map_err(caller_error)?;
-        let orchestrations: Vec<StatusOut> = list.iter().map(StatusOut::from_summary).collect();
+        let limits = service.usage_limits().await.map_err(caller_error)?;
+        let now = now_ms();
+        let orchestrations: Vec<StatusOut> =
+            list.iter().map(|s| StatusOut::from_summary(s).with_pause(&limits, now)).collect();
         Ok(Json(ListOrchestrationsOut { count: orchestrations.len(), orchestrations }))
     }
 
@@ -466,7 +472,8 @@ impl ClaudeWorkerServer {
             let _ = forwarder.await;
         }
         let (status, timed_out) = waited.map_err(caller_error)?;
-        let mut out = StatusOut::from_status(&status);
+        let limits = service.usage_limits().await.map_err(caller_error)?;
+        let mut out = StatusOut::from_status(&status).with_pause(&limits, now_ms());
         out.timed_out = Some(timed_out);
         Ok(Json(out))
     }

@@ -313,7 +313,8 @@ impl Store {
                 .prepare_cached(
                     "SELECT count(*) FROM task_events WHERE task_id = ?1 AND kind = 'reclaimed'
                        AND event_id > coalesce((SELECT max(event_id) FROM task_events WHERE task_id = ?1 AND kind IN
-                           ('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'retried')), 0)",
+                           ('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'retried',
+                            'usage_limited')), 0)",
                 )?
                 .query_row([claim.task_id], |row| row.get(0))?;
             let finish = if earlier + 1 >= MAX_RECLAIMS {
