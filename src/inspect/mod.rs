@@ -398,6 +398,12 @@ async fn command(
             let history = service.history(TaskRef::Id(view.detail.task.task_id)).await?;
             if json {
                 let mut value = render::task_json(&view);
+                let now = crate::time::now_ms();
+                let waits = matches!(view.detail.task.status, TaskStatus::Pending | TaskStatus::Waiting);
+                if let Some(pause) = service.usage_limits().await?.paused_at(now).filter(|_| waits) {
+                    value["paused_until"] = json!(crate::time::rfc3339(pause.until));
+                    value["paused_reason"] = json!(crate::usage_limit::pause_line(pause, now));
+                }
                 value["events"] = render::events_json(&history);
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {

@@ -48,6 +48,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - create_orchestration(tasks=[...]) queues a whole dependency graph at once, checked before anything is stored.
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them, retry(orchestration_id) runs every failed, cancelled and skipped task of the orchestration again. cancel stops a task or a whole orchestration.
+- When the account hits its usage limit, queued work waits for the reset instead of failing: statuses show paused_until and paused_reason; it resumes by itself (a person can resume early with `claude-worker-inspect resume`).
 - Task identifiers and orchestration names are looked up in this project (the git work tree of your first root or working directory); #<task_id> reaches any task. Lists show this project unless all_projects=true.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
