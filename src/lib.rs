@@ -15,7 +15,9 @@
 //! and the inspect CLI; [`feedback`] plays sounds and shows desktop notifications for what the
 //! executor did; [`text`] words counts for people; [`project`] finds the project (git work tree)
 //! a task belongs to, which scopes bare identifiers; [`budget`] holds the pure rules of
-//! orchestration budgets (when one is spent, what cap an attempt gets, their sentences).
+//! orchestration budgets (when one is spent, what cap an attempt gets, their sentences);
+//! [`usage_limit`] decides what an account's usage limit does to the queue (recognising it, until
+//! when work waits, the words for it).
 
 pub mod budget;
 pub mod cli;
@@ -39,4 +41,5 @@ pub mod terminal;
 pub mod text;
 pub mod time;
 pub mod tree;
+pub mod usage_limit;
 pub mod watch;

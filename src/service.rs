@@ -526,6 +526,19 @@ impl Service {
         }
     }
 
+    /// What the database knows of the account's usage limits: the pause, the last warning.
+    pub async fn usage_limits(&self) -> Result<crate::store::UsageLimits> {
+        Ok(self.db.call(|s| s.usage_limits()).await?)
+    }
+
+    /// A person's "try now": ends the usage-limit pause at once (every executor on the database
+    /// notices the commit, ends the pause and claims). The pause it cut short, if one was on.
+    pub async fn resume_now(&self) -> Result<Option<crate::usage_limit::Pause>> {
+        let resumed = self.db.call(|s| s.resume_now(now_ms())).await?;
+        self.wake();
+        Ok(resumed)
+    }
+
     /// The orchestration that `text` names: its id (`12` or `#12`) or its name.
     pub async fn find_orchestration(&self, text: &str) -> Result<OrchestrationId> {
         let text = text.trim();

@@ -98,6 +98,7 @@ impl Executor {
             retry_base: config.retry_base,
             retry_max: config.retry_max,
             now: now_ms(),
+            jitter: crate::usage_limit::random_jitter(),
         };
         let Some(finish) = policy::decide(&cx, &report, stop_reason) else {
             tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
@@ -125,7 +126,13 @@ impl Executor {
                 let _ = append_summary(&paths.summary, &summary_line);
                 inner.feedback.finished(&task, &finish, &outcome, report.elapsed, stats.cost_usd);
             }
-            Ok(_) => tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now"),
+            Ok(outcome) => {
+                tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now");
+                // The account's pause was recorded all the same: it is announced once anyway.
+                if let Some(pause) = &outcome.pause_started {
+                    inner.feedback.emit(&Event::WorkPaused(pause.clone()));
+                }
+            }
             Err(e) if e.is_lost() => {
                 // Its log is all that is left of it.
                 let line = match &finish {
@@ -277,6 +284,7 @@ fn stats_of(report: &RunReport) -> RunStats {
         duration_ms: result.and_then(|r| r.duration_ms).or_else(|| u64::try_from(report.elapsed.as_millis()).ok()),
         permission_denials: result.and_then(|r| r.permission_denials.clone()),
         last_action: report.stream.last_action.clone(),
+        usage_warning: report.stream.usage_warning.as_ref().map(|w| crate::usage_limit::warning_of(w, now_ms())),
     }
 }
 
@@ -302,5 +310,6 @@ fn summary_of(finish: &Finish, report: &RunReport) -> String {
         Finish::Release { error, .. } | Finish::Reclaimed { error } => {
             format!("released after {elapsed:.1} s: {}", error.message)
         }
+        Finish::UsageLimit { error, .. } => format!("refused by the account's usage limit: {}", error.message),
     }
 }

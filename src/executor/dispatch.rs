@@ -186,6 +186,15 @@ impl Executor {
                 }
                 continue;
             }
+            if schedule.pause_over {
+                // Every executor wakes at the end of the pause; the one whose write ends it says so.
+                if let Some(pause) = inner.db.call(move |s| s.end_pause(now)).await? {
+                    tracing::info!("the usage-limit pause ended: claiming again");
+                    inner.feedback.emit(&crate::feedback::Event::WorkResumed(pause));
+                    inner.changes.send_modify(|n| *n += 1);
+                }
+                continue;
+            }
             let next_at = schedule
                 .next_at
                 .map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
@@ -245,6 +254,8 @@ mod tests {
             running,
             next_at,
             deadline_passed: false,
+            paused_until: None,
+            pause_over: false,
         };
         assert!(!work_pending(&schedule(false, 0, None)), "idle");
         assert!(work_pending(&schedule(true, 0, None)), "ready");

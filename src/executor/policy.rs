@@ -8,6 +8,7 @@ use super::{StopReason, duration_ms};
 use crate::model::{ErrorKind, Millis, TaskError};
 use crate::runner::{Outcome, RunReport, StopCause};
 use crate::store::Finish;
+use crate::usage_limit::{self, Pause};
 
 /// What [`decide`] needs to know besides the run: of the task, of the process's settings, and the time.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +22,8 @@ pub(super) struct Context {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub now: Millis,
+    /// A random fraction (0 to 1) that spreads the end of a usage-limit pause.
+    pub jitter: f64,
 }
 
 /// Turns a run's outcome into the state change to write; `None` when the claim was lost.
@@ -49,6 +52,22 @@ pub(super) fn decide(cx: &Context, report: &RunReport, stop_reason: Option<StopR
                 error: TaskError { kind: ErrorKind::Cancelled, message: "cancelled while running".to_owned() },
             },
         },
+        // The account, not the task, is out of quota: the whole queue waits for the reset, and
+        // this attempt is not counted; the task resumes its session then.
+        Outcome::UsageLimit(hit) => {
+            let until = usage_limit::resume_at(hit.resets_at, cx.now, cx.jitter);
+            Finish::UsageLimit {
+                error: TaskError {
+                    kind: ErrorKind::UsageLimit,
+                    message: format!(
+                        "{}: it waits, then resumes ({})",
+                        usage_limit::describe(hit.kind.as_deref(), until, cx.now),
+                        usage_limit::WHAT_TO_DO
+                    ),
+                },
+                pause: Pause { kind: hit.kind.clone(), resets_at: hit.resets_at, seen_at: cx.now, until },
+            }
+        }
         // The session to resume is gone (the CLI keeps sessions per directory and machine), or
         // the CLI would not start with it (a transcript cut short when the CLI that wrote it
         // was killed): start over, the attempt not counted. Failing the task for it would
@@ -105,6 +124,7 @@ mod tests {
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
             now: 1_000_000,
+            jitter: 0.0,
         }
     }
 
@@ -164,6 +184,33 @@ mod tests {
         ));
         // Not resuming: the same words are the task's own failure.
         assert!(matches!(decide(&cx(2, false), &gone, None), Some(Finish::Failed { .. })));
+    }
+
+    #[test]
+    fn a_usage_limit_pauses_the_queue_without_counting_the_attempt() {
+        let hit =
+            |resets_at| report(Outcome::UsageLimit(usage_limit::Hit { kind: Some("five_hour".into()), resets_at }));
+        // On the last attempt too, and when resuming: never a failure.
+        for (attempt, resumed) in [(1, false), (3, false), (3, true)] {
+            match decide(&cx(attempt, resumed), &hit(Some(4_000_000)), None) {
+                Some(Finish::UsageLimit { error, pause }) => {
+                    assert_eq!(error.kind, ErrorKind::UsageLimit);
+                    assert!(error.message.contains("5-hour usage limit until"), "{}", error.message);
+                    assert!(error.message.contains("claude-worker-inspect resume"), "{}", error.message);
+                    assert_eq!(pause.kind.as_deref(), Some("five_hour"));
+                    assert_eq!((pause.resets_at, pause.seen_at, pause.until), (Some(4_000_000), 1_000_000, 4_002_000));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // No reset given: a short wait, then another try.
+        match decide(&cx(1, false), &hit(None), None) {
+            Some(Finish::UsageLimit { pause, .. }) => assert_eq!(pause.until, 1_000_000 + 302_000),
+            other => panic!("{other:?}"),
+        }
+        // Stopped by us meanwhile: the stop decides (the runner reports Stopped then).
+        let stopped = report(Outcome::Stopped(StopCause::Requested));
+        assert!(matches!(decide(&cx(1, false), &stopped, Some(StopReason::Cancel)), Some(Finish::Cancelled { .. })));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::model::{OrchestrationStatus, TaskError, TaskId, TaskRecord, TaskStatus};
 use crate::store::{Finish, FinishOutcome, OrchestrationEnd};
+use crate::usage_limit::{self, Pause};
 
 pub use sound::Cue;
 
@@ -60,6 +61,11 @@ pub enum Event {
     },
     /// The last unfinished task of an orchestration of several tasks ended.
     OrchestrationFinished(OrchestrationEnd),
+    /// The account's usage limit paused every claim (announced by the one process whose write
+    /// started the pause).
+    WorkPaused(Pause),
+    /// A usage-limit pause ended: work starts again (announced by the one process that ended it).
+    WorkResumed(Pause),
 }
 
 impl Event {
@@ -70,6 +76,8 @@ impl Event {
             Event::TaskCompleted { .. } => "task_completed",
             Event::TaskFailed { .. } => "task_failed",
             Event::OrchestrationFinished(_) => "orchestration_finished",
+            Event::WorkPaused(_) => "work_paused",
+            Event::WorkResumed(_) => "work_resumed",
         }
     }
 
@@ -80,6 +88,10 @@ impl Event {
             Event::TaskCompleted { .. } => Cue::Success,
             Event::TaskFailed { .. } => Cue::Failure,
             Event::OrchestrationFinished(_) => Cue::Orchestration,
+            // No sounds of their own (and no more variables): a pause is heard as a failure, the
+            // resume as a start.
+            Event::WorkPaused(_) => Cue::Failure,
+            Event::WorkResumed(_) => Cue::Start,
         }
     }
 
@@ -129,6 +141,21 @@ impl Event {
                 };
                 Some((format!("Orchestration {status}: {who}"), format!("{tally} · ${:.4}", end.cost_usd)))
             }
+            Event::WorkPaused(pause) => Some((
+                "Paused: usage limit".to_owned(),
+                format!(
+                    "{}; queued tasks wait, running ones go on.\n{}",
+                    usage_limit::describe(pause.kind.as_deref(), pause.until, crate::time::now_ms()),
+                    usage_limit::WHAT_TO_DO
+                ),
+            )),
+            Event::WorkResumed(pause) => Some((
+                "Resumed after the usage limit".to_owned(),
+                format!(
+                    "the {} usage limit has reset: queued tasks start again",
+                    usage_limit::kind_words(pause.kind.as_deref())
+                ),
+            )),
         }
     }
 }
@@ -235,6 +262,9 @@ impl Feedback {
                 self.emit(&Event::TaskFailed { task_id, identifier, elapsed, cost_usd, error: error.clone() });
             }
             _ => {}
+        }
+        if let Some(pause) = &outcome.pause_started {
+            self.emit(&Event::WorkPaused(pause.clone()));
         }
         self.orchestration_ended(outcome.orchestration_finished.as_ref());
     }

@@ -259,6 +259,52 @@ fn database(path: &Path, full: bool) -> Vec<Check> {
     }
     if d.schema_version >= 1 {
         checks.push(tasks(path, &d));
+        checks.extend(usage_limits(path));
+    }
+    checks
+}
+
+/// The account's usage limits as the database knows them: a pause on, a warning that a limit is
+/// near, or the last refusal.
+fn usage_limits(path: &Path) -> Vec<Check> {
+    const NAME: &str = "usage limit";
+    let limits = match Store::open_existing_only(path, None, false).and_then(|mut s| s.usage_limits()) {
+        Ok(limits) => limits,
+        Err(e) => return vec![warn(NAME, format!("cannot read the usage limits: {e}"), "run doctor again")],
+    };
+    let now = now_ms();
+    let mut checks = Vec::new();
+    if let Some(pause) = limits.paused_at(now) {
+        checks.push(warn(
+            NAME,
+            format!(
+                "{} (refused at {}; the CLI said it resets at {}): no task starts until then, running ones go on",
+                crate::usage_limit::pause_line(pause, now),
+                rfc3339(pause.seen_at),
+                pause.resets_at.map_or_else(|| "an unknown time".to_owned(), rfc3339)
+            ),
+            "nothing to do: queued tasks start by themselves then. `claude-worker-inspect resume` tries now;              `claude-worker-inspect cancel` drops what waits",
+        ));
+    }
+    if let Some(line) = limits.warning.as_ref().and_then(|w| crate::usage_limit::warning_line(w, now)) {
+        checks.push(warn(
+            NAME,
+            line,
+            "nothing to do: at the limit, queued work pauses and resumes by itself after the reset",
+        ));
+    }
+    if checks.is_empty() {
+        checks.push(ok(
+            NAME,
+            match &limits.last_refusal {
+                Some(last) => format!(
+                    "not paused (the last refusal, {}, was at {})",
+                    crate::usage_limit::kind_words(last.kind.as_deref()),
+                    rfc3339(last.seen_at)
+                ),
+                None => "not paused, no warning".to_owned(),
+            },
+        ));
     }
     checks
 }

@@ -141,6 +141,10 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         usd: f64,
     },
+    /// Try now: lift the pause the account's usage limit put on every queued task (running
+    /// executors start them at once; a background worker is started when none is running). A
+    /// refusal pauses again. To drop what waits instead, cancel it.
+    Resume,
     /// What tasks spent: by task, orchestration, model and day (UTC), with tokens and totals.
     Cost {
         /// Only tasks that ended (or, still running, started) within this long: 30m, 12h, 7d, 2w.
@@ -231,7 +235,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // Only the commands that write have the database checked at open: reads change nothing.
     let writes = matches!(
         cli.command,
-        Command::Cancel { .. } | Command::Retry { .. } | Command::Budget { .. } | Command::Prune { .. }
+        Command::Cancel { .. }
+            | Command::Retry { .. }
+            | Command::Budget { .. }
+            | Command::Prune { .. }
+            | Command::Resume
     );
     let store = match Store::open_existing_only(&config.db_path, config.max_db_pages, writes) {
         Ok(store) => store,
@@ -338,6 +346,26 @@ async fn watch_targets(service: &Service, target: Option<String>, all_projects: 
     }
 }
 
+/// The lines that say the account's usage limit pauses the queue (when `pause` and it does) and
+/// that a limit is near (a current warning), each ending in a newline; empty when neither.
+async fn limit_lines(service: &Service, pause: bool) -> anyhow::Result<String> {
+    let limits = service.usage_limits().await?;
+    let now = crate::time::now_ms();
+    let mut text = String::new();
+    if let Some(p) = limits.paused_at(now).filter(|_| pause) {
+        text.push_str(&color::paint(
+            &crate::usage_limit::pause_line(p, now),
+            anstyle::AnsiColor::Yellow.on_default().bold(),
+        ));
+        text.push('\n');
+    }
+    if let Some(line) = limits.warning.as_ref().and_then(|w| crate::usage_limit::warning_line(w, now)) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 fn parse_status<T>(text: Option<String>, parse: fn(&str) -> Option<T>, allowed: &str) -> anyhow::Result<Option<T>> {
     match text {
         None => Ok(None),
@@ -377,6 +405,7 @@ async fn command(
                 if tasks.is_empty() && !all_projects {
                     writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
                 }
+                write!(out, "{}", limit_lines(service, true).await?)?;
             }
         }
         Command::Status { task } => {
@@ -385,10 +414,19 @@ async fn command(
             let history = service.history(TaskRef::Id(view.detail.task.task_id)).await?;
             if json {
                 let mut value = render::task_json(&view);
+                let now = crate::time::now_ms();
+                let waits = matches!(view.detail.task.status, TaskStatus::Pending | TaskStatus::Waiting);
+                if let Some(pause) = service.usage_limits().await?.paused_at(now).filter(|_| waits) {
+                    value["paused_until"] = json!(crate::time::rfc3339(pause.until));
+                    value["paused_reason"] = json!(crate::usage_limit::pause_line(pause, now));
+                }
                 value["events"] = render::events_json(&history);
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
                 writeln!(out, "{}", render::task_text(&view))?;
+                // The pause concerns a task that still waits to start.
+                let waits = matches!(view.detail.task.status, TaskStatus::Pending | TaskStatus::Waiting);
+                write!(out, "{}", limit_lines(service, waits).await?)?;
                 write!(out, "{}", render::events_text(&history))?;
             }
         }
@@ -409,6 +447,7 @@ async fn command(
                 if list.is_empty() && !all_projects {
                     writeln!(out, "(in project {}; --all-projects lists every project's)", service.project())?;
                 }
+                write!(out, "{}", limit_lines(service, true).await?)?;
             }
         }
         Command::OrchestrationStatus { orchestration } => {
@@ -419,6 +458,7 @@ async fn command(
                 writeln!(out, "{}", serde_json::to_string_pretty(&render::orchestration_json(&detail))?)?;
             } else {
                 write!(out, "{}", render::orchestration_tree(&detail))?;
+                write!(out, "{}", limit_lines(service, detail.summary.counters.unfinished() > 0).await?)?;
             }
         }
         Command::Logs { task, detailed, follow } => {
@@ -460,6 +500,36 @@ async fn command(
                 )?;
             } else {
                 writeln!(out, "{}", crate::text::cancel_summary(&outcome))?;
+            }
+        }
+        Command::Resume => {
+            let resumed = service.resume_now().await?;
+            let now = crate::time::now_ms();
+            let message = match &resumed {
+                Some(pause) => {
+                    // The lifted work must run without an editor open.
+                    crate::terminal::ensure_executor(db_path);
+                    format!(
+                        "resumed: the {} lifted; queued tasks start now (a refusal pauses them again)",
+                        crate::usage_limit::describe(pause.kind.as_deref(), pause.until, now).replacen(
+                            "usage limit until",
+                            "usage-limit pause until",
+                            1
+                        )
+                    )
+                }
+                None => "nothing to resume: no usage limit pauses the queue".to_owned(),
+            };
+            if json {
+                let value = json!({
+                    "resumed": resumed.is_some(),
+                    "paused_until": resumed.as_ref().map(|p| crate::time::rfc3339(p.until)),
+                    "kind": resumed.as_ref().and_then(|p| p.kind.clone()),
+                    "message": message,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                writeln!(out, "{message}")?;
             }
         }
         Command::Cost { .. }

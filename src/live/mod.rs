@@ -106,11 +106,11 @@ pub async fn watch(
     console::set_colors_enabled(output.color && !output.json);
     let mut watcher = DbWatcher::new(db_path).ok();
     let mut view = if output.json {
-        View::Json { seen: HashMap::new() }
+        View::Json { seen: HashMap::new(), pause: None }
     } else if std::io::stdout().is_terminal() {
         View::Live { screen: Screen::new() }
     } else {
-        View::Plain { seen: HashMap::new(), started: false }
+        View::Plain { seen: HashMap::new(), started: false, pause: None }
     };
     // Only a frame redrawn in place cares about the terminal's size.
     let mut resizes = match view {
@@ -119,7 +119,8 @@ pub async fn watch(
     };
     loop {
         let groups = gather(service, targets).await?;
-        view.draw(&groups)?;
+        let paused = paused(service).await;
+        view.draw(&groups, paused.as_ref())?;
         let rows = || groups.iter().flat_map(|g| g.rows.iter());
         if rows().all(|r| r.status.is_terminal()) {
             view.finish(&groups)?;
@@ -129,7 +130,7 @@ pub async fn watch(
         tokio::select! {
             _ = interrupted.recv() => {
                 // Once more, over the `^C` the terminal echoed below the frame.
-                view.draw(&groups)?;
+                view.draw(&groups, paused.as_ref())?;
                 eprintln!("stopped watching; the tasks go on (claude-worker-inspect watch to look again)");
                 return Ok(ExitCode::from(130));
             }
@@ -154,6 +155,13 @@ async fn window_changed(resizes: &mut Option<Signal>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// The account's usage-limit pause, while work waits for it: its end and its line.
+async fn paused(service: &Service) -> Option<(Millis, String)> {
+    let now = now_ms();
+    let limits = service.usage_limits().await.ok()?;
+    limits.paused_at(now).map(|p| (p.until, crate::usage_limit::pause_line(p, now)))
 }
 
 /// Reads the current state of every target.
@@ -383,18 +391,21 @@ enum View {
     /// Redrawn in place on a terminal.
     Live { screen: Screen },
     /// A line per change, for pipes and files.
-    Plain { seen: Seen, started: bool },
+    Plain { seen: Seen, started: bool, pause: Option<Millis> },
     /// A JSON object per change.
-    Json { seen: Seen },
+    Json { seen: Seen, pause: Option<Millis> },
 }
 
 impl View {
-    /// Shows the current state.
-    fn draw(&mut self, groups: &[Group]) -> std::io::Result<()> {
+    /// Shows the current state, and the usage-limit pause while there is one.
+    fn draw(&mut self, groups: &[Group], paused: Option<&(Millis, String)>) -> std::io::Result<()> {
         let now = now_ms();
         match self {
             View::Live { screen } => {
                 let mut lines = Vec::new();
+                if let Some((_, line)) = paused {
+                    lines.push(Style::new().yellow().apply_to(line).to_string());
+                }
                 for group in groups {
                     lines.push(Style::new().bold().apply_to(summary(group)).to_string());
                     let width = name_width(&group.rows);
@@ -406,8 +417,17 @@ impl View {
                 out.write_all(bytes.as_bytes())?;
                 out.flush()
             }
-            View::Plain { seen, started } => {
+            View::Plain { seen, started, pause } => {
                 let mut out = std::io::stdout().lock();
+                if paused.map(|p| p.0) != *pause {
+                    *pause = paused.map(|p| p.0);
+                    let clock = chrono::Local::now().format("%H:%M:%S");
+                    match paused {
+                        Some((_, line)) => writeln!(out, "{clock} {line}")?,
+                        None if *started => writeln!(out, "{clock} resumed: the usage-limit pause is over")?,
+                        None => {}
+                    }
+                }
                 if !*started {
                     *started = true;
                     for group in groups {
@@ -432,8 +452,17 @@ impl View {
                 }
                 out.flush()
             }
-            View::Json { seen } => {
+            View::Json { seen, pause } => {
                 let mut out = std::io::stdout().lock();
+                if paused.map(|p| p.0) != *pause {
+                    *pause = paused.map(|p| p.0);
+                    let value = serde_json::json!({
+                        "at": crate::time::rfc3339(now),
+                        "paused_until": paused.map(|p| crate::time::rfc3339(p.0)),
+                        "paused_reason": paused.map(|p| p.1.as_str()),
+                    });
+                    writeln!(out, "{value}")?;
+                }
                 for row in groups.iter().flat_map(|g| g.rows.iter()) {
                     let key = seen_key(row);
                     if seen.get(&row.task_id) != Some(&key) {

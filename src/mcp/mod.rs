@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::model::{OrchestrationStatus, TaskStatus};
 use crate::service::{Service, ServiceError, Target};
 use crate::store::{OrchestrationFilter, TaskFilter};
+use crate::time::now_ms;
 use resources::{ResourceUri, Watcher};
 use rmcp::handler::server::common::schema_for_input;
 use rmcp::model::JsonObject;
@@ -48,6 +49,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - Check back with get_status, list_orchestrations or list_tasks; wait blocks until done (at most 600 s per call); get_task_output shows results and logs.
 - A failed dependency skips its dependents; retry(task) runs it again and reopens them, retry(orchestration_id) runs every failed, cancelled and skipped task of the orchestration again. cancel stops a task or a whole orchestration.
 - An orchestration can have a budget in dollars (max_budget_usd of create_orchestration, orchestration_max_budget_usd of create_task): once its tasks spent it, the rest are skipped with budget_exhausted; retry(orchestration_id, max_budget_usd) raises it and runs them.
+- When the account hits its usage limit, queued work waits for the reset instead of failing: statuses show paused_until and paused_reason; it resumes by itself (a person can resume early with `claude-worker-inspect resume`).
 - Task identifiers and orchestration names are looked up in this project (the git work tree of your first root or working directory); #<task_id> reaches any task. Lists show this project unless all_projects=true.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
@@ -318,8 +320,10 @@ impl ClaudeWorkerServer {
     ) -> Result<Json<StatusOut>, String> {
         let args: StatusArgs = parse_args(args)?;
         let target = target(args.task, args.orchestration_id)?;
-        let status = self.service(&ctx.peer).await.status(&target).await.map_err(caller_error)?;
-        Ok(Json(StatusOut::from_status(&status)))
+        let service = self.service(&ctx.peer).await;
+        let status = service.status(&target).await.map_err(caller_error)?;
+        let limits = service.usage_limits().await.map_err(caller_error)?;
+        Ok(Json(StatusOut::from_status(&status).with_pause(&limits, now_ms())))
     }
 
     /// List orchestrations, newest first, with live counters and cost.
@@ -341,7 +345,10 @@ impl ClaudeWorkerServer {
         let project = service.listed_project(args.all_projects.unwrap_or(false));
         let filter = OrchestrationFilter { status, project, limit: limit(args.limit)? };
         let list = service.list_orchestrations(filter).await.map_err(caller_error)?;
-        let orchestrations: Vec<StatusOut> = list.iter().map(StatusOut::from_summary).collect();
+        let limits = service.usage_limits().await.map_err(caller_error)?;
+        let now = now_ms();
+        let orchestrations: Vec<StatusOut> =
+            list.iter().map(|s| StatusOut::from_summary(s).with_pause(&limits, now)).collect();
         Ok(Json(ListOrchestrationsOut { count: orchestrations.len(), orchestrations }))
     }
 
@@ -478,7 +485,8 @@ impl ClaudeWorkerServer {
             let _ = forwarder.await;
         }
         let (status, timed_out) = waited.map_err(caller_error)?;
-        let mut out = StatusOut::from_status(&status);
+        let limits = service.usage_limits().await.map_err(caller_error)?;
+        let mut out = StatusOut::from_status(&status).with_pause(&limits, now_ms());
         out.timed_out = Some(timed_out);
         Ok(Json(out))
     }

@@ -6,11 +6,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, TaskStatus, round_usd,
+    Millis, OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, TaskStatus,
+    round_usd,
 };
 use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
-use crate::store::{BudgetRaise, CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
+use crate::store::{
+    BudgetRaise, CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome, UsageLimits,
+};
 use crate::time::rfc3339;
+use crate::usage_limit;
 
 /// A task named by identifier (`build_api`), by `#<task_id>`, or by its id as a number.
 #[derive(Debug, Clone, JsonSchema)]
@@ -540,9 +544,35 @@ pub struct StatusOut {
     /// Only from `wait`: true when it returned before the work finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
+    /// While the account's usage limit holds every queued task back: when they start again
+    /// (absent when not paused, or for work that does not wait).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<String>,
+    /// Why it waits, and how to start now or drop what waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
 }
 
 impl StatusOut {
+    /// Says so when the account's usage limit holds back work this status still waits for (a
+    /// pending or waiting task; an orchestration with such tasks).
+    pub fn with_pause(mut self, limits: &UsageLimits, now: Millis) -> StatusOut {
+        let waits = match self.kind.as_str() {
+            "task" => matches!(self.status.as_str(), "pending" | "waiting"),
+            _ => self.pending_tasks.unwrap_or(0) + self.waiting_tasks.unwrap_or(0) > 0,
+        };
+        if let Some(pause) = limits.paused_at(now).filter(|_| waits) {
+            self.paused_until = Some(rfc3339(pause.until));
+            self.paused_reason = Some(format!(
+                "{}: the account's usage limit ({}) was reached, so no task starts until then; running ones go on. {}",
+                usage_limit::describe(pause.kind.as_deref(), pause.until, now),
+                pause.kind.as_deref().unwrap_or("unknown"),
+                usage_limit::WHAT_TO_DO
+            ));
+        }
+        self
+    }
+
     pub fn from_status(status: &Status) -> StatusOut {
         match status {
             Status::Task(view) => StatusOut::from_task(view),

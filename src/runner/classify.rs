@@ -32,6 +32,8 @@ pub enum Outcome {
     Failure { kind: ErrorKind, message: String, transient: bool },
     /// We stopped it.
     Stopped(StopCause),
+    /// The account's usage limit refused it: not the task's failure, nor an attempt.
+    UsageLimit(crate::usage_limit::Hit),
 }
 
 impl Outcome {
@@ -60,6 +62,9 @@ pub fn classify(stream: &StreamState, exit: Exit, stopped: Option<StopCause>, st
     }
     if let Some(cause) = stopped {
         return Outcome::Stopped(cause);
+    }
+    if let Some(hit) = crate::usage_limit::recognise(stream.usage_rejected.as_ref(), stream.result.as_ref()) {
+        return Outcome::UsageLimit(hit);
     }
     match &stream.result {
         Some(result) => classify_error_result(result, stream),
@@ -327,6 +332,41 @@ mod tests {
         assert_eq!(s.last_action.as_deref(), Some("Bash: echo hi-from-bash"));
         let denied = stream_of(fixture!("success-with-permission-denial.jsonl")).result.expect("result");
         assert!(denied.permission_denials.expect("denials").contains("mcp__mcpdemo__add"));
+    }
+
+    #[test]
+    fn a_usage_limit_is_neither_failure_nor_success() {
+        let outcome = classify(&stream_of(fixture!("usage-limit-rejected.jsonl")), Exit::Code(1), None, "");
+        assert_eq!(
+            outcome,
+            Outcome::UsageLimit(crate::usage_limit::Hit {
+                kind: Some("five_hour".into()),
+                resets_at: Some(1_796_190_516_000)
+            })
+        );
+        // The message alone, the event lost.
+        let without_event: String = fixture!("usage-limit-rejected.jsonl")
+            .lines()
+            .filter(|l| !l.contains(r#""type":"rate_limit_event""#) && !l.contains(r#""type":"assistant""#))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(matches!(
+            classify(&stream_of(&without_event), Exit::Code(1), None, ""),
+            Outcome::UsageLimit(crate::usage_limit::Hit { resets_at: None, .. })
+        ));
+        // Stopped by us first: the stop decides.
+        let stopped =
+            classify(&stream_of(fixture!("usage-limit-rejected.jsonl")), Exit::Code(1), Some(StopCause::Requested), "");
+        assert_eq!(stopped, Outcome::Stopped(StopCause::Requested));
+        // An API key's 429 stays an ordinary rate limit; a warning is a success.
+        assert_eq!(
+            kind(fixture!("api-429-usage-limit-with-api-key.jsonl"), Exit::Code(1)),
+            ("rate_limited".into(), true)
+        );
+        assert!(matches!(
+            classify(&stream_of(fixture!("usage-limit-warning.jsonl")), Exit::Code(0), None, ""),
+            Outcome::Success { .. }
+        ));
     }
 
     #[test]

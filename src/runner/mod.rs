@@ -30,7 +30,7 @@ pub use classify::{Exit, Outcome, StopCause, classify, give_up};
 pub use detach::{ensure_worker, spawn_detached_worker};
 pub use lines::{BoundedLines, Line};
 pub use stale::{RUN_TAG_VAR, RunTag, parse_run_tag, run_tag, stop_run};
-pub use stream::{ApiRetry, LineEffect, ResultEvent, StreamState};
+pub use stream::{ApiRetry, LineEffect, RateLimitInfo, RateLimitWindow, ResultEvent, StreamState};
 pub use version::{VersionError, claude_version};
 
 use crate::logs::{DetailedLog, SummarySteps};
@@ -283,7 +283,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                                     let id = state.session_id.clone();
                                     progress.send_modify(|p| p.session_id = id);
                                 }
-                                LineEffect::Result | LineEffect::Nothing => {}
+                                LineEffect::Result | LineEffect::RateLimit | LineEffect::Nothing => {}
                             }
                         }
                     };

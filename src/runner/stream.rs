@@ -2,8 +2,8 @@
 //! own, unknown event types and fields are ignored here (they stay in the detailed log), and a
 //! line that is not JSON is not an error, nor is one with invalid UTF-8 (it is read with the
 //! bad bytes replaced). What a run needs is kept: the session id, what the model is doing now,
-//! the errors the CLI reported, the API errors it is retrying (`system/api_retry`), and the final
-//! `result` event.
+//! the errors the CLI reported, the API errors it is retrying (`system/api_retry`), what it said
+//! of the account's usage limits (`rate_limit_event`), and the final `result` event.
 //!
 //! Most of what a busy task prints is tool output (`user` events), often large: once the session
 //! id is known, a line that says it is of a type the runner does not track is not parsed at all.
@@ -77,6 +77,100 @@ impl ApiRetry {
     }
 }
 
+/// The `rate_limit_info` of a `rate_limit_event` (or of an assistant message refused by a usage
+/// limit), every field optional: an odd or missing field is left out, never an error.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateLimitInfo {
+    /// `allowed`, `allowed_warning`, `rejected`.
+    pub status: Option<String>,
+    /// When the window resets, in seconds since the epoch, as the CLI says it (not bounded here).
+    pub resets_at: Option<i64>,
+    /// `five_hour`, `seven_day`, `seven_day_opus`, `seven_day_sonnet`, ...
+    pub rate_limit_type: Option<String>,
+    /// How much of the window is used, 0 to 1 (an `allowed_warning` says it).
+    pub utilization: Option<f64>,
+    /// The warning threshold that was passed, 0 to 1.
+    pub surpassed_threshold: Option<f64>,
+    pub overage_status: Option<String>,
+    pub overage_disabled_reason: Option<String>,
+    pub is_using_overage: Option<bool>,
+    /// `unifiedWindows`: each window by name, in the order the CLI wrote them.
+    pub windows: Vec<(String, RateLimitWindow)>,
+}
+
+/// One of `unifiedWindows`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateLimitWindow {
+    pub status: Option<String>,
+    pub utilization: Option<f64>,
+    pub resets_at: Option<i64>,
+    pub surpassed_threshold: Option<f64>,
+}
+
+impl RateLimitInfo {
+    fn parse(info: &Value) -> RateLimitInfo {
+        let str_of = |key: &str| info.get(key).and_then(Value::as_str).map(str::to_owned);
+        let windows = info
+            .get("unifiedWindows")
+            .and_then(Value::as_object)
+            .map(|windows| {
+                windows
+                    .iter()
+                    .map(|(name, w)| {
+                        (
+                            name.clone(),
+                            RateLimitWindow {
+                                status: w.get("status").and_then(Value::as_str).map(str::to_owned),
+                                utilization: fraction(w.get("utilization")),
+                                resets_at: epoch_seconds(w.get("resetsAt")),
+                                surpassed_threshold: fraction(w.get("surpassedThreshold")),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RateLimitInfo {
+            status: str_of("status"),
+            resets_at: epoch_seconds(info.get("resetsAt")),
+            rate_limit_type: str_of("rateLimitType"),
+            utilization: fraction(info.get("utilization")),
+            surpassed_threshold: fraction(info.get("surpassedThreshold")),
+            overage_status: str_of("overageStatus"),
+            overage_disabled_reason: str_of("overageDisabledReason"),
+            is_using_overage: info.get("isUsingOverage").and_then(Value::as_bool),
+            windows,
+        }
+    }
+
+    /// Whether the account's requests are refused until the reset.
+    pub fn is_rejected(&self) -> bool {
+        self.status.as_deref() == Some("rejected")
+    }
+
+    /// Whether the account is near its limit.
+    pub fn is_warning(&self) -> bool {
+        self.status.as_deref() == Some("allowed_warning")
+    }
+}
+
+/// A time in epoch seconds: an integer, a finite float (floored), or a string of either.
+fn epoch_seconds(value: Option<&Value>) -> Option<i64> {
+    let value = value?;
+    let float = match value {
+        Value::Number(n) => n.as_i64().map(|i| i as f64).or_else(|| n.as_f64()),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }?;
+    // Beyond what i64 milliseconds can carry is no time at all.
+    (float.is_finite() && float.abs() < 9.0e15).then(|| float.floor() as i64)
+}
+
+/// A number that should be a fraction (0 to 1), kept only when it is a finite number.
+fn fraction(value: Option<&Value>) -> Option<f64> {
+    value.and_then(Value::as_f64).filter(|f| f.is_finite())
+}
+
 /// What one line changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LineEffect {
@@ -89,6 +183,9 @@ pub enum LineEffect {
     /// The CLI is retrying a failed API request ([`StreamState::api_retry`]); the new
     /// `last_action`, which says so.
     ApiRetry(String),
+    /// A `rate_limit_event` arrived (see [`StreamState::usage_rejected`] and
+    /// [`StreamState::usage_warning`]).
+    RateLimit,
     /// The result event arrived.
     Result,
 }
@@ -109,6 +206,11 @@ pub struct StreamState {
     /// How many retries in a row reported the same error as `api_retry` (none in between got
     /// an answer from the model): 1 for the first.
     pub api_retry_streak: u32,
+    /// The last `rate_limit_event` that said the account's usage limit refuses requests (or the
+    /// `rate_limit_info` of an assistant message refused for it).
+    pub usage_rejected: Option<RateLimitInfo>,
+    /// The last `rate_limit_event` that warned the limit is near (`allowed_warning`).
+    pub usage_warning: Option<RateLimitInfo>,
     pub lines: u64,
     /// Lines that were parsed and found not to be JSON.
     pub non_json_lines: u64,
@@ -122,7 +224,9 @@ impl StreamState {
     pub fn feed(&mut self, line: &[u8]) -> LineEffect {
         self.lines += 1;
         if self.session_id.is_some()
-            && leading_type(line).is_some_and(|t| t != b"assistant" && t != b"result" && !is_api_retry(t, line))
+            && leading_type(line).is_some_and(|t| {
+                t != b"assistant" && t != b"result" && t != b"rate_limit_event" && !is_api_retry(t, line)
+            })
         {
             return LineEffect::Nothing;
         }
@@ -156,6 +260,13 @@ impl StreamState {
                 if let Some(error) = event.get("error").and_then(Value::as_str) {
                     self.assistant_error = Some(error.to_owned());
                     self.assistant_error_text = message_text(&event);
+                    // The refusal repeats the event's information: enough if the event was lost.
+                    if let Some(info) = event.pointer("/api_error_params/rate_limit_info").map(RateLimitInfo::parse)
+                        && info.is_rejected()
+                        && self.usage_rejected.is_none()
+                    {
+                        self.usage_rejected = Some(info);
+                    }
                 }
                 if let Some(action) = action_of(&event) {
                     self.last_action = Some(action.clone());
@@ -178,6 +289,15 @@ impl StreamState {
                 self.last_action = Some(action.clone());
                 self.api_retry = Some(retry);
                 effect = LineEffect::ApiRetry(action);
+            }
+            Some("rate_limit_event") => {
+                let info = event.get("rate_limit_info").map(RateLimitInfo::parse).unwrap_or_default();
+                if info.is_rejected() {
+                    self.usage_rejected = Some(info);
+                } else if info.is_warning() {
+                    self.usage_warning = Some(info);
+                }
+                effect = LineEffect::RateLimit;
             }
             Some("result") => {
                 self.result = Some(parse_result(&event));
@@ -350,5 +470,80 @@ mod api_retry_tests {
             error: Some("unknown".into()),
         };
         assert_eq!(retry.describe(), "API request failed (unknown), retry 1 of 1 in 0.5 s");
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+
+    fn feed_fixture(name: &str) -> StreamState {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut state = StreamState::default();
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            state.feed(line);
+        }
+        state
+    }
+
+    #[test]
+    fn a_rejected_event_is_kept_with_all_its_fields() {
+        let s = feed_fixture("usage-limit-rejected.jsonl");
+        let info = s.usage_rejected.expect("rejected");
+        assert_eq!(info.status.as_deref(), Some("rejected"));
+        assert_eq!(info.resets_at, Some(1_796_190_516));
+        assert_eq!(info.rate_limit_type.as_deref(), Some("five_hour"));
+        assert_eq!(info.overage_status.as_deref(), Some("rejected"));
+        assert_eq!(info.overage_disabled_reason.as_deref(), Some("org_level_disabled"));
+        assert_eq!(info.is_using_overage, Some(false));
+        assert!(s.usage_warning.is_none());
+        let result = s.result.expect("result");
+        assert_eq!((result.is_error, result.api_error_status), (true, Some(429)));
+        assert_eq!(result.api_error.as_deref(), Some("usage_limit_reached"));
+    }
+
+    #[test]
+    fn a_warning_is_kept_with_its_windows() {
+        let s = feed_fixture("usage-limit-warning.jsonl");
+        let info = s.usage_warning.expect("warning");
+        assert_eq!(info.utilization, Some(0.92));
+        assert_eq!(info.surpassed_threshold, Some(0.9));
+        assert_eq!(info.resets_at, Some(1_796_186_931));
+        assert_eq!(info.windows.len(), 1);
+        let (name, window) = &info.windows[0];
+        assert_eq!(name, "five_hour");
+        assert_eq!(window.status.as_deref(), Some("allowed_warning"));
+        assert_eq!(window.utilization, Some(0.92));
+        assert!(s.usage_rejected.is_none());
+        assert!(!s.result.expect("result").is_error);
+    }
+
+    #[test]
+    fn an_api_key_429_and_an_allowed_event_say_nothing_of_usage() {
+        for name in ["api-429-usage-limit-with-api-key.jsonl", "oauth-with-rate-limit-event.jsonl"] {
+            let s = feed_fixture(name);
+            assert!(s.usage_rejected.is_none() && s.usage_warning.is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn odd_fields_are_left_out_never_an_error() {
+        let mut s = StreamState::default();
+        s.feed(br#"{"type":"system","subtype":"init","session_id":"s"}"#);
+        let effect = s.feed(
+            br#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":"soon","rateLimitType":7,"utilization":"x","unifiedWindows":[1]},"session_id":"s"}"#,
+        );
+        assert_eq!(effect, LineEffect::RateLimit);
+        let info = s.usage_rejected.clone().expect("rejected");
+        assert_eq!((info.resets_at, info.rate_limit_type, info.utilization), (None, None, None));
+        assert!(info.windows.is_empty());
+        // No rate_limit_info at all, a float and a string for the time, an absurd number.
+        s.feed(br#"{"type":"rate_limit_event","session_id":"s"}"#);
+        let parse = |json: &str| RateLimitInfo::parse(&serde_json::from_str(json).expect("json"));
+        assert_eq!(parse(r#"{"resetsAt":1796190516.9}"#).resets_at, Some(1_796_190_516));
+        assert_eq!(parse(r#"{"resetsAt":" 1796190516 "}"#).resets_at, Some(1_796_190_516));
+        assert_eq!(parse(r#"{"resetsAt":1e300}"#).resets_at, None);
+        assert_eq!(parse(r#"{"resetsAt":-5}"#).resets_at, Some(-5));
     }
 }

@@ -93,7 +93,8 @@ impl Store {
             let expired: Vec<OrchestrationId> = tx
                 .prepare_cached(
                     "SELECT orchestration_id FROM orchestrations
-                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND cancel_requested = 0 AND deadline_at <= ?1",
+                     WHERE merged_into IS NULL AND status IN ('pending', 'running') AND cancel_requested = 0 AND deadline_at <= ?1
+                       AND NOT EXISTS (SELECT 1 FROM usage_limit WHERE paused_until IS NOT NULL)",
                 )?
                 .query_map([now], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;

@@ -11,6 +11,7 @@ mod control;
 mod create;
 mod handle;
 mod identity;
+mod limits;
 mod lineage;
 mod maintenance;
 mod projects;
@@ -34,13 +35,14 @@ pub use budgets::BudgetRaise;
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask, Taken, UnknownDependency};
 pub use handle::Db;
+pub use limits::UsageLimits;
 pub use lineage::AttemptOf;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 6;
+pub const SCHEMA_VERSION: usize = 7;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -50,6 +52,7 @@ fn migrations() -> Migrations<'static> {
         M::up_with_hook(include_str!("migrations/0004_projects.sql"), |tx: &rusqlite::Transaction<'_>| {
             projects::backfill_projects(tx).map_err(rusqlite_migration::HookError::from)
         }),
+        M::up(include_str!("migrations/0005_usage_limits.sql")),
         M::up(include_str!("migrations/0006_budgets.sql")),
         M::up(include_str!("migrations/0007_orchestration_counts.sql")),
     ])

@@ -414,11 +414,20 @@ impl Store {
             let running: u32 = tx
                 .prepare_cached("SELECT count(*) FROM tasks WHERE status = 'running'")?
                 .query_row([], |row| row.get(0))?;
-            let next_at = match (next_ready, next_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            Ok(Schedule { ready_now, running, next_at, deadline_passed })
+            let pause = super::limits::current_pause(tx)?;
+            let paused_until = pause.as_ref().map(|p| p.until).filter(|&until| until > now);
+            // Deadlines stand still while paused: the pause's end moves them on (`end_pause`)
+            // before they are looked at again.
+            let next_deadline = next_deadline.filter(|_| pause.is_none());
+            let next_at = [next_ready, next_deadline, paused_until].into_iter().flatten().min();
+            Ok(Schedule {
+                ready_now: ready_now && paused_until.is_none(),
+                running,
+                next_at,
+                deadline_passed: deadline_passed && pause.is_none(),
+                paused_until,
+                pause_over: pause.is_some() && paused_until.is_none(),
+            })
         })
     }
 }
@@ -504,10 +513,15 @@ pub struct Schedule {
     pub ready_now: bool,
     /// Tasks running across all processes.
     pub running: u32,
-    /// The next moment a delayed task becomes ready or an orchestration reaches its deadline.
+    /// The next moment a delayed task becomes ready, an orchestration reaches its deadline, or a
+    /// usage-limit pause ends.
     pub next_at: Option<Millis>,
     /// Some unfinished orchestration is past its deadline.
     pub deadline_passed: bool,
+    /// The account's usage limit pauses every claim until then (also in `next_at`).
+    pub paused_until: Option<Millis>,
+    /// A pause has passed and nobody has ended (and announced) it yet.
+    pub pause_over: bool,
 }
 
 impl Store {

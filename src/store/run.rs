@@ -63,6 +63,8 @@ pub struct RunStats {
     pub duration_ms: Option<u64>,
     pub permission_denials: Option<String>,
     pub last_action: Option<String>,
+    /// The last warning the run gave that the account's usage limit is near.
+    pub usage_warning: Option<crate::usage_limit::Warning>,
 }
 
 /// How an attempt ended, as the executor decided.
@@ -92,6 +94,12 @@ pub enum Finish {
     Reclaimed {
         error: TaskError,
     },
+    /// The account's usage limit refused the attempt: as `Release`, resuming, and the whole
+    /// queue pauses (in the same transaction) until `pause.until`.
+    UsageLimit {
+        error: TaskError,
+        pause: crate::usage_limit::Pause,
+    },
 }
 
 /// What finishing changed.
@@ -106,6 +114,8 @@ pub struct FinishOutcome {
     pub skipped: Vec<TaskId>,
     /// The task's orchestration, when this outcome finished it.
     pub orchestration_finished: Option<OrchestrationEnd>,
+    /// The pause this outcome started, when the queue was not paused before (announced once).
+    pub pause_started: Option<crate::usage_limit::Pause>,
 }
 
 /// An orchestration as the change that finished it left it.
@@ -131,8 +141,9 @@ pub enum Heartbeat {
 
 impl Store {
     /// Claims up to `max` of the best ready tasks while fewer than `cap` run across all
-    /// processes, in one transaction. Each claim is one statement: the cap check, the choice and
-    /// the claim cannot interleave with another claimer.
+    /// processes and the account's usage limit does not pause the queue, in one transaction. Each
+    /// claim is one statement: the cap and pause checks, the choice and the claim cannot
+    /// interleave with another claimer.
     pub fn claim_ready(
         &mut self,
         owner: &str,
@@ -146,7 +157,9 @@ impl Store {
             while claims.len() < max {
                 let next: Option<(TaskId, OrchestrationId)> = tx
                     .prepare_cached(
+                        // Nothing is claimed while the account's usage limit pauses the queue.
                         "SELECT task_id, orchestration_id FROM tasks WHERE status = 'pending' AND coalesce(ready_at, 0) <= ?1
+                           AND NOT EXISTS (SELECT 1 FROM usage_limit WHERE paused_until > ?1)
                          ORDER BY priority DESC, task_id LIMIT 1",
                     )?
                     .query_row([now], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -323,7 +336,8 @@ impl Store {
                 .prepare_cached(
                     "SELECT count(*) FROM task_events WHERE task_id = ?1 AND kind = 'reclaimed'
                        AND event_id > coalesce((SELECT max(event_id) FROM task_events WHERE task_id = ?1 AND kind IN
-                           ('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'retried')), 0)",
+                           ('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'retried',
+                            'usage_limited')), 0)",
                 )?
                 .query_row([claim.task_id], |row| row.get(0))?;
             let finish = if earlier + 1 >= MAX_RECLAIMS {
@@ -388,7 +402,11 @@ fn finish_in(
         .unwrap_or(false);
     let cancelled_instead;
     let finish = match finish {
-        Finish::Retry { .. } | Finish::Release { .. } | Finish::Reclaimed { .. } | Finish::Failed { .. }
+        Finish::Retry { .. }
+        | Finish::Release { .. }
+        | Finish::Reclaimed { .. }
+        | Finish::UsageLimit { .. }
+        | Finish::Failed { .. }
             if cancel_requested =>
         {
             cancelled_instead = Finish::Cancelled {
@@ -419,10 +437,23 @@ fn finish_in(
         Finish::Cancelled { error } => (TaskStatus::Cancelled, None, Some(error), None, "cancelled"),
         Finish::Release { error, .. } => (TaskStatus::Pending, None, Some(error), None, "released"),
         Finish::Reclaimed { error } => (TaskStatus::Pending, None, Some(error), None, "reclaimed"),
+        Finish::UsageLimit { error, .. } => (TaskStatus::Pending, None, Some(error), None, "usage_limited"),
     };
-    let uncount = i64::from(matches!(finish, Finish::Release { .. } | Finish::Reclaimed { .. }));
+    // The account is limited whatever became of this claim: every process must stop claiming.
+    if let Some(warning) = &stats.usage_warning {
+        super::limits::record_warning(tx, warning)?;
+    }
+    let pause_started = match finish {
+        Finish::UsageLimit { pause, .. } => super::limits::record_pause(tx, pause)?,
+        _ => None,
+    };
+    let uncount =
+        i64::from(matches!(finish, Finish::Release { .. } | Finish::Reclaimed { .. } | Finish::UsageLimit { .. }));
     // An interrupted attempt leaves its Claude session to the next one; any other end clears it.
-    let resume = i64::from(matches!(finish, Finish::Release { resume: true, .. } | Finish::Reclaimed { .. }));
+    let resume = i64::from(matches!(
+        finish,
+        Finish::Release { resume: true, .. } | Finish::Reclaimed { .. } | Finish::UsageLimit { .. }
+    ));
     let ended_at = status.is_terminal().then_some(now);
     let changed = tx
         .prepare_cached(
@@ -464,7 +495,7 @@ fn finish_in(
             resume,
         ])?;
     if changed == 0 {
-        return Ok(FinishOutcome::default());
+        return Ok(FinishOutcome { pause_started, ..FinishOutcome::default() });
     }
     let (key, attempt) = key_and_attempt(tx, task_id)?;
     let stored_error: Option<(String, String)> = tx
@@ -479,13 +510,19 @@ fn finish_in(
             error.message,
             (*ready_at - now) as f64 / 1000.0
         )),
-        Finish::Release { error, .. } | Finish::Reclaimed { error } => {
+        Finish::Release { error, .. } | Finish::Reclaimed { error } | Finish::UsageLimit { error, .. } => {
+            let message = match finish {
+                Finish::UsageLimit { pause, .. } => {
+                    crate::usage_limit::event_detail(pause.kind.as_deref(), pause.until)
+                }
+                _ => error.message.clone(),
+            };
             let resumes: Option<String> = tx
                 .prepare_cached("SELECT resume_session_id FROM tasks WHERE task_id = ?1")?
                 .query_row([task_id], |row| row.get(0))?;
             Some(match resumes {
-                Some(session) => format!("{}; the next attempt resumes session {session}", error.message),
-                None => error.message.clone(),
+                Some(session) => format!("{message}; the next attempt resumes session {session}"),
+                None => message,
             })
         }
         Finish::Failed { .. } | Finish::Cancelled { .. } => {
@@ -494,7 +531,7 @@ fn finish_in(
     };
     record_event(tx, &key, now, kind, attempt, Some((owner, fence)), detail.as_deref())?;
 
-    let mut outcome = FinishOutcome { accepted: true, status: Some(status), ..FinishOutcome::default() };
+    let mut outcome = FinishOutcome { accepted: true, status: Some(status), pause_started, ..FinishOutcome::default() };
     if status == TaskStatus::Completed {
         crate::crash::point("before_completion_commit");
         // A completion only concerns the task's dependents and their other dependencies.

@@ -868,3 +868,81 @@ fn kept_counters_match_the_tasks_through_every_kind_of_change() {
         "only the newest is left"
     );
 }
+
+#[test]
+fn a_usage_limit_pauses_every_claim_until_it_ends_once() {
+    use crate::usage_limit::{Pause, Warning};
+    let (_dir, mut store) = open();
+    store
+        .create_batch(&batch(vec![task("a", &[]), task("b", &[]), task("c", &["a"])]), 100, 3_600_000, 1)
+        .expect("create");
+    let claims = store.claim_ready("one", 4, 4, 30_000, 2).expect("claim");
+    assert_eq!(claims.len(), 2);
+    store.record_progress(claims[0].task.task_id, "one", claims[0].fence, None, Some("sess-a")).expect("progress");
+    let pause = Pause { kind: Some("five_hour".into()), resets_at: Some(900), seen_at: 10, until: 1_000 };
+    let error = TaskError { kind: ErrorKind::UsageLimit, message: "5-hour usage limit until 00:00".into() };
+    let hit = Finish::UsageLimit { error: error.clone(), pause: pause.clone() };
+    let warning = Warning {
+        kind: Some("five_hour".into()),
+        utilization: Some(0.92),
+        surpassed_threshold: Some(0.9),
+        resets_at: Some(900),
+        seen_at: 10,
+    };
+    let stats = RunStats { usage_warning: Some(warning.clone()), ..RunStats::default() };
+    let first = store.finish(claims[0].task.task_id, "one", claims[0].fence, &hit, &stats, 10).expect("finish");
+    assert!(first.accepted);
+    assert_eq!(first.status, Some(crate::model::TaskStatus::Pending));
+    assert_eq!(first.pause_started, Some(pause.clone()), "the first refusal starts the pause");
+    assert!(first.skipped.is_empty(), "nothing skipped");
+    // A second refusal while paused (a longer one) lengthens it, and is not a new pause.
+    let longer = Finish::UsageLimit { error, pause: Pause { until: 2_000, seen_at: 11, ..pause.clone() } };
+    let second = store.finish(claims[1].task.task_id, "one", claims[1].fence, &longer, &RunStats::default(), 11);
+    assert_eq!(second.expect("finish").pause_started, None);
+    let a = store.task(&TaskRef::Identifier("a".into()), &here()).expect("a");
+    assert_eq!((a.task.attempt, a.task.status), (0, crate::model::TaskStatus::Pending), "the attempt is not counted");
+    let limits = store.usage_limits().expect("limits");
+    assert_eq!(limits.paused_at(12).map(|p| p.until), Some(2_000));
+    assert_eq!(limits.warning, Some(warning));
+    // Nobody claims during the pause; the schedule wakes at its end.
+    assert!(store.claim_ready("two", 4, 4, 30_000, 1_500).expect("claim").is_empty());
+    let schedule = store.schedule(1_500).expect("schedule");
+    assert_eq!((schedule.ready_now, schedule.paused_until, schedule.next_at), (false, Some(2_000), Some(2_000)));
+    // A person's "try now" cuts it short; the first executor to look ends it, once.
+    assert_eq!(store.resume_now(1_600).expect("resume").map(|p| p.until), Some(2_000));
+    assert!(store.resume_now(1_600).expect("resume").is_none(), "nothing on to resume");
+    assert!(store.schedule(1_600).expect("schedule").pause_over);
+    assert!(store.end_pause(1_600).expect("end").is_some());
+    assert!(store.end_pause(1_600).expect("end").is_none(), "ended once");
+    let resumed = store.claim_ready("two", 4, 4, 30_000, 1_600).expect("claim");
+    assert_eq!(resumed.len(), 2);
+    assert_eq!(resumed[0].task.task_identifier, "a", "oldest first");
+    assert_eq!(resumed[0].resume_session.as_deref(), Some("sess-a"), "resumes its session");
+    let events = store.events(&TaskRef::Identifier("a".to_owned()), &here()).expect("events");
+    let limited = events.iter().find(|e| e.kind == "usage_limited").expect("usage_limited event");
+    let detail = limited.detail.as_deref().unwrap_or("");
+    assert!(detail.starts_with("usage limit (five_hour) until 1970-01-01T00:00:01.000Z"), "{detail}");
+}
+
+#[test]
+fn a_usage_limit_pause_does_not_count_against_orchestration_deadlines() {
+    use crate::usage_limit::Pause;
+    let (_dir, mut store) = open();
+    // A deadline of 100 ms from the start.
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 100, 1).expect("create");
+    let claim = store.claim_ready("one", 4, 4, 30_000, 2).expect("claim").pop().expect("a");
+    let pause = Pause { kind: Some("five_hour".into()), resets_at: Some(990), seen_at: 10, until: 1_000 };
+    let error = TaskError { kind: ErrorKind::UsageLimit, message: "5-hour usage limit".into() };
+    let hit = Finish::UsageLimit { error, pause };
+    store.finish(claim.task.task_id, "one", claim.fence, &hit, &RunStats::default(), 10).expect("finish");
+    // Long past the deadline (102), the paused work is not cancelled, nor woken up for it.
+    let schedule = store.schedule(500).expect("schedule");
+    assert!(!schedule.deadline_passed);
+    assert_eq!(schedule.next_at, Some(1_000), "the pause's end, not the deadline");
+    assert!(store.expire_orchestrations(500).expect("expire").is_empty());
+    // The pause lasted 990 ms: the deadline moves on by as much.
+    assert!(store.end_pause(1_000).expect("end").is_some());
+    assert!(!store.schedule(1_050).expect("schedule").deadline_passed, "102 + 990 = 1092 is still ahead");
+    assert_eq!(store.schedule(1_050).expect("schedule").next_at, Some(1_092));
+    assert!(store.schedule(1_100).expect("schedule").deadline_passed);
+}

@@ -13,6 +13,13 @@
 #   @cost=USD       report USD as the run's total_cost_usd; when that is over the --max-budget-usd it
 #                   was given, stop as the CLI does at its budget (the error_max_budget_usd fixture,
 #                   with the cost spent so far, exit 1)
+#   @usage-limit=SECONDS[,KEY]  refused by the subscription's 5-hour usage limit, as the real CLI is
+#                   (usage-limit-rejected.jsonl, exit 1), with `resetsAt` SECONDS from now (negative: in
+#                   the past; `none`: the event without resetsAt and rateLimitType, the message kept);
+#                   with KEY only the first time KEY is seen, then it goes on
+#   @api-key-429    the same 429 as an API-key user gets it (api-429-usage-limit-with-api-key.jsonl, exit 1)
+#   @usage-warning=SECONDS  print the `allowed_warning` event (usage-limit-warning.jsonl, resetsAt SECONDS
+#                   from now) before answering as usual
 #   @hang           ignore SIGINT and SIGTERM and never answer
 #   @escapee        start a `sleep` in a session of its own (setsid, out of the CLI's process group;
 #                   its pid goes to $FAKE_CLAUDE_STATE/escapee-<pid>), then go on with the other directives
@@ -402,6 +409,44 @@ if once:
         open(marker, "w").close()
         fixture("api-529-overloaded.jsonl")
         finish(1)
+
+def usage_limit_fixture(name, seconds):
+    # The fixture's time, moved: resetsAt in the event, and in the refusal's copy of it.
+    with open(os.path.join(FIXTURES, name)) as f:
+        events = [json.loads(raw) for raw in f]
+    for event in events:
+        if "session_id" in event:
+            event["session_id"] = SESSION
+        infos = [event.get("rate_limit_info"), (event.get("api_error_params") or {}).get("rate_limit_info")]
+        infos += list(((event.get("rate_limit_info") or {}).get("unifiedWindows") or {}).values())
+        for info in filter(None, infos):
+            if seconds == "none":
+                info.pop("resetsAt", None)
+                info.pop("rateLimitType", None)
+            else:
+                info["resetsAt"] = int(time.time() + float(seconds))
+        if name == "usage-limit-warning.jsonl" and event.get("type") in ("result", "system"):
+            continue  # the warning alone: the run answers as usual below
+        emit(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+
+
+usage = directive("usage-limit")
+if usage:
+    seconds, _, key = usage.partition(",")
+    marker = os.path.join(STATE, "usage-limit-" + key) if key else None
+    if marker is None or not os.path.exists(marker):
+        if marker:
+            open(marker, "w").close()
+        usage_limit_fixture("usage-limit-rejected.jsonl", seconds)
+        finish(1)
+
+if directive("api-key-429") is not None:
+    fixture("api-429-usage-limit-with-api-key.jsonl")
+    finish(1)
+
+warning = directive("usage-warning")
+if warning:
+    usage_limit_fixture("usage-limit-warning.jsonl", warning)
 
 if directive("max-turns") is not None:
     fixture("error-max-turns.jsonl")

@@ -278,7 +278,7 @@ pub fn audit(db: &Path) {
         0,
         "a completion without a claim of its attempt"
     );
-    let outcomes = "('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'reclaimed')";
+    let outcomes = "('completed', 'failed', 'cancelled', 'retry_scheduled', 'released', 'reclaimed', 'usage_limited')";
     assert_eq!(
         count(&format!(
             "SELECT count(*) FROM (SELECT 1 FROM task_events WHERE kind IN {outcomes} AND fence IS NOT NULL

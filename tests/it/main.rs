@@ -27,3 +27,4 @@ mod runner_faults;
 mod schemas;
 mod terminal;
 mod tools;
+mod usage_limits;
