@@ -175,11 +175,13 @@ pub async fn read(service: &Service, uri: &str, new_protocol: bool) -> Result<Re
     let contents = match parsed {
         ResourceUri::Task(id) => {
             let status = service.status(&Target::Task(TaskRef::Id(id))).await.map_err(found)?;
-            json_contents(uri, &StatusOut::from_status(&status))?
+            let limits = service.usage_limits().await.map_err(internal)?;
+            json_contents(uri, &StatusOut::from_status(&status).with_pause(&limits, crate::time::now_ms()))?
         }
         ResourceUri::Orchestration(id) => {
             let status = service.status(&Target::Orchestration(id)).await.map_err(found)?;
-            json_contents(uri, &StatusOut::from_status(&status))?
+            let limits = service.usage_limits().await.map_err(internal)?;
+            json_contents(uri, &StatusOut::from_status(&status).with_pause(&limits, crate::time::now_ms()))?
         }
         ResourceUri::TaskLog(id) => {
             let (view, mut text, cut) = service.log_tail(TaskRef::Id(id)).await.map_err(found)?;

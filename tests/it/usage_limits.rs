@@ -153,6 +153,22 @@ async fn inspect_resume_lifts_a_long_pause_and_every_view_shows_it() {
     let status = paused_status(&client, "long").await;
     let until = ms(&status["paused_until"]);
     assert!(until > now_ms() + 3_500_000, "about an hour: {status}");
+    // The resources of the task and its orchestration say so too.
+    for uri in [
+        format!("claude-worker://tasks/{}", status["task_id"]),
+        format!("claude-worker://orchestrations/{}", status["orchestration_id"]),
+    ] {
+        let read = client
+            .service
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(uri.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("read {uri}: {e}"));
+        let rmcp::model::ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
+            panic!("{uri}: {read:?}")
+        };
+        let resource: serde_json::Value = serde_json::from_str(text).expect("json");
+        assert_eq!(resource["paused_until"], status["paused_until"], "{uri}: {resource}");
+    }
     // The inspect CLI's views and doctor.
     for args in [&["status", "long"][..], &["list"], &["list-orchestrations"]] {
         let out = env.inspect(args).await;
