@@ -5,11 +5,11 @@
 
 use rusqlite::{Connection, params};
 
-use super::control::{RetriedTask, reopen, restart_orchestration};
+use super::control::{RetriedTask, reopen_step, restart_orchestration};
 use super::query::resolve_orchestration;
 use super::{Store, StoreError, load_graph, record_event, task_key};
 use crate::budget;
-use crate::model::{ErrorKind, Millis, OrchestrationId, TaskError, TaskId, TaskStatus};
+use crate::model::{ErrorKind, Millis, OrchestrationId, TaskError, TaskId};
 
 /// An orchestration's budget and what its tasks have spent.
 #[derive(Clone, Copy, Debug)]
@@ -155,22 +155,9 @@ pub(super) fn set_budget_in(
         .collect::<Result<_, _>>()?;
     let plan = load_graph(tx, orchestration_id)?.reopened_by_raise(&stopped);
     let mut tasks = Vec::with_capacity(plan.len());
+    let why = format!("the budget of orchestration {orchestration_id} was raised to {}", budget::usd(budget_usd));
     for step in plan {
-        reopen(tx, step.task_id, step.status)?;
-        let key = task_key(tx, step.task_id)?;
-        let kind = if step.was == TaskStatus::Skipped { "reopened" } else { "retried" };
-        let detail = format!(
-            "the budget of orchestration {orchestration_id} was raised to {}; now {}",
-            budget::usd(budget_usd),
-            step.status
-        );
-        record_event(tx, &key, now, kind, 0, None, Some(&detail))?;
-        tasks.push(RetriedTask {
-            task_id: step.task_id,
-            task_identifier: key.identifier,
-            was: step.was,
-            status: step.status,
-        });
+        tasks.push(reopen_step(tx, &step, &why, now)?);
     }
     if !tasks.is_empty() {
         restart_orchestration(tx, orchestration_id, now)?;

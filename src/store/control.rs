@@ -215,20 +215,12 @@ impl Store {
             super::budgets::refuse_retry_if_spent(tx, orchestration_id)?;
             let mut tasks = Vec::with_capacity(plan.len());
             for step in plan {
-                reopen(tx, step.task_id, step.status)?;
-                let key = task_key(tx, step.task_id)?;
-                let (kind, detail) = if step.was == TaskStatus::Skipped {
-                    ("reopened", format!("orchestration {orchestration_id} was retried; now {}", step.status))
+                let why = if step.was == TaskStatus::Skipped {
+                    format!("orchestration {orchestration_id} was retried")
                 } else {
-                    ("retried", format!("by request, with orchestration {orchestration_id}; now {}", step.status))
+                    format!("by request, with orchestration {orchestration_id}")
                 };
-                record_event(tx, &key, now, kind, 0, None, Some(&detail))?;
-                tasks.push(RetriedTask {
-                    task_id: step.task_id,
-                    task_identifier: key.identifier,
-                    was: step.was,
-                    status: step.status,
-                });
+                tasks.push(reopen_step(tx, &step, &why, now)?);
             }
             restart_orchestration(tx, orchestration_id, now)?;
             Ok(OrchestrationRetryOutcome { orchestration_id, tasks })
@@ -249,6 +241,21 @@ pub(super) fn restart_orchestration(
     .execute([orchestration_id])?;
     refresh_orchestration(tx, orchestration_id, now)?;
     Ok(())
+}
+
+/// Reopens one task of a plan (a retry or a raised budget) and records why in its history:
+/// `reopened` for a skipped task, `retried` for one that failed or was cancelled.
+pub(super) fn reopen_step(
+    tx: &Connection,
+    step: &crate::graph::Reopening,
+    why: &str,
+    now: Millis,
+) -> Result<RetriedTask, StoreError> {
+    reopen(tx, step.task_id, step.status)?;
+    let key = task_key(tx, step.task_id)?;
+    let kind = if step.was == TaskStatus::Skipped { "reopened" } else { "retried" };
+    record_event(tx, &key, now, kind, 0, None, Some(&format!("{why}; now {}", step.status)))?;
+    Ok(RetriedTask { task_id: step.task_id, task_identifier: key.identifier, was: step.was, status: step.status })
 }
 
 /// Resets a finished task to `status` with all its attempts available again.
