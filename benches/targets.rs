@@ -75,10 +75,8 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let bin = std::env::var_os("CLAUDE_WORKER_BENCH_BIN").map_or_else(|| PathBuf::from(RELEASE), PathBuf::from);
-        let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .map_or(100.0, |t| t as f64);
+        let ticks_per_second =
+            nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().map_or(100.0, |t| t as f64);
         Env { dir, claude, work, bin, ticks_per_second }
     }
 
@@ -211,7 +209,7 @@ fn layers_of_99(n: usize) -> Graph {
     graph
 }
 
-fn graph_tasks(graph: &Graph, prefix: &str) -> Vec<Value> {
+fn graph_tasks(graph: &[Vec<usize>], prefix: &str) -> Vec<Value> {
     graph
         .iter()
         .enumerate()
@@ -225,7 +223,7 @@ fn graph_tasks(graph: &Graph, prefix: &str) -> Vec<Value> {
 /// The spawn-only limit: the fake spawned directly in the graph's shape, at most `cap` at once,
 /// each as soon as its dependencies exited. Returns the wall time and, for every task with
 /// dependencies, the milliseconds from its last dependency's exit to its own spawn.
-fn spawn_only(env: &Env, graph: &Graph, cap: usize) -> (Duration, Vec<f64>) {
+fn spawn_only(env: &Env, graph: &[Vec<usize>], cap: usize) -> (Duration, Vec<f64>) {
     struct State {
         ready: VecDeque<usize>,
         waiting_on: Vec<usize>,
@@ -325,7 +323,7 @@ struct GraphRun {
     orchestration_id: i64,
 }
 
-async fn run_graph(env: &Env, server: &Server, graph: &Graph, prefix: &str) -> GraphRun {
+async fn run_graph(env: &Env, server: &Server, graph: &[Vec<usize>], prefix: &str) -> GraphRun {
     let tasks = graph_tasks(graph, prefix);
     let cpu_before = env.cpu_seconds(server.pid);
     let start = Instant::now();
@@ -333,8 +331,7 @@ async fn run_graph(env: &Env, server: &Server, graph: &Graph, prefix: &str) -> G
     let accepted = start.elapsed();
     let id = created["orchestration_id"].as_i64().expect("id");
     loop {
-        let done =
-            call(&server.client, "wait", json!({ "orchestration_id": id, "timeout_seconds": 600 })).await;
+        let done = call(&server.client, "wait", json!({ "orchestration_id": id, "timeout_seconds": 600 })).await;
         if done["timed_out"] != json!(true) && done["status"] != "running" && done["status"] != "pending" {
             assert_eq!(done["status"], "completed", "{done}");
             break;
@@ -357,10 +354,7 @@ fn dependency_latencies(home: &Path, orchestration_id: i64) -> Vec<f64> {
                AND EXISTS (SELECT 1 FROM task_dependencies d WHERE d.task_id = s.task_id)",
         )
         .expect("prepare");
-    stmt.query_map([orchestration_id], |r| r.get::<_, i64>(0))
-        .expect("query")
-        .map(|v| v.expect("row") as f64)
-        .collect()
+    stmt.query_map([orchestration_id], |r| r.get::<_, i64>(0)).expect("query").map(|v| v.expect("row") as f64).collect()
 }
 
 /// One line of the table.
@@ -372,8 +366,20 @@ struct Row {
     ratio: String,
 }
 
-fn row(scenario: impl Into<String>, figure: impl Into<String>, target: &str, limit: impl Into<String>, ratio: impl Into<String>) -> Row {
-    Row { scenario: scenario.into(), figure: figure.into(), target: target.to_owned(), limit: limit.into(), ratio: ratio.into() }
+fn row(
+    scenario: impl Into<String>,
+    figure: impl Into<String>,
+    target: &str,
+    limit: impl Into<String>,
+    ratio: impl Into<String>,
+) -> Row {
+    Row {
+        scenario: scenario.into(),
+        figure: figure.into(),
+        target: target.to_owned(),
+        limit: limit.into(),
+        ratio: ratio.into(),
+    }
 }
 
 fn ms(d: f64) -> String {
@@ -384,7 +390,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -472,15 +478,39 @@ async fn main() {
             .await;
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
-        rows.push(row("create_task round trip over stdio, p50 (1,000)", format!("{:.2} ms", median(&times)), "<= 1 ms", "", ""));
-        rows.push(row("create_task round trip over stdio, p99", format!("{:.2} ms", percentile(&times, 0.99)), "<= 3 ms", "", ""));
+        rows.push(row(
+            "create_task round trip over stdio, p50 (1,000)",
+            format!("{:.2} ms", median(&times)),
+            "<= 1 ms",
+            "",
+            "",
+        ));
+        rows.push(row(
+            "create_task round trip over stdio, p99",
+            format!("{:.2} ms", percentile(&times, 0.99)),
+            "<= 3 ms",
+            "",
+            "",
+        ));
         // Idle: once the follow-up checks after the last write are over (15 s after it).
         tokio::time::sleep(Duration::from_secs(16)).await;
         let before = env.cpu_seconds(server.pid);
         tokio::time::sleep(Duration::from_secs(5)).await;
         let idle = env.cpu_seconds(server.pid) - before;
-        rows.push(row("idle server: CPU over 5 s, 16 s after the last write", format!("{:.0} ms", idle * 1000.0), "0", "", ""));
-        rows.push(row("idle server: RSS (1,000 tasks stored)", format!("{:.1} MiB", memory_mib(server.pid, "VmRSS:")), "<= 20 MiB", "", ""));
+        rows.push(row(
+            "idle server: CPU over 5 s, 16 s after the last write",
+            format!("{:.0} ms", idle * 1000.0),
+            "0",
+            "",
+            "",
+        ));
+        rows.push(row(
+            "idle server: RSS (1,000 tasks stored)",
+            format!("{:.1} MiB", memory_mib(server.pid, "VmRSS:")),
+            "<= 20 MiB",
+            "",
+            "",
+        ));
         let _ = server.client.cancel().await;
     }
 
@@ -516,25 +546,37 @@ async fn main() {
                     format!("x{:.2} of {}", wall / n as f64 / wall0, thousands(sizes[0])),
                 ),
             };
-            rows.push(row(format!("  server CPU a task"), format!("{cpu_per_task:.2} ms"), "<= 1.2x (1.3x at 100,000) of 1,000", "", cpu_ratio));
-            rows.push(row(format!("  wall time a task"), format!("{:.2} ms", wall * 1000.0 / n as f64), "<= 1.3x of 1,000", "", wall_ratio));
             rows.push(row(
-                format!("  dependency end -> start p50 / p99"),
+                "  server CPU a task",
+                format!("{cpu_per_task:.2} ms"),
+                "<= 1.2x (1.3x at 100,000) of 1,000",
+                "",
+                cpu_ratio,
+            ));
+            rows.push(row(
+                "  wall time a task",
+                format!("{:.2} ms", wall * 1000.0 / n as f64),
+                "<= 1.3x of 1,000",
+                "",
+                wall_ratio,
+            ));
+            rows.push(row(
+                "  dependency end -> start p50 / p99",
                 format!("{:.1} / {:.1} ms", percentile(&lat, 0.5), percentile(&lat, 0.99)),
                 "",
                 "",
                 "",
             ));
-            rows.push(row(format!("  peak RSS"), format!("{peak:.1} MiB"), "<= 64 MiB", "", ""));
+            rows.push(row("  peak RSS", format!("{peak:.1} MiB"), "<= 64 MiB", "", ""));
             rows.push(row(
-                format!("  database (with WAL)"),
+                "  database (with WAL)",
                 format!("{:.1} MiB, {:.0} B a task", db as f64 / 1048576.0, db as f64 / n as f64),
                 "<= 2x Python's 577 B a task",
                 "",
                 format!("x{:.2} of Python", db as f64 / n as f64 / PYTHON_DB_BYTES_PER_TASK),
             ));
             rows.push(row(
-                format!("  logs on disk"),
+                "  logs on disk",
                 format!("{:.1} MiB, {:.0} B a task", logs as f64 / 1048576.0, logs as f64 / n as f64),
                 "proportionate",
                 "",
@@ -566,14 +608,20 @@ async fn main() {
             let tasks: Vec<Value> = (0..count)
                 .map(|i| json!({ "identifier": format!("s{batch_no}-{i}"), "execution_prompt": "x", "wait_after_dependencies": 86400 }))
                 .collect();
-            let created = call(&server.client, "create_orchestration", json!({ "name": format!("stored{batch_no}"), "tasks": tasks })).await;
+            let created = call(
+                &server.client,
+                "create_orchestration",
+                json!({ "name": format!("stored{batch_no}"), "tasks": tasks }),
+            )
+            .await;
             let id = created["orchestration_id"].as_i64().expect("id");
             call(&server.client, "cancel", json!({ "orchestration_id": id })).await;
             made += count;
             batch_no += 1;
         }
         eprintln!("  stored in {:.1} s", built.elapsed().as_secs_f64());
-        let hundred = run_graph(&env, &server, &vec![Vec::new(); 100], "hundred").await;
+        let independent: Graph = vec![Vec::new(); 100];
+        let hundred = run_graph(&env, &server, &independent, "hundred").await;
         let mut status = Vec::new();
         let mut list = Vec::new();
         for _ in 0..200 {
@@ -592,22 +640,53 @@ async fn main() {
         )
         .expect("db");
         for i in 0..30 {
-            let created = call(&server.client, "create_task", json!({ "task_identifier": format!("w{i}"), "execution_prompt": "x" })).await;
+            let created = call(
+                &server.client,
+                "create_task",
+                json!({ "task_identifier": format!("w{i}"), "execution_prompt": "x" }),
+            )
+            .await;
             let id = created["task_id"].as_i64().expect("task id");
             call(&server.client, "wait", json!({ "task": format!("#{id}"), "timeout_seconds": 60 })).await;
             let answered = epoch_ms();
             let completed: i64 = conn
-                .query_row("SELECT max(at) FROM task_events WHERE task_id = ?1 AND kind = 'completed'", [id], |r| r.get(0))
+                .query_row("SELECT max(at) FROM task_events WHERE task_id = ?1 AND kind = 'completed'", [id], |r| {
+                    r.get(0)
+                })
                 .expect("completed");
             wakeups.push((answered - completed) as f64);
         }
         let label = thousands(stored);
-        rows.push(row(format!("get_status of a 100-task orchestration, {label} stored (p50)"), format!("{:.2} ms", median(&status)), "<= 5 ms", "", ""));
-        rows.push(row(format!("list_orchestrations, {label} stored (p50)"), format!("{:.2} ms", median(&list)), "<= 5 ms", "", ""));
-        rows.push(row(format!("wait wake-up after completion, {label} stored (p50)"), format!("{:.1} ms", median(&wakeups)), "<= 5 ms", "", ""));
+        rows.push(row(
+            format!("get_status of a 100-task orchestration, {label} stored (p50)"),
+            format!("{:.2} ms", median(&status)),
+            "<= 5 ms",
+            "",
+            "",
+        ));
+        rows.push(row(
+            format!("list_orchestrations, {label} stored (p50)"),
+            format!("{:.2} ms", median(&list)),
+            "<= 5 ms",
+            "",
+            "",
+        ));
+        rows.push(row(
+            format!("wait wake-up after completion, {label} stored (p50)"),
+            format!("{:.1} ms", median(&wakeups)),
+            "<= 5 ms",
+            "",
+            "",
+        ));
         let _ = server.client.cancel().await;
         let (db, _) = disk_usage(&server.home);
-        rows.push(row(format!("  database of {label} stored tasks"), format!("{:.1} MiB", db as f64 / 1048576.0), "", "", ""));
+        rows.push(row(
+            format!("  database of {label} stored tasks"),
+            format!("{:.1} MiB", db as f64 / 1048576.0),
+            "",
+            "",
+            "",
+        ));
 
         let mut cold = Vec::new();
         for _ in 0..RUNS {
@@ -617,7 +696,13 @@ async fn main() {
             cold.push(start.elapsed().as_secs_f64() * 1000.0);
             let _ = s.client.cancel().await;
         }
-        rows.push(row(format!("cold start to the first tools/list answer, {label} stored (p50)"), ms(median(&cold)), "<= 50 ms", "", ""));
+        rows.push(row(
+            format!("cold start to the first tools/list answer, {label} stored (p50)"),
+            ms(median(&cold)),
+            "<= 50 ms",
+            "",
+            "",
+        ));
     }
 
     println!();
