@@ -24,6 +24,7 @@ mod protocol;
 mod replaced_db;
 mod resources;
 mod runner_faults;
+mod scaling;
 mod schemas;
 mod terminal;
 mod tools;
