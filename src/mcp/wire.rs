@@ -790,31 +790,37 @@ impl From<&RetryOutcome> for RetryOut {
     }
 }
 
-impl From<&BudgetRaise> for RetryOut {
-    fn from(o: &BudgetRaise) -> Self {
+impl RetryOut {
+    /// The answer for a whole orchestration whose tasks were put back in line (a retry of it,
+    /// or a raised budget): which were skipped and are reopened, and every task with its states.
+    fn of_orchestration(
+        orchestration_id: crate::model::OrchestrationId,
+        tasks: &[RetriedTask],
+        max_budget_usd: Option<f64>,
+        message: String,
+    ) -> RetryOut {
         RetryOut {
             task_id: None,
             status: None,
-            orchestration_id: o.orchestration_id,
-            reopened: o.tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
-            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
-            max_budget_usd: Some(o.budget_usd),
-            message: crate::text::raise_summary(o),
+            orchestration_id,
+            reopened: tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
+            tasks: tasks.iter().map(RetriedTaskOut::from).collect(),
+            max_budget_usd,
+            message,
         }
+    }
+}
+
+impl From<&BudgetRaise> for RetryOut {
+    fn from(o: &BudgetRaise) -> Self {
+        RetryOut::of_orchestration(o.orchestration_id, &o.tasks, Some(o.budget_usd), crate::text::raise_summary(o))
     }
 }
 
 impl From<&OrchestrationRetryOutcome> for RetryOut {
     fn from(o: &OrchestrationRetryOutcome) -> Self {
-        RetryOut {
-            task_id: None,
-            status: None,
-            orchestration_id: o.orchestration_id,
-            reopened: o.tasks.iter().filter(|t| t.was == TaskStatus::Skipped).map(|t| t.task_id).collect(),
-            tasks: o.tasks.iter().map(RetriedTaskOut::from).collect(),
-            max_budget_usd: None,
-            message: crate::text::retry_summary(Some(o.orchestration_id), &o.tasks),
-        }
+        let message = crate::text::retry_summary(Some(o.orchestration_id), &o.tasks);
+        RetryOut::of_orchestration(o.orchestration_id, &o.tasks, None, message)
     }
 }
 

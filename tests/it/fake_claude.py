@@ -402,13 +402,18 @@ if directive("529") is not None:
     fixture("api-529-overloaded.jsonl")
     finish(1)
 
+def first_time(marker_name):
+    # True the first time a run of this test sees marker_name (a marker file in the state dir).
+    marker = os.path.join(STATE, marker_name)
+    if os.path.exists(marker):
+        return False
+    open(marker, "w").close()
+    return True
+
 once = directive("529-once")
-if once:
-    marker = os.path.join(STATE, "once-" + once)
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        fixture("api-529-overloaded.jsonl")
-        finish(1)
+if once and first_time("once-" + once):
+    fixture("api-529-overloaded.jsonl")
+    finish(1)
 
 def usage_limit_fixture(name, seconds):
     # The fixture's time, moved: resetsAt in the event, and in the refusal's copy of it.
@@ -433,10 +438,7 @@ def usage_limit_fixture(name, seconds):
 usage = directive("usage-limit")
 if usage:
     seconds, _, key = usage.partition(",")
-    marker = os.path.join(STATE, "usage-limit-" + key) if key else None
-    if marker is None or not os.path.exists(marker):
-        if marker:
-            open(marker, "w").close()
+    if not key or first_time("usage-limit-" + key):
         usage_limit_fixture("usage-limit-rejected.jsonl", seconds)
         finish(1)
 
