@@ -7,6 +7,7 @@
 //! the same way, and fails the attempt at once instead of minutes later.
 
 mod classify;
+mod command;
 mod detach;
 mod lines;
 mod prompt_files;
@@ -27,6 +28,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 pub use classify::{Exit, Outcome, StopCause, classify, give_up};
+pub use command::{CommandReport, CommandSpec, Keep, run_command};
 pub use detach::{ensure_worker, spawn_detached_worker};
 pub use lines::{BoundedLines, Line};
 pub use stale::{RUN_TAG_VAR, RunTag, parse_run_tag, run_tag, stop_run};
