@@ -86,6 +86,9 @@ pub struct Config {
     /// `CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD`: the budget of a new orchestration that
     /// is given none (unset: no budget).
     pub default_orchestration_budget_usd: Option<f64>,
+    /// `CLAUDE_WORKER_DEFAULT_ISOLATION`: `none` (the default) or `worktree`, for tasks that ask
+    /// for neither.
+    pub default_isolation: crate::isolation::Isolation,
 }
 
 /// The sound files a user chose instead of the built-in sounds (`None`: the built-in one).
@@ -192,6 +195,14 @@ impl Config {
             run_tag: get(crate::runner::RUN_TAG_VAR),
             max_depth: parse(&get, "CLAUDE_WORKER_MAX_DEPTH", 3, "a whole number from 0 to 100")?,
             default_orchestration_budget_usd: default_budget(&get)?,
+            default_isolation: match get("CLAUDE_WORKER_DEFAULT_ISOLATION") {
+                None => crate::isolation::Isolation::None,
+                Some(value) => crate::isolation::Isolation::parse(value.trim()).ok_or(ConfigError::Invalid {
+                    name: "CLAUDE_WORKER_DEFAULT_ISOLATION",
+                    value,
+                    expected: "none or worktree",
+                })?,
+            },
             home,
             db_path,
             log_dir,
@@ -237,6 +248,13 @@ impl Config {
     pub fn task_log_dir(&self) -> PathBuf {
         self.log_dir
             .join(crate::logs::task_log_dir_name(&canonical_path(&self.log_dir), &canonical_path(&self.db_path)))
+    }
+
+    /// Directory of this database's task worktrees (isolation): next to its task logs,
+    /// `<log_dir>/worktrees` for the default database, else a directory of its own.
+    pub fn worktree_dir(&self) -> PathBuf {
+        let name = crate::logs::task_log_dir_name(&canonical_path(&self.log_dir), &canonical_path(&self.db_path));
+        self.log_dir.join(name.replacen("tasks", "worktrees", 1))
     }
 
     /// Path of the global log.

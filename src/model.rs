@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+pub use crate::isolation::{Isolation, OnConflict, TaskWorktree};
+
 pub use crate::project::Project;
 
 /// Row id of a task.
@@ -163,6 +165,9 @@ pub struct TaskSettings {
     pub priority: i64,
     /// Seconds to wait after the last dependency completed before starting.
     pub wait_after_dependencies: f64,
+    // Isolation (issue 11).
+    pub isolation: Isolation,
+    pub on_conflict: OnConflict,
 }
 
 impl TaskSettings {
@@ -183,6 +188,8 @@ impl TaskSettings {
             max_attempts: 3,
             priority: 0,
             wait_after_dependencies: 0.0,
+            isolation: Isolation::None,
+            on_conflict: OnConflict::Resolve,
         }
     }
 }
@@ -218,6 +225,9 @@ pub struct NewBatch {
     /// The budget of a new orchestration that was given none
     /// (`CLAUDE_WORKER_DEFAULT_ORCHESTRATION_BUDGET_USD`); an orchestration joined keeps its own.
     pub default_budget_usd: Option<f64>,
+    /// The base of the batch's isolated tasks (none isolated: `None`), recorded on an
+    /// orchestration that has none yet.
+    pub isolation: Option<crate::isolation::Base>,
 }
 
 /// The task whose attempt queued a batch (through a server its CLI started), and the depth the
@@ -333,6 +343,11 @@ error_kinds! {
     SpawnFailed = "spawn_failed",
     /// The task's working directory no longer exists.
     WorkingDirectoryMissing = "working_directory_missing",
+    /// The results of an isolated task's dependencies conflict and it was asked to fail then
+    /// (`on_conflict: "fail"`).
+    MergeConflict = "merge_conflict",
+    /// An isolated task's worktree could not be made, or its result not committed.
+    IsolationFailed = "isolation_failed",
 }
 
 impl std::fmt::Display for ErrorKind {
@@ -382,6 +397,8 @@ pub struct TaskRecord {
     pub created_by: Option<TaskId>,
     /// How many tasks deep this one was queued: 0 from outside any task.
     pub depth: u32,
+    /// Its worktree, branch and result commit, when it runs isolated.
+    pub worktree: TaskWorktree,
 }
 
 /// One edge seen from a task: the task on the other end and its state.
@@ -476,6 +493,8 @@ pub struct OrchestrationTask {
 pub struct OrchestrationDetail {
     pub summary: OrchestrationSummary,
     pub tasks: Vec<OrchestrationTask>,
+    /// Its base and integration, when it has isolated tasks.
+    pub isolation: Option<Box<crate::isolation::OrchestrationIsolation>>,
 }
 
 /// A line of a task listing.

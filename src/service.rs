@@ -12,11 +12,13 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::executor::Executor;
+use crate::git::Git;
 use crate::graph;
+use crate::isolation;
 use crate::logs::{TaskLogPaths, tail_lines};
 use crate::model::{
-    NewBatch, NewTask, OrchestrationDetail, OrchestrationId, OrchestrationSummary, PERMISSION_MODES, Project, QueuedBy,
-    TaskDetail, TaskListItem, TaskRef, TaskSettings,
+    Isolation, NewBatch, NewTask, OnConflict, OrchestrationDetail, OrchestrationId, OrchestrationSummary,
+    PERMISSION_MODES, Project, QueuedBy, TaskDetail, TaskListItem, TaskRef, TaskSettings,
 };
 use crate::store::{
     BudgetRaise, CancelOutcome, CancelTarget, Created, Db, Marks, OrchestrationFilter, OrchestrationRetryOutcome,
@@ -73,6 +75,20 @@ pub struct TaskInput {
     pub timeout_seconds: Option<u64>,
     pub max_attempts: Option<u32>,
     pub priority: Option<i64>,
+    // Isolation (issue 11).
+    pub isolation: Option<String>,
+    pub on_conflict: Option<String>,
+}
+
+/// The options of an orchestration as a whole, beyond its name and budget.
+#[derive(Clone, Debug, Default)]
+pub struct OrchestrationOptions {
+    /// The isolation of its tasks that ask for none.
+    pub isolation: Option<String>,
+    /// The commit its isolated tasks start from (default `HEAD`).
+    pub base_ref: Option<String>,
+    /// Merge its integration branch into the checkout's current branch when it completes.
+    pub merge_when_done: bool,
 }
 
 /// What `wait` and `get_status` look at.
@@ -211,7 +227,8 @@ impl Service {
     }
 
     /// Stores one task. `orchestration_budget` is the budget of the orchestration it creates or
-    /// joins (`orchestration_max_budget_usd`).
+    /// joins (`orchestration_max_budget_usd`). An isolated task that creates its orchestration
+    /// records the base of its repository's `HEAD`.
     pub async fn create_task(
         &self,
         input: TaskInput,
@@ -231,17 +248,25 @@ impl Service {
             scope: self.project.clone(),
             budget_usd,
             default_budget_usd: self.config.default_orchestration_budget_usd,
+            isolation: None,
         };
-        self.store_batch(batch).await
+        self.store_batch(batch, &OrchestrationOptions::default()).await
     }
 
-    /// Stores a whole orchestration, all or nothing, with its budget (`max_budget_usd`) if given.
+    /// Stores a whole orchestration, all or nothing, with its budget (`max_budget_usd`) if given,
+    /// and its isolation options (see [`OrchestrationOptions`]).
     pub async fn create_orchestration(
         &self,
         name: Option<String>,
         budget: Option<f64>,
-        tasks: Vec<TaskInput>,
+        options: &OrchestrationOptions,
+        mut tasks: Vec<TaskInput>,
     ) -> Result<Created> {
+        if let Some(isolation) = &options.isolation {
+            for task in tasks.iter_mut().filter(|t| t.isolation.is_none()) {
+                task.isolation = Some(isolation.clone());
+            }
+        }
         if let Some(name) = &name {
             check_orchestration_name(name)?;
         }
@@ -270,17 +295,108 @@ impl Service {
             scope: self.project.clone(),
             budget_usd,
             default_budget_usd: self.config.default_orchestration_budget_usd,
+            isolation: None,
         };
-        self.store_batch(batch).await
+        self.store_batch(batch, options).await
     }
 
-    async fn store_batch(&self, mut batch: NewBatch) -> Result<Created> {
+    async fn store_batch(&self, mut batch: NewBatch, options: &OrchestrationOptions) -> Result<Created> {
         batch.queued_by = self.queued_by().await?;
+        let (base, notes) = self.isolation_base(&batch.tasks, options).await?;
+        batch.isolation = base;
         let max = self.config.max_tasks_per_orchestration;
         let timeout_ms = i64::try_from(self.config.orchestration_timeout.as_millis()).unwrap_or(i64::MAX);
-        let created = self.db.call(move |s| s.create_batch(&batch, max, timeout_ms, now_ms())).await?;
+        let mut created = self.db.call(move |s| s.create_batch(&batch, max, timeout_ms, now_ms())).await?;
+        created.notes.extend(notes);
         self.wake();
         Ok(created)
+    }
+
+    /// Merges an orchestration's integration branch into the current branch of its
+    /// repository's checkout (see `git::Git::merge_into_checkout`); says what happened.
+    pub async fn merge_into_checkout(&self, orchestration_id: OrchestrationId) -> Result<String> {
+        let isolation = self.db.call(move |s| s.isolation_of(orchestration_id)).await?.ok_or_else(|| {
+            ServiceError::Invalid(format!(
+                "orchestration {orchestration_id} has no isolated tasks: its work is already in its working directories"
+            ))
+        })?;
+        if isolation.integration_commit.is_none() {
+            return Err(ServiceError::Invalid(match isolation.integration {
+                isolation::IntegrationState::Abandoned => format!(
+                    "orchestration {orchestration_id} ended without completing, so nothing was integrated{}: retry it, \
+                     or merge the branch of a task that completed",
+                    isolation.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                ),
+                _ => format!(
+                    "orchestration {orchestration_id} has not completed yet: its results are merged onto {} when it \
+                     does; wait for it, then merge",
+                    isolation.branch
+                ),
+            }));
+        }
+        let repository = PathBuf::from(&isolation.base.repository);
+        let merged = Git::new().merge_into_checkout(&repository, &isolation.branch).await.map_err(|e| {
+            ServiceError::Invalid(format!("{} not merged into {}: {e}", isolation.branch, repository.display()))
+        })?;
+        Ok(format!("{} merged into {}: {merged}", isolation.branch, repository.display()))
+    }
+
+    /// The base of a batch's isolated tasks: their repository (one for all), the commit
+    /// `base_ref` names now, and a note when the checkout has changes the tasks will not see.
+    /// `None` when no task of the batch is isolated.
+    async fn isolation_base(
+        &self,
+        tasks: &[NewTask],
+        options: &OrchestrationOptions,
+    ) -> Result<(Option<isolation::Base>, Vec<String>)> {
+        let isolated: Vec<&NewTask> = tasks.iter().filter(|t| t.settings.isolation == Isolation::Worktree).collect();
+        let Some(first) = isolated.first() else {
+            if options.base_ref.is_some() || options.merge_when_done {
+                return Err(ServiceError::Invalid(
+                    "base_ref and merge_when_done apply to isolated tasks: give isolation \"worktree\" too".to_owned(),
+                ));
+            }
+            return Ok((None, Vec::new()));
+        };
+        let git = Git::new();
+        let repository = |task: &NewTask| {
+            let git = &git;
+            let directory = PathBuf::from(&task.settings.working_directory);
+            let identifier = task.identifier.clone();
+            async move {
+                git.discover(&directory)
+                    .await
+                    .map(|info| info.top)
+                    .map_err(|e| ServiceError::Invalid(format!("{identifier}: isolation \"worktree\": {e}")))
+            }
+        };
+        let top = repository(first).await?;
+        for task in &isolated[1..] {
+            let other = repository(task).await?;
+            if other != top {
+                return Err(ServiceError::Invalid(format!(
+                    "{}: its working directory is in the repository {}, the other isolated tasks' in {}: an \
+                     orchestration merges its tasks' results in one repository, so queue them separately",
+                    task.identifier,
+                    other.display(),
+                    top.display()
+                )));
+            }
+        }
+        let base_ref = options.base_ref.clone().unwrap_or_else(|| "HEAD".to_owned());
+        let base_commit = git
+            .resolve_commit(&top, &base_ref)
+            .await
+            .map_err(|e| ServiceError::Invalid(format!("base_ref {base_ref:?}: {e}")))?;
+        let dirty = git.dirty_files(&top).await.map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let notes = isolation::dirty_note(&top.to_string_lossy(), &base_commit, &dirty).into_iter().collect();
+        let base = isolation::Base {
+            repository: top.to_string_lossy().into_owned(),
+            base_ref,
+            base_commit,
+            merge_when_done: options.merge_when_done,
+        };
+        Ok((Some(base), notes))
     }
 
     /// The task this process runs inside, when its tag names an attempt the database knows,
@@ -450,6 +566,16 @@ impl Service {
                 depends_on.push(task_ref);
             }
         }
+        let isolation = match input.isolation.as_deref() {
+            None => self.config.default_isolation,
+            Some(text) => Isolation::parse(text)
+                .ok_or_else(|| invalid(format!("isolation {text:?} is not valid: give \"none\" or \"worktree\"")))?,
+        };
+        let on_conflict = match input.on_conflict.as_deref() {
+            None => OnConflict::Resolve,
+            Some(text) => OnConflict::parse(text)
+                .ok_or_else(|| invalid(format!("on_conflict {text:?} is not valid: give \"resolve\" or \"fail\"")))?,
+        };
         let project = Project::of_task(Path::new(&working_directory), &self.project);
         Ok(NewTask {
             project,
@@ -470,6 +596,8 @@ impl Service {
                 max_attempts,
                 priority,
                 wait_after_dependencies: wait,
+                isolation,
+                on_conflict,
             },
         })
     }
@@ -756,7 +884,14 @@ impl Service {
             Target::Orchestration(id) => {
                 let id = *id;
                 let summary = self.db.call(move |s| s.orchestration_summary(id)).await?;
-                Ok((summary.counters.unfinished() == 0, counters_progress(&summary.counters)))
+                let mut finished = summary.counters.unfinished() == 0;
+                if finished {
+                    // Its end includes merging its isolated tasks' results onto its integration
+                    // branch (or adding the task that resolves their conflicts).
+                    let isolation = self.db.call(move |s| s.isolation_of(id)).await?;
+                    finished = isolation.is_none_or(|i| i.integration != isolation::IntegrationState::Pending);
+                }
+                Ok((finished, counters_progress(&summary.counters)))
             }
         }
     }

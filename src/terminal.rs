@@ -73,6 +73,14 @@ pub struct RunRequest {
     /// Attempts for transient failures (1 to 100; default: CLAUDE_WORKER_MAX_ATTEMPTS).
     #[arg(long)]
     pub max_attempts: Option<u32>,
+    /// Run in a git worktree of its own, on its own branch: worktree or none (default:
+    /// CLAUDE_WORKER_DEFAULT_ISOLATION). Your checkout is left alone until you merge.
+    #[arg(long, value_parser = ["none", "worktree"])]
+    pub isolation: Option<String>,
+    /// With isolation, when its dependencies' results conflict: resolve (start on the
+    /// conflicted merge, told to resolve it first) or fail.
+    #[arg(long, value_parser = ["resolve", "fail"])]
+    pub on_conflict: Option<String>,
     /// Follow the task live until it ends (exit 0 when it completed).
     #[arg(long)]
     pub watch: bool,
@@ -102,6 +110,17 @@ pub struct OrchestrateRequest {
     /// file's name no flag is needed: the new run is numbered.
     #[arg(long)]
     pub rerun: bool,
+    /// Run its tasks in git worktrees of their own, merged along the graph onto the branch
+    /// claude-worker/<orchestration> (overrides the file's "isolation"; a task's own wins).
+    #[arg(long, value_parser = ["none", "worktree"])]
+    pub isolation: Option<String>,
+    /// With isolation: the commit its tasks start from (default: the file's "base_ref", else HEAD).
+    #[arg(long)]
+    pub base_ref: Option<String>,
+    /// With isolation: merge its integration branch into your checkout's current branch when
+    /// it completes (refused, and said, when the checkout has changes or the merge conflicts).
+    #[arg(long)]
+    pub merge_when_done: bool,
     /// Follow it live until every task ended (exit 0 when all completed).
     #[arg(long)]
     pub wait: bool,
@@ -187,6 +206,8 @@ async fn create(
         system_prompt: request.system_prompt.clone(),
         append_system_prompt: request.append_system_prompt.clone(),
         max_attempts: request.max_attempts,
+        isolation: request.isolation.clone(),
+        on_conflict: request.on_conflict.clone(),
         ..TaskInput::default()
     };
     service.create_task(input, request.orchestration.clone(), request.orchestration_max_budget_usd).await
@@ -257,7 +278,12 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     if let Some((asked, explicit)) = &asked {
         name = Some(run_name(&service, asked, *explicit, request.rerun).await?);
     }
-    let mut created = service.create_orchestration(name.clone(), budget, tasks.clone()).await;
+    let options = crate::service::OrchestrationOptions {
+        isolation: request.isolation.clone().or(workflow.isolation),
+        base_ref: request.base_ref.clone().or(workflow.base_ref),
+        merge_when_done: request.merge_when_done || workflow.merge_when_done,
+    };
+    let mut created = service.create_orchestration(name.clone(), budget, &options, tasks.clone()).await;
     // Another run of the same file may have taken the number in the meantime: the next one.
     for _ in 0..10 {
         match (&created, &asked) {
@@ -265,7 +291,7 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
                 if !*explicit || request.rerun =>
             {
                 name = Some(run_name(&service, asked, *explicit, true).await?);
-                created = service.create_orchestration(name.clone(), budget, tasks.clone()).await;
+                created = service.create_orchestration(name.clone(), budget, &options, tasks.clone()).await;
             }
             _ => break,
         }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Executor, StopReason, duration_ms, lock, policy, write_backoff};
 use crate::feedback::Event;
 use crate::logs::{TaskLogPaths, append_summary};
-use crate::model::{TaskId, Usage};
+use crate::model::{TaskId, TaskRecord, Usage};
 use crate::runner::{self, RunProgress, RunReport, RunSpec};
 use crate::store::{Claimed, Finish, Heartbeat, RunStats, StoreError};
 use crate::time::now_ms;
@@ -41,11 +41,29 @@ impl Executor {
         if let Some(session) = resume {
             let _ = append_summary(&paths.summary, &format!("resuming the interrupted session {session}"));
         }
+        // An isolated task runs in its worktree: made now, or found again.
+        let workspace = match self.prepare_workspace(&task, fence).await {
+            Ok(workspace) => workspace,
+            Err(error) => {
+                lock(&inner.running).remove(&task_id);
+                let summary_line = format!("failed before it started: {}: {}", error.kind, error.message);
+                let finish = Finish::Failed { error };
+                self.record_outcome(&task, fence, finish, RunStats::default(), summary_line, Duration::ZERO).await;
+                return;
+            }
+        };
+        let prompt = match (&workspace, resume) {
+            (_, Some(_)) => config.resume_prompt.clone(),
+            (Some(workspace), None) => crate::isolation::with_conflicts(&task.prompt, &workspace.conflicts),
+            (None, None) => task.prompt.clone(),
+        };
         let spec = RunSpec {
             claude_bin: config.claude_bin.clone(),
             args: runner::command_args(&task.settings, resume, claimed.max_budget_usd),
-            prompt: if resume.is_some() { config.resume_prompt.clone() } else { task.prompt.clone() },
-            working_directory: task.settings.working_directory.clone().into(),
+            prompt,
+            working_directory: workspace
+                .as_ref()
+                .map_or_else(|| task.settings.working_directory.clone().into(), |w| w.directory.clone()),
             timeout: Duration::from_secs(task.settings.timeout_seconds),
             kill_grace: config.kill_grace,
             summary_log: paths.summary.clone(),
@@ -100,12 +118,35 @@ impl Executor {
             now: now_ms(),
             jitter: crate::usage_limit::random_jitter(),
         };
-        let Some(finish) = policy::decide(&cx, &report, stop_reason) else {
+        let Some(mut finish) = policy::decide(&cx, &report, stop_reason) else {
             tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
             return;
         };
+        // An isolated task's result is the commit it leaves on its branch.
+        if let (Finish::Completed { .. }, Some(workspace)) = (&finish, &workspace)
+            && let Err(error) = self.conclude_workspace(&task, fence, workspace).await
+        {
+            finish = Finish::Failed { error };
+        }
         let stats = stats_of(&report);
         let summary_line = summary_of(&finish, &report);
+        self.record_outcome(&task, fence, finish, stats, summary_line, report.elapsed).await;
+    }
+
+    /// Writes an attempt's outcome (again with backoff until it can be, or the claim is lost),
+    /// then logs and announces it.
+    async fn record_outcome(
+        &self,
+        task: &TaskRecord,
+        fence: i64,
+        finish: Finish,
+        stats: RunStats,
+        summary_line: String,
+        elapsed: Duration,
+    ) {
+        let inner = &self.inner;
+        let task_id = task.task_id;
+        let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
         // The outcome must not be lost to a passing fault (a full disk, a lock held too long):
         // try again with backoff before giving up and leaving the task to lease recovery.
         let write = || {
@@ -124,7 +165,7 @@ impl Executor {
         match written {
             Ok(outcome) if outcome.accepted => {
                 let _ = append_summary(&paths.summary, &summary_line);
-                inner.feedback.finished(&task, &finish, &outcome, report.elapsed, stats.cost_usd);
+                inner.feedback.finished(task, &finish, &outcome, elapsed, stats.cost_usd);
             }
             Ok(outcome) => {
                 tracing::warn!(task_id, "the outcome of task {task_id} was refused: another owner holds it now");
@@ -136,7 +177,7 @@ impl Executor {
             Err(e) if e.is_lost() => {
                 // Its log is all that is left of it.
                 let line = match &finish {
-                    Finish::Release { .. } => format!("stopped after {:.1} s", report.elapsed.as_secs_f64()),
+                    Finish::Release { .. } => format!("stopped after {:.1} s", elapsed.as_secs_f64()),
                     _ => summary_line,
                 } + ", not recorded: the database was deleted or replaced under this process";
                 let _ = append_summary(&paths.summary, &line);

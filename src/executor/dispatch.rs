@@ -195,6 +195,9 @@ impl Executor {
                 }
                 continue;
             }
+            if schedule.integration_due {
+                self.start_integrations(runs);
+            }
             let next_at = schedule
                 .next_at
                 .map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
@@ -256,6 +259,7 @@ mod tests {
             deadline_passed: false,
             paused_until: None,
             pause_over: false,
+            integration_due: false,
         };
         assert!(!work_pending(&schedule(false, 0, None)), "idle");
         assert!(work_pending(&schedule(true, 0, None)), "ready");

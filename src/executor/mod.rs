@@ -20,6 +20,7 @@
 
 mod attempt;
 mod dispatch;
+mod isolation;
 mod policy;
 mod recovery;
 
@@ -66,6 +67,10 @@ struct Inner {
     changes: watch::Sender<u64>,
     /// Sounds and desktop notifications for the changes this process makes.
     feedback: Feedback,
+    /// Worktrees and merges of isolated tasks.
+    git: crate::git::Git,
+    /// Set while this process integrates ended orchestrations (one pass at a time).
+    integrating: std::sync::atomic::AtomicBool,
 }
 
 /// Why a running attempt was stopped by us.
@@ -97,6 +102,8 @@ impl Executor {
                 running: Mutex::new(HashMap::new()),
                 changes: watch::channel(0).0,
                 feedback,
+                git: crate::git::Git::new(),
+                integrating: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

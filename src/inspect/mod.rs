@@ -141,6 +141,14 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         usd: f64,
     },
+    /// Merge an orchestration's integration branch (claude-worker/<orchestration>, the merge
+    /// of its tasks' results) into the current branch of your checkout. Refused, with the
+    /// reason and nothing changed, when the checkout has uncommitted changes or the merge would
+    /// conflict.
+    Merge {
+        /// The orchestration: its id or name.
+        orchestration: String,
+    },
     /// Try now: lift the pause the account's usage limit put on every queued task (running
     /// executors start them at once; a background worker is started when none is running). A
     /// refusal pauses again. To drop what waits instead, cancel it.
@@ -538,6 +546,19 @@ async fn command(
         | Command::Completions { .. }
         | Command::Watch { .. } => {
             bail!("handled before")
+        }
+        Command::Merge { orchestration } => {
+            let id = service.find_orchestration(&orchestration).await?;
+            let merged = service.merge_into_checkout(id).await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "orchestration_id": id, "message": merged }))?
+                )?;
+            } else {
+                writeln!(out, "{merged}")?;
+            }
         }
         Command::Budget { orchestration, usd } => {
             crate::budget::check("the budget", usd).map_err(anyhow::Error::msg)?;

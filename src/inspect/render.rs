@@ -107,7 +107,67 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "depth": t.depth,
         "summary_log": view.logs.summary.display().to_string(),
         "detailed_log": view.logs.detailed.display().to_string(),
+        "isolation": task_isolation_json(&t.worktree),
     })
+}
+
+fn task_isolation_json(w: &crate::model::TaskWorktree) -> Value {
+    match &w.branch {
+        None => Value::Null,
+        Some(branch) => json!({
+            "branch": branch,
+            "worktree": w.path,
+            "start_commit": w.start_commit,
+            "conflicts": w.conflicts,
+            "commit": w.result_commit,
+            "diffstat": w.diffstat,
+        }),
+    }
+}
+
+fn orchestration_isolation_json(i: Option<&crate::isolation::OrchestrationIsolation>) -> Value {
+    match i {
+        None => Value::Null,
+        Some(i) => json!({
+            "branch": i.branch,
+            "commit": i.integration_commit,
+            "repository": i.base.repository,
+            "base_ref": i.base.base_ref,
+            "base_commit": i.base.base_commit,
+            "integration": i.integration.as_str(),
+            "merge_when_done": i.base.merge_when_done,
+            "note": i.note,
+        }),
+    }
+}
+
+/// A commit as people read it: its first 12 hex digits.
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// The isolation lines of a task: its branch, result commit and diffstat, and its worktree
+/// while it exists.
+fn task_isolation_text(s: &mut String, t: &crate::model::TaskRecord) {
+    let w = &t.worktree;
+    let Some(branch) = &w.branch else {
+        if t.settings.isolation == crate::model::Isolation::Worktree {
+            let _ = writeln!(s, "  isolation:   worktree (made when it starts)");
+        }
+        return;
+    };
+    let _ = writeln!(s, "  branch:      {branch}");
+    if let Some(commit) = &w.result_commit {
+        let _ = writeln!(s, "  commit:      {} ({})", short(commit), w.diffstat.as_deref().unwrap_or("no changes"));
+    } else if let Some(start) = &w.start_commit {
+        let _ = writeln!(s, "  started at:  {}", short(start));
+    }
+    if !w.conflicts.is_empty() {
+        let _ = writeln!(s, "  conflicts:   {} (left by its dependencies' merge)", w.conflicts.join(", "));
+    }
+    if let Some(path) = &w.path {
+        let _ = writeln!(s, "  worktree:    {path}");
+    }
 }
 
 pub fn task_text(view: &TaskStatusView) -> String {
@@ -153,6 +213,7 @@ pub fn task_text(view: &TaskStatusView) -> String {
     if let Some(action) = &t.last_action {
         let _ = writeln!(s, "  last action: {action}");
     }
+    task_isolation_text(&mut s, t);
     if let Some(error) = &t.error {
         let _ = writeln!(s, "  error:       {}: {}", error.kind, error.message);
     }
@@ -252,6 +313,7 @@ pub fn orchestration_json(d: &OrchestrationDetail) -> Value {
         })
         .collect();
     value["tasks"] = Value::Array(tasks);
+    value["isolation"] = orchestration_isolation_json(d.isolation.as_deref());
     value
 }
 
@@ -310,6 +372,29 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
         cost_text(s)
     );
     let _ = writeln!(out, "project {}", s.project);
+    if let Some(i) = &d.isolation {
+        let _ = write!(
+            out,
+            "isolated in worktrees of {}, from {} ({})",
+            i.base.repository,
+            short(&i.base.base_commit),
+            i.base.base_ref
+        );
+        match (i.integration, &i.integration_commit) {
+            (crate::isolation::IntegrationState::Done, Some(commit)) => {
+                let _ = writeln!(out, "; integrated on {} at {}", i.branch, short(commit));
+            }
+            (crate::isolation::IntegrationState::Abandoned, _) => {
+                let _ = writeln!(out, "; not integrated");
+            }
+            _ => {
+                let _ = writeln!(out, "; integrated on {} when it completes", i.branch);
+            }
+        }
+        if let Some(note) = &i.note {
+            let _ = writeln!(out, "{note}");
+        }
+    }
     if let Some(message) = budget_message(s) {
         let _ = writeln!(out, "{message}");
     }

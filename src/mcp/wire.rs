@@ -84,6 +84,10 @@ macro_rules! with_task_options {
             pub max_attempts: Option<u32>,
             /// Higher runs first.
             pub priority: Option<i64>,
+            /// "worktree": run in a git worktree of its own, on its own branch, started from the dependencies' merged results (default: the server's, usually "none").
+            pub isolation: Option<String>,
+            /// With isolation, when the dependencies' results conflict: "resolve" (start on the conflicted merge, told to resolve it; default) or "fail".
+            pub on_conflict: Option<String>,
         }
 
         impl $name {
@@ -106,6 +110,8 @@ macro_rules! with_task_options {
                     timeout_seconds: self.timeout_seconds,
                     max_attempts: self.max_attempts,
                     priority: self.priority,
+                    isolation: self.isolation,
+                    on_conflict: self.on_conflict,
                 }
             }
         }
@@ -205,7 +211,23 @@ pub struct CreateOrchestrationArgs {
     pub name: Option<String>,
     /// Budget in dollars for all its tasks together: once they have spent it, no more of them start (default: the server's, usually none).
     pub max_budget_usd: Option<f64>,
+    /// "worktree": every task that sets none runs in a git worktree of its own; their results are merged along the graph onto the branch claude-worker/<orchestration>.
+    pub isolation: Option<String>,
+    /// With isolation: the commit the tasks without dependencies start from (default HEAD).
+    pub base_ref: Option<String>,
+    /// With isolation: merge the integration branch into the checkout's current branch when the orchestration completes (refused when the checkout has changes or the merge would conflict).
+    pub merge_when_done: Option<bool>,
     pub tasks: Vec<BatchTask>,
+}
+
+impl CreateOrchestrationArgs {
+    pub fn options(&self) -> crate::service::OrchestrationOptions {
+        crate::service::OrchestrationOptions {
+            isolation: self.isolation.clone(),
+            base_ref: self.base_ref.clone(),
+            merge_when_done: self.merge_when_done.unwrap_or(false),
+        }
+    }
 }
 
 /// A workflow file as read: the orchestration's name and budget, and its tasks.
@@ -213,6 +235,9 @@ pub struct CreateOrchestrationArgs {
 pub struct Workflow {
     pub name: Option<String>,
     pub max_budget_usd: Option<f64>,
+    pub isolation: Option<String>,
+    pub base_ref: Option<String>,
+    pub merge_when_done: bool,
     pub tasks: Vec<TaskInput>,
 }
 
@@ -232,6 +257,9 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
     Ok(Workflow {
         name: args.name,
         max_budget_usd: args.max_budget_usd,
+        isolation: args.isolation,
+        base_ref: args.base_ref,
+        merge_when_done: args.merge_when_done.unwrap_or(false),
         tasks: args.tasks.into_iter().map(BatchTask::into_task_input).collect(),
     })
 }
@@ -369,6 +397,9 @@ impl CreateTaskOut {
                 created.merged.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             ));
         }
+        for note in &created.notes {
+            message.push_str(&format!(" Note: {note}."));
+        }
         Some(CreateTaskOut {
             task_id: task.task_id,
             task_identifier: task.identifier.clone(),
@@ -413,12 +444,15 @@ impl CreateOrchestrationOut {
             })
             .collect();
         let ready = tasks.iter().filter(|t| t.status == "pending").count();
-        let message = format!(
+        let mut message = format!(
             "Orchestration {} created with {}; {ready} can start now. Check it with get_status(orchestration_id={}) or wait.",
             created.orchestration_id,
             crate::text::count(tasks.len() as u64, "task"),
             created.orchestration_id
         );
+        for note in &created.notes {
+            message.push_str(&format!(" Note: {note}."));
+        }
         CreateOrchestrationOut {
             orchestration_id: created.orchestration_id,
             status,
@@ -551,6 +585,72 @@ pub struct StatusOut {
     /// Why it waits, and how to start now or drop what waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+    /// A task's worktree, branch and result commit, or an orchestration's base and integration branch (isolation "worktree" only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IsolationOut>,
+}
+
+/// Isolation as `get_status` shows it: of a task, or of an orchestration.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct IsolationOut {
+    /// The task's branch, or the orchestration's integration branch.
+    pub branch: String,
+    /// The task's worktree while it exists (kept for a failed or cancelled task, for a person to look at).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    /// The commit the task started from (its dependencies' merged results, or the base).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_commit: Option<String>,
+    /// Files the merge of its dependencies' results left for it to resolve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+    /// The task's result commit, or the orchestration's integration commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// What the task changed: "3 files changed, 10 insertions(+), 2 deletions(-)".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diffstat: Option<String>,
+    /// The orchestration's repository (the checkout `claude-worker-inspect merge` merges into).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The orchestration's base: as asked, and the commit it named then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// The orchestration's integration: "pending", "done" or "abandoned".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
+    /// What else the integration did (merged into the checkout, or why not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl IsolationOut {
+    pub fn of_task(w: &crate::model::TaskWorktree) -> Option<IsolationOut> {
+        Some(IsolationOut {
+            branch: w.branch.clone()?,
+            worktree: w.path.clone(),
+            start_commit: w.start_commit.clone(),
+            conflicts: w.conflicts.clone(),
+            commit: w.result_commit.clone(),
+            diffstat: w.diffstat.clone(),
+            ..IsolationOut::default()
+        })
+    }
+
+    pub fn of_orchestration(i: &crate::isolation::OrchestrationIsolation) -> IsolationOut {
+        IsolationOut {
+            branch: i.branch.clone(),
+            commit: i.integration_commit.clone(),
+            repository: Some(i.base.repository.clone()),
+            base_ref: Some(i.base.base_ref.clone()),
+            base_commit: Some(i.base.base_commit.clone()),
+            integration: Some(i.integration.as_str().to_owned()),
+            note: i.note.clone(),
+            ..IsolationOut::default()
+        }
+    }
 }
 
 impl StatusOut {
@@ -617,6 +717,7 @@ impl StatusOut {
             depth: (t.depth > 0).then_some(t.depth),
             summary_log: Some(view.logs.summary.display().to_string()),
             detailed_log: Some(view.logs.detailed.display().to_string()),
+            isolation: IsolationOut::of_task(&t.worktree),
             ..StatusOut::default()
         }
     }
@@ -650,6 +751,7 @@ impl StatusOut {
 
     pub fn from_orchestration(detail: &OrchestrationDetail) -> StatusOut {
         let mut out = StatusOut::from_summary(&detail.summary);
+        out.isolation = detail.isolation.as_deref().map(IsolationOut::of_orchestration);
         out.tasks = Some(
             detail
                 .tasks

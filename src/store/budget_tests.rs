@@ -30,6 +30,7 @@ fn budgeted(tasks: Vec<NewTask>, usd: f64) -> NewBatch {
         scope: here(),
         budget_usd: Some(usd),
         default_budget_usd: None,
+        isolation: None,
     }
 }
 

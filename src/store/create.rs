@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::projects::{orchestration_project, task_elsewhere, task_in_project};
-use super::{Store, StoreError, TaskKey, budgets, lineage, record_event, refresh_orchestration};
+use super::{Store, StoreError, TaskKey, budgets, isolation, lineage, record_event, refresh_orchestration};
 use crate::graph::{self, InitialState};
 use crate::model::{Millis, NewBatch, OrchestrationId, TaskId, TaskLink, TaskRef, TaskStatus};
 use crate::project::Project;
@@ -21,6 +21,9 @@ pub struct Created {
     pub merged: Vec<OrchestrationId>,
     /// In the order of the batch.
     pub tasks: Vec<CreatedTask>,
+    /// What the caller should know of what was stored (a checkout with changes isolated tasks
+    /// will not see).
+    pub notes: Vec<String>,
 }
 
 /// One stored task.
@@ -143,6 +146,10 @@ fn create_in(
         }
     };
 
+    if let Some(base) = &batch.isolation {
+        isolation::set_base_in(tx, orchestration_id, base)?;
+    }
+
     // The identifiers must be free in the orchestration, and it must have room.
     let existing: f64 = tx
         .prepare_cached("SELECT total(n) FROM orchestration_counts WHERE orchestration_id = ?1")?
@@ -211,9 +218,9 @@ fn create_in(
             "INSERT INTO tasks (orchestration_id, task_identifier, execution_prompt, working_directory, model,
                  system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools,
                  max_turns, max_budget_usd, timeout_seconds, max_attempts, priority, wait_after_dependencies,
-                 status, created_at, ready_at, ended_at, error_kind, error_message, project)
+                 status, created_at, ready_at, ended_at, error_kind, error_message, project, isolation, on_conflict)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-                 ?23)",
+                 ?23, ?24, ?25)",
         )?
         .execute(params![
             orchestration_id,
@@ -239,6 +246,8 @@ fn create_in(
             skipped_because.as_ref().map(|_| "dependency_failed"),
             skipped_because,
             project.as_str(),
+            s.isolation.as_str(),
+            s.on_conflict.as_str(),
         ])?;
         let task_id = tx.last_insert_rowid();
         if let Some(by) = &batch.queued_by {
@@ -272,7 +281,7 @@ fn create_in(
     }
     refresh_orchestration(tx, orchestration_id, now)?;
     let tasks = stored.into_iter().flatten().collect();
-    Ok(Created { orchestration_id, merged, tasks })
+    Ok(Created { orchestration_id, merged, tasks, notes: Vec::new() })
 }
 
 pub(super) fn seconds_to_ms(seconds: f64) -> Millis {

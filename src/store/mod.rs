@@ -11,6 +11,7 @@ mod control;
 mod create;
 mod handle;
 mod identity;
+mod isolation;
 mod limits;
 mod lineage;
 mod maintenance;
@@ -35,6 +36,7 @@ pub use budgets::BudgetRaise;
 pub use control::{CancelOutcome, CancelTarget, OrchestrationRetryOutcome, RetriedTask, RetryOutcome};
 pub use create::{Created, CreatedTask, Taken, UnknownDependency};
 pub use handle::Db;
+pub use isolation::{DependencyCommit, IntegrationWork, IsolationPlan};
 pub use limits::UsageLimits;
 pub use lineage::AttemptOf;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
@@ -42,7 +44,7 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 7;
+pub const SCHEMA_VERSION: usize = 8;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -55,6 +57,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0005_usage_limits.sql")),
         M::up(include_str!("migrations/0006_budgets.sql")),
         M::up(include_str!("migrations/0007_orchestration_counts.sql")),
+        M::up(include_str!("migrations/0010_isolation.sql")),
     ])
 }
 

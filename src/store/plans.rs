@@ -16,8 +16,10 @@ fn record(sql: &str) {
 }
 
 /// Scans that stay small whatever is stored: partial indexes over the pending or running tasks
-/// only (a ready task is found at their front; running tasks are at most the cap).
-const BOUNDED_SCANS: [&str; 2] = ["USING INDEX tasks_claim", "USING INDEX tasks_running_lease"];
+/// only (a ready task is found at their front; running tasks are at most the cap), and over the
+/// orchestrations with isolated tasks not integrated yet (the live ones, not the history).
+const BOUNDED_SCANS: [&str; 3] =
+    ["USING INDEX tasks_claim", "USING INDEX tasks_running_lease", "USING INDEX orchestrations_integration_pending"];
 
 /// Statements whose scan stops at once: the newest live orchestration, read backwards in rowid
 /// order (only orchestrations merged into an older one are passed over).
@@ -56,6 +58,7 @@ fn layered(name: &str, layers: usize, width: usize) -> NewBatch {
         // A budget, so that its reads are on the path too.
         budget_usd: Some(100.0),
         default_budget_usd: None,
+        isolation: None,
     }
 }
 

@@ -8,9 +8,9 @@ use super::create::follow_merges;
 use super::projects::{task_in_project, unknown_task};
 use super::{Store, StoreError, counters};
 use crate::model::{
-    Counters, ErrorKind, Millis, OrchestrationDetail, OrchestrationId, OrchestrationStatus, OrchestrationSummary,
-    OrchestrationTask, TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem, TaskRecord, TaskRef,
-    TaskSettings, TaskStatus, Usage,
+    Counters, ErrorKind, Isolation, Millis, OnConflict, OrchestrationDetail, OrchestrationId, OrchestrationStatus,
+    OrchestrationSummary, OrchestrationTask, TaskDetail, TaskError, TaskEvent, TaskId, TaskLink, TaskListItem,
+    TaskRecord, TaskRef, TaskSettings, TaskStatus, TaskWorktree, Usage,
 };
 use crate::project::Project;
 
@@ -38,7 +38,8 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     timeout_seconds, max_attempts, priority, wait_after_dependencies, status, attempt, created_at, started_at, ended_at,
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
-    cancel_requested, created_by, depth, project";
+    cancel_requested, created_by, depth, project, isolation, on_conflict, worktree_path, branch, start_commit,
+    merge_conflicts, result_commit, diffstat";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -72,6 +73,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             max_attempts: row.get("max_attempts")?,
             priority: row.get("priority")?,
             wait_after_dependencies: row.get("wait_after_dependencies")?,
+            isolation: Isolation::parse(&row.get::<_, String>("isolation")?).unwrap_or_default(),
+            on_conflict: OnConflict::parse(&row.get::<_, String>("on_conflict")?).unwrap_or_default(),
         },
         status: status_of(&status),
         attempt: row.get("attempt")?,
@@ -97,6 +100,14 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         cancel_requested: row.get("cancel_requested")?,
         created_by: row.get("created_by")?,
         depth: row.get("depth")?,
+        worktree: TaskWorktree {
+            path: row.get("worktree_path")?,
+            branch: row.get("branch")?,
+            start_commit: row.get("start_commit")?,
+            conflicts: lines(row.get::<_, Option<String>>("merge_conflicts")?.unwrap_or_default()),
+            result_commit: row.get("result_commit")?,
+            diffstat: row.get("diffstat")?,
+        },
     })
 }
 
@@ -246,7 +257,8 @@ pub(super) fn orchestration_detail(tx: &Connection, id: OrchestrationId) -> Resu
             tasks[i].depends_on.push(depends_on);
         }
     }
-    Ok(OrchestrationDetail { summary, tasks })
+    let isolation = super::isolation::orchestration_isolation(tx, summary.orchestration_id)?.map(Box::new);
+    Ok(OrchestrationDetail { summary, tasks, isolation })
 }
 
 impl Store {
@@ -414,6 +426,12 @@ impl Store {
             let running: u32 = tx
                 .prepare_cached("SELECT count(*) FROM tasks WHERE status = 'running'")?
                 .query_row([], |row| row.get(0))?;
+            let integration_due: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM orchestrations
+                     WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled'))",
+                )?
+                .query_row([], |row| row.get(0))?;
             let pause = super::limits::current_pause(tx)?;
             let paused_until = pause.as_ref().map(|p| p.until).filter(|&until| until > now);
             // Deadlines stand still while paused: the pause's end moves them on (`end_pause`)
@@ -427,6 +445,7 @@ impl Store {
                 deadline_passed: deadline_passed && pause.is_none(),
                 paused_until,
                 pause_over: pause.is_some() && paused_until.is_none(),
+                integration_due,
             })
         })
     }
@@ -522,6 +541,8 @@ pub struct Schedule {
     pub paused_until: Option<Millis>,
     /// A pause has passed and nobody has ended (and announced) it yet.
     pub pause_over: bool,
+    /// An orchestration with isolated tasks ended and its results wait to be integrated.
+    pub integration_due: bool,
 }
 
 impl Store {

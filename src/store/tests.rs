@@ -33,6 +33,7 @@ fn batch(tasks: Vec<NewTask>) -> NewBatch {
         scope: here(),
         budget_usd: None,
         default_budget_usd: None,
+        isolation: None,
     }
 }
 
@@ -650,6 +651,7 @@ fn batch_from(project: &str, name: Option<&str>, tasks: Vec<NewTask>) -> NewBatc
         scope: Project::from_stored(project.to_owned()),
         budget_usd: None,
         default_budget_usd: None,
+        isolation: None,
     }
 }
 

@@ -44,6 +44,13 @@
 #                   without waiting for the answers (closing the server's stdin and stdout), then answer as usual. What it saw goes
 #                   to $FAKE_CLAUDE_STATE/nested-<pid>.json, the server's stderr to nested-<pid>.stderr
 #   @mcp-chain=K    the same, queuing chain-K whose prompt is `@mcp-chain=K+1`: tasks that queue tasks
+#   @append=PATH:TEXT  append the line TEXT to PATH (relative to the directory it runs in; the
+#                   directive may repeat), after the other directives, before answering
+#   @write=PATH:TEXT   the same, replacing the file's content
+#   @resolve-conflicts  drop the conflict marker lines (<<<<<<< ======= >>>>>>>) of every file
+#                   under its directory, keeping both sides; done unasked too when the prompt asks
+#                   to "Resolve the conflict markers" (claude-worker's words for a conflicted start)
+#   @commit=MESSAGE make its own commit of everything (git add -A) after the edits
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -460,6 +467,34 @@ cap = option("--max-budget-usd")
 if cost is not None and cap is not None and cost > float(cap):
     fixture("error-max-budget.jsonl", cost=cost, errors=["Reached maximum budget ($%s)" % cap])
     finish(1)
+
+# Edits, as Claude's tools make them, in the directory it runs in (isolation tests).
+for m in re.finditer(r"@(append|write)=([^:\s]+):(.*)", text):
+    path = os.path.join(os.getcwd(), m.group(2))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a" if m.group(1) == "append" else "w") as f:
+        f.write(m.group(3).strip() + "\n")
+# As Claude does when its prompt lists files with conflict markers to resolve first.
+if directive("resolve-conflicts") is not None or "Resolve the conflict markers" in text:
+    for root, dirs, files in os.walk(os.getcwd()):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                with open(path) as f:
+                    lines = f.readlines()
+            except (UnicodeDecodeError, OSError):
+                continue
+            if any(l.startswith("<<<<<<<") for l in lines):
+                kept = [l for l in lines if not l.startswith(("<<<<<<<", "=======", ">>>>>>>", "|||||||"))]
+                with open(path, "w") as f:
+                    f.writelines(kept)
+m = re.search(r"@commit=(.*)", text)
+if m:
+    env = dict(os.environ, GIT_AUTHOR_NAME="Claude", GIT_AUTHOR_EMAIL="claude@example.com",
+               GIT_COMMITTER_NAME="Claude", GIT_COMMITTER_EMAIL="claude@example.com")
+    subprocess.run(["git", "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "-m", m.group(1).strip()], check=True, env=env)
 
 m = re.search(r"@result=(.*)", text)
 result = m.group(1).strip() if m else None

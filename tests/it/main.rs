@@ -15,6 +15,7 @@ mod harness;
 mod hostile_files;
 mod inspect;
 mod inspect_more;
+mod isolation;
 mod limits;
 mod live;
 mod logs;

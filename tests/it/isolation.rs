@@ -1,0 +1,281 @@
+//! Isolation as a user meets it, with real git in a repository each test makes: tasks in
+//! worktrees of their own, merged along the graph, the user's checkout untouched until `merge`;
+//! conflicting results handed to the next task (or failing it, when asked), conflicting sinks
+//! resolved by an added task; a task in a subdirectory, a repository with a submodule, a dirty
+//! checkout reported and not used. The fake CLI edits files as its prompt says (`@append`,
+//! `@write`, `@commit`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Env, text};
+
+/// Runs git in `dir` with a fixed identity and none of the developer's configuration.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .expect("run git");
+    assert!(output.status.success(), "git {args:?} in {}: {}", dir.display(), text(&output.stderr));
+    text(&output.stdout).trim_end().to_owned()
+}
+
+/// A repository with one commit on `main`: `README` and `shared.txt` (five lines).
+fn repository(env: &Env) -> PathBuf {
+    let repo = env.work.join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir repo");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "a project\n").expect("write README");
+    std::fs::write(repo.join("shared.txt"), "one\ntwo\nthree\nfour\nfive\n").expect("write shared.txt");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    repo
+}
+
+fn task_of<'a>(status: &'a Value, identifier: &str) -> &'a Value {
+    status["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["task_identifier"] == identifier)
+        .unwrap_or_else(|| panic!("no task {identifier} in {status}"))
+}
+
+/// The files of a commit.
+fn files_of(repo: &Path, commit: &str) -> Vec<String> {
+    git(repo, &["ls-tree", "-r", "--name-only", commit]).lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn parallel_tasks_merge_into_their_dependent_and_the_integration_branch_and_the_checkout_waits_for_merge() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let head = git(&repo, &["rev-parse", "HEAD"]);
+    let client = env.server_in(&repo).await;
+    let tasks = json!([
+        { "identifier": "auth", "execution_prompt": "refactor auth @append=auth.txt:auth refactored" },
+        { "identifier": "api", "execution_prompt": "refactor the api\n@append=api.txt:api refactored\n@commit=api: my own commit" },
+        { "identifier": "db", "execution_prompt": "refactor the db layer @append=db.txt:db refactored" },
+        { "identifier": "tests", "execution_prompt": "run the tests @append=tests.txt:all green",
+          "depends_on": ["auth", "api", "db"] },
+    ]);
+    let created =
+        client.ok("create_orchestration", json!({ "name": "refactor", "isolation": "worktree", "tasks": tasks })).await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let done = client.wait_orchestration(id, 90.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    // Every task ran in a worktree of its own, not in the checkout.
+    let cwds: Vec<String> = env.starts().iter().map(|s| s["cwd"].as_str().expect("cwd").to_owned()).collect::<Vec<_>>();
+    assert_eq!(cwds.len(), 4, "{cwds:?}");
+    for cwd in &cwds {
+        assert!(!cwd.starts_with(repo.to_str().expect("utf-8")), "a task ran in the checkout: {cwd}");
+    }
+    let unique: std::collections::HashSet<&String> = cwds.iter().collect();
+    assert_eq!(unique.len(), 4, "one worktree per task: {cwds:?}");
+
+    // The dependent started from the merge of all three, and its result holds everything.
+    let status = client.ok("get_status", json!({ "task": "tests" })).await;
+    let isolation = &status["isolation"];
+    assert_eq!(isolation["branch"], format!("claude-worker/{id}-refactor/tests"), "{status}");
+    let result = isolation["commit"].as_str().expect("a result commit");
+    let files = files_of(&repo, result);
+    for file in ["auth.txt", "api.txt", "db.txt", "tests.txt", "README", "shared.txt"] {
+        assert!(files.contains(&file.to_owned()), "{file} missing from {files:?}");
+    }
+    assert!(isolation["diffstat"].as_str().is_some_and(|d| d.contains("1 file changed")), "{status}");
+    // Claude's own commit is kept on its branch, under the result commit.
+    let api = client.ok("get_status", json!({ "task": "api" })).await;
+    let api_commit = api["isolation"]["commit"].as_str().expect("api's result");
+    assert_eq!(git(&repo, &["log", "-1", "--format=%s", api_commit]), "api: my own commit");
+
+    // The checkout is as it was: same commit, nothing new, nothing changed.
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    assert!(!repo.join("auth.txt").exists());
+
+    // The integration branch holds everything; completed tasks' worktrees are gone.
+    let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    let integration = &orchestration["isolation"];
+    assert_eq!(integration["integration"], "done", "{orchestration}");
+    assert_eq!(integration["branch"], format!("claude-worker/{id}-refactor"));
+    let branch_head = git(&repo, &["rev-parse", &format!("claude-worker/{id}-refactor")]);
+    assert_eq!(integration["commit"].as_str(), Some(branch_head.as_str()));
+    assert!(files_of(&repo, &branch_head).contains(&"tests.txt".to_owned()));
+    for cwd in &cwds {
+        assert!(!Path::new(cwd).exists(), "the worktree {cwd} of a completed task was left");
+    }
+    // Branches stay.
+    assert!(git(&repo, &["branch", "--list", "claude-worker/*"]).contains("tests"));
+
+    // `merge` brings it into the user's branch.
+    let merged = env.inspect(&["merge", &id.to_string()]).await;
+    assert!(merged.status.success(), "{}", text(&merged.stderr));
+    assert!(repo.join("tests.txt").exists() && repo.join("auth.txt").exists());
+    assert_eq!(git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+}
+
+#[tokio::test]
+async fn conflicting_results_are_resolved_by_the_dependent_or_fail_it_when_asked() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    // Both rewrite the same line of shared.txt.
+    let tasks = |on_conflict: &str| {
+        json!([
+            { "identifier": "left", "execution_prompt": "@write=shared.txt:left side" },
+            { "identifier": "right", "execution_prompt": "@write=shared.txt:right side" },
+            { "identifier": "join", "execution_prompt": "join them @append=joined.txt:joined",
+              "depends_on": ["left", "right"], "on_conflict": on_conflict },
+        ])
+    };
+    let created = client
+        .ok("create_orchestration", json!({ "name": "resolving", "isolation": "worktree", "tasks": tasks("resolve") }))
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let done = client.wait_orchestration(id, 90.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let join = client.ok("get_status", json!({ "task": "join" })).await;
+    assert_eq!(join["isolation"]["conflicts"], json!(["shared.txt"]), "{join}");
+    // Its prompt began with the conflicted files and the instruction to resolve them.
+    let start = env
+        .starts()
+        .into_iter()
+        .find(|s| s["prompt_head"].as_str().is_some_and(|p| p.contains("Resolve the conflict markers")))
+        .expect("the dependent's prompt asks to resolve the conflicts first");
+    assert!(start["prompt_head"].as_str().expect("head").starts_with("Before anything else"), "{start}");
+    let result = join["isolation"]["commit"].as_str().expect("result");
+    let shared = git(&repo, &["show", &format!("{result}:shared.txt")]);
+    assert!(!shared.contains("<<<<<<<"), "the fake resolved the markers: {shared}");
+    assert!(shared.contains("left side") && shared.contains("right side"), "{shared}");
+
+    let created = client
+        .ok("create_orchestration", json!({ "name": "failing", "isolation": "worktree", "tasks": tasks("fail") }))
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let failed = client.wait_orchestration(id, 90.0).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let join = task_of(&failed, "join");
+    assert_eq!(join["error"]["kind"], "merge_conflict", "{failed}");
+    let message = join["error"]["message"].as_str().expect("message");
+    assert!(message.contains("shared.txt") && message.contains("left") && message.contains("right"), "{message}");
+    // Nothing integrated for a failed orchestration.
+    let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    assert_eq!(orchestration["isolation"]["integration"], "abandoned", "{orchestration}");
+}
+
+#[tokio::test]
+async fn conflicting_sinks_get_a_task_that_resolves_them() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let tasks = json!([
+        { "identifier": "left", "execution_prompt": "@write=shared.txt:left side" },
+        { "identifier": "right", "execution_prompt": "@write=shared.txt:right side" },
+    ]);
+    let created =
+        client.ok("create_orchestration", json!({ "name": "sinks", "isolation": "worktree", "tasks": tasks })).await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let done = client.wait_orchestration(id, 90.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let resolver = task_of(&done, "resolve_integration");
+    assert_eq!(resolver["status"], "completed", "{done}");
+    let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    assert_eq!(orchestration["isolation"]["integration"], "done", "{orchestration}");
+    let integrated = orchestration["isolation"]["commit"].as_str().expect("integration commit");
+    let shared = git(&repo, &["show", &format!("{integrated}:shared.txt")]);
+    assert!(!shared.contains("<<<<<<<") && shared.contains("left side") && shared.contains("right side"), "{shared}");
+}
+
+#[tokio::test]
+async fn a_task_in_a_subdirectory_runs_in_the_same_place_of_its_worktree() {
+    let env = Env::new();
+    let repo = repository(&env);
+    std::fs::create_dir_all(repo.join("backend/src")).expect("mkdir");
+    std::fs::write(repo.join("backend/src/lib.rs"), "// lib\n").expect("write");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "backend"]);
+    let client = env.server_in(&repo).await;
+    let created = client
+        .create(
+            "backend",
+            "@append=notes.txt:in the backend",
+            json!({ "isolation": "worktree", "working_directory": repo.join("backend").display().to_string() }),
+        )
+        .await;
+    let status = client.wait_task(&format!("#{}", created["task_id"]), 60.0).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    let cwd = env.starts()[0]["cwd"].as_str().expect("cwd").to_owned();
+    assert!(cwd.ends_with("/backend"), "{cwd}");
+    let commit = status["isolation"]["commit"].as_str().expect("result");
+    assert!(files_of(&repo, commit).contains(&"backend/notes.txt".to_owned()));
+}
+
+#[tokio::test]
+async fn a_dirty_checkout_is_reported_and_not_used() {
+    let env = Env::new();
+    let repo = repository(&env);
+    std::fs::write(repo.join("README"), "changed by hand\n").expect("write");
+    std::fs::write(repo.join("scratch.txt"), "mine\n").expect("write");
+    let client = env.server_in(&repo).await;
+    let created = client.create("look", "@append=seen.txt:seen", json!({ "isolation": "worktree" })).await;
+    let message = created["message"].as_str().expect("message");
+    assert!(message.contains("uncommitted changes") && message.contains("README"), "{message}");
+    let status = client.wait_task(&format!("#{}", created["task_id"]), 60.0).await;
+    let commit = status["isolation"]["commit"].as_str().expect("result");
+    assert_eq!(git(&repo, &["show", &format!("{commit}:README")]), "a project");
+    assert!(!files_of(&repo, commit).contains(&"scratch.txt".to_owned()));
+    // The checkout keeps its changes.
+    assert_eq!(std::fs::read_to_string(repo.join("README")).expect("read"), "changed by hand\n");
+}
+
+#[tokio::test]
+async fn isolation_outside_a_repository_is_refused_with_what_to_do() {
+    let env = Env::new();
+    let plain = env.work.join("plain");
+    std::fs::create_dir_all(&plain).expect("mkdir");
+    let client = env.server_in(&plain).await;
+    let refused = client
+        .err("create_task", json!({ "task_identifier": "x", "execution_prompt": "x", "isolation": "worktree" }))
+        .await;
+    assert!(refused.contains("git"), "{refused}");
+    assert_eq!(env.sql_count("SELECT count(*) FROM tasks"), 0, "nothing stored");
+    let refused = client
+        .err("create_task", json!({ "task_identifier": "x", "execution_prompt": "x", "isolation": "sandbox" }))
+        .await;
+    assert!(refused.contains("\"none\" or \"worktree\""), "{refused}");
+}
+
+#[tokio::test]
+async fn merge_refuses_a_dirty_checkout_and_leaves_it_untouched() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let created = client
+        .ok(
+            "create_orchestration",
+            json!({ "isolation": "worktree", "tasks": [{ "identifier": "a", "execution_prompt": "@append=a.txt:a" }] }),
+        )
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    client.wait_orchestration(id, 60.0).await;
+    std::fs::write(repo.join("README"), "work in progress\n").expect("write");
+    let head = git(&repo, &["rev-parse", "HEAD"]);
+    let refused = env.inspect(&["merge", &id.to_string()]).await;
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("README") || stderr.contains("uncommitted"), "{stderr}");
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head);
+    assert_eq!(std::fs::read_to_string(repo.join("README")).expect("read"), "work in progress\n");
+    assert!(!repo.join("a.txt").exists());
+}
