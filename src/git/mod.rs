@@ -455,6 +455,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hanging_git_is_stopped_at_its_timeout() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fake = dir.path().join("git");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n[ \"$1\" = version ] && { echo 'git version 2.40.0'; exit 0; }\nexec sleep 30\n",
+        )
+        .expect("the fake git");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let git = Git::with_binary(&fake)
+            .with_timeout(Duration::from_millis(200))
+            .with_kill_grace(Duration::from_millis(100));
+        let error = git.resolve_commit(dir.path(), "HEAD").await.expect_err("stopped");
+        assert!(matches!(&error, GitError::Failed { message, .. } if message.contains("timeout")), "{error:?}");
+    }
+
+    #[tokio::test]
     async fn discover_finds_top_common_dir_and_subdir() {
         let repo = Repo::new();
         std::fs::create_dir_all(repo.path().join("backend/src")).expect("mkdir");

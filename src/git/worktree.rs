@@ -287,8 +287,9 @@ fn is_leftover(common_dir: &Path, path: &Path) -> bool {
     }
     let Ok(dot_git) = std::fs::read_to_string(path.join(".git")) else { return false };
     let Some(target) = dot_git.trim().strip_prefix("gitdir:") else { return false };
-    let worktrees = real_path(&common_dir.join("worktrees"));
-    real_path(Path::new(target.trim())).starts_with(&worktrees)
+    // Relative with `worktree.useRelativePaths` (git 2.48): relative to the worktree.
+    let target = path.join(target.trim());
+    real_path(&target).starts_with(real_path(&common_dir.join("worktrees")))
 }
 
 /// Deletes a directory and everything in it, off the async threads.
