@@ -47,7 +47,7 @@ use crate::runner::{CommandSpec, Exit, Keep, run_command};
 pub use branches::BranchCleanup;
 pub use checkout::{CheckoutMerge, CheckoutOutcome};
 pub use lock::{LOCK_FILE_NAME, RepoLock};
-pub use merge::{Merged, parse_merge_tree};
+pub use merge::{MergeTree, Merged, parse_merge_tree};
 pub use refname::{BRANCH_ROOT, branch_name, orchestration_prefix, safe_component};
 pub use status::{StatusEntry, parse_status};
 pub use version::{GitVersion, MIN_VERSION, parse_version};
