@@ -137,12 +137,14 @@ pub fn orchestration_label(orchestration_id: OrchestrationId, name: Option<&str>
     }
 }
 
-/// The integration branch of an orchestration (see [`orchestration_label`]).
+/// The integration branch of an orchestration (see [`orchestration_label`]):
+/// `claude-worker/<orchestration>/integration` (see `git::branch_name` for why not
+/// `claude-worker/<orchestration>`).
 pub fn integration_branch(label: &str) -> String {
     crate::git::branch_name(label, None)
 }
 
-/// A task's branch.
+/// A task's branch: `claude-worker/<orchestration>/tasks/<identifier>`.
 pub fn task_branch(label: &str, identifier: &str) -> String {
     crate::git::branch_name(label, Some(identifier))
 }

@@ -17,7 +17,8 @@
 //! a task belongs to, which scopes bare identifiers; [`budget`] holds the pure rules of
 //! orchestration budgets (when one is spent, what cap an attempt gets, their sentences);
 //! [`usage_limit`] decides what an account's usage limit does to the queue (recognising it, until
-//! when work waits, the words for it).
+//! when work waits, the words for it); [`git`] is the only module that runs git (through the
+//! runner's process rules): task worktrees, merges along the graph, the user's checkout.
 
 pub mod budget;
 pub mod cli;

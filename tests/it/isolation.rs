@@ -86,7 +86,7 @@ async fn parallel_tasks_merge_into_their_dependent_and_the_integration_branch_an
     // The dependent started from the merge of all three, and its result holds everything.
     let status = client.ok("get_status", json!({ "task": "tests" })).await;
     let isolation = &status["isolation"];
-    assert_eq!(isolation["branch"], format!("claude-worker/{id}-refactor/tests"), "{status}");
+    assert_eq!(isolation["branch"], format!("claude-worker/{id}-refactor/tasks/tests"), "{status}");
     let result = isolation["commit"].as_str().expect("a result commit");
     let files = files_of(&repo, result);
     for file in ["auth.txt", "api.txt", "db.txt", "tests.txt", "README", "shared.txt"] {
@@ -107,8 +107,8 @@ async fn parallel_tasks_merge_into_their_dependent_and_the_integration_branch_an
     let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
     let integration = &orchestration["isolation"];
     assert_eq!(integration["integration"], "done", "{orchestration}");
-    assert_eq!(integration["branch"], format!("claude-worker/{id}-refactor"));
-    let branch_head = git(&repo, &["rev-parse", &format!("claude-worker/{id}-refactor")]);
+    assert_eq!(integration["branch"], format!("claude-worker/{id}-refactor/integration"));
+    let branch_head = git(&repo, &["rev-parse", &format!("claude-worker/{id}-refactor/integration")]);
     assert_eq!(integration["commit"].as_str(), Some(branch_head.as_str()));
     assert!(files_of(&repo, &branch_head).contains(&"tests.txt".to_owned()));
     for cwd in &cwds {
@@ -278,4 +278,76 @@ async fn merge_refuses_a_dirty_checkout_and_leaves_it_untouched() {
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head);
     assert_eq!(std::fs::read_to_string(repo.join("README")).expect("read"), "work in progress\n");
     assert!(!repo.join("a.txt").exists());
+}
+
+/// The worktrees git knows of in `repo`, the checkout itself left out.
+fn worktrees(repo: &Path) -> Vec<String> {
+    git(repo, &["worktree", "list", "--porcelain"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .filter(|path| Path::new(path) != repo)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_task_taken_back_after_kill_9_resumes_in_its_worktree() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let env = Env::new().set("CLAUDE_WORKER_LEASE_SECONDS", "600");
+    let repo = repository(&env);
+    let first = env.server_in(&repo).await;
+    first.create("long", "long\n@sleep=30\n@append=long.txt:done once", json!({ "isolation": "worktree" })).await;
+    let start = crate::harness::eventually(20.0, "the first run to start", || env.starts().into_iter().next()).await;
+    crate::harness::eventually(10.0, "the session to be recorded", || {
+        (env.sql_count("SELECT count(*) FROM tasks WHERE session_id IS NOT NULL") == 1).then_some(())
+    })
+    .await;
+    kill(Pid::from_raw(first.pid), Signal::SIGKILL).expect("kill");
+    crate::harness::eventually(10.0, "the server to exit", || (!crate::harness::alive(first.pid)).then_some(())).await;
+
+    let second = env.server_in(&repo).await;
+    let done = second.wait_task("long", 60.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let starts = env.starts();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[1]["cwd"], start["cwd"], "the second run is in the same worktree");
+    let commit = done["isolation"]["commit"].as_str().expect("result");
+    assert_eq!(git(&repo, &["show", &format!("{commit}:long.txt")]), "done once");
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "", "the checkout is untouched");
+}
+
+#[tokio::test]
+async fn a_crash_while_a_worktree_or_the_integration_is_made_leaves_nothing_half_made() {
+    for point in ["after_worktree", "after_integration_branch"] {
+        let env = Env::new().set("CLAUDE_WORKER_CRASH_AT", point);
+        let repo = repository(&env);
+        let crashing = env.server_in(&repo).await;
+        let tasks = json!({ "name": "crash", "isolation": "worktree", "tasks": [
+            { "identifier": "a", "execution_prompt": "@append=a.txt:a" },
+            { "identifier": "b", "execution_prompt": "@append=b.txt:b" },
+            { "identifier": "c", "execution_prompt": "@append=c.txt:c", "depends_on": ["a", "b"] },
+        ] });
+        let request = rmcp::model::CallToolRequestParams::new("create_orchestration")
+            .with_arguments(tasks.as_object().cloned().unwrap_or_default());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), crashing.service.call_tool(request)).await;
+        crate::harness::eventually(60.0, "the crash", || (!crate::harness::alive(crashing.pid)).then_some(())).await;
+
+        let env = env.set("CLAUDE_WORKER_CRASH_AT", "none");
+        let client = env.server_in(&repo).await;
+        let id = env.sql_count("SELECT max(orchestration_id) FROM orchestrations");
+        let done = client.wait_orchestration(id, 90.0).await;
+        assert_eq!(done["status"], "completed", "{point}: {done}");
+        let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+        assert_eq!(orchestration["isolation"]["integration"], "done", "{point}: {orchestration}");
+        let integrated = orchestration["isolation"]["commit"].as_str().expect("commit");
+        let files = files_of(&repo, integrated);
+        for file in ["a.txt", "b.txt", "c.txt"] {
+            assert!(files.contains(&file.to_owned()), "{point}: {file} missing from {files:?}");
+        }
+        assert_eq!(worktrees(&repo), Vec::<String>::new(), "{point}: every worktree of a completed task removed");
+        assert_eq!(git(&repo, &["status", "--porcelain"]), "", "{point}: the checkout is untouched");
+        client.stop().await;
+    }
 }
