@@ -30,6 +30,9 @@ pub struct Files {
     pub count: u64,
     pub bytes: u64,
     pub errors: Vec<String>,
+    /// Worktrees and branches of isolated tasks removed.
+    pub worktrees: u64,
+    pub branches: Vec<String>,
 }
 
 /// Every file a task may have left: its summary and detailed logs, and the tail segments of a
@@ -59,6 +62,10 @@ pub async fn run(db: &Db, config: &Config, older_than: Duration, dry_run: bool) 
             files.bytes += meta.len();
         }
     }
+    let isolation = remove_isolation(&report, dry_run).await;
+    files.errors.extend(isolation.errors);
+    files.worktrees = isolation.worktrees;
+    files.branches = isolation.branches;
     if !dry_run && !report.tasks.is_empty() {
         tracing::info!(
             "pruned {}, {}, {} and {} that finished before {}",
@@ -70,6 +77,53 @@ pub async fn run(db: &Db, config: &Config, older_than: Duration, dry_run: bool) 
         );
     }
     Ok((to_json(&report, &files, cutoff, dry_run), to_text(&report, &files, cutoff, dry_run)))
+}
+
+/// What was removed of pruned isolated work: worktrees, and branches (claude-worker's own,
+/// under `claude-worker/<orchestration>/`).
+#[derive(Debug, Default)]
+struct Isolation {
+    worktrees: u64,
+    branches: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// Removes the worktrees left by pruned tasks (failed or cancelled ones keep theirs) and the
+/// branches of pruned orchestrations. Nothing of it on a dry run.
+async fn remove_isolation(report: &PruneReport, dry_run: bool) -> Isolation {
+    let mut done = Isolation::default();
+    if dry_run {
+        return done;
+    }
+    let git = crate::git::Git::new();
+    for task in &report.tasks {
+        if let (Some(repository), Some(path)) = (&task.repository, &task.worktree_path) {
+            match git.remove_worktree(std::path::Path::new(repository), std::path::Path::new(path)).await {
+                Ok(()) => done.worktrees += 1,
+                Err(e) => done.errors.push(format!("the worktree {path}: {e}")),
+            }
+        }
+    }
+    let mut prefixes: Vec<(&str, String)> = report
+        .repositories
+        .iter()
+        .map(|(repository, label)| (repository.as_str(), crate::git::orchestration_prefix(label)))
+        .collect();
+    // A task that joined from a merged orchestration keeps the branch it was made with.
+    prefixes.extend(report.tasks.iter().filter_map(|t| Some((t.repository.as_deref()?, t.branch.clone()?))));
+    prefixes.sort();
+    prefixes.dedup();
+    for (repository, prefix) in prefixes {
+        match git.delete_branches(std::path::Path::new(repository), &prefix).await {
+            Ok(cleanup) => done.branches.extend(cleanup.deleted),
+            // A repository that is gone took its branches with it.
+            Err(crate::git::GitError::NotARepository { .. }) => {}
+            Err(e) => done.errors.push(format!("the branches {prefix}: {e}")),
+        }
+    }
+    done.branches.sort();
+    done.branches.dedup();
+    done
 }
 
 fn to_json(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> Value {
@@ -89,6 +143,8 @@ fn to_json(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> Val
         "log_files": files.count,
         "log_bytes": files.bytes,
         "kept_finished": r.kept_finished,
+        "worktrees": files.worktrees,
+        "branches": files.branches,
         "errors": files.errors,
     })
 }
@@ -110,6 +166,13 @@ fn to_text(r: &PruneReport, files: &Files, cutoff: Millis, dry_run: bool) -> Str
     )
     .trim_start()
     .to_owned();
+    if files.worktrees > 0 || !files.branches.is_empty() {
+        out.push_str(&format!(
+            "removed {} and {} of isolated tasks\n",
+            count(files.worktrees, "worktree"),
+            count_as(files.branches.len() as u64, "branch", "branches")
+        ));
+    }
     if r.kept_finished > 0 {
         out.push_str(&format!(
             "kept {} that ended before then: their orchestrations have newer or unfinished tasks\n",

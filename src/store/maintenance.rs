@@ -66,6 +66,10 @@ pub struct PrunedTask {
     pub orchestration_id: OrchestrationId,
     pub status: TaskStatus,
     pub ended_at: Option<Millis>,
+    /// With isolation: its orchestration's repository, its worktree while it exists, its branch.
+    pub repository: Option<String>,
+    pub worktree_path: Option<String>,
+    pub branch: Option<String>,
 }
 
 /// What prune deleted (or, on a dry run, would delete) from the database.
@@ -79,6 +83,8 @@ pub struct PruneReport {
     /// Finished tasks that ended before the cutoff but were kept: their orchestration still has
     /// newer or unfinished tasks.
     pub kept_finished: u64,
+    /// The pruned orchestrations with isolated tasks: `(repository, label)`, whose branches go too.
+    pub repositories: Vec<(String, String)>,
 }
 
 const FINISHED: &str = "('completed', 'failed', 'cancelled', 'skipped')";
@@ -173,10 +179,24 @@ fn prune_in(tx: &Connection, cutoff: Millis, delete: bool) -> Result<PruneReport
     }
     let mut report = PruneReport::default();
     let mut tasks_of = tx.prepare_cached(
-        "SELECT task_id, task_identifier, orchestration_id, status, ended_at FROM tasks
-         WHERE orchestration_id = ?1 ORDER BY task_id",
+        "SELECT t.task_id, t.task_identifier, t.orchestration_id, t.status, t.ended_at, o.repository, t.worktree_path,
+                t.branch
+         FROM tasks t JOIN orchestrations o ON o.orchestration_id = t.orchestration_id
+         WHERE t.orchestration_id = ?1 ORDER BY t.task_id",
+    )?;
+    let mut isolated = tx.prepare_cached(
+        "SELECT orchestration_id, name, repository FROM orchestrations
+         WHERE repository IS NOT NULL AND (orchestration_id = ?1 OR merged_into = ?1)",
     )?;
     for &id in &survivors {
+        for row in isolated.query_map([id], |row| {
+            Ok((row.get::<_, OrchestrationId>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, String>(2)?))
+        })? {
+            let (orchestration_id, name, repository) = row?;
+            report
+                .repositories
+                .push((repository, crate::isolation::orchestration_label(orchestration_id, name.as_deref())));
+        }
         let rows = tasks_of.query_map([id], |row| {
             let status: String = row.get(3)?;
             Ok(PrunedTask {
@@ -185,6 +205,9 @@ fn prune_in(tx: &Connection, cutoff: Millis, delete: bool) -> Result<PruneReport
                 orchestration_id: row.get(2)?,
                 status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
                 ended_at: row.get(4)?,
+                repository: row.get(5)?,
+                worktree_path: row.get(6)?,
+                branch: row.get(7)?,
             })
         })?;
         for task in rows {

@@ -351,3 +351,95 @@ async fn a_crash_while_a_worktree_or_the_integration_is_made_leaves_nothing_half
         client.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_failed_task_keeps_its_worktree_until_prune_removes_it_with_the_branches() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let tasks = json!({ "name": "broken", "isolation": "worktree", "tasks": [
+        { "identifier": "good", "execution_prompt": "@append=good.txt:good" },
+        { "identifier": "bad", "execution_prompt": "@auth", "depends_on": ["good"] },
+    ] });
+    let id = client.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    let failed = client.wait_orchestration(id, 60.0).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    assert_eq!(orchestration["isolation"]["integration"], "abandoned", "{orchestration}");
+    let bad = client.ok("get_status", json!({ "task": "bad" })).await;
+    let kept = bad["isolation"]["worktree"].as_str().expect("the failed task's worktree is shown").to_owned();
+    assert!(Path::new(&kept).join("good.txt").exists(), "kept, on its dependency's result: {bad}");
+    let good = client.ok("get_status", json!({ "task": "good" })).await;
+    assert!(good["isolation"]["worktree"].is_null(), "a completed task's worktree is removed: {good}");
+    let shown = text(&env.inspect(&["status", &format!("#{}", bad["task_id"])]).await.stdout);
+    assert!(shown.contains(&format!("worktree:    {kept}")), "{shown}");
+
+    // Something newer, so that prune may take the broken orchestration (the newest stays).
+    client.create("later", "later", json!({})).await;
+    client.wait_task("later", 60.0).await;
+    let pruned = env.inspect(&["prune", "--older-than", "0s", "--json"]).await;
+    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+    let report: Value = serde_json::from_slice(&pruned.stdout).expect("json");
+    assert_eq!(report["worktrees"], 1, "{report}");
+    assert!(!Path::new(&kept).exists(), "the failed task's worktree went with it");
+    assert_eq!(worktrees(&repo), Vec::<String>::new());
+    assert_eq!(git(&repo, &["branch", "--list", "claude-worker/*"]), "", "its branches went with it");
+}
+
+#[tokio::test]
+async fn merge_when_done_brings_the_result_into_the_checkout() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let tasks = json!({ "isolation": "worktree", "merge_when_done": true, "tasks": [
+        { "identifier": "a", "execution_prompt": "@append=a.txt:a" },
+        { "identifier": "b", "execution_prompt": "@append=b.txt:b" },
+    ] });
+    let id = client.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    client.wait_orchestration(id, 60.0).await;
+    let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    let note = orchestration["isolation"]["note"].as_str().expect("a note says what happened");
+    assert!(note.starts_with("merged into the checkout"), "{note}");
+    assert!(repo.join("a.txt").exists() && repo.join("b.txt").exists());
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    assert_eq!(git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+}
+
+#[tokio::test]
+async fn a_repository_with_a_submodule_and_a_detached_head() {
+    let env = Env::new();
+    let library = env.work.join("library");
+    std::fs::create_dir_all(&library).expect("mkdir");
+    git(&library, &["init", "-q", "-b", "main"]);
+    std::fs::write(library.join("lib.txt"), "library\n").expect("write");
+    git(&library, &["add", "-A"]);
+    git(&library, &["commit", "-q", "-m", "library"]);
+    let repo = repository(&env);
+    git(
+        &repo,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            library.to_str().expect("utf-8"),
+            "vendor/library",
+        ],
+    );
+    git(&repo, &["commit", "-q", "-m", "a submodule"]);
+    git(&repo, &["checkout", "-q", "--detach"]);
+    let client = env.server_in(&repo).await;
+    let created = client.create("uses", "@append=used.txt:used", json!({ "isolation": "worktree" })).await;
+    let status = client.wait_task(&format!("#{}", created["task_id"]), 60.0).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    let cwd = env.starts()[0]["cwd"].as_str().expect("cwd").to_owned();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&cwd).join("vendor/library/lib.txt")).ok().as_deref(),
+        Some("library\n"),
+        "the submodule was set up in the worktree"
+    );
+    let commit = status["isolation"]["commit"].as_str().expect("result");
+    assert!(files_of(&repo, commit).contains(&"used.txt".to_owned()));
+    assert_eq!(git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]), "HEAD", "still detached, untouched");
+}
