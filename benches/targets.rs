@@ -11,7 +11,8 @@
 //! - `CLAUDE_WORKER_BENCH_SIZES`: the big graphs' sizes (layers of 99 plus a join, cap 100),
 //!   default `1000,10000`; `1000,10000,100000` for the full table (about 15 minutes).
 //! - `CLAUDE_WORKER_BENCH_STORED`: tasks stored for the read scenarios, default 100000.
-//! - `CLAUDE_WORKER_BENCH_ONLY`: a comma-separated subset of `small,wide,create,graphs,stored`.
+//! - `CLAUDE_WORKER_BENCH_ONLY`: a comma-separated subset of
+//!   `small,wide,create,graphs,stored,isolation`.
 //! - `CLAUDE_WORKER_BENCH_BIN`: another `claude-worker` binary to drive (an older build, for a
 //!   before/after comparison).
 //! - `CLAUDE_WORKER_BENCH_CSV`: a file to which the big graphs' rows are appended as CSV.
@@ -398,6 +399,139 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// Runs git in `dir` with a fixed identity and none of the user's configuration.
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@localhost")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@localhost")
+        .stdout(Stdio::null())
+        .status()
+        .expect("git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A repository of `files` small files in directories of 100, committed.
+fn repository(dir: &Path, files: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("repo");
+    git(dir, &["init", "-q", "-b", "main"]);
+    for i in 0..files {
+        let sub = dir.join(format!("d{}", i / 100));
+        std::fs::create_dir_all(&sub).expect("dir");
+        std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n").repeat(5)).expect("file");
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "files"]);
+    dir.to_path_buf()
+}
+
+/// The milliseconds from each task's creation to its start (its CLI spawned), from the events.
+fn start_delays(home: &Path, orchestration_id: Option<i64>) -> Vec<f64> {
+    let conn = rusqlite::Connection::open_with_flags(home.join("tasks.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.at - c.at FROM task_events s JOIN task_events c ON c.task_id = s.task_id AND c.kind = 'created'
+             JOIN tasks t ON t.task_id = s.task_id
+             WHERE s.kind = 'started' AND (?1 IS NULL OR t.orchestration_id = ?1)",
+        )
+        .expect("prepare");
+    stmt.query_map([orchestration_id], |r| r.get::<_, i64>(0)).expect("query").map(|v| v.expect("row") as f64).collect()
+}
+
+/// What isolation adds to a task's start: making its worktree (a small repository and one of
+/// 10,000 files), and merging three dependencies' results for a dependent. The fake CLI used here
+/// writes one file, so that results differ and merges are real.
+async fn isolation_rows(env: &Env) -> Vec<Row> {
+    let editing = env.dir.path().join("claude-edit");
+    std::fs::write(
+        &editing,
+        format!("#!/bin/sh\ncat > /dev/null\necho $$ > \"edit-$$.txt\"\nexec cat '{}'\n", env.dir.path().join("success.jsonl").display()),
+    )
+    .expect("write fake");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&editing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut rows = Vec::new();
+    let mut base = None;
+    for (label, files) in [("small repository (10 files)", 10), ("10,000 files", 10_000)] {
+        let repo = repository(&env.dir.path().join(format!("repo-{files}")), files);
+        for isolation in ["none", "worktree"] {
+            let home = env.dir.path().join(format!("iso-{files}-{isolation}"));
+            std::fs::create_dir_all(&home).expect("home");
+            let mut command = env.command(&home, 4);
+            command.env("CLAUDE_WORKER_CLAUDE_BIN", &editing).current_dir(&repo);
+            let transport = TokioChildProcess::new(command).expect("spawn server");
+            let client = Bench.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
+            let server = Server { client, pid: 0, home };
+            // Single no-op tasks, one after the other: creation to start.
+            for i in 0..10 {
+                let created = call(
+                    &server.client,
+                    "create_task",
+                    json!({ "task_identifier": format!("t{i}"), "execution_prompt": "x", "isolation": isolation,
+                            "working_directory": repo.display().to_string() }),
+                )
+                .await;
+                let id = created["task_id"].as_i64().expect("id");
+                call(&server.client, "wait", json!({ "task": format!("#{id}"), "timeout_seconds": 120 })).await;
+            }
+            let start = median(&start_delays(&server.home, None));
+            // Three parallel tasks and their dependent: the dependent's start after the last.
+            let tasks = json!([
+                { "identifier": "a", "execution_prompt": "x" },
+                { "identifier": "b", "execution_prompt": "x" },
+                { "identifier": "c", "execution_prompt": "x" },
+                { "identifier": "d", "execution_prompt": "x", "depends_on": ["a", "b", "c"] },
+            ]);
+            let mut latencies = Vec::new();
+            for round in 0..5 {
+                let created = call(
+                    &server.client,
+                    "create_orchestration",
+                    json!({ "name": format!("merge{round}"), "isolation": isolation, "tasks": tasks }),
+                )
+                .await;
+                let id = created["orchestration_id"].as_i64().expect("id");
+                call(&server.client, "wait", json!({ "orchestration_id": id, "timeout_seconds": 120 })).await;
+                latencies.extend(dependency_latencies(&server.home, id));
+            }
+            let merge = median(&latencies);
+            let _ = server.client.cancel().await;
+            let (start_ratio, merge_ratio) = match (isolation, base) {
+                ("none", _) if files == 10 => {
+                    base = Some(start);
+                    (String::new(), String::new())
+                }
+                (_, Some(b)) => (
+                    format!("+{:.0}% of a no-op start", (start - b) / b * 100.0),
+                    String::new(),
+                ),
+                _ => (String::new(), String::new()),
+            };
+            rows.push(row(
+                format!("isolation {isolation}, {label}: creation -> start (p50)"),
+                ms(start),
+                if isolation == "worktree" { "<= +10% of a no-op start" } else { "" },
+                "",
+                start_ratio,
+            ));
+            rows.push(row(
+                format!("  dependent of 3: dependency end -> start (p50)"),
+                ms(merge),
+                "",
+                "",
+                merge_ratio,
+            ));
+        }
+    }
+    rows
+}
+
 fn wanted(only: &Option<Vec<String>>, what: &str) -> bool {
     only.as_ref().is_none_or(|o| o.iter().any(|w| w == what))
 }
@@ -703,6 +837,10 @@ async fn main() {
             "",
             "",
         ));
+    }
+
+    if wanted(&only, "isolation") {
+        rows.extend(isolation_rows(&env).await);
     }
 
     println!();
