@@ -17,7 +17,8 @@
 //! a task belongs to, which scopes bare identifiers; [`budget`] holds the pure rules of
 //! orchestration budgets (when one is spent, what cap an attempt gets, their sentences);
 //! [`usage_limit`] decides what an account's usage limit does to the queue (recognising it, until
-//! when work waits, the words for it).
+//! when work waits, the words for it); [`verify`] holds the pure rules of checked completion (who
+//! may set a `verify` command, what a check's result means, the fix prompt).
 
 pub mod budget;
 pub mod cli;
@@ -42,4 +43,5 @@ pub mod text;
 pub mod time;
 pub mod tree;
 pub mod usage_limit;
+pub mod verify;
 pub mod watch;

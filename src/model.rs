@@ -163,6 +163,14 @@ pub struct TaskSettings {
     pub priority: i64,
     /// Seconds to wait after the last dependency completed before starting.
     pub wait_after_dependencies: f64,
+    // Checked completion (`verify`, see `crate::verify`).
+    /// A shell command run in the task's directory after the CLI reports success: exit 0
+    /// completes the task, anything else asks Claude to fix the cause.
+    pub verify: Option<String>,
+    /// How long one run of `verify` may take before it is stopped (and counts as failed).
+    pub verify_timeout_seconds: u64,
+    /// How many times Claude is asked to fix what `verify` found before the task fails.
+    pub verify_attempts: u32,
 }
 
 impl TaskSettings {
@@ -183,6 +191,9 @@ impl TaskSettings {
             max_attempts: 3,
             priority: 0,
             wait_after_dependencies: 0.0,
+            verify: None,
+            verify_timeout_seconds: 600,
+            verify_attempts: 2,
         }
     }
 }
@@ -333,6 +344,8 @@ error_kinds! {
     SpawnFailed = "spawn_failed",
     /// The task's working directory no longer exists.
     WorkingDirectoryMissing = "working_directory_missing",
+    /// Its `verify` command still failed after `verify_attempts` fixes.
+    VerificationFailed = "verification_failed",
 }
 
 impl std::fmt::Display for ErrorKind {

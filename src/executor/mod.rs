@@ -22,6 +22,7 @@ mod attempt;
 mod dispatch;
 mod policy;
 mod recovery;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -84,6 +84,13 @@ macro_rules! with_task_options {
             pub max_attempts: Option<u32>,
             /// Higher runs first.
             pub priority: Option<i64>,
+            // Checked completion.
+            /// Shell command run (sh -c, in the working directory) once Claude is done: exit 0 completes the task; otherwise Claude is asked to fix the cause and it runs again. Over MCP only as the server's CLAUDE_WORKER_ALLOW_VERIFY allows.
+            pub verify: Option<String>,
+            /// Seconds verify may run. Default: the server's (600).
+            pub verify_timeout_seconds: Option<u64>,
+            /// Fixes asked for before the task fails with verification_failed (0-20). Default 2.
+            pub verify_attempts: Option<u32>,
         }
 
         impl $name {
@@ -106,6 +113,9 @@ macro_rules! with_task_options {
                     timeout_seconds: self.timeout_seconds,
                     max_attempts: self.max_attempts,
                     priority: self.priority,
+                    verify: self.verify,
+                    verify_timeout_seconds: self.verify_timeout_seconds,
+                    verify_attempts: self.verify_attempts,
                 }
             }
         }
@@ -206,6 +216,25 @@ pub struct CreateOrchestrationArgs {
     /// Budget in dollars for all its tasks together: once they have spent it, no more of them start (default: the server's, usually none).
     pub max_budget_usd: Option<f64>,
     pub tasks: Vec<BatchTask>,
+    /// Default verify command of its tasks that set none (a task's "" opts out).
+    pub verify: Option<String>,
+}
+
+impl CreateOrchestrationArgs {
+    /// Its tasks as the service takes them, the orchestration's `verify` given to those that set none.
+    pub fn task_inputs(self) -> Vec<TaskInput> {
+        let verify = self.verify;
+        self.tasks
+            .into_iter()
+            .map(|task| {
+                let mut input = task.into_task_input();
+                if input.verify.is_none() {
+                    input.verify.clone_from(&verify);
+                }
+                input
+            })
+            .collect()
+    }
 }
 
 /// A workflow file as read: the orchestration's name and budget, and its tasks.
@@ -214,6 +243,8 @@ pub struct Workflow {
     pub name: Option<String>,
     pub max_budget_usd: Option<f64>,
     pub tasks: Vec<TaskInput>,
+    /// The file's default `verify`, not yet given to its tasks (a command line's may replace it).
+    pub verify: Option<String>,
 }
 
 /// Reads a workflow file (the seed's `workflow.json`: the `create_orchestration` arguments),
@@ -233,6 +264,7 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
         name: args.name,
         max_budget_usd: args.max_budget_usd,
         tasks: args.tasks.into_iter().map(BatchTask::into_task_input).collect(),
+        verify: args.verify,
     })
 }
 
@@ -507,6 +539,15 @@ pub struct StatusOut {
     /// CLAUDE_WORKER_MAX_DEPTH); absent for work queued from outside any task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<u32>,
+    /// The shell command that checks the task's work once Claude is done (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
+    /// With verify: how long one check may run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_timeout_seconds: Option<u64>,
+    /// With verify: how many times Claude is asked to fix what it found before the task fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -615,6 +656,9 @@ impl StatusOut {
             last_action: t.last_action.clone(),
             created_by: t.created_by,
             depth: (t.depth > 0).then_some(t.depth),
+            verify: t.settings.verify.clone(),
+            verify_timeout_seconds: t.settings.verify.as_ref().map(|_| t.settings.verify_timeout_seconds),
+            verify_attempts: t.settings.verify.as_ref().map(|_| t.settings.verify_attempts),
             summary_log: Some(view.logs.summary.display().to_string()),
             detailed_log: Some(view.logs.detailed.display().to_string()),
             ..StatusOut::default()

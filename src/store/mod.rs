@@ -42,7 +42,7 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 7;
+pub const SCHEMA_VERSION: usize = 8;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -55,6 +55,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0005_usage_limits.sql")),
         M::up(include_str!("migrations/0006_budgets.sql")),
         M::up(include_str!("migrations/0007_orchestration_counts.sql")),
+        M::up(include_str!("migrations/0008_verify.sql")),
     ])
 }
 

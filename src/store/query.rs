@@ -38,7 +38,7 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     timeout_seconds, max_attempts, priority, wait_after_dependencies, status, attempt, created_at, started_at, ended_at,
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
-    cancel_requested, created_by, depth, project";
+    cancel_requested, created_by, depth, project, verify, verify_timeout_seconds, verify_attempts";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -72,6 +72,9 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             max_attempts: row.get("max_attempts")?,
             priority: row.get("priority")?,
             wait_after_dependencies: row.get("wait_after_dependencies")?,
+            verify: row.get("verify")?,
+            verify_timeout_seconds: row.get::<_, i64>("verify_timeout_seconds")?.try_into().unwrap_or(0),
+            verify_attempts: row.get("verify_attempts")?,
         },
         status: status_of(&status),
         attempt: row.get("attempt")?,
