@@ -29,3 +29,4 @@ mod schemas;
 mod terminal;
 mod tools;
 mod usage_limits;
+mod verify;
