@@ -64,6 +64,9 @@ impl Executor {
         let mut fixes_done = 0;
         while matches!(report.outcome, Outcome::Success { .. }) && !stop.is_cancelled() {
             progress.send_modify(|p| p.last_action = Some(format!("verify: {}", first_line(&command))));
+            // The session must be in the store before a check that may run for minutes: if this
+            // process dies meanwhile, the task is taken back to resume it, not to start over.
+            self.record_session(task.task_id, fence, report.stream.session_id.clone()).await;
             let command_spec = CommandSpec {
                 timeout: Duration::from_secs(task.settings.verify_timeout_seconds),
                 kill_grace: self.inner.config.kill_grace,
@@ -127,6 +130,20 @@ impl Executor {
             stats = added(stats, stats_of(&report));
         }
         AttemptRun { report, stats, elapsed: started.elapsed() }
+    }
+
+    /// Records the session an attempt's run reported (the recorder does too, within a quarter
+    /// of a second; this does not wait for it).
+    async fn record_session(&self, task_id: crate::model::TaskId, fence: i64, session: Option<String>) {
+        let Some(session) = session else { return };
+        let owner = self.inner.owner.clone();
+        let written =
+            self.inner.db.call(move |s| s.record_progress(task_id, &owner, fence, None, Some(&session))).await;
+        if let Err(e) = written
+            && !e.is_lost()
+        {
+            tracing::warn!(task_id, "cannot record the session before the check: {e}");
+        }
     }
 
     /// Writes a check into the task's history (fenced; a refusal means the claim is gone, which
