@@ -301,3 +301,35 @@ async fn verify_over_mcp_is_refused_unless_the_server_allows_it() {
     );
     listed.stop().await;
 }
+
+#[tokio::test]
+async fn orchestrate_gives_its_verify_to_the_tasks_that_name_none() {
+    let env = Env::new();
+    let client = env.server().await;
+    let file = env.work.join("checked.json");
+    let workflow = json!({
+        "name": "checked",
+        "verify": "echo from the file",
+        "tasks": [
+            { "identifier": "a", "execution_prompt": "@result=a" },
+            { "identifier": "b", "execution_prompt": "@result=b", "verify": "echo its own" },
+            { "identifier": "c", "execution_prompt": "@result=c", "verify": "" },
+        ],
+    });
+    std::fs::write(&file, workflow.to_string()).expect("write the workflow");
+    let output = finished(
+        env.command(SERVER)
+            .args(["orchestrate", "checked.json", "--verify", "echo from the flag"])
+            .stdin(Stdio::null()),
+    )
+    .await;
+    assert!(output.status.success(), "a person's own command needs no leave: {}", text(&output.stderr));
+    let a = client.wait_task("a", 30.0).await;
+    assert_eq!((a["status"].as_str(), a["verify"].as_str()), (Some("completed"), Some("echo from the flag")), "{a}");
+    let b = client.wait_task("b", 30.0).await;
+    assert_eq!(b["verify"], "echo its own", "{b}");
+    let c = client.wait_task("c", 30.0).await;
+    assert!(c.get("verify").is_none(), "{c}");
+    assert_eq!(kinds(&history(&env, "a")), ["verify_passed"]);
+    client.stop().await;
+}
