@@ -62,6 +62,7 @@ impl Executor {
         // Where the check runs: the directory the attempt ran in (one place to change it).
         let directory = spec.working_directory.clone();
         let mut fixes_done = 0;
+        let mut passed = false;
         while matches!(report.outcome, Outcome::Success { .. }) && !stop.is_cancelled() {
             progress.send_modify(|p| p.last_action = Some(format!("verify: {}", first_line(&command))));
             // The session must be in the store before a check that may run for minutes: if this
@@ -95,7 +96,10 @@ impl Executor {
             };
             self.record_check(task.task_id, fence, check.event_kind(), format!("{}{next}", check.event_detail())).await;
             let prompt = match decision {
-                AfterCheck::Complete => break,
+                AfterCheck::Complete => {
+                    passed = true;
+                    break;
+                }
                 AfterCheck::Fail { error } => {
                     report.outcome = Outcome::Failure { kind: error.kind, message: error.message, transient: false };
                     break;
@@ -128,6 +132,11 @@ impl Executor {
                 RunSpec { args: runner::command_args(&task.settings, Some(&session), cap), prompt, ..spec.clone() };
             report = runner::run(&fix_spec, stop, progress).await;
             stats = added(stats, stats_of(&report));
+        }
+        if matches!(report.outcome, Outcome::Success { .. }) && !passed {
+            // Stopped between the CLI's success and its check: a task with a check never
+            // completes unchecked; the stop decides what becomes of it.
+            report.outcome = Outcome::Stopped(StopCause::Requested);
         }
         AttemptRun { report, stats, elapsed: started.elapsed() }
     }
