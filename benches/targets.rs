@@ -451,7 +451,10 @@ async fn isolation_rows(env: &Env) -> Vec<Row> {
     let editing = env.dir.path().join("claude-edit");
     std::fs::write(
         &editing,
-        format!("#!/bin/sh\ncat > /dev/null\necho $$ > \"edit-$$.txt\"\nexec cat '{}'\n", env.dir.path().join("success.jsonl").display()),
+        format!(
+            "#!/bin/sh\ncat > /dev/null\necho $$ > \"edit-$$.txt\"\nexec cat '{}'\n",
+            env.dir.path().join("success.jsonl").display()
+        ),
     )
     .expect("write fake");
     use std::os::unix::fs::PermissionsExt;
@@ -466,7 +469,8 @@ async fn isolation_rows(env: &Env) -> Vec<Row> {
             let mut command = env.command(&home, 4);
             command.env("CLAUDE_WORKER_CLAUDE_BIN", &editing).current_dir(&repo);
             let transport = TokioChildProcess::new(command).expect("spawn server");
-            let client = Bench.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
+            let client =
+                Bench.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
             let server = Server { client, pid: 0, home };
             // Single no-op tasks, one after the other: creation to start.
             for i in 0..10 {
@@ -507,10 +511,7 @@ async fn isolation_rows(env: &Env) -> Vec<Row> {
                     base = Some(start);
                     (String::new(), String::new())
                 }
-                (_, Some(b)) => (
-                    format!("+{:.0}% of a no-op start", (start - b) / b * 100.0),
-                    String::new(),
-                ),
+                (_, Some(b)) => (format!("+{:.0}% of a no-op start", (start - b) / b * 100.0), String::new()),
                 _ => (String::new(), String::new()),
             };
             rows.push(row(
@@ -520,13 +521,7 @@ async fn isolation_rows(env: &Env) -> Vec<Row> {
                 "",
                 start_ratio,
             ));
-            rows.push(row(
-                format!("  dependent of 3: dependency end -> start (p50)"),
-                ms(merge),
-                "",
-                "",
-                merge_ratio,
-            ));
+            rows.push(row("  dependent of 3: dependency end -> start (p50)", ms(merge), "", "", merge_ratio));
         }
     }
     rows

@@ -89,6 +89,13 @@ pub struct Config {
     /// `CLAUDE_WORKER_DEFAULT_ISOLATION`: `none` (the default) or `worktree`, for tasks that ask
     /// for neither.
     pub default_isolation: crate::isolation::Isolation,
+    // Checked completion (`verify`).
+    /// `CLAUDE_WORKER_ALLOW_VERIFY`: which `verify` commands an MCP caller may give (none by
+    /// default); a person's own `claude-worker run --verify` is always allowed.
+    pub allow_verify: crate::verify::AllowVerify,
+    /// `CLAUDE_WORKER_VERIFY_TIMEOUT`: seconds a `verify` command may run when the task names no
+    /// `verify_timeout_seconds`.
+    pub verify_timeout: Duration,
 }
 
 /// The sound files a user chose instead of the built-in sounds (`None`: the built-in one).
@@ -203,11 +210,20 @@ impl Config {
                     expected: "none or worktree",
                 })?,
             },
+            allow_verify: allow_verify(&get)?,
+            verify_timeout: seconds(&get, "CLAUDE_WORKER_VERIFY_TIMEOUT", 600.0)?,
             home,
             db_path,
             log_dir,
         };
         check_range("CLAUDE_WORKER_MAX_CONCURRENT", config.max_concurrent, 1, 1000, "a whole number from 1 to 1000")?;
+        if !(1..=7 * 86_400).contains(&config.verify_timeout.as_secs()) {
+            return Err(ConfigError::Invalid {
+                name: "CLAUDE_WORKER_VERIFY_TIMEOUT",
+                value: format!("{}", config.verify_timeout.as_secs_f64()),
+                expected: "a number of seconds from 1 to 604800 (a week)",
+            });
+        }
         check_range("CLAUDE_WORKER_MAX_DEPTH", config.max_depth, 0, 100, "a whole number from 0 to 100")?;
         check_range("CLAUDE_WORKER_MAX_ATTEMPTS", config.max_attempts, 1, 100, "a whole number from 1 to 100")?;
         check_range(
@@ -336,6 +352,18 @@ fn default_budget(get: &impl Fn(&str) -> Option<String>) -> Result<Option<f64>, 
     }
 }
 
+/// `CLAUDE_WORKER_ALLOW_VERIFY`: `true`, `false`, or a comma-separated list of command prefixes.
+fn allow_verify(get: &impl Fn(&str) -> Option<String>) -> Result<crate::verify::AllowVerify, ConfigError> {
+    const NAME: &str = "CLAUDE_WORKER_ALLOW_VERIFY";
+    let Some(value) = get(NAME) else { return Ok(crate::verify::AllowVerify::Nobody) };
+    crate::verify::AllowVerify::parse(&value).ok_or(ConfigError::Invalid {
+        name: NAME,
+        value,
+        expected: "true, false, or a comma-separated list of command prefixes such as `cargo test,npm test` \
+                   (without ; & | ` $ ( ) < >)",
+    })
+}
+
 fn check_range(name: &'static str, value: u32, low: u32, high: u32, expected: &'static str) -> Result<(), ConfigError> {
     if (low..=high).contains(&value) {
         Ok(())
@@ -415,6 +443,24 @@ mod tests {
             let err = config(&[("HOME", "/h"), (NAME, bad)]).expect_err(bad).to_string();
             assert!(err.contains(NAME) && err.contains("at most 10000"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn verify_settings() {
+        use crate::verify::AllowVerify;
+        let c = config(&[("HOME", "/h")]).expect("valid");
+        assert_eq!(c.allow_verify, AllowVerify::Nobody);
+        assert_eq!(c.verify_timeout, Duration::from_secs(600));
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_ALLOW_VERIFY", "cargo test,npm test")]).expect("valid");
+        assert_eq!(c.allow_verify, AllowVerify::Prefixes(vec!["cargo test".to_owned(), "npm test".to_owned()]));
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_ALLOW_VERIFY", "true")]).expect("valid");
+        assert_eq!(c.allow_verify, AllowVerify::Any);
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_ALLOW_VERIFY", "make; rm")]).expect_err("a metacharacter");
+        assert!(err.to_string().contains("CLAUDE_WORKER_ALLOW_VERIFY"), "{err}");
+        let c = config(&[("HOME", "/h"), ("CLAUDE_WORKER_VERIFY_TIMEOUT", "30")]).expect("valid");
+        assert_eq!(c.verify_timeout, Duration::from_secs(30));
+        let err = config(&[("HOME", "/h"), ("CLAUDE_WORKER_VERIFY_TIMEOUT", "0")]).expect_err("zero");
+        assert!(err.to_string().contains("CLAUDE_WORKER_VERIFY_TIMEOUT"), "{err}");
     }
 
     #[test]

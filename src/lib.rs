@@ -18,7 +18,10 @@
 //! orchestration budgets (when one is spent, what cap an attempt gets, their sentences);
 //! [`usage_limit`] decides what an account's usage limit does to the queue (recognising it, until
 //! when work waits, the words for it); [`git`] is the only module that runs git (through the
-//! runner's process rules): task worktrees, merges along the graph, the user's checkout.
+//! runner's process rules): task worktrees, merges along the graph, the user's checkout;
+//! [`isolation`] decides where an isolated task runs and what it starts from; [`verify`] holds
+//! the pure rules of checked completion (who may set a `verify` command, what a check's result
+//! means, the fix prompt).
 
 pub mod budget;
 pub mod cli;
@@ -45,4 +48,5 @@ pub mod text;
 pub mod time;
 pub mod tree;
 pub mod usage_limit;
+pub mod verify;
 pub mod watch;

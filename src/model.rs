@@ -168,6 +168,14 @@ pub struct TaskSettings {
     // Isolation (issue 11).
     pub isolation: Isolation,
     pub on_conflict: OnConflict,
+    // Checked completion (`verify`, see `crate::verify`).
+    /// A shell command run in the task's directory after the CLI reports success: exit 0
+    /// completes the task, anything else asks Claude to fix the cause.
+    pub verify: Option<String>,
+    /// How long one run of `verify` may take before it is stopped (and counts as failed).
+    pub verify_timeout_seconds: u64,
+    /// How many times Claude is asked to fix what `verify` found before the task fails.
+    pub verify_attempts: u32,
 }
 
 impl TaskSettings {
@@ -190,6 +198,9 @@ impl TaskSettings {
             wait_after_dependencies: 0.0,
             isolation: Isolation::None,
             on_conflict: OnConflict::Resolve,
+            verify: None,
+            verify_timeout_seconds: 600,
+            verify_attempts: 2,
         }
     }
 }
@@ -348,6 +359,8 @@ error_kinds! {
     MergeConflict = "merge_conflict",
     /// An isolated task's worktree could not be made, or its result not committed.
     IsolationFailed = "isolation_failed",
+    /// Its `verify` command still failed after `verify_attempts` fixes.
+    VerificationFailed = "verification_failed",
 }
 
 impl std::fmt::Display for ErrorKind {

@@ -78,6 +78,12 @@ pub struct TaskInput {
     // Isolation (issue 11).
     pub isolation: Option<String>,
     pub on_conflict: Option<String>,
+    // Checked completion (`verify`).
+    /// A shell command that checks the work; `Some("")` is none (a task's way out of its
+    /// orchestration's default).
+    pub verify: Option<String>,
+    pub verify_timeout_seconds: Option<u64>,
+    pub verify_attempts: Option<u32>,
 }
 
 /// The options of an orchestration as a whole, beyond its name and budget.
@@ -89,6 +95,20 @@ pub struct OrchestrationOptions {
     pub base_ref: Option<String>,
     /// Merge its integration branch into the checkout's current branch when it completes.
     pub merge_when_done: bool,
+}
+
+/// Who a [`Service`] serves: what a caller may ask for depends on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Caller {
+    /// An MCP client: a model, or a task's Claude queuing follow-up work. A `verify` command
+    /// (a shell command run without Claude Code's permission prompts) needs the server owner's
+    /// leave (`CLAUDE_WORKER_ALLOW_VERIFY`). The default: a service that was not told otherwise
+    /// refuses what needs that leave.
+    #[default]
+    Mcp,
+    /// A person at a terminal (`claude-worker run`, `orchestrate`, the inspect CLI): a `verify`
+    /// command is their own.
+    Person,
 }
 
 /// What `wait` and `get_status` look at.
@@ -167,6 +187,8 @@ pub struct Service {
     /// Where a task runs when it names no working directory, and what a relative one is
     /// relative to: the process's directory, or the session's root.
     directory: PathBuf,
+    /// Who this service serves (what it may ask for).
+    caller: Caller,
 }
 
 /// How much of a task's summary log [`Service::log_tail`] returns at most.
@@ -186,7 +208,12 @@ impl Service {
     pub fn new(db: Db, config: Arc<Config>, executor: Option<Executor>) -> Service {
         let project = Project::of_directory(&config.default_working_directory);
         let directory = config.default_working_directory.clone();
-        Service { db, config, executor, changes: None, project, directory }
+        Service { db, config, executor, changes: None, project, directory, caller: Caller::Mcp }
+    }
+
+    /// The same verbs for a person at a terminal (see [`Caller::Person`]).
+    pub fn for_person(self) -> Service {
+        Service { caller: Caller::Person, ..self }
     }
 
     /// A service without an executor whose waiters still hear of changes at once: `changes`
@@ -576,6 +603,8 @@ impl Service {
             Some(text) => OnConflict::parse(text)
                 .ok_or_else(|| invalid(format!("on_conflict {text:?} is not valid: give \"resolve\" or \"fail\"")))?,
         };
+        let (verify, verify_timeout_seconds, verify_attempts) =
+            self.check_verify(input.verify, input.verify_timeout_seconds, input.verify_attempts)?;
         let project = Project::of_task(Path::new(&working_directory), &self.project);
         Ok(NewTask {
             project,
@@ -598,8 +627,50 @@ impl Service {
                 wait_after_dependencies: wait,
                 isolation,
                 on_conflict,
+                verify,
+                verify_timeout_seconds,
+                verify_attempts,
             },
         })
+    }
+
+    /// A task's `verify` options, checked, with their defaults; an MCP caller's command only as
+    /// `CLAUDE_WORKER_ALLOW_VERIFY` allows.
+    fn check_verify(
+        &self,
+        verify: Option<String>,
+        timeout_seconds: Option<u64>,
+        attempts: Option<u32>,
+    ) -> Result<(Option<String>, u64, u32)> {
+        let invalid = |m: String| ServiceError::Invalid(m);
+        let verify = verify.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(command) = &verify {
+            if command.len() > crate::verify::MAX_COMMAND_BYTES {
+                return Err(invalid(format!(
+                    "verify is {} bytes, over the limit of {}: put the check in a script and run that",
+                    command.len(),
+                    crate::verify::MAX_COMMAND_BYTES
+                )));
+            }
+            if command.contains('\0') {
+                return Err(invalid("verify contains a NUL byte: remove it".to_owned()));
+            }
+            if self.caller == Caller::Mcp {
+                self.config.allow_verify.check(command).map_err(invalid)?;
+            }
+        }
+        let timeout_seconds = timeout_seconds.unwrap_or_else(|| self.config.verify_timeout.as_secs().max(1));
+        if !(1..=7 * 86_400).contains(&timeout_seconds) {
+            return Err(invalid(format!("verify_timeout_seconds {timeout_seconds} must be from 1 to 604800 (a week)")));
+        }
+        let attempts = attempts.unwrap_or(DEFAULT_VERIFY_ATTEMPTS);
+        if attempts > MAX_VERIFY_ATTEMPTS {
+            return Err(invalid(format!(
+                "verify_attempts {attempts} must be from 0 to {MAX_VERIFY_ATTEMPTS} (how many times Claude is asked \
+                 to fix what verify found)"
+            )));
+        }
+        Ok((verify, timeout_seconds, attempts))
     }
 
     /// The canonical, existing directory a task runs in.
@@ -992,6 +1063,10 @@ fn check_orchestration_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// How many times Claude is asked to fix what `verify` found, by default and at most.
+const DEFAULT_VERIFY_ATTEMPTS: u32 = 2;
+const MAX_VERIFY_ATTEMPTS: u32 = 20;
 
 /// Most entries in `allowed_tools` or `disallowed_tools`, and the longest entry.
 const MAX_TOOL_RULES: usize = 1000;

@@ -81,6 +81,17 @@ pub struct RunRequest {
     /// conflicted merge, told to resolve it first) or fail.
     #[arg(long, value_parser = ["resolve", "fail"])]
     pub on_conflict: Option<String>,
+    /// A shell command that checks the work once Claude is done (run with sh -c in the task's
+    /// directory): exit 0 completes the task; otherwise Claude is asked to fix the cause.
+    #[arg(long, value_name = "CMD")]
+    pub verify: Option<String>,
+    /// Seconds the --verify command may run (default: CLAUDE_WORKER_VERIFY_TIMEOUT, 600).
+    #[arg(long)]
+    pub verify_timeout_seconds: Option<u64>,
+    /// How many times Claude is asked to fix what --verify found before the task fails (0 to
+    /// 20; default 2).
+    #[arg(long)]
+    pub verify_attempts: Option<u32>,
     /// Follow the task live until it ends (exit 0 when it completed).
     #[arg(long)]
     pub watch: bool,
@@ -105,6 +116,10 @@ pub struct OrchestrateRequest {
     /// once they spent it, no more of them start.
     #[arg(long, allow_negative_numbers = true)]
     pub max_budget_usd: Option<f64>,
+    /// A shell command that checks each task's work (for the tasks that set no verify of their
+    /// own; overrides the file's "verify"): see `run --verify`.
+    #[arg(long, value_name = "CMD")]
+    pub verify: Option<String>,
     /// Queue it as a new run even while the latest run of the same name is unfinished (named
     /// NAME-2, NAME-3, ...), or number a --name that is taken. After a finished run of the
     /// file's name no flag is needed: the new run is numbered.
@@ -208,6 +223,9 @@ async fn create(
         max_attempts: request.max_attempts,
         isolation: request.isolation.clone(),
         on_conflict: request.on_conflict.clone(),
+        verify: request.verify.clone(),
+        verify_timeout_seconds: request.verify_timeout_seconds,
+        verify_attempts: request.verify_attempts,
         ..TaskInput::default()
     };
     service.create_task(input, request.orchestration.clone(), request.orchestration_max_budget_usd).await
@@ -216,7 +234,9 @@ async fn create(
 /// A message about `create_task`'s fields in the words of `run`'s flags.
 fn in_flag_words(message: &str) -> String {
     // Longer names first: `append_system_prompt` holds `system_prompt`.
-    const FLAGS: [(&str, &str); 13] = [
+    const FLAGS: [(&str, &str); 15] = [
+        ("verify_timeout_seconds", "--verify-timeout-seconds"),
+        ("verify_attempts", "--verify-attempts"),
         ("task_identifier", "--identifier"),
         ("orchestration_max_budget_usd", "--orchestration-max-budget-usd"),
         ("working_directory", "--dir"),
@@ -246,6 +266,8 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     let workflow = crate::mcp::parse_workflow(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a valid workflow: {e}", file.display()))?;
     let (file_name, tasks) = (workflow.name, workflow.tasks);
+    // The command line's verify, then the file's, for the tasks that name none.
+    let default_verify = request.verify.clone().or(workflow.verify);
     let budget = request.max_budget_usd.or(workflow.max_budget_usd);
     // Working directories in the file are relative to the file, not to the shell; a task that
     // names none runs in the file's directory, where its relative paths point.
@@ -261,6 +283,9 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
                 Some(dir) => dir,
                 None => base.display().to_string(),
             });
+            if task.verify.is_none() {
+                task.verify.clone_from(&default_verify);
+            }
             task
         })
         .collect::<Vec<_>>();
@@ -393,7 +418,7 @@ fn open(config: &Arc<Config>) -> anyhow::Result<Service> {
     let store = Store::open_with(&config.db_path, config.max_db_pages)?;
     crate::files::make_private(&config.db_path)?;
     let db = Db::spawn(store).context("cannot start the database thread")?;
-    Ok(Service::new(db, config.clone(), None))
+    Ok(Service::new(db, config.clone(), None).for_person())
 }
 
 /// Starts the detached worker when no server or worker is alive on the database, saying so on

@@ -7,11 +7,12 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::verify::{AttemptRun, AttemptSetup};
 use super::{Executor, StopReason, duration_ms, lock, policy, write_backoff};
 use crate::feedback::Event;
 use crate::logs::{TaskLogPaths, append_summary};
-use crate::model::{TaskId, TaskRecord, Usage};
-use crate::runner::{self, RunProgress, RunReport, RunSpec};
+use crate::model::{TaskId, TaskRecord};
+use crate::runner::{self, RunProgress, RunSpec};
 use crate::store::{Claimed, Finish, Heartbeat, RunStats, StoreError};
 use crate::time::now_ms;
 
@@ -75,7 +76,16 @@ impl Executor {
         };
         let (progress_tx, progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();
-        let run = runner::run(&spec, &run_stop, &progress_tx);
+        // The CLI, then the task's checks and the fixes they ask for: one attempt.
+        let run = self.run_checked(AttemptSetup {
+            task: &task,
+            fence,
+            spec: &spec,
+            max_budget_usd: claimed.max_budget_usd,
+            paths: &paths,
+            stop: &run_stop,
+            progress: &progress_tx,
+        });
         tokio::pin!(run);
         // Progress and heartbeats are written by their own task: a write that waits for a busy
         // database must not stop this loop from reading the CLI's output (it would block on a
@@ -89,9 +99,9 @@ impl Executor {
             async move { this.record_attempt(task_id, fence, identifier, progress_rx, verdict_tx, run_over).await }
         });
         let mut stop_reason: Option<StopReason> = None;
-        let report: RunReport = loop {
+        let AttemptRun { report, stats, elapsed } = loop {
             tokio::select! {
-                report = &mut run => break report,
+                attempt = &mut run => break attempt,
                 Some(why) = verdicts.recv() => stop(&mut stop_reason, why, &run_stop),
                 () = cancel.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Cancel, &run_stop),
                 () = shutdown.cancelled(), if stop_reason.is_none() => stop(&mut stop_reason, StopReason::Shutdown, &run_stop),
@@ -122,15 +132,14 @@ impl Executor {
             tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
             return;
         };
-        // An isolated task's result is the commit it leaves on its branch.
+        // An isolated task's result is the commit it leaves on its branch (after its checks).
         if let (Finish::Completed { .. }, Some(workspace)) = (&finish, &workspace)
             && let Err(error) = self.conclude_workspace(&task, fence, workspace).await
         {
             finish = Finish::Failed { error };
         }
-        let stats = stats_of(&report);
-        let summary_line = summary_of(&finish, &report);
-        self.record_outcome(&task, fence, finish, stats, summary_line, report.elapsed).await;
+        let summary_line = summary_of(&finish, stats.cost_usd, elapsed);
+        self.record_outcome(&task, fence, finish, stats, summary_line, elapsed).await;
     }
 
     /// Writes an attempt's outcome (again with backoff until it can be, or the claim is lost),
@@ -310,28 +319,8 @@ fn stop(reason: &mut Option<StopReason>, why: StopReason, run_stop: &Cancellatio
     }
 }
 
-fn stats_of(report: &RunReport) -> RunStats {
-    let result = report.stream.result.as_ref();
-    RunStats {
-        session_id: report.stream.session_id.clone(),
-        cost_usd: result.map_or(0.0, |r| r.total_cost_usd),
-        usage: result.map_or_else(Usage::default, |r| Usage {
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            cache_creation_input_tokens: r.cache_creation_input_tokens,
-            cache_read_input_tokens: r.cache_read_input_tokens,
-        }),
-        num_turns: result.and_then(|r| r.num_turns),
-        duration_ms: result.and_then(|r| r.duration_ms).or_else(|| u64::try_from(report.elapsed.as_millis()).ok()),
-        permission_denials: result.and_then(|r| r.permission_denials.clone()),
-        last_action: report.stream.last_action.clone(),
-        usage_warning: report.stream.usage_warning.as_ref().map(|w| crate::usage_limit::warning_of(w, now_ms())),
-    }
-}
-
-fn summary_of(finish: &Finish, report: &RunReport) -> String {
-    let cost = report.stream.result.as_ref().map_or(0.0, |r| r.total_cost_usd);
-    let elapsed = report.elapsed.as_secs_f64();
+fn summary_of(finish: &Finish, cost: f64, elapsed: Duration) -> String {
+    let elapsed = elapsed.as_secs_f64();
     match finish {
         Finish::Completed { result } => {
             let text = result.as_deref().unwrap_or("").replace('\n', " ");

@@ -304,6 +304,9 @@ impl Executor {
                 wait_after_dependencies: 0.0,
                 isolation: Isolation::Worktree,
                 on_conflict: isolation::OnConflict::Resolve,
+                verify: None,
+                verify_timeout_seconds: config.verify_timeout.as_secs(),
+                verify_attempts: 2,
             },
             project: crate::project::Project::of_directory(Path::new(&repository)),
         };

@@ -23,6 +23,7 @@ mod dispatch;
 mod isolation;
 mod policy;
 mod recovery;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -68,6 +68,11 @@ pub(super) fn decide(cx: &Context, report: &RunReport, stop_reason: Option<StopR
                 pause: Pause { kind: hit.kind.clone(), resets_at: hit.resets_at, seen_at: cx.now, until },
             }
         }
+        // The task's check still failed after its fixes: the task's own failure, never retried
+        // (whatever words the check printed).
+        Outcome::Failure { kind: ErrorKind::VerificationFailed, message, .. } => {
+            Finish::Failed { error: TaskError { kind: ErrorKind::VerificationFailed, message: message.clone() } }
+        }
         // The session to resume is gone (the CLI keeps sessions per directory and machine), or
         // the CLI would not start with it (a transcript cut short when the CLI that wrote it
         // was killed): start over, the attempt not counted. Failing the task for it would
@@ -211,6 +216,17 @@ mod tests {
         // Stopped by us meanwhile: the stop decides (the runner reports Stopped then).
         let stopped = report(Outcome::Stopped(StopCause::Requested));
         assert!(matches!(decide(&cx(1, false), &stopped, Some(StopReason::Cancel)), Some(Finish::Cancelled { .. })));
+    }
+
+    #[test]
+    fn a_failed_check_fails_the_task_whatever_it_printed() {
+        let failed = failure(ErrorKind::VerificationFailed, "verify `x` still failed: No conversation found", false);
+        for resumed in [false, true] {
+            assert!(matches!(
+                decide(&cx(1, resumed), &failed, None),
+                Some(Finish::Failed { error }) if error.kind == ErrorKind::VerificationFailed
+            ));
+        }
     }
 
     #[test]

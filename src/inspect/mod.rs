@@ -255,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let db = Db::spawn(store).context("cannot start the database thread")?;
-    let service = Service::new(db.clone(), config.clone(), None);
+    let service = Service::new(db.clone(), config.clone(), None).for_person();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let json = cli.json;
     let print = |value: serde_json::Value, text: String| -> anyhow::Result<std::process::ExitCode> {

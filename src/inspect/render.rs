@@ -108,6 +108,11 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "summary_log": view.logs.summary.display().to_string(),
         "detailed_log": view.logs.detailed.display().to_string(),
         "isolation": task_isolation_json(&t.worktree),
+        "verify": t.settings.verify.as_ref().map(|command| json!({
+            "command": command,
+            "timeout_seconds": t.settings.verify_timeout_seconds,
+            "attempts": t.settings.verify_attempts,
+        })),
     })
 }
 
@@ -184,6 +189,13 @@ pub fn task_text(view: &TaskStatusView) -> String {
     let _ = writeln!(s, "  model:       {}", t.settings.model);
     let _ = writeln!(s, "  directory:   {}", t.settings.working_directory);
     let _ = writeln!(s, "  project:     {}", t.project);
+    if let Some(command) = &t.settings.verify {
+        let _ = writeln!(
+            s,
+            "  verify:      {command} (timeout {} s, up to {} fixes)",
+            t.settings.verify_timeout_seconds, t.settings.verify_attempts
+        );
+    }
     let deps: Vec<String> =
         view.detail.depends_on.iter().map(|l| format!("{} #{} ({})", l.task_identifier, l.task_id, l.status)).collect();
     if !deps.is_empty() {

@@ -301,12 +301,10 @@ impl ClaudeWorkerServer {
         let args: CreateOrchestrationArgs = parse_args(args)?;
         let delays: Vec<f64> = args.tasks.iter().map(|t| t.initial_delay.unwrap_or(0.0)).collect();
         let options = args.options();
-        let inputs = args.tasks.into_iter().map(wire::BatchTask::into_task_input).collect();
+        let (name, budget) = (args.name.clone(), args.max_budget_usd);
+        let inputs = args.task_inputs();
         let service = self.service(&ctx.peer).await;
-        let created = service
-            .create_orchestration(args.name, args.max_budget_usd, &options, inputs)
-            .await
-            .map_err(caller_error)?;
+        let created = service.create_orchestration(name, budget, &options, inputs).await.map_err(caller_error)?;
         let status = match service.status(&Target::Orchestration(created.orchestration_id)).await {
             Ok(crate::service::Status::Orchestration(d)) => d.summary.status.to_string(),
             _ => "pending".to_owned(),

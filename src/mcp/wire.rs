@@ -88,6 +88,13 @@ macro_rules! with_task_options {
             pub isolation: Option<String>,
             /// With isolation, when the dependencies' results conflict: "resolve" (start on the conflicted merge, told to resolve it; default) or "fail".
             pub on_conflict: Option<String>,
+            // Checked completion.
+            /// Shell command run (sh -c, in the working directory) once Claude is done: exit 0 completes the task; otherwise Claude is asked to fix the cause and it runs again. Over MCP only as the server's CLAUDE_WORKER_ALLOW_VERIFY allows.
+            pub verify: Option<String>,
+            /// Seconds verify may run. Default: the server's (600).
+            pub verify_timeout_seconds: Option<u64>,
+            /// Fixes asked for before the task fails with verification_failed (0-20). Default 2.
+            pub verify_attempts: Option<u32>,
         }
 
         impl $name {
@@ -112,6 +119,9 @@ macro_rules! with_task_options {
                     priority: self.priority,
                     isolation: self.isolation,
                     on_conflict: self.on_conflict,
+                    verify: self.verify,
+                    verify_timeout_seconds: self.verify_timeout_seconds,
+                    verify_attempts: self.verify_attempts,
                 }
             }
         }
@@ -218,9 +228,26 @@ pub struct CreateOrchestrationArgs {
     /// With isolation: merge the integration branch into the checkout's current branch when the orchestration completes (refused when the checkout has changes or the merge would conflict).
     pub merge_when_done: Option<bool>,
     pub tasks: Vec<BatchTask>,
+    /// Default verify command of its tasks that set none (a task's "" opts out).
+    pub verify: Option<String>,
 }
 
 impl CreateOrchestrationArgs {
+    /// Its tasks as the service takes them, the orchestration's `verify` given to those that set none.
+    pub fn task_inputs(self) -> Vec<TaskInput> {
+        let verify = self.verify;
+        self.tasks
+            .into_iter()
+            .map(|task| {
+                let mut input = task.into_task_input();
+                if input.verify.is_none() {
+                    input.verify.clone_from(&verify);
+                }
+                input
+            })
+            .collect()
+    }
+
     pub fn options(&self) -> crate::service::OrchestrationOptions {
         crate::service::OrchestrationOptions {
             isolation: self.isolation.clone(),
@@ -239,6 +266,8 @@ pub struct Workflow {
     pub base_ref: Option<String>,
     pub merge_when_done: bool,
     pub tasks: Vec<TaskInput>,
+    /// The file's default `verify`, not yet given to its tasks (a command line's may replace it).
+    pub verify: Option<String>,
 }
 
 /// Reads a workflow file (the seed's `workflow.json`: the `create_orchestration` arguments),
@@ -261,6 +290,7 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
         base_ref: args.base_ref,
         merge_when_done: args.merge_when_done.unwrap_or(false),
         tasks: args.tasks.into_iter().map(BatchTask::into_task_input).collect(),
+        verify: args.verify,
     })
 }
 
@@ -541,6 +571,15 @@ pub struct StatusOut {
     /// CLAUDE_WORKER_MAX_DEPTH); absent for work queued from outside any task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<u32>,
+    /// The shell command that checks the task's work once Claude is done (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
+    /// With verify: how long one check may run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_timeout_seconds: Option<u64>,
+    /// With verify: how many times Claude is asked to fix what it found before the task fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -715,6 +754,9 @@ impl StatusOut {
             last_action: t.last_action.clone(),
             created_by: t.created_by,
             depth: (t.depth > 0).then_some(t.depth),
+            verify: t.settings.verify.clone(),
+            verify_timeout_seconds: t.settings.verify.as_ref().map(|_| t.settings.verify_timeout_seconds),
+            verify_attempts: t.settings.verify.as_ref().map(|_| t.settings.verify_attempts),
             summary_log: Some(view.logs.summary.display().to_string()),
             detailed_log: Some(view.logs.detailed.display().to_string()),
             isolation: IsolationOut::of_task(&t.worktree),

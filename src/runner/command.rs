@@ -47,6 +47,11 @@ pub struct CommandSpec {
     /// Standard error goes into the same pipe as standard output, interleaved as printed (for a
     /// check whose whole output a person reads); `stderr` of the report is then empty.
     pub combine_output: bool,
+    /// The attempt's tag, for a command run as part of an attempt (a `verify` check): set as
+    /// `CLAUDE_WORKER_RUN` in its environment, so that recovery finds what it started if this
+    /// process dies, and whatever still carries it once the command ended (it left the group for
+    /// a session of its own) is stopped, as after the CLI.
+    pub run_tag: Option<String>,
 }
 
 impl CommandSpec {
@@ -63,6 +68,7 @@ impl CommandSpec {
             stdout: Keep::Head(4 * 1024 * 1024),
             stderr_tail: 16 * 1024,
             combine_output: false,
+            run_tag: None,
         }
     }
 
@@ -139,6 +145,9 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
     }
     for (name, value) in &spec.env {
         command.env(name, value);
+    }
+    if let Some(tag) = &spec.run_tag {
+        command.env(stale::RUN_TAG_VAR, tag);
     }
     // Interleaved output needs one pipe behind both descriptors.
     let mut combined_reader = None;
@@ -230,6 +239,11 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
                 break;
             }
         }
+    }
+    if let Some(tag) = &spec.run_tag
+        && let Err(e) = stale::sweep(tag, spec.kill_grace).await
+    {
+        tracing::error!("{e}");
     }
     if let Some(((stdout, cut), (stderr, _))) = output {
         report.stdout = stdout;

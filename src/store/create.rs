@@ -218,9 +218,10 @@ fn create_in(
             "INSERT INTO tasks (orchestration_id, task_identifier, execution_prompt, working_directory, model,
                  system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools,
                  max_turns, max_budget_usd, timeout_seconds, max_attempts, priority, wait_after_dependencies,
-                 status, created_at, ready_at, ended_at, error_kind, error_message, project, isolation, on_conflict)
+                 status, created_at, ready_at, ended_at, error_kind, error_message, project, isolation, on_conflict,
+                 verify, verify_timeout_seconds, verify_attempts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-                 ?23, ?24, ?25)",
+                 ?23, ?24, ?25, ?26, ?27, ?28)",
         )?
         .execute(params![
             orchestration_id,
@@ -248,6 +249,9 @@ fn create_in(
             project.as_str(),
             s.isolation.as_str(),
             s.on_conflict.as_str(),
+            s.verify,
+            i64::try_from(s.verify_timeout_seconds).unwrap_or(i64::MAX),
+            s.verify_attempts,
         ])?;
         let task_id = tx.last_insert_rowid();
         if let Some(by) = &batch.queued_by {

@@ -44,7 +44,7 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 8;
+pub const SCHEMA_VERSION: usize = 9;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -57,6 +57,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0005_usage_limits.sql")),
         M::up(include_str!("migrations/0006_budgets.sql")),
         M::up(include_str!("migrations/0007_orchestration_counts.sql")),
+        M::up(include_str!("migrations/0008_verify.sql")),
         M::up(include_str!("migrations/0010_isolation.sql")),
     ])
 }

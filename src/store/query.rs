@@ -39,7 +39,7 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
     cancel_requested, created_by, depth, project, isolation, on_conflict, worktree_path, branch, start_commit,
-    merge_conflicts, result_commit, diffstat";
+    merge_conflicts, result_commit, diffstat, verify, verify_timeout_seconds, verify_attempts";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -75,6 +75,9 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             wait_after_dependencies: row.get("wait_after_dependencies")?,
             isolation: Isolation::parse(&row.get::<_, String>("isolation")?).unwrap_or_default(),
             on_conflict: OnConflict::parse(&row.get::<_, String>("on_conflict")?).unwrap_or_default(),
+            verify: row.get("verify")?,
+            verify_timeout_seconds: row.get::<_, i64>("verify_timeout_seconds")?.try_into().unwrap_or(0),
+            verify_attempts: row.get("verify_attempts")?,
         },
         status: status_of(&status),
         attempt: row.get("attempt")?,

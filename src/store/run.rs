@@ -272,6 +272,33 @@ impl Store {
         })
     }
 
+    /// Records one run of a running attempt's `verify` check in the task's history (`kind` is
+    /// `verify_passed` or `verify_failed`). Fenced like every write of an attempt: false, and
+    /// nothing written, when the claim changed.
+    pub fn record_check(
+        &mut self,
+        task_id: TaskId,
+        owner: &str,
+        fence: i64,
+        kind: &str,
+        detail: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let holds: bool = tx
+                .prepare_cached(
+                    "SELECT count(*) > 0 FROM tasks WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'",
+                )?
+                .query_row(params![task_id, owner, fence], |row| row.get(0))?;
+            if !holds {
+                return Ok(false);
+            }
+            let (key, attempt) = key_and_attempt(tx, task_id)?;
+            record_event(tx, &key, now, kind, attempt, Some((owner, fence)), Some(detail))?;
+            Ok(true)
+        })
+    }
+
     /// The running tasks other owners hold, for recovery.
     pub fn foreign_claims(&mut self, me: &str) -> Result<Vec<ForeignClaim>, StoreError> {
         self.read(|tx| {

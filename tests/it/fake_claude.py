@@ -51,6 +51,9 @@
 #                   under its directory, keeping both sides; done unasked too when the prompt asks
 #                   to "Resolve the conflict markers" (claude-worker's words for a conflicted start)
 #   @commit=MESSAGE make its own commit of everything (git add -A) after the edits
+#   @fix-creates=FILE  (checked completion) a `--resume` run whose prompt (on stdin) asks to fix what a
+#                   task's `verify` check found creates FILE (relative to its directory), so that a check
+#                   such as `test -f FILE` fails after the first run and passes after the fix
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -62,7 +65,8 @@
 # mode, are recorded in the start line.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
-# were running at that moment (and at the end, how many api_retry events it printed).
+# were running at that moment (and at the end, how many api_retry events it printed); a `--resume`
+# run also records the prompt it was given on stdin (`stdin_prompt`, its first 16 KiB).
 import hashlib, json, os, re, signal, subprocess, sys, time, uuid
 
 # `claude --version`, as the real CLI answers it (doctor asks), before anything needs the test's state.
@@ -191,6 +195,7 @@ record(
     resume=resume,
     session=SESSION,
     run_tag=os.environ.get("CLAUDE_WORKER_RUN"),
+    stdin_prompt=prompt.decode("utf-8", "replace")[:16384] if resume is not None else None,
     **SYSTEM_PROMPT_FILES,
 )
 
@@ -201,6 +206,12 @@ def directive(name):
     return m.group(1) or ""
 
 
+
+# Checked completion: the fix a resumed run is asked for.
+fix_creates = directive("fix-creates")
+if fix_creates and resume is not None and "its check failed" in prompt.decode("utf-8", "replace"):
+    with open(fix_creates, "w") as f:
+        f.write("fixed by session %s\n" % SESSION)
 
 if directive("usage-error") is not None:
     sys.stderr.write("error: unknown option '--bogus'\n")

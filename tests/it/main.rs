@@ -30,3 +30,4 @@ mod schemas;
 mod terminal;
 mod tools;
 mod usage_limits;
+mod verify;
