@@ -17,7 +17,9 @@
 //! a task belongs to, which scopes bare identifiers; [`budget`] holds the pure rules of
 //! orchestration budgets (when one is spent, what cap an attempt gets, their sentences);
 //! [`usage_limit`] decides what an account's usage limit does to the queue (recognising it, until
-//! when work waits, the words for it).
+//! when work waits, the words for it); [`prompt`] composes the prompt an attempt is given (merge
+//! conflicts to resolve first, the task's own prompt, its dependencies' results), and
+//! [`result_schema`] checks a task's JSON Schema and the structured result given against it.
 
 pub mod budget;
 pub mod cli;
@@ -34,6 +36,8 @@ pub mod mcp;
 pub mod model;
 pub mod owners;
 pub mod project;
+pub mod prompt;
+pub mod result_schema;
 pub mod runner;
 pub mod service;
 pub mod store;
