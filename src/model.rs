@@ -163,6 +163,13 @@ pub struct TaskSettings {
     pub priority: i64,
     /// Seconds to wait after the last dependency completed before starting.
     pub wait_after_dependencies: f64,
+    // Results that reach the dependents (issue 11).
+    /// Whether an attempt's prompt ends with the results of the tasks this one depends on
+    /// (see [`crate::prompt`]).
+    pub include_dependency_results: bool,
+    /// The JSON Schema (an object, checked at create) the task's structured result must match;
+    /// passed to the CLI as `--json-schema`.
+    pub result_schema: Option<serde_json::Value>,
 }
 
 impl TaskSettings {
@@ -183,6 +190,8 @@ impl TaskSettings {
             max_attempts: 3,
             priority: 0,
             wait_after_dependencies: 0.0,
+            include_dependency_results: true,
+            result_schema: None,
         }
     }
 }
@@ -333,6 +342,8 @@ error_kinds! {
     SpawnFailed = "spawn_failed",
     /// The task's working directory no longer exists.
     WorkingDirectoryMissing = "working_directory_missing",
+    /// Its structured result did not match its `result_schema`, or was missing.
+    StructuredResultInvalid = "structured_result_invalid",
 }
 
 impl std::fmt::Display for ErrorKind {
@@ -382,6 +393,9 @@ pub struct TaskRecord {
     pub created_by: Option<TaskId>,
     /// How many tasks deep this one was queued: 0 from outside any task.
     pub depth: u32,
+    /// The structured result of the attempt that completed it (valid against its
+    /// `result_schema`), when the CLI gave one.
+    pub structured_result: Option<serde_json::Value>,
 }
 
 /// One edge seen from a task: the task on the other end and its state.

@@ -73,6 +73,11 @@ pub struct TaskInput {
     pub timeout_seconds: Option<u64>,
     pub max_attempts: Option<u32>,
     pub priority: Option<i64>,
+    // Results that reach the dependents (issue 11).
+    /// Default true: the prompt ends with the dependencies' results.
+    pub include_dependency_results: Option<bool>,
+    /// A JSON Schema object the structured result must match.
+    pub result_schema: Option<serde_json::Value>,
 }
 
 /// What `wait` and `get_status` look at.
@@ -450,6 +455,10 @@ impl Service {
                 depends_on.push(task_ref);
             }
         }
+        // Results that reach the dependents (issue 11).
+        if let Some(schema) = &input.result_schema {
+            crate::result_schema::check_schema(schema).map_err(invalid)?;
+        }
         let project = Project::of_task(Path::new(&working_directory), &self.project);
         Ok(NewTask {
             project,
@@ -470,6 +479,8 @@ impl Service {
                 max_attempts,
                 priority,
                 wait_after_dependencies: wait,
+                include_dependency_results: input.include_dependency_results.unwrap_or(true),
+                result_schema: input.result_schema,
             },
         })
     }

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Executor, StopReason, duration_ms, lock, policy, write_backoff};
 use crate::feedback::Event;
 use crate::logs::{TaskLogPaths, append_summary};
-use crate::model::{TaskId, Usage};
+use crate::model::{TaskId, TaskRecord, Usage};
+use crate::prompt;
 use crate::runner::{self, RunProgress, RunReport, RunSpec};
 use crate::store::{Claimed, Finish, Heartbeat, RunStats, StoreError};
 use crate::time::now_ms;
@@ -41,10 +42,16 @@ impl Executor {
         if let Some(session) = resume {
             let _ = append_summary(&paths.summary, &format!("resuming the interrupted session {session}"));
         }
+        // A resumed session was given the composed prompt when it started: it only gets the
+        // resume prompt, or the dependencies' results would be in its conversation twice.
+        let prompt = match resume {
+            Some(_) => config.resume_prompt.clone(),
+            None => self.attempt_prompt(&task, &paths).await,
+        };
         let spec = RunSpec {
             claude_bin: config.claude_bin.clone(),
             args: runner::command_args(&task.settings, resume, claimed.max_budget_usd),
-            prompt: if resume.is_some() { config.resume_prompt.clone() } else { task.prompt.clone() },
+            prompt,
             working_directory: task.settings.working_directory.clone().into(),
             timeout: Duration::from_secs(task.settings.timeout_seconds),
             kill_grace: config.kill_grace,
@@ -94,6 +101,7 @@ impl Executor {
             attempt: task.attempt,
             max_attempts: task.settings.max_attempts,
             timeout_seconds: task.settings.timeout_seconds,
+            result_schema: task.settings.result_schema.as_ref(),
             resumed: claimed.resume_session.is_some(),
             retry_base: config.retry_base,
             retry_max: config.retry_max,
@@ -230,6 +238,50 @@ impl Executor {
         }
     }
 
+    /// The prompt of an attempt that starts a new session: the task's own, with its
+    /// dependencies' results after it unless it set `include_dependency_results: false` (see
+    /// [`crate::prompt`]). A read that keeps failing leaves the prompt as written, and the
+    /// summary log says so.
+    async fn attempt_prompt(&self, task: &TaskRecord, paths: &TaskLogPaths) -> String {
+        if !task.settings.include_dependency_results {
+            return task.prompt.clone();
+        }
+        let inner = &self.inner;
+        let task_id = task.task_id;
+        let read = || inner.db.call(move |s| s.dependency_results(task_id));
+        let read = read
+            .retry(write_backoff().with_max_times(5))
+            .when(|e| !matches!(e, StoreError::Closed) && !e.is_lost())
+            .await;
+        match read {
+            Ok(dependencies) if dependencies.is_empty() => task.prompt.clone(),
+            Ok(mut dependencies) => {
+                let log_dir = inner.config.task_log_dir();
+                for dependency in &mut dependencies {
+                    dependency.full_output = Some(TaskLogPaths::new(&log_dir, dependency.task_id).detailed);
+                }
+                let prompt = prompt::compose(&task.prompt, &[], &dependencies);
+                let _ = append_summary(
+                    &paths.summary,
+                    &format!(
+                        "the prompt ends with the results of {} ({} bytes added)",
+                        crate::text::count_as(dependencies.len() as u64, "dependency", "dependencies"),
+                        prompt.len() - task.prompt.len()
+                    ),
+                );
+                prompt
+            }
+            Err(e) => {
+                tracing::warn!(task_id, "cannot read the results of task {task_id}'s dependencies: {e}");
+                let _ = append_summary(
+                    &paths.summary,
+                    &format!("the dependencies' results could not be read ({e}): the prompt is as written"),
+                );
+                task.prompt.clone()
+            }
+        }
+    }
+
     async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {
         let owner = self.inner.owner.clone();
         if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await
@@ -285,6 +337,7 @@ fn stats_of(report: &RunReport) -> RunStats {
         permission_denials: result.and_then(|r| r.permission_denials.clone()),
         last_action: report.stream.last_action.clone(),
         usage_warning: report.stream.usage_warning.as_ref().map(|w| crate::usage_limit::warning_of(w, now_ms())),
+        structured_result: result.and_then(|r| r.structured_output.as_ref()).map(serde_json::Value::to_string),
     }
 }
 

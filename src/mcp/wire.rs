@@ -84,6 +84,11 @@ macro_rules! with_task_options {
             pub max_attempts: Option<u32>,
             /// Higher runs first.
             pub priority: Option<i64>,
+            // Results that reach the dependents (issue 11).
+            /// End the prompt with the results of the tasks this one depends on (identifier, result text, structured result; a few KiB each). Default true.
+            pub include_dependency_results: Option<bool>,
+            /// A JSON Schema object the result must match: Claude answers with JSON through it (claude --json-schema), returned as structured_result and passed to dependents. A result that does not match fails the task (structured_result_invalid).
+            pub result_schema: Option<serde_json::Map<String, serde_json::Value>>,
         }
 
         impl $name {
@@ -106,6 +111,8 @@ macro_rules! with_task_options {
                     timeout_seconds: self.timeout_seconds,
                     max_attempts: self.max_attempts,
                     priority: self.priority,
+                    include_dependency_results: self.include_dependency_results,
+                    result_schema: self.result_schema.map(serde_json::Value::Object),
                 }
             }
         }
@@ -485,6 +492,9 @@ pub struct StatusOut {
     pub next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The result as JSON, valid against the task's result_schema (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured_result: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -601,6 +611,7 @@ impl StatusOut {
             dependents: Some(view.detail.dependents.iter().map(LinkOut::from).collect()),
             next_attempt_at: t.ready_at.map(rfc3339),
             result: t.result.clone(),
+            structured_result: t.structured_result.clone(),
             error: error_out(&t.error),
             session_id: t.session_id.clone(),
             usage: Some(UsageOut {
@@ -712,6 +723,9 @@ pub struct OutputOut {
     pub task_id: i64,
     pub status: String,
     pub result: Option<String>,
+    /// The result as JSON, valid against the task's result_schema (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured_result: Option<serde_json::Value>,
     pub error: Option<ErrorOut>,
     pub summary_tail: Vec<String>,
     pub summary_log: String,
@@ -725,6 +739,7 @@ impl From<&TaskOutput> for OutputOut {
             task_id: t.task_id,
             status: t.status.to_string(),
             result: t.result.clone(),
+            structured_result: t.structured_result.clone(),
             error: error_out(&t.error),
             summary_tail: o.summary_tail.clone(),
             summary_log: o.view.logs.summary.display().to_string(),

@@ -211,9 +211,10 @@ fn create_in(
             "INSERT INTO tasks (orchestration_id, task_identifier, execution_prompt, working_directory, model,
                  system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools,
                  max_turns, max_budget_usd, timeout_seconds, max_attempts, priority, wait_after_dependencies,
-                 status, created_at, ready_at, ended_at, error_kind, error_message, project)
+                 status, created_at, ready_at, ended_at, error_kind, error_message, project,
+                 include_dependency_results, result_schema)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-                 ?23)",
+                 ?23, ?24, ?25)",
         )?
         .execute(params![
             orchestration_id,
@@ -239,6 +240,9 @@ fn create_in(
             skipped_because.as_ref().map(|_| "dependency_failed"),
             skipped_because,
             project.as_str(),
+            // Results that reach the dependents (issue 11).
+            s.include_dependency_results,
+            s.result_schema.as_ref().map(serde_json::Value::to_string),
         ])?;
         let task_id = tx.last_insert_rowid();
         if let Some(by) = &batch.queued_by {

@@ -38,7 +38,7 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     timeout_seconds, max_attempts, priority, wait_after_dependencies, status, attempt, created_at, started_at, ended_at,
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
-    cancel_requested, created_by, depth, project";
+    cancel_requested, created_by, depth, project, include_dependency_results, result_schema, structured_result";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -72,6 +72,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             max_attempts: row.get("max_attempts")?,
             priority: row.get("priority")?,
             wait_after_dependencies: row.get("wait_after_dependencies")?,
+            include_dependency_results: row.get("include_dependency_results")?,
+            result_schema: json_column(row, "result_schema")?,
         },
         status: status_of(&status),
         attempt: row.get("attempt")?,
@@ -97,7 +99,14 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         cancel_requested: row.get("cancel_requested")?,
         created_by: row.get("created_by")?,
         depth: row.get("depth")?,
+        structured_result: json_column(row, "structured_result")?,
     })
+}
+
+/// A column of JSON text (written by this program, so always valid; a value that is not JSON
+/// reads as missing rather than failing the whole row).
+pub(super) fn json_column(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<serde_json::Value>> {
+    Ok(row.get::<_, Option<String>>(column)?.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 pub(super) fn read_task(tx: &Connection, task_id: TaskId) -> Result<TaskRecord, StoreError> {
