@@ -44,6 +44,11 @@
 #                   without waiting for the answers (closing the server's stdin and stdout), then answer as usual. What it saw goes
 #                   to $FAKE_CLAUDE_STATE/nested-<pid>.json, the server's stderr to nested-<pid>.stderr
 #   @mcp-chain=K    the same, queuing chain-K whose prompt is `@mcp-chain=K+1`: tasks that queue tasks
+# Results that reach the dependents (issue 11):
+#   @structured=JSON  answer as the real CLI does with `--json-schema` (success-structured-output.jsonl):
+#                   the result event carries JSON (compact, no spaces) as `structured_output`, and as text
+#                   in `result`; whether or not a `--json-schema` was given (the start line records the
+#                   argv, and `json_schema`: the schema it was given, parsed)
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -55,7 +60,9 @@
 # mode, are recorded in the start line.
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
-# were running at that moment (and at the end, how many api_retry events it printed).
+# were running at that moment (and at the end, how many api_retry events it printed). The whole
+# prompt it read on stdin goes to $FAKE_CLAUDE_STATE/prompt-<pid>.txt (named in the start line as
+# `prompt_path`).
 import hashlib, json, os, re, signal, subprocess, sys, time, uuid
 
 # `claude --version`, as the real CLI answers it (doctor asks), before anything needs the test's state.
@@ -169,6 +176,9 @@ if resume is not None:
 else:
     with open(os.path.join(SESSIONS, SESSION), "w") as f:
         f.write(text)
+PROMPT_PATH = os.path.join(STATE, "prompt-%d.txt" % PID)
+with open(PROMPT_PATH, "wb") as f:
+    f.write(prompt)
 os.makedirs(RUNNING, exist_ok=True)
 open(os.path.join(RUNNING, str(PID)), "w").close()
 concurrent = len(os.listdir(RUNNING))
@@ -184,6 +194,8 @@ record(
     resume=resume,
     session=SESSION,
     run_tag=os.environ.get("CLAUDE_WORKER_RUN"),
+    prompt_path=PROMPT_PATH,
+    json_schema=json.loads(option("--json-schema")) if option("--json-schema") is not None else None,
     **SYSTEM_PROMPT_FILES,
 )
 
@@ -460,6 +472,24 @@ cap = option("--max-budget-usd")
 if cost is not None and cap is not None and cost > float(cap):
     fixture("error-max-budget.jsonl", cost=cost, errors=["Reached maximum budget ($%s)" % cap])
     finish(1)
+
+structured = directive("structured")
+if structured:
+    value = json.loads(structured)
+    with open(os.path.join(FIXTURES, "success-structured-output.jsonl")) as f:
+        for raw in f:
+            event = json.loads(raw)
+            if "session_id" in event:
+                event["session_id"] = SESSION
+            if event.get("type") == "assistant":
+                event["message"]["content"][0]["input"] = value
+            if event.get("type") == "result":
+                event["structured_output"] = value
+                event["result"] = json.dumps(value, separators=(",", ":"))
+                if cost is not None:
+                    event["total_cost_usd"] = cost
+            emit(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+    finish(0)
 
 m = re.search(r"@result=(.*)", text)
 result = m.group(1).strip() if m else None
