@@ -201,19 +201,6 @@ pub fn dirty_note(repository: &str, base_commit: &str, dirty: &[String]) -> Opti
     ))
 }
 
-/// A task's prompt, begun with the files its start merge left with conflict markers.
-pub fn with_conflicts(prompt: &str, conflicts: &[String]) -> String {
-    if conflicts.is_empty() {
-        return prompt.to_owned();
-    }
-    let files: String = conflicts.iter().map(|f| format!("- {f}\n")).collect();
-    format!(
-        "Before anything else: this worktree holds the merge of the results of the tasks this one depends on, \
-         and they conflict. Resolve the conflict markers (<<<<<<<, =======, >>>>>>>) in these files, keeping \
-         the intent of both sides:\n{files}\nThen do the task:\n\n{prompt}"
-    )
-}
-
 /// The message of a task's result commit.
 pub fn result_commit_message(identifier: &str, task_id: TaskId, orchestration: &str) -> String {
     format!("claude-worker: {identifier} (task #{task_id} of orchestration {orchestration})")

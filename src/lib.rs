@@ -21,7 +21,9 @@
 //! runner's process rules): task worktrees, merges along the graph, the user's checkout;
 //! [`isolation`] decides where an isolated task runs and what it starts from; [`verify`] holds
 //! the pure rules of checked completion (who may set a `verify` command, what a check's result
-//! means, the fix prompt).
+//! means, the fix prompt); [`prompt`] composes the prompt an attempt is given (merge conflicts to
+//! resolve first, the task's own prompt, its dependencies' results), and [`result_schema`]
+//! checks a task's JSON Schema and the structured result given against it.
 
 pub mod budget;
 pub mod cli;
@@ -40,6 +42,8 @@ pub mod mcp;
 pub mod model;
 pub mod owners;
 pub mod project;
+pub mod prompt;
+pub mod result_schema;
 pub mod runner;
 pub mod service;
 pub mod store;

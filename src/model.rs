@@ -176,6 +176,13 @@ pub struct TaskSettings {
     pub verify_timeout_seconds: u64,
     /// How many times Claude is asked to fix what `verify` found before the task fails.
     pub verify_attempts: u32,
+    // Results that reach the dependents (issue 11).
+    /// Whether an attempt's prompt ends with the results of the tasks this one depends on
+    /// (see [`crate::prompt`]).
+    pub include_dependency_results: bool,
+    /// The JSON Schema (an object, checked at create) the task's structured result must match;
+    /// passed to the CLI as `--json-schema`.
+    pub result_schema: Option<serde_json::Value>,
 }
 
 impl TaskSettings {
@@ -201,6 +208,8 @@ impl TaskSettings {
             verify: None,
             verify_timeout_seconds: 600,
             verify_attempts: 2,
+            include_dependency_results: true,
+            result_schema: None,
         }
     }
 }
@@ -361,6 +370,8 @@ error_kinds! {
     IsolationFailed = "isolation_failed",
     /// Its `verify` command still failed after `verify_attempts` fixes.
     VerificationFailed = "verification_failed",
+    /// Its structured result did not match its `result_schema`, or was missing.
+    StructuredResultInvalid = "structured_result_invalid",
 }
 
 impl std::fmt::Display for ErrorKind {
@@ -412,6 +423,9 @@ pub struct TaskRecord {
     pub depth: u32,
     /// Its worktree, branch and result commit, when it runs isolated.
     pub worktree: TaskWorktree,
+    /// The structured result of the attempt that completed it (valid against its
+    /// `result_schema`), when the CLI gave one.
+    pub structured_result: Option<serde_json::Value>,
 }
 
 /// One edge seen from a task: the task on the other end and its state.

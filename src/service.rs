@@ -84,6 +84,11 @@ pub struct TaskInput {
     pub verify: Option<String>,
     pub verify_timeout_seconds: Option<u64>,
     pub verify_attempts: Option<u32>,
+    // Results that reach the dependents (issue 11).
+    /// Default true: the prompt ends with the dependencies' results.
+    pub include_dependency_results: Option<bool>,
+    /// A JSON Schema object the structured result must match.
+    pub result_schema: Option<serde_json::Value>,
 }
 
 /// The options of an orchestration as a whole, beyond its name and budget.
@@ -605,6 +610,10 @@ impl Service {
         };
         let (verify, verify_timeout_seconds, verify_attempts) =
             self.check_verify(input.verify, input.verify_timeout_seconds, input.verify_attempts)?;
+        // Results that reach the dependents (issue 11).
+        if let Some(schema) = &input.result_schema {
+            crate::result_schema::check_schema(schema).map_err(invalid)?;
+        }
         let project = Project::of_task(Path::new(&working_directory), &self.project);
         Ok(NewTask {
             project,
@@ -630,6 +639,8 @@ impl Service {
                 verify,
                 verify_timeout_seconds,
                 verify_attempts,
+                include_dependency_results: input.include_dependency_results.unwrap_or(true),
+                result_schema: input.result_schema,
             },
         })
     }

@@ -12,6 +12,7 @@ use super::{Executor, StopReason, duration_ms, lock, policy, write_backoff};
 use crate::feedback::Event;
 use crate::logs::{TaskLogPaths, append_summary};
 use crate::model::{TaskId, TaskRecord};
+use crate::prompt;
 use crate::runner::{self, RunProgress, RunSpec};
 use crate::store::{Claimed, Finish, Heartbeat, RunStats, StoreError};
 use crate::time::now_ms;
@@ -53,10 +54,14 @@ impl Executor {
                 return;
             }
         };
-        let prompt = match (&workspace, resume) {
-            (_, Some(_)) => config.resume_prompt.clone(),
-            (Some(workspace), None) => crate::isolation::with_conflicts(&task.prompt, &workspace.conflicts),
-            (None, None) => task.prompt.clone(),
+        // A resumed session was given the composed prompt when it started: it only gets the
+        // resume prompt, or the dependencies' results would be in its conversation twice.
+        let prompt = match resume {
+            Some(_) => config.resume_prompt.clone(),
+            None => {
+                let conflicts = workspace.as_ref().map_or(&[][..], |w| &w.conflicts[..]);
+                self.attempt_prompt(&task, &paths, conflicts).await
+            }
         };
         let spec = RunSpec {
             claude_bin: config.claude_bin.clone(),
@@ -122,6 +127,7 @@ impl Executor {
             attempt: task.attempt,
             max_attempts: task.settings.max_attempts,
             timeout_seconds: task.settings.timeout_seconds,
+            result_schema: task.settings.result_schema.as_ref(),
             resumed: claimed.resume_session.is_some(),
             retry_base: config.retry_base,
             retry_max: config.retry_max,
@@ -276,6 +282,53 @@ impl Executor {
                         let _ = verdicts.send(why);
                     }
                 }
+            }
+        }
+    }
+
+    /// The prompt of an attempt that starts a new session: the task's own, with its
+    /// dependencies' results after it unless it set `include_dependency_results: false` (see
+    /// [`crate::prompt`]). A read that keeps failing leaves the prompt as written, and the
+    /// summary log says so.
+    /// The prompt a fresh attempt is given ([`prompt::compose`]): the files its start merge
+    /// left with conflict markers first (isolation), then its own prompt, then its dependencies'
+    /// results unless it asked for none.
+    async fn attempt_prompt(&self, task: &TaskRecord, paths: &TaskLogPaths, conflicts: &[String]) -> String {
+        if !task.settings.include_dependency_results {
+            return prompt::compose(&task.prompt, conflicts, &[]);
+        }
+        let inner = &self.inner;
+        let task_id = task.task_id;
+        let read = || inner.db.call(move |s| s.dependency_results(task_id));
+        let read = read
+            .retry(write_backoff().with_max_times(5))
+            .when(|e| !matches!(e, StoreError::Closed) && !e.is_lost())
+            .await;
+        match read {
+            Ok(dependencies) if dependencies.is_empty() => prompt::compose(&task.prompt, conflicts, &[]),
+            Ok(mut dependencies) => {
+                let log_dir = inner.config.task_log_dir();
+                for dependency in &mut dependencies {
+                    dependency.full_output = Some(TaskLogPaths::new(&log_dir, dependency.task_id).detailed);
+                }
+                let prompt = prompt::compose(&task.prompt, conflicts, &dependencies);
+                let _ = append_summary(
+                    &paths.summary,
+                    &format!(
+                        "the prompt ends with the results of {} ({} bytes added)",
+                        crate::text::count_as(dependencies.len() as u64, "dependency", "dependencies"),
+                        prompt.len() - task.prompt.len()
+                    ),
+                );
+                prompt
+            }
+            Err(e) => {
+                tracing::warn!(task_id, "cannot read the results of task {task_id}'s dependencies: {e}");
+                let _ = append_summary(
+                    &paths.summary,
+                    &format!("the dependencies' results could not be read ({e}): the prompt is as written"),
+                );
+                prompt::compose(&task.prompt, conflicts, &[])
             }
         }
     }

@@ -307,6 +307,8 @@ impl Executor {
                 verify: None,
                 verify_timeout_seconds: config.verify_timeout.as_secs(),
                 verify_attempts: 2,
+                include_dependency_results: true,
+                result_schema: None,
             },
             project: crate::project::Project::of_directory(Path::new(&repository)),
         };

@@ -12,7 +12,7 @@ use crate::usage_limit::{self, Pause};
 
 /// What [`decide`] needs to know besides the run: of the task, of the process's settings, and the time.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Context {
+pub(super) struct Context<'a> {
     /// This attempt (1-based) and how many the task may have.
     pub attempt: u32,
     pub max_attempts: u32,
@@ -24,12 +24,25 @@ pub(super) struct Context {
     pub now: Millis,
     /// A random fraction (0 to 1) that spreads the end of a usage-limit pause.
     pub jitter: f64,
+    /// The task's `result_schema`: a success completes the task only with a structured result
+    /// that matches it.
+    pub result_schema: Option<&'a serde_json::Value>,
 }
 
 /// Turns a run's outcome into the state change to write; `None` when the claim was lost.
-pub(super) fn decide(cx: &Context, report: &RunReport, stop_reason: Option<StopReason>) -> Option<Finish> {
+pub(super) fn decide(cx: &Context<'_>, report: &RunReport, stop_reason: Option<StopReason>) -> Option<Finish> {
     Some(match &report.outcome {
-        Outcome::Success { result } => Finish::Completed { result: result.clone() },
+        // A result that does not match its schema would mislead every dependent that reads it;
+        // another attempt would most likely answer the same way at the same cost: not retried.
+        Outcome::Success { result } => match cx.result_schema.map(|schema| {
+            let structured = report.stream.result.as_ref().and_then(|r| r.structured_output.as_ref());
+            crate::result_schema::check_result(schema, structured)
+        }) {
+            Some(Err(message)) => {
+                Finish::Failed { error: TaskError { kind: ErrorKind::StructuredResultInvalid, message } }
+            }
+            None | Some(Ok(())) => Finish::Completed { result: result.clone() },
+        },
         Outcome::Stopped(StopCause::Timeout) => Finish::Failed {
             error: TaskError {
                 kind: ErrorKind::Timeout,
@@ -120,7 +133,7 @@ mod tests {
     use super::*;
     use crate::runner::StreamState;
 
-    fn cx(attempt: u32, resumed: bool) -> Context {
+    fn cx(attempt: u32, resumed: bool) -> Context<'static> {
         Context {
             attempt,
             max_attempts: 3,
@@ -130,6 +143,7 @@ mod tests {
             retry_max: Duration::from_secs(300),
             now: 1_000_000,
             jitter: 0.0,
+            result_schema: None,
         }
     }
 
@@ -227,6 +241,34 @@ mod tests {
                 Some(Finish::Failed { error }) if error.kind == ErrorKind::VerificationFailed
             ));
         }
+    }
+
+    #[test]
+    fn a_structured_result_must_match_the_schema_to_complete() {
+        let schema = serde_json::json!({"type": "object", "required": ["answer"]});
+        let success = |structured: Option<serde_json::Value>| RunReport {
+            stream: StreamState {
+                result: Some(crate::runner::ResultEvent {
+                    is_error: false,
+                    structured_output: structured,
+                    ..crate::runner::ResultEvent::default()
+                }),
+                ..StreamState::default()
+            },
+            ..report(Outcome::Success { result: Some("{}".to_owned()) })
+        };
+        let with_schema = Context { result_schema: Some(&schema), ..cx(1, false) };
+        let good = success(Some(serde_json::json!({"answer": 42})));
+        assert!(matches!(decide(&with_schema, &good, None), Some(Finish::Completed { .. })));
+        // Not matching, or missing: failed at once, not retried, whatever attempts are left.
+        for bad in [success(Some(serde_json::json!({"other": 1}))), success(None)] {
+            match decide(&with_schema, &bad, None) {
+                Some(Finish::Failed { error }) => assert_eq!(error.kind, ErrorKind::StructuredResultInvalid),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Without a schema nothing is checked.
+        assert!(matches!(decide(&cx(1, false), &success(None), None), Some(Finish::Completed { .. })));
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub(super) fn stats_of(report: &RunReport) -> RunStats {
         permission_denials: result.and_then(|r| r.permission_denials.clone()),
         last_action: report.stream.last_action.clone(),
         usage_warning: report.stream.usage_warning.as_ref().map(|w| crate::usage_limit::warning_of(w, now_ms())),
+        structured_result: result.and_then(|r| r.structured_output.as_ref()).map(serde_json::Value::to_string),
     }
 }
 
@@ -243,6 +244,7 @@ fn added(earlier: RunStats, later: RunStats) -> RunStats {
         permission_denials: later.permission_denials.or(earlier.permission_denials),
         last_action: later.last_action.or(earlier.last_action),
         usage_warning: later.usage_warning.or(earlier.usage_warning),
+        structured_result: later.structured_result.or(earlier.structured_result),
     }
 }
 

@@ -91,6 +91,7 @@ pub fn task_json(view: &TaskStatusView) -> Value {
         "ended_at": t.ended_at.map(rfc3339),
         "next_attempt_at": t.ready_at.map(rfc3339),
         "result": t.result,
+        "structured_result": t.structured_result,
         "error": t.error.as_ref().map(|e| json!({ "kind": e.kind.as_str(), "message": e.message })),
         "session_id": t.session_id,
         "cost_usd": round_usd(t.cost_usd),
@@ -231,6 +232,10 @@ pub fn task_text(view: &TaskStatusView) -> String {
     }
     if let Some(result) = &t.result {
         let _ = writeln!(s, "  result:\n{}", indent(result, "    "));
+    }
+    if let Some(structured) = &t.structured_result {
+        let pretty = serde_json::to_string_pretty(structured).unwrap_or_else(|_| structured.to_string());
+        let _ = writeln!(s, "  structured result:\n{}", indent(&pretty, "    "));
     }
     let _ =
         writeln!(s, "  logs:        {}\n               {}", view.logs.summary.display(), view.logs.detailed.display());

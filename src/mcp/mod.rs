@@ -51,6 +51,7 @@ pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the back
 - An orchestration can have a budget in dollars (max_budget_usd of create_orchestration, orchestration_max_budget_usd of create_task): once its tasks spent it, the rest are skipped with budget_exhausted; retry(orchestration_id, max_budget_usd) raises it and runs them.
 - When the account hits its usage limit, queued work waits for the reset instead of failing: statuses show paused_until and paused_reason; it resumes by itself (a person can resume early with `claude-worker-inspect resume`).
 - Task identifiers and orchestration names are looked up in this project (the git work tree of your first root or working directory); #<task_id> reaches any task. Lists show this project unless all_projects=true.
+- A dependent's prompt ends with its dependencies' results (include_dependency_results=false leaves it as written); result_schema (a JSON Schema object) makes a task answer with JSON, returned as structured_result and given to its dependents.
 - Resources claude-worker://tasks/{id}, claude-worker://tasks/{id}/log and claude-worker://orchestrations/{id} show the same state; the prompt plan_orchestration helps plan a goal.
 Prompts must be self-contained: the background Claude does not see this conversation.";
 

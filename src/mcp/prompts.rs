@@ -90,7 +90,7 @@ How to plan:
 3. Write each "execution_prompt" to be self-contained. The background Claude does not see this conversation or the other tasks' prompts: name the files, the conventions, what "done" means and how to verify it (the commands to build and test). When a task builds on another's work, say what it will find (files, functions) rather than "the previous task".
 4. Order with "depends_on": a task lists the identifiers of the tasks that must complete first. A task starts only once every task it depends on completed; if one fails, its dependents are skipped. There must be no cycles.
 5. Let independent work run in parallel: tasks that do not depend on each other run at the same time, so do not chain tasks that could run side by side, and do not let two parallel tasks edit the same files.
-6. Optional per task: "model" (sonnet, opus, haiku), "permission_mode" (acceptEdits lets a task edit files), "allowed_tools", "max_turns", "timeout_seconds", "priority".
+6. Optional per task: "model" (sonnet, opus, haiku), "permission_mode" (acceptEdits lets a task edit files), "allowed_tools", "max_turns", "timeout_seconds", "priority", "result_schema" (a JSON Schema: the task answers with JSON its dependents read). A task is given the results of the tasks it depends on at the end of its prompt.
 7. Give the orchestration a short "name".
 
 Example of the arguments of create_orchestration (a schema, then two parallel pieces, then tests):

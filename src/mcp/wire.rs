@@ -95,6 +95,11 @@ macro_rules! with_task_options {
             pub verify_timeout_seconds: Option<u64>,
             /// Fixes asked for before the task fails with verification_failed (0-20). Default 2.
             pub verify_attempts: Option<u32>,
+            // Results that reach the dependents (issue 11).
+            /// End the prompt with the results of the tasks this one depends on (identifier, result text, structured result; a few KiB each). Default true.
+            pub include_dependency_results: Option<bool>,
+            /// A JSON Schema object the result must match: Claude answers with JSON through it (claude --json-schema), returned as structured_result and passed to dependents. A result that does not match fails the task (structured_result_invalid).
+            pub result_schema: Option<serde_json::Map<String, serde_json::Value>>,
         }
 
         impl $name {
@@ -122,6 +127,8 @@ macro_rules! with_task_options {
                     verify: self.verify,
                     verify_timeout_seconds: self.verify_timeout_seconds,
                     verify_attempts: self.verify_attempts,
+                    include_dependency_results: self.include_dependency_results,
+                    result_schema: self.result_schema.map(serde_json::Value::Object),
                 }
             }
         }
@@ -549,6 +556,9 @@ pub struct StatusOut {
     pub next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The result as JSON, valid against the task's result_schema (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured_result: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -740,6 +750,7 @@ impl StatusOut {
             dependents: Some(view.detail.dependents.iter().map(LinkOut::from).collect()),
             next_attempt_at: t.ready_at.map(rfc3339),
             result: t.result.clone(),
+            structured_result: t.structured_result.clone(),
             error: error_out(&t.error),
             session_id: t.session_id.clone(),
             usage: Some(UsageOut {
@@ -856,6 +867,9 @@ pub struct OutputOut {
     pub task_id: i64,
     pub status: String,
     pub result: Option<String>,
+    /// The result as JSON, valid against the task's result_schema (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured_result: Option<serde_json::Value>,
     pub error: Option<ErrorOut>,
     pub summary_tail: Vec<String>,
     pub summary_log: String,
@@ -869,6 +883,7 @@ impl From<&TaskOutput> for OutputOut {
             task_id: t.task_id,
             status: t.status.to_string(),
             result: t.result.clone(),
+            structured_result: t.structured_result.clone(),
             error: error_out(&t.error),
             summary_tail: o.summary_tail.clone(),
             summary_log: o.view.logs.summary.display().to_string(),

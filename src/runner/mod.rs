@@ -106,6 +106,11 @@ pub fn command_args(settings: &TaskSettings, resume: Option<&str>, max_budget_us
         // Rounded as costs are, so that a remainder prints as `0.2`, not `0.19999999999999996`.
         args.extend(["--max-budget-usd".to_owned(), crate::model::round_usd(budget).to_string()]);
     }
+    // Results that reach the dependents (issue 11): the schema as one argument of compact JSON
+    // (never starting with `-`: it is an object), before the tool lists.
+    if let Some(schema) = &settings.result_schema {
+        args.extend(["--json-schema".to_owned(), schema.to_string()]);
+    }
     // The tool lists take several values each: they go last, each behind its own flag.
     if !settings.allowed_tools.is_empty() {
         args.push("--allowedTools".to_owned());
@@ -485,5 +490,27 @@ mod tests {
         );
         let bare = command_args(&TaskSettings::for_tests(), None, None);
         assert_eq!(with_prompt_files(&bare, &files).last().map(String::as_str), Some("--system-prompt-file=/p/s.md"));
+    }
+
+    #[test]
+    fn a_result_schema_goes_as_compact_json_before_the_tool_lists() {
+        let schema = serde_json::json!({"type": "object", "properties": {"answer": {"type": "integer"}}});
+        let settings = TaskSettings {
+            result_schema: Some(schema),
+            allowed_tools: vec!["Edit".to_owned()],
+            ..TaskSettings::for_tests()
+        };
+        let args = command_args(&settings, Some("s-1"), None);
+        assert_eq!(
+            args[args.len() - 4..],
+            [
+                "--json-schema",
+                r#"{"properties":{"answer":{"type":"integer"}},"type":"object"}"#,
+                "--allowedTools",
+                "Edit"
+            ]
+        );
+        // A resumed session keeps answering through the schema.
+        assert!(args.contains(&"--resume=s-1".to_owned()));
     }
 }

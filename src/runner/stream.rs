@@ -33,6 +33,9 @@ pub struct ResultEvent {
     pub api_error_type: Option<String>,
     /// `api_error` (for example `connection_failed`).
     pub api_error: Option<String>,
+    /// `structured_output`: the answer the model gave through the CLI's `StructuredOutput` tool
+    /// when it ran with `--json-schema` (the same JSON is in `result` as text).
+    pub structured_output: Option<Value>,
 }
 
 /// One `system/api_retry` event: the CLI's request failed and it will try again.
@@ -431,6 +434,7 @@ fn parse_result(event: &Value) -> ResultEvent {
         api_error_status: event.get("api_error_status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()),
         api_error_type: str_of("api_error_type"),
         api_error: str_of("api_error"),
+        structured_output: event.get("structured_output").filter(|v| !v.is_null()).cloned(),
     }
 }
 
@@ -501,6 +505,17 @@ mod rate_limit_tests {
         let result = s.result.expect("result");
         assert_eq!((result.is_error, result.api_error_status), (true, Some(429)));
         assert_eq!(result.api_error.as_deref(), Some("usage_limit_reached"));
+    }
+
+    #[test]
+    fn a_structured_output_is_kept_beside_the_result() {
+        // The result line of this fixture does not start with its type: it is parsed whole.
+        let s = feed_fixture("success-structured-output.jsonl");
+        let result = s.result.expect("result");
+        assert!(!result.is_error);
+        assert_eq!(result.structured_output, Some(serde_json::json!({"answer": 42})));
+        assert_eq!(result.result.as_deref(), Some(r#"{"answer":42}"#));
+        assert_eq!(feed_fixture("success-text.jsonl").result.expect("result").structured_output, None);
     }
 
     #[test]

@@ -219,9 +219,9 @@ fn create_in(
                  system_prompt, append_system_prompt, permission_mode, allowed_tools, disallowed_tools,
                  max_turns, max_budget_usd, timeout_seconds, max_attempts, priority, wait_after_dependencies,
                  status, created_at, ready_at, ended_at, error_kind, error_message, project, isolation, on_conflict,
-                 verify, verify_timeout_seconds, verify_attempts)
+                 verify, verify_timeout_seconds, verify_attempts, include_dependency_results, result_schema)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-                 ?23, ?24, ?25, ?26, ?27, ?28)",
+                 ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         )?
         .execute(params![
             orchestration_id,
@@ -252,6 +252,8 @@ fn create_in(
             s.verify,
             i64::try_from(s.verify_timeout_seconds).unwrap_or(i64::MAX),
             s.verify_attempts,
+            s.include_dependency_results,
+            s.result_schema.as_ref().map(serde_json::Value::to_string),
         ])?;
         let task_id = tx.last_insert_rowid();
         if let Some(by) = &batch.queued_by {

@@ -17,6 +17,7 @@ mod lineage;
 mod maintenance;
 mod projects;
 mod query;
+mod results;
 mod run;
 
 use std::fs::OpenOptions;
@@ -44,7 +45,7 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 9;
+pub const SCHEMA_VERSION: usize = 10;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -58,6 +59,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0006_budgets.sql")),
         M::up(include_str!("migrations/0007_orchestration_counts.sql")),
         M::up(include_str!("migrations/0008_verify.sql")),
+        M::up(include_str!("migrations/0009_results.sql")),
         M::up(include_str!("migrations/0010_isolation.sql")),
     ])
 }

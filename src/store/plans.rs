@@ -94,6 +94,8 @@ fn the_hot_path_reads_through_indexes_only() {
     let _ = store.schedule(now + 2).expect("schedule");
     let _ = store.foreign_claims("me").expect("foreign");
     let _ = store.cancel_requested_among(&[created.tasks[0].task_id]).expect("cancels");
+    // What a dependent's attempt reads of its dependencies' results before it starts.
+    let _ = store.dependency_results(created.tasks[11].task_id).expect("dependency results");
     let _ = store.marks(&[created.tasks[0].task_id], &[created.orchestration_id]).expect("marks");
     let _ = store.expire_orchestrations(now + 3).expect("expire");
     let mut follow = layered("follow", 1, 1);

@@ -39,7 +39,8 @@ const TASK_COLUMNS: &str = "task_id, task_identifier, orchestration_id, executio
     ready_at, result, error_kind, error_message, session_id, cost_usd, input_tokens, output_tokens,
     cache_creation_input_tokens, cache_read_input_tokens, num_turns, duration_ms, permission_denials, last_action,
     cancel_requested, created_by, depth, project, isolation, on_conflict, worktree_path, branch, start_commit,
-    merge_conflicts, result_commit, diffstat, verify, verify_timeout_seconds, verify_attempts";
+    merge_conflicts, result_commit, diffstat, verify, verify_timeout_seconds, verify_attempts, include_dependency_results,
+    result_schema, structured_result";
 
 fn lines(text: String) -> Vec<String> {
     text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -78,6 +79,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             verify: row.get("verify")?,
             verify_timeout_seconds: row.get::<_, i64>("verify_timeout_seconds")?.try_into().unwrap_or(0),
             verify_attempts: row.get("verify_attempts")?,
+            include_dependency_results: row.get("include_dependency_results")?,
+            result_schema: json_column(row, "result_schema")?,
         },
         status: status_of(&status),
         attempt: row.get("attempt")?,
@@ -111,7 +114,14 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             result_commit: row.get("result_commit")?,
             diffstat: row.get("diffstat")?,
         },
+        structured_result: json_column(row, "structured_result")?,
     })
+}
+
+/// A column of JSON text (written by this program, so always valid; a value that is not JSON
+/// reads as missing rather than failing the whole row).
+pub(super) fn json_column(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<serde_json::Value>> {
+    Ok(row.get::<_, Option<String>>(column)?.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 pub(super) fn read_task(tx: &Connection, task_id: TaskId) -> Result<TaskRecord, StoreError> {

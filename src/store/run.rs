@@ -65,6 +65,8 @@ pub struct RunStats {
     pub last_action: Option<String>,
     /// The last warning the run gave that the account's usage limit is near.
     pub usage_warning: Option<crate::usage_limit::Warning>,
+    /// The run's structured result, as compact JSON text: stored only with a completion.
+    pub structured_result: Option<String>,
 }
 
 /// How an attempt ended, as the executor decided.
@@ -495,7 +497,8 @@ fn finish_in(
                  num_turns = coalesce(?16, num_turns), duration_ms = coalesce(?17, duration_ms),
                  permission_denials = coalesce(?18, permission_denials), last_action = coalesce(?19, last_action),
                  attempt = attempt - ?20,
-                 resume_session_id = CASE WHEN ?21 = 1 THEN coalesce(?10, session_id, resume_session_id) END
+                 resume_session_id = CASE WHEN ?21 = 1 THEN coalesce(?10, session_id, resume_session_id) END,
+                 structured_result = CASE WHEN ?4 = 'completed' THEN ?22 ELSE structured_result END
              WHERE task_id = ?1 AND owner = ?2 AND fence = ?3 AND status = 'running'",
         )?
         .execute(params![
@@ -520,6 +523,7 @@ fn finish_in(
             stats.last_action,
             uncount,
             resume,
+            stats.structured_result,
         ])?;
     if changed == 0 {
         return Ok(FinishOutcome { pause_started, ..FinishOutcome::default() });

@@ -948,3 +948,57 @@ fn a_usage_limit_pause_does_not_count_against_orchestration_deadlines() {
     assert_eq!(store.schedule(1_050).expect("schedule").next_at, Some(1_092));
     assert!(store.schedule(1_100).expect("schedule").deadline_passed);
 }
+
+#[test]
+fn a_dependent_reads_its_dependencies_results_and_the_settings_read_back() {
+    let (_dir, mut store) = open();
+    let schema = serde_json::json!({"type": "object", "required": ["answer"]});
+    let mut structured = task("structured", &[]);
+    structured.settings.result_schema = Some(schema.clone());
+    let mut dependent = task("dependent", &["structured", "long"]);
+    dependent.settings.include_dependency_results = false;
+    store.create_batch(&batch(vec![structured, task("long", &[]), dependent]), 100, 3_600_000, 1).expect("create");
+    let claims = store.claim_ready("me", 4, 4, 30_000, 2).expect("claim");
+    assert_eq!(claims.len(), 2);
+    let by_name = |name: &str| claims.iter().find(|c| c.task.task_identifier == name).expect("claimed");
+    assert_eq!(by_name("structured").task.settings.result_schema, Some(schema));
+    assert!(
+        by_name("long").task.settings.include_dependency_results
+            && by_name("long").task.settings.result_schema.is_none()
+    );
+    let (structured, long) = (by_name("structured"), by_name("long"));
+    let with_json = RunStats { structured_result: Some(r#"{"answer":42}"#.to_owned()), ..RunStats::default() };
+    let done = Finish::Completed { result: Some(r#"{"answer":42}"#.to_owned()) };
+    store.finish(structured.task.task_id, "me", structured.fence, &done, &with_json, 3).expect("finish");
+    let long_text = "é".repeat(usize::try_from(results::RESULT_READ_CHARS).expect("size") + 10);
+    let done = Finish::Completed { result: Some(long_text) };
+    store.finish(long.task.task_id, "me", long.fence, &done, &with_json, 3).expect("finish");
+
+    let dependent = store.task(&TaskRef::Identifier("dependent".to_owned()), &here()).expect("dependent");
+    assert!(!dependent.task.settings.include_dependency_results);
+    let results = store.dependency_results(dependent.task.task_id).expect("read");
+    let names: Vec<&str> = results.iter().map(|r| r.identifier.as_str()).collect();
+    assert_eq!(names, ["structured", "long"], "by task id");
+    assert_eq!(results[0].structured_result, Some(serde_json::json!({"answer": 42})));
+    assert_eq!(results[0].result.as_deref(), Some(r#"{"answer":42}"#));
+    // A long result is read only up to the bound, in characters.
+    let read = results[1].result.as_deref().expect("text");
+    assert_eq!(read.chars().count(), usize::try_from(results::RESULT_READ_CHARS).expect("size"));
+    // Only a completion stores a structured result.
+    let status = store.task(&TaskRef::Identifier("structured".to_owned()), &here()).expect("task");
+    assert_eq!(status.task.structured_result, Some(serde_json::json!({"answer": 42})));
+    assert!(store.dependency_results(status.task.task_id).expect("read").is_empty(), "no dependencies");
+}
+
+#[test]
+fn a_failed_attempt_stores_no_structured_result() {
+    let (_dir, mut store) = open();
+    store.create_batch(&batch(vec![task("a", &[])]), 100, 3_600_000, 1).expect("create");
+    let claim = store.claim_ready("me", 1, 1, 30_000, 2).expect("claim").pop().expect("a");
+    let stats = RunStats { structured_result: Some(r#"{"answer":"many"}"#.to_owned()), ..RunStats::default() };
+    let failed = Finish::Failed { error: TaskError::new(ErrorKind::StructuredResultInvalid, "no match") };
+    store.finish(claim.task.task_id, "me", claim.fence, &failed, &stats, 3).expect("finish");
+    let a = store.task(&TaskRef::Identifier("a".to_owned()), &here()).expect("a");
+    assert_eq!(a.task.structured_result, None);
+    assert_eq!(a.task.error.map(|e| e.kind), Some(ErrorKind::StructuredResultInvalid));
+}

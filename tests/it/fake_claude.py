@@ -49,11 +49,16 @@
 #   @write=PATH:TEXT   the same, replacing the file's content
 #   @resolve-conflicts  drop the conflict marker lines (<<<<<<< ======= >>>>>>>) of every file
 #                   under its directory, keeping both sides; done unasked too when the prompt asks
-#                   to "Resolve the conflict markers" (claude-worker's words for a conflicted start)
+#                   to "resolve the conflict markers" (claude-worker's words for a conflicted start)
 #   @commit=MESSAGE make its own commit of everything (git add -A) after the edits
 #   @fix-creates=FILE  (checked completion) a `--resume` run whose prompt (on stdin) asks to fix what a
 #                   task's `verify` check found creates FILE (relative to its directory), so that a check
 #                   such as `test -f FILE` fails after the first run and passes after the fix
+# Results that reach the dependents (issue 11):
+#   @structured=JSON  answer as the real CLI does with `--json-schema` (success-structured-output.jsonl):
+#                   the result event carries JSON (compact, no spaces) as `structured_output`, and as text
+#                   in `result`; whether or not a `--json-schema` was given (the start line records the
+#                   argv, and `json_schema`: the schema it was given, parsed)
 # `--version` prints a version line and exits.
 # `--resume=<id>` continues the session <id> a run of the same test started (its prompt's directives
 # apply again, as the conversation goes on, except @sleep: the work was done before the interruption);
@@ -66,7 +71,9 @@
 # Every run appends one JSON line to $FAKE_CLAUDE_STATE/invocations.jsonl when it starts and one
 # when it ends, with its pid, argv, cwd, the prompt's length and sha256, and how many fake CLIs
 # were running at that moment (and at the end, how many api_retry events it printed); a `--resume`
-# run also records the prompt it was given on stdin (`stdin_prompt`, its first 16 KiB).
+# run also records the prompt it was given on stdin (`stdin_prompt`, its first 16 KiB). The whole
+# prompt it read on stdin goes to $FAKE_CLAUDE_STATE/prompt-<pid>.txt (named in the start line as
+# `prompt_path`).
 import hashlib, json, os, re, signal, subprocess, sys, time, uuid
 
 # `claude --version`, as the real CLI answers it (doctor asks), before anything needs the test's state.
@@ -180,6 +187,9 @@ if resume is not None:
 else:
     with open(os.path.join(SESSIONS, SESSION), "w") as f:
         f.write(text)
+PROMPT_PATH = os.path.join(STATE, "prompt-%d.txt" % PID)
+with open(PROMPT_PATH, "wb") as f:
+    f.write(prompt)
 os.makedirs(RUNNING, exist_ok=True)
 open(os.path.join(RUNNING, str(PID)), "w").close()
 concurrent = len(os.listdir(RUNNING))
@@ -196,6 +206,8 @@ record(
     session=SESSION,
     run_tag=os.environ.get("CLAUDE_WORKER_RUN"),
     stdin_prompt=prompt.decode("utf-8", "replace")[:16384] if resume is not None else None,
+    prompt_path=PROMPT_PATH,
+    json_schema=json.loads(option("--json-schema")) if option("--json-schema") is not None else None,
     **SYSTEM_PROMPT_FILES,
 )
 
@@ -486,7 +498,7 @@ for m in re.finditer(r"@(append|write)=([^:\s]+):(.*)", text):
     with open(path, "a" if m.group(1) == "append" else "w") as f:
         f.write(m.group(3).strip() + "\n")
 # As Claude does when its prompt lists files with conflict markers to resolve first.
-if directive("resolve-conflicts") is not None or "Resolve the conflict markers" in text:
+if directive("resolve-conflicts") is not None or "resolve the conflict markers" in text.lower():
     for root, dirs, files in os.walk(os.getcwd()):
         dirs[:] = [d for d in dirs if d != ".git"]
         for name in files:
@@ -506,6 +518,23 @@ if m:
                GIT_COMMITTER_NAME="Claude", GIT_COMMITTER_EMAIL="claude@example.com")
     subprocess.run(["git", "add", "-A"], check=True, env=env)
     subprocess.run(["git", "commit", "-q", "-m", m.group(1).strip()], check=True, env=env)
+structured = directive("structured")
+if structured:
+    value = json.loads(structured)
+    with open(os.path.join(FIXTURES, "success-structured-output.jsonl")) as f:
+        for raw in f:
+            event = json.loads(raw)
+            if "session_id" in event:
+                event["session_id"] = SESSION
+            if event.get("type") == "assistant":
+                event["message"]["content"][0]["input"] = value
+            if event.get("type") == "result":
+                event["structured_output"] = value
+                event["result"] = json.dumps(value, separators=(",", ":"))
+                if cost is not None:
+                    event["total_cost_usd"] = cost
+            emit(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+    finish(0)
 
 m = re.search(r"@result=(.*)", text)
 result = m.group(1).strip() if m else None

@@ -97,6 +97,14 @@ async fn parallel_tasks_merge_into_their_dependent_and_the_integration_branch_an
     let api = client.ok("get_status", json!({ "task": "api" })).await;
     let api_commit = api["isolation"]["commit"].as_str().expect("api's result");
     assert_eq!(git(&repo, &["log", "-1", "--format=%s", api_commit]), "api: my own commit");
+    // The dependent was told what each dependency left: its result commit among its results.
+    let prompt = env
+        .starts()
+        .into_iter()
+        .filter_map(|s| std::fs::read_to_string(s["prompt_path"].as_str()?).ok())
+        .find(|p| p.starts_with("run the tests"))
+        .expect("the dependent's prompt");
+    assert!(prompt.contains(api_commit), "the result commit of api reaches its dependent: {prompt}");
 
     // The checkout is as it was: same commit, nothing new, nothing changed.
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head);
@@ -148,12 +156,15 @@ async fn conflicting_results_are_resolved_by_the_dependent_or_fail_it_when_asked
     let join = client.ok("get_status", json!({ "task": "join" })).await;
     assert_eq!(join["isolation"]["conflicts"], json!(["shared.txt"]), "{join}");
     // Its prompt began with the conflicted files and the instruction to resolve them.
-    let start = env
+    let prompt = env
         .starts()
         .into_iter()
-        .find(|s| s["prompt_head"].as_str().is_some_and(|p| p.contains("Resolve the conflict markers")))
-        .expect("the dependent's prompt asks to resolve the conflicts first");
-    assert!(start["prompt_head"].as_str().expect("head").starts_with("Before anything else"), "{start}");
+        .filter_map(|s| std::fs::read_to_string(s["prompt_path"].as_str()?).ok())
+        .find(|p| p.contains("join them"))
+        .expect("the dependent's prompt");
+    let conflicts_at = prompt.find("- `shared.txt`").expect("the conflicted file is listed");
+    assert!(conflicts_at < prompt.find("join them").expect("the task"), "listed before the task: {prompt}");
+    assert!(prompt.contains("resolve the conflict markers"), "{prompt}");
     let result = join["isolation"]["commit"].as_str().expect("result");
     let shared = git(&repo, &["show", &format!("{result}:shared.txt")]);
     assert!(!shared.contains("<<<<<<<"), "the fake resolved the markers: {shared}");

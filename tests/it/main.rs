@@ -24,6 +24,7 @@ mod projects;
 mod protocol;
 mod replaced_db;
 mod resources;
+mod results;
 mod runner_faults;
 mod scaling;
 mod schemas;

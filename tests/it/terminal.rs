@@ -234,7 +234,11 @@ async fn run_options_reach_the_task() {
     let done = client.wait_task("second", 30.0).await;
     assert_eq!(done["status"], "completed", "{done}");
     let starts = env.starts();
-    let run = starts.iter().find(|s| s["prompt_head"] == "second").expect("second ran");
+    // After its dependency's results (see tests/it/results.rs).
+    let run = starts
+        .iter()
+        .find(|s| s["prompt_head"].as_str().is_some_and(|p| p.starts_with("second\n\n## Results")))
+        .expect("second ran");
     assert!(run["cwd"].as_str().is_some_and(|c| c.ends_with("/sub")), "{run}");
     let conn = rusqlite::Connection::open(env.db_path()).expect("db");
     let (priority, timeout): (i64, i64) = conn
