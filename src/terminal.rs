@@ -92,6 +92,13 @@ pub struct RunRequest {
     /// 20; default 2).
     #[arg(long)]
     pub verify_attempts: Option<u32>,
+    /// Give the task its prompt as written, without the results of the tasks it depends on.
+    #[arg(long)]
+    pub no_dependency_results: bool,
+    /// A JSON Schema (the JSON itself, or a file that holds it) its answer must match: Claude
+    /// answers with JSON, returned as structured_result and given to its dependents.
+    #[arg(long, value_name = "JSON|FILE")]
+    pub result_schema: Option<String>,
     /// Follow the task live until it ends (exit 0 when it completed).
     #[arg(long)]
     pub watch: bool,
@@ -226,16 +233,34 @@ async fn create(
         verify: request.verify.clone(),
         verify_timeout_seconds: request.verify_timeout_seconds,
         verify_attempts: request.verify_attempts,
+        include_dependency_results: request.no_dependency_results.then_some(false),
+        result_schema: request.result_schema.as_deref().map(schema_argument).transpose()?,
         ..TaskInput::default()
     };
     service.create_task(input, request.orchestration.clone(), request.orchestration_max_budget_usd).await
 }
 
+/// `--result-schema`: JSON given inline, or the path of a file that holds it.
+fn schema_argument(text: &str) -> Result<serde_json::Value, ServiceError> {
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
+    let from_file = std::fs::read_to_string(text).map_err(|e| {
+        ServiceError::Invalid(format!(
+            "result_schema is neither JSON nor a file that can be read ({text}: {e}): give the schema itself, \
+             such as '{{\"type\": \"object\"}}', or the path of a JSON file"
+        ))
+    })?;
+    serde_json::from_str(&from_file)
+        .map_err(|e| ServiceError::Invalid(format!("result_schema: {text} does not hold JSON: {e}")))
+}
+
 /// A message about `create_task`'s fields in the words of `run`'s flags.
 fn in_flag_words(message: &str) -> String {
     // Longer names first: `append_system_prompt` holds `system_prompt`.
-    const FLAGS: [(&str, &str); 15] = [
+    const FLAGS: [(&str, &str); 16] = [
         ("verify_timeout_seconds", "--verify-timeout-seconds"),
+        ("result_schema", "--result-schema"),
         ("verify_attempts", "--verify-attempts"),
         ("task_identifier", "--identifier"),
         ("orchestration_max_budget_usd", "--orchestration-max-budget-usd"),

@@ -303,3 +303,35 @@ async fn made_up_identifiers_are_valid_and_free_and_priorities_may_be_negative()
     assert!(text(&taken.stderr).contains("--identifier"), "the error speaks of the flag: {}", text(&taken.stderr));
     client.stop().await;
 }
+
+#[tokio::test]
+async fn run_takes_a_result_schema_and_can_leave_out_the_dependencies_results() {
+    let env = Env::new();
+    let client = env.server().await;
+    std::fs::write(env.work.join("schema.json"), r#"{"type": "object", "required": ["answer"]}"#).expect("schema");
+    let queued = finished(
+        env.command(SERVER)
+            .args(["run", "@structured={\"answer\":42}", "--identifier", "asked", "--result-schema", "schema.json"])
+            .stdin(Stdio::null()),
+    )
+    .await;
+    assert!(queued.status.success(), "{}", text(&queued.stderr));
+    let done = client.wait_task("asked", 30.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["structured_result"], serde_json::json!({ "answer": 42 }), "{done}");
+    let plain = finished(
+        env.command(SERVER)
+            .args(["run", "plain", "--identifier", "plain", "--depends-on", "asked", "--no-dependency-results"])
+            .stdin(Stdio::null()),
+    )
+    .await;
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    client.wait_task("plain", 30.0).await;
+    assert!(env.starts().iter().any(|s| s["prompt_head"] == "plain"), "the prompt as written");
+    let refused =
+        finished(env.command(SERVER).args(["run", "x", "--result-schema", "not json, no file"]).stdin(Stdio::null()))
+            .await;
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("--result-schema is neither JSON nor a file"), "{}", text(&refused.stderr));
+    client.stop().await;
+}
