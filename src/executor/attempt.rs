@@ -43,11 +43,27 @@ impl Executor {
         if let Some(session) = resume {
             let _ = append_summary(&paths.summary, &format!("resuming the interrupted session {session}"));
         }
+        let (progress_tx, progress_rx) = watch::channel(RunProgress::default());
+        // Progress and heartbeats are written by their own task: a write that waits for a busy
+        // database must not stop the loop below from reading the CLI's output (it would block on
+        // a full pipe) or from stopping it (timeout, kill escalation, cancel). It starts before
+        // the worktree is made: a large checkout, or a wait for the repository's lock, must not
+        // let the lease run out.
+        let (verdict_tx, mut verdicts) = tokio::sync::mpsc::unbounded_channel();
+        let run_over = CancellationToken::new();
+        let recorder = tokio::spawn({
+            let this = self.clone();
+            let identifier = task.task_identifier.clone();
+            let (progress_rx, run_over) = (progress_rx.clone(), run_over.clone());
+            async move { this.record_attempt(task_id, fence, identifier, progress_rx, verdict_tx, run_over).await }
+        });
         // An isolated task runs in its worktree: made now, or found again.
         let workspace = match self.prepare_workspace(&task, fence).await {
             Ok(workspace) => workspace,
             Err(error) => {
                 lock(&inner.running).remove(&task_id);
+                run_over.cancel();
+                let _ = recorder.await;
                 let summary_line = format!("failed before it started: {}: {}", error.kind, error.message);
                 let finish = Finish::Failed { error };
                 self.record_outcome(&task, fence, finish, RunStats::default(), summary_line, Duration::ZERO).await;
@@ -79,7 +95,6 @@ impl Executor {
             system_prompt: task.settings.system_prompt.clone(),
             append_system_prompt: task.settings.append_system_prompt.clone(),
         };
-        let (progress_tx, progress_rx) = watch::channel(RunProgress::default());
         let run_stop = CancellationToken::new();
         // The CLI, then the task's checks and the fixes they ask for: one attempt.
         let run = self.run_checked(AttemptSetup {
@@ -92,17 +107,6 @@ impl Executor {
             progress: &progress_tx,
         });
         tokio::pin!(run);
-        // Progress and heartbeats are written by their own task: a write that waits for a busy
-        // database must not stop this loop from reading the CLI's output (it would block on a
-        // full pipe) or from stopping it (timeout, kill escalation, cancel).
-        let (verdict_tx, mut verdicts) = tokio::sync::mpsc::unbounded_channel();
-        let run_over = CancellationToken::new();
-        let recorder = tokio::spawn({
-            let this = self.clone();
-            let identifier = task.task_identifier.clone();
-            let (progress_rx, run_over) = (progress_rx.clone(), run_over.clone());
-            async move { this.record_attempt(task_id, fence, identifier, progress_rx, verdict_tx, run_over).await }
-        });
         let mut stop_reason: Option<StopReason> = None;
         let AttemptRun { report, stats, elapsed } = loop {
             tokio::select! {
