@@ -965,15 +965,15 @@ impl Service {
             }
             Target::Orchestration(id) => {
                 let id = *id;
-                let summary = self.db.call(move |s| s.orchestration_summary(id)).await?;
-                let mut finished = summary.counters.unfinished() == 0;
+                let counters = self.db.call(move |s| s.orchestration_counters(id)).await?;
+                let mut finished = counters.unfinished() == 0;
                 if finished {
                     // Its end includes merging its isolated tasks' results onto its integration
                     // branch (or adding the task that resolves their conflicts).
                     let isolation = self.db.call(move |s| s.isolation_of(id)).await?;
                     finished = isolation.is_none_or(|i| i.integration != isolation::IntegrationState::Pending);
                 }
-                Ok((finished, counters_progress(&summary.counters)))
+                Ok((finished, counters_progress(&counters)))
             }
         }
     }

@@ -97,6 +97,9 @@ fn the_hot_path_reads_through_indexes_only() {
     // What a dependent's attempt reads of its dependencies' results before it starts.
     let _ = store.dependency_results(created.tasks[11].task_id).expect("dependency results");
     let _ = store.marks(&[created.tasks[0].task_id], &[created.orchestration_id]).expect("marks");
+    // What `wait` reads on every change it wakes for, and an isolated task's start.
+    let _ = store.orchestration_counters(created.orchestration_id).expect("counters");
+    let _ = store.isolation_of(created.orchestration_id).expect("isolation");
     let _ = store.expire_orchestrations(now + 3).expect("expire");
     let mut follow = layered("follow", 1, 1);
     follow.orchestration = None;

@@ -331,6 +331,15 @@ impl Store {
         })
     }
 
+    /// An orchestration's counters by state, kept by triggers: what `wait` looks at on every
+    /// change it wakes for (the whole summary also counts the tasks a budget stopped).
+    pub fn orchestration_counters(&mut self, id: OrchestrationId) -> Result<Counters, StoreError> {
+        self.read(|tx| {
+            let id = resolve_orchestration(tx, id)?;
+            Ok(counters(tx, id)?.0)
+        })
+    }
+
     /// Tasks, newest first.
     pub fn list_tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskListItem>, StoreError> {
         self.read(|tx| {
