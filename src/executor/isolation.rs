@@ -21,6 +21,9 @@ use crate::model::{ErrorKind, NewBatch, NewTask, OrchestrationId, TaskError, Tas
 use crate::store::{IntegrationWork, StoreError};
 use crate::time::now_ms;
 
+/// How long after a failed integration pass the next one starts.
+const INTEGRATION_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where an isolated attempt runs, and what its result commit is measured from.
 #[derive(Clone, Debug)]
 pub(super) struct Workspace {
@@ -184,16 +187,26 @@ impl Executor {
         }
         let this = self.clone();
         runs.spawn(async move {
+            let mut failed = false;
             match this.inner.db.call(|s| s.integrations_due()).await {
                 Ok(due) => {
                     for orchestration_id in due {
                         if let Err(e) = this.integrate(orchestration_id).await {
+                            failed = !e.is_lost();
                             tracing::error!(orchestration_id, "cannot integrate orchestration {orchestration_id}: {e}");
                         }
                     }
                 }
                 Err(e) if e.is_lost() => {}
-                Err(e) => tracing::warn!("cannot look for integrations: {e}"),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!("cannot look for integrations: {e}");
+                }
+            }
+            // What is still due is tried again when this pass ends; after a failure (of the
+            // database: git's are recorded as abandoned) not at once, or the loop would spin.
+            if failed {
+                tokio::time::sleep(INTEGRATION_RETRY).await;
             }
             this.inner.integrating.store(false, Ordering::Release);
             this.inner.changes.send_modify(|n| *n += 1);
