@@ -71,6 +71,11 @@ struct Group {
     budget_usd: Option<f64>,
     /// Why its budget stopped tasks and how to raise it (in the inspect CLI's words).
     budget_message: Option<String>,
+    /// With isolated tasks: their results are still being merged onto the integration branch
+    /// (the work is not over until they are).
+    integrating: bool,
+    /// With isolated tasks, once over: where their results are, and what else happened.
+    integration_lines: Vec<String>,
 }
 
 /// How to show the view.
@@ -122,7 +127,7 @@ pub async fn watch(
         let paused = paused(service).await;
         view.draw(&groups, paused.as_ref())?;
         let rows = || groups.iter().flat_map(|g| g.rows.iter());
-        if rows().all(|r| r.status.is_terminal()) {
+        if rows().all(|r| r.status.is_terminal()) && !groups.iter().any(|g| g.integrating) {
             view.finish(&groups)?;
             let all_completed = rows().all(|r| r.status == TaskStatus::Completed);
             return Ok(if all_completed { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -177,6 +182,8 @@ async fn gather(service: &Service, targets: &[Target]) -> anyhow::Result<Vec<Gro
                     single: true,
                     budget_usd: None,
                     budget_message: None,
+                    integrating: false,
+                    integration_lines: Vec::new(),
                     rows: vec![Row {
                         task_id: t.task_id,
                         identifier: t.task_identifier,
@@ -223,6 +230,11 @@ async fn gather(service: &Service, targets: &[Target]) -> anyhow::Result<Vec<Gro
                     budget_usd: detail.summary.budget_usd,
                     budget_message: crate::budget::exhausted_message(&detail.summary)
                         .map(|m| crate::text::in_cli_words(&m)),
+                    integrating: detail
+                        .isolation
+                        .as_ref()
+                        .is_some_and(|i| i.integration == crate::isolation::IntegrationState::Pending),
+                    integration_lines: detail.isolation.as_deref().map(integration_lines).unwrap_or_default(),
                 }
             }
         });
@@ -368,7 +380,27 @@ fn outcome(group: &Group) -> Vec<String> {
             }
         }
         lines.extend(group.budget_message.clone());
+        lines.extend(group.integration_lines.iter().cloned());
     }
+    lines
+}
+
+/// What an ended orchestration's isolated tasks left: the integration branch and commit, or
+/// why there is none, and the merge into the checkout when it was asked for.
+fn integration_lines(i: &crate::isolation::OrchestrationIsolation) -> Vec<String> {
+    use crate::isolation::IntegrationState;
+    let mut lines = Vec::new();
+    match (i.integration, &i.integration_commit) {
+        (IntegrationState::Done, Some(commit)) => lines.push(format!(
+            "results on {} at {}{}",
+            i.branch,
+            &commit[..commit.len().min(12)],
+            if i.base.merge_when_done { "" } else { " (claude-worker-inspect merge brings them into your checkout)" }
+        )),
+        (IntegrationState::Abandoned, _) => lines.push("results not integrated: it did not complete".to_owned()),
+        _ => {}
+    }
+    lines.extend(i.note.clone());
     lines
 }
 

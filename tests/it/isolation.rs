@@ -454,3 +454,42 @@ async fn a_repository_with_a_submodule_and_a_detached_head() {
     assert!(files_of(&repo, commit).contains(&"used.txt".to_owned()));
     assert_eq!(git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]), "HEAD", "still detached, untouched");
 }
+
+#[tokio::test]
+async fn orchestrate_from_the_terminal_with_isolation_and_merge_when_done() {
+    let env = Env::new();
+    let repo = repository(&env);
+    std::fs::write(
+        repo.join("pipeline.json"),
+        r#"{"name": "pipeline", "tasks": [
+            {"identifier": "plan", "execution_prompt": "@write=PLAN.md:the plan"},
+            {"identifier": "one", "execution_prompt": "@append=one.txt:one", "depends_on": ["plan"]},
+            {"identifier": "two", "execution_prompt": "@append=two.txt:two", "depends_on": ["plan"]},
+            {"identifier": "check", "execution_prompt": "@append=checked.txt:ok", "depends_on": ["one", "two"],
+             "verify": "test -f one.txt && test -f two.txt && test -f PLAN.md"}
+        ]}"#,
+    )
+    .expect("workflow");
+    git(&repo, &["add", "pipeline.json"]);
+    git(&repo, &["commit", "-q", "-m", "the workflow"]);
+    let mut command = env.command(crate::harness::SERVER);
+    command
+        .current_dir(&repo)
+        .args(["orchestrate", "pipeline.json", "--isolation", "worktree", "--merge-when-done", "--wait"])
+        .stdin(std::process::Stdio::null());
+    let done = crate::harness::finished(&mut command).await;
+    assert!(done.status.success(), "{}\n{}", text(&done.stdout), text(&done.stderr));
+    let said = text(&done.stdout);
+    assert!(said.contains("results on claude-worker/1-pipeline/integration"), "{said}");
+    assert!(said.contains("merged into the checkout"), "{said}");
+    // The verify ran in check's worktree, which held all three results; the result reached the
+    // checkout because it was asked to.
+    for file in ["PLAN.md", "one.txt", "two.txt", "checked.txt"] {
+        assert!(repo.join(file).exists(), "{file} merged into the checkout");
+    }
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    let shown = env.inspect(&["orchestration-status", "1"]).await;
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("integrated on claude-worker/1-pipeline/integration"), "{shown}");
+    assert!(shown.contains("merged into the checkout"), "{shown}");
+}
