@@ -201,6 +201,21 @@ pub fn dirty_note(repository: &str, base_commit: &str, dirty: &[String]) -> Opti
     ))
 }
 
+/// Whether a file's text still holds a conflict marker git wrote (a line that begins with
+/// `<<<<<<< ` or `>>>>>>> `; `=======` alone is too common in text to count).
+pub fn has_conflict_markers(text: &str) -> bool {
+    text.lines().any(|line| line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> "))
+}
+
+/// The sentence for a task that reported success with conflict markers left in `files`.
+pub fn markers_left(files: &[String]) -> String {
+    format!(
+        "conflict markers are left in {}: the task did not resolve the merge of its dependencies' results. \
+         Retry it (it resumes in its worktree, told again to resolve them), or resolve them there by hand",
+        files.join(", ")
+    )
+}
+
 /// The message of a task's result commit.
 pub fn result_commit_message(identifier: &str, task_id: TaskId, orchestration: &str) -> String {
     format!("claude-worker: {identifier} (task #{task_id} of orchestration {orchestration})")
@@ -230,8 +245,8 @@ pub fn resolve_prompt(sinks: &[String]) -> String {
 /// (`on_conflict: "fail"`).
 pub fn conflict_failure(dependencies: &[String], files: &[String]) -> String {
     format!(
-        "the results of {} conflict in {}: resolve them by hand on a branch and retry, or let the task resolve \
-         them (on_conflict: \"resolve\", the default)",
+        "the results of {} conflict in {}: a retry meets the same conflict. Queue the work again with \
+         on_conflict \"resolve\" (the default), and the task starts on the conflicted merge, told to resolve it",
         dependencies.join(", "),
         files.join(", ")
     )
@@ -281,6 +296,14 @@ mod tests {
         assert_eq!(start_points("base", &[None]), vec!["base"]);
         assert_eq!(start_points("base", &[Some("a".into())]), vec!["a"]);
         assert_eq!(start_points("base", &[Some("a".into()), None, Some("b".into()), Some("a".into())]), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn conflict_markers_are_recognised_and_underlines_are_not() {
+        assert!(has_conflict_markers("a\n<<<<<<< ours\nx\n=======\ny\n>>>>>>> theirs\n"));
+        assert!(has_conflict_markers(">>>>>>> abc123\n"));
+        assert!(!has_conflict_markers("Title\n=======\ntext <<<<<<< inline\n"));
+        assert!(!has_conflict_markers(""));
     }
 
     #[test]

@@ -91,6 +91,18 @@ impl Executor {
                 (merged.commit, merged.conflicts)
             }
         };
+        // A branch of that name that this task did not make (another claude-worker database on
+        // the same repository numbers its orchestrations from 1 too, or an old run was pruned
+        // without its branches) is never taken over: its work is not this task's.
+        if recorded.path.is_none() && !path.exists() {
+            let reference = format!("refs/heads/{branch}");
+            if git.resolve_commit(&repository, &reference).await.is_ok() {
+                return Err(failed(format!(
+                    "the branch {branch} exists already and is not this task's (another claude-worker database on \
+                     this repository, or an old run): delete it (git branch -D {branch}) and retry the task"
+                )));
+            }
+        }
         if !conflicts.is_empty() && task.settings.on_conflict == isolation::OnConflict::Fail {
             let names: Vec<String> = plan.dependencies.iter().map(|d| d.identifier.clone()).collect();
             return Err(TaskError::new(ErrorKind::MergeConflict, isolation::conflict_failure(&names, &conflicts)));
@@ -153,6 +165,19 @@ impl Executor {
         workspace: &Workspace,
     ) -> Result<(), TaskError> {
         let inner = &self.inner;
+        // A conflicted start is done only once no marker is left in the files it listed.
+        let unresolved: Vec<String> = workspace
+            .conflicts
+            .iter()
+            .filter(|file| {
+                std::fs::read(workspace.worktree.join(file))
+                    .is_ok_and(|bytes| isolation::has_conflict_markers(&String::from_utf8_lossy(&bytes)))
+            })
+            .cloned()
+            .collect();
+        if !unresolved.is_empty() {
+            return Err(TaskError::new(ErrorKind::MergeConflict, isolation::markers_left(&unresolved)));
+        }
         let git = &inner.git;
         let info = git.discover(&workspace.repository).await.map_err(failed)?;
         let _lock = git.lock(&info.common_dir).await.map_err(failed)?;
@@ -216,13 +241,11 @@ impl Executor {
     /// Integrates one ended orchestration: see the module's documentation.
     async fn integrate(&self, orchestration_id: OrchestrationId) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let Some(repository) =
-            inner.db.call(move |s| s.isolation_of(orchestration_id)).await?.map(|i| i.base.repository)
-        else {
+        let Some(recorded) = inner.db.call(move |s| s.isolation_of(orchestration_id)).await? else {
             return Ok(());
         };
         let git = &inner.git;
-        let repository = PathBuf::from(repository);
+        let repository = PathBuf::from(&recorded.base.repository);
         let lock = match git.discover(&repository).await {
             Ok(info) => git.lock(&info.common_dir).await,
             Err(e) => Err(e),
@@ -253,6 +276,25 @@ impl Executor {
             return self.add_resolving_task(&work).await;
         }
         let branch = isolation::integration_branch(&work.label);
+        // The branch moves only from where this orchestration left it: one that someone else
+        // made or moved (another database's orchestration of the same number, a person's
+        // commits) is not overwritten.
+        let reference = format!("refs/heads/{branch}");
+        // (At the merge itself already: moved there before a crash; merges are reproducible.)
+        if let Ok(now_at) = git.resolve_commit(&repository, &reference).await
+            && Some(&now_at) != recorded.integration_commit.as_ref()
+            && now_at != merged.commit
+        {
+            let e = GitError::Failed {
+                command: format!("update-ref {reference}"),
+                message: format!(
+                    "{branch} exists and is not where this orchestration left it ({}): delete or rename it, then \
+                     retry the orchestration",
+                    &now_at[..now_at.len().min(12)]
+                ),
+            };
+            return self.give_up_integration(orchestration_id, &e).await;
+        }
         if let Err(e) = git.set_branch(&repository, &branch, &merged.commit).await {
             return self.give_up_integration(orchestration_id, &e).await;
         }
@@ -351,10 +393,14 @@ impl Executor {
                 inner.wake.notify_one();
                 Ok(())
             }
-            // Already added (by another process, or before a crash) and ended: nothing more to try.
-            Err(StoreError::Taken(_)) => {
-                let note =
-                    format!("the results of {} conflict, and the task that resolves them ended", names.join(", "));
+            // Already added (by another process, or before a crash) and ended, or refused (the
+            // orchestration is full, or its budget spent): nothing more to try; said, not retried.
+            Err(e @ (StoreError::Taken(_) | StoreError::Refused(_))) => {
+                let why = match e {
+                    StoreError::Taken(_) => "the task that resolves them ended".to_owned(),
+                    other => format!("no task could be added to resolve them ({other})"),
+                };
+                let note = format!("the results of {} conflict, and {why}", names.join(", "));
                 inner
                     .db
                     .call(move |s| {

@@ -127,7 +127,12 @@ impl Git {
     ) -> Result<Worktree, GitError> {
         let path = real_path(path);
         let info = self.discover(repo).await?;
-        self.command(repo, ["worktree", "prune"]).await?.ok()?;
+        // Never `git worktree prune`: it would forget the user's own worktrees whose directories
+        // are away for the moment (an unmounted disk). Only our entries are cleared, one by one.
+        let entries = self.worktrees(repo).await?;
+        for stale in entries.iter().filter(|e| e.prunable && e.branch.as_deref() == Some(branch)) {
+            self.remove_entry(repo, &real_path(&stale.path)).await?;
+        }
         let entries = self.worktrees(repo).await?;
         if let Some(entry) = entries.iter().find(|entry| real_path(&entry.path) == path) {
             let complete = entry.branch.as_deref() == Some(branch)
@@ -193,7 +198,6 @@ impl Git {
     pub async fn remove_worktree(&self, repo: &Path, path: &Path) -> Result<(), GitError> {
         let path = real_path(path);
         let info = self.discover(repo).await?;
-        self.command(repo, ["worktree", "prune"]).await?.ok()?;
         let entries = self.worktrees(repo).await?;
         if entries.iter().any(|entry| real_path(&entry.path) == path) {
             self.remove_entry(repo, &path).await
@@ -220,14 +224,25 @@ impl Git {
             )
             .await?;
         if removed.code != 0 {
-            // A half-made worktree may not pass git's checks: unlock it and let prune forget it
-            // once its directory is gone.
+            // A half-made worktree may not pass git's checks: unlock it, delete its directory,
+            // and have git forget this entry alone (a forced remove of a missing directory).
             let _ = self.command(repo, [std::ffi::OsStr::new("worktree"), "unlock".as_ref(), &path_arg]).await?;
             remove_dir(path).await.map_err(|e| GitError::Failed {
                 command: format!("remove {}", path.display()),
                 message: format!("{e} (after {}: {})", removed.command, removed.stderr.trim()),
             })?;
-            self.command(repo, ["worktree", "prune"]).await?.ok()?;
+            self.command(
+                repo,
+                [
+                    std::ffi::OsStr::new("worktree"),
+                    "remove".as_ref(),
+                    "--force".as_ref(),
+                    "--force".as_ref(),
+                    &path_arg,
+                ],
+            )
+            .await?
+            .ok()?;
         }
         Ok(())
     }
@@ -362,6 +377,22 @@ mod tests {
         let back = git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/a", &start).await.expect("again");
         assert!(!back.resumed);
         assert_eq!(back.head, committed);
+    }
+
+    #[tokio::test]
+    async fn the_users_own_worktree_whose_directory_is_away_is_not_forgotten() {
+        let repo = Repo::new();
+        let start = repo.git(&["rev-parse", "HEAD"]);
+        let mine = repo.sibling("my-feature");
+        repo.git(&["worktree", "add", "--quiet", "-b", "feature", mine.to_str().expect("utf-8")]);
+        let away = repo.sibling("my-feature-away");
+        std::fs::rename(&mine, &away).expect("move it away for the moment");
+        let git = test_git();
+        let path = wt_path(&repo, "task");
+        git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/task", &start).await.expect("made");
+        git.remove_worktree(repo.path(), &path).await.expect("removed");
+        std::fs::rename(&away, &mine).expect("back");
+        assert_eq!(run_git(&mine, &["symbolic-ref", "--short", "HEAD"]), "feature", "still a worktree");
     }
 
     #[tokio::test]

@@ -451,7 +451,8 @@ impl Store {
             let integration_due: bool = tx
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM orchestrations
-                     WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled'))",
+                     WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled')
+                       AND merged_into IS NULL)",
                 )?
                 .query_row([], |row| row.get(0))?;
             let pause = super::limits::current_pause(tx)?;

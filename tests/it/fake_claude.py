@@ -50,6 +50,7 @@
 #   @resolve-conflicts  drop the conflict marker lines (<<<<<<< ======= >>>>>>>) of every file
 #                   under its directory, keeping both sides; done unasked too when the prompt asks
 #                   to "resolve the conflict markers" (claude-worker's words for a conflicted start)
+#   @keep-conflicts  leave conflict markers where they are, even when the prompt asks to resolve them
 #   @commit=MESSAGE make its own commit of everything (git add -A) after the edits
 #   @fix-creates=FILE  (checked completion) a `--resume` run whose prompt (on stdin) asks to fix what a
 #                   task's `verify` check found creates FILE (relative to its directory), so that a check
@@ -498,7 +499,8 @@ for m in re.finditer(r"@(append|write)=([^:\s]+):(.*)", text):
     with open(path, "a" if m.group(1) == "append" else "w") as f:
         f.write(m.group(3).strip() + "\n")
 # As Claude does when its prompt lists files with conflict markers to resolve first.
-if directive("resolve-conflicts") is not None or "resolve the conflict markers" in text.lower():
+if directive("resolve-conflicts") is not None or (
+        "resolve the conflict markers" in text.lower() and directive("keep-conflicts") is None):
     for root, dirs, files in os.walk(os.getcwd()):
         dirs[:] = [d for d in dirs if d != ".git"]
         for name in files:

@@ -493,3 +493,72 @@ async fn orchestrate_from_the_terminal_with_isolation_and_merge_when_done() {
     assert!(shown.contains("integrated on claude-worker/1-pipeline/integration"), "{shown}");
     assert!(shown.contains("merged into the checkout"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_task_that_leaves_conflict_markers_fails_instead_of_passing_them_on() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let tasks = json!({ "isolation": "worktree", "tasks": [
+        { "identifier": "left", "execution_prompt": "@write=shared.txt:left side" },
+        { "identifier": "right", "execution_prompt": "@write=shared.txt:right side" },
+        { "identifier": "join", "execution_prompt": "join\n@keep-conflicts", "depends_on": ["left", "right"] },
+    ] });
+    let id = client.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    let failed = client.wait_orchestration(id, 60.0).await;
+    let join = task_of(&failed, "join");
+    assert_eq!(join["error"]["kind"], "merge_conflict", "{failed}");
+    let message = join["error"]["message"].as_str().expect("message");
+    assert!(message.contains("conflict markers are left in shared.txt"), "{message}");
+    let status = client.ok("get_status", json!({ "task": "join" })).await;
+    assert!(status["isolation"]["commit"].is_null(), "no result commit for it: {status}");
+}
+
+#[tokio::test]
+async fn conflicting_sinks_in_a_full_orchestration_end_said_not_spinning() {
+    let env = Env::new().set("MAX_TASKS_PER_ORCHESTRATION", "2");
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let tasks = json!({ "isolation": "worktree", "tasks": [
+        { "identifier": "left", "execution_prompt": "@write=shared.txt:left side" },
+        { "identifier": "right", "execution_prompt": "@write=shared.txt:right side" },
+    ] });
+    let id = client.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    client.wait_orchestration(id, 60.0).await;
+    let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    assert_eq!(orchestration["isolation"]["integration"], "abandoned", "{orchestration}");
+    let note = orchestration["isolation"]["note"].as_str().expect("note");
+    assert!(note.contains("conflict") && note.contains("no task could be added"), "{note}");
+}
+
+#[tokio::test]
+async fn two_databases_on_one_repository_never_take_over_each_others_branches() {
+    let first = Env::new();
+    let repo = repository(&first);
+    let second = Env::new();
+    let one = first.server_in(&repo).await;
+    let tasks = json!({ "name": "refactor", "isolation": "worktree", "tasks": [
+        { "identifier": "a", "execution_prompt": "@append=from_db1.txt:one" },
+    ] });
+    let id = one.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    let done = one.wait_orchestration(id, 60.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let integrated = git(&repo, &["rev-parse", &format!("claude-worker/{id}-refactor/integration")]);
+
+    // The second database numbers its orchestrations from 1 too: same names, other work.
+    let two = second.server_in(&repo).await;
+    let tasks = json!({ "name": "refactor", "isolation": "worktree", "tasks": [
+        { "identifier": "a", "execution_prompt": "@append=from_db2.txt:two" },
+    ] });
+    let id2 = two.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    assert_eq!(id2, id);
+    let failed = two.wait_orchestration(id2, 60.0).await;
+    let a = task_of(&failed, "a");
+    assert_eq!(a["error"]["kind"], "isolation_failed", "{failed}");
+    assert!(a["error"]["message"].as_str().is_some_and(|m| m.contains("exists already")), "{failed}");
+    assert_eq!(
+        git(&repo, &["rev-parse", &format!("claude-worker/{id}-refactor/integration")]),
+        integrated,
+        "the first database's integration branch did not move"
+    );
+}
