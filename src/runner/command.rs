@@ -352,11 +352,18 @@ mod tests {
         assert_eq!(report.stopped, Some(StopCause::Timeout));
         assert_eq!(report.ending(), "stopped at its timeout");
         let child: i32 = std::fs::read_to_string(&pid_file).expect("the pid file").trim().parse().expect("a pid");
-        // The background sleep was in the group: it is gone (or a zombie being reaped by init).
-        let alive = std::fs::read_to_string(format!("/proc/{child}/stat"))
-            .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-            .unwrap_or(false);
-        assert!(!alive, "the command's child {child} outlived it");
+        // The background sleep was in the group: signalled, it is gone (or a zombie being
+        // reaped by init) as soon as the kernel has delivered the signal and it has exited.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!alive(), "the command's child {child} outlived it");
     }
 
     #[tokio::test]
