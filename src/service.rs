@@ -367,9 +367,15 @@ impl Service {
             }));
         }
         let repository = PathBuf::from(&isolation.base.repository);
-        let merged = Git::new().merge_into_checkout(&repository, &isolation.branch).await.map_err(|e| {
+        let git = Git::new();
+        let not_merged = |e: crate::git::GitError| {
             ServiceError::Invalid(format!("{} not merged into {}: {e}", isolation.branch, repository.display()))
-        })?;
+        };
+        // Under the repository's lock, like every git step of claude-worker's: not while an
+        // integration or a worktree is being made.
+        let common_dir = git.discover(&repository).await.map_err(not_merged)?.common_dir;
+        let _lock = git.lock(&common_dir).await.map_err(not_merged)?;
+        let merged = git.merge_into_checkout(&repository, &isolation.branch).await.map_err(not_merged)?;
         Ok(format!("{} merged into {}: {merged}", isolation.branch, repository.display()))
     }
 

@@ -339,33 +339,49 @@ impl Executor {
         let config = &inner.config;
         let names: Vec<String> = work.sinks.iter().map(|s| s.identifier.clone()).collect();
         let repository = work.base.repository.clone();
-        let task = NewTask {
-            identifier: isolation::RESOLVE_IDENTIFIER.to_owned(),
-            prompt: isolation::resolve_prompt(&names),
-            depends_on: work.sinks.iter().map(|s| TaskRef::Id(s.task_id)).collect(),
-            settings: TaskSettings {
-                working_directory: repository.clone(),
-                model: config.default_model.clone(),
-                system_prompt: None,
-                append_system_prompt: None,
-                permission_mode: config.default_permission_mode.clone(),
-                allowed_tools: Vec::new(),
-                disallowed_tools: Vec::new(),
-                max_turns: None,
-                max_budget_usd: None,
-                timeout_seconds: config.task_timeout.as_secs(),
-                max_attempts: config.max_attempts,
-                priority: 0,
+        // It works as the tasks it resolves did (their model, permissions, tools and limits), in
+        // the repository, on their conflicted merge; with no check of its own, which was theirs.
+        let defaults = TaskSettings {
+            working_directory: repository.clone(),
+            model: config.default_model.clone(),
+            system_prompt: None,
+            append_system_prompt: None,
+            permission_mode: config.default_permission_mode.clone(),
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
+            max_turns: None,
+            max_budget_usd: None,
+            timeout_seconds: config.task_timeout.as_secs(),
+            max_attempts: config.max_attempts,
+            priority: 0,
+            wait_after_dependencies: 0.0,
+            isolation: Isolation::Worktree,
+            on_conflict: isolation::OnConflict::Resolve,
+            verify: None,
+            verify_timeout_seconds: config.verify_timeout.as_secs(),
+            verify_attempts: 2,
+            include_dependency_results: true,
+            result_schema: None,
+        };
+        let settings = match &work.sink_settings {
+            Some(sink) => TaskSettings {
+                working_directory: sink.working_directory.clone(),
                 wait_after_dependencies: 0.0,
                 isolation: Isolation::Worktree,
                 on_conflict: isolation::OnConflict::Resolve,
                 verify: None,
-                verify_timeout_seconds: config.verify_timeout.as_secs(),
-                verify_attempts: 2,
                 include_dependency_results: true,
                 result_schema: None,
+                ..sink.clone()
             },
-            project: crate::project::Project::of_directory(Path::new(&repository)),
+            None => defaults,
+        };
+        let task = NewTask {
+            identifier: isolation::RESOLVE_IDENTIFIER.to_owned(),
+            prompt: isolation::resolve_prompt(&names),
+            depends_on: work.sinks.iter().map(|s| TaskRef::Id(s.task_id)).collect(),
+            project: crate::project::Project::of_directory(Path::new(&settings.working_directory)),
+            settings,
         };
         let batch = NewBatch {
             orchestration: None,

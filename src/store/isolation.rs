@@ -39,6 +39,9 @@ pub struct IntegrationWork {
     pub sinks: Vec<DependencyCommit>,
     /// The worktrees of its completed tasks, to remove.
     pub completed_worktrees: Vec<(TaskId, String)>,
+    /// The settings of its first sink: what a task added to resolve the sinks' conflicts runs
+    /// with (model, permission mode, tools, limits).
+    pub sink_settings: Option<crate::model::TaskSettings>,
 }
 
 /// Records the base of a batch's isolated tasks on their orchestration, if it has none; one
@@ -244,6 +247,10 @@ impl Store {
             )?;
             let completed_worktrees =
                 stmt.query_map([orchestration_id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+            let sink_settings = match sinks.first() {
+                Some(sink) => Some(super::query::read_task(tx, sink.task_id)?.settings),
+                None => None,
+            };
             Ok(Some(IntegrationWork {
                 orchestration_id,
                 status: OrchestrationStatus::parse(&status).unwrap_or(OrchestrationStatus::Failed),
@@ -251,6 +258,7 @@ impl Store {
                 base: isolation.base,
                 sinks,
                 completed_worktrees,
+                sink_settings,
             }))
         })
     }

@@ -191,8 +191,8 @@ async fn conflicting_sinks_get_a_task_that_resolves_them() {
     let repo = repository(&env);
     let client = env.server_in(&repo).await;
     let tasks = json!([
-        { "identifier": "left", "execution_prompt": "@write=shared.txt:left side" },
-        { "identifier": "right", "execution_prompt": "@write=shared.txt:right side" },
+        { "identifier": "left", "execution_prompt": "@write=shared.txt:left side", "model": "opus" },
+        { "identifier": "right", "execution_prompt": "@write=shared.txt:right side", "model": "opus" },
     ]);
     let created =
         client.ok("create_orchestration", json!({ "name": "sinks", "isolation": "worktree", "tasks": tasks })).await;
@@ -201,6 +201,9 @@ async fn conflicting_sinks_get_a_task_that_resolves_them() {
     assert_eq!(done["status"], "completed", "{done}");
     let resolver = task_of(&done, "resolve_integration");
     assert_eq!(resolver["status"], "completed", "{done}");
+    // It worked as the tasks it resolved did.
+    let resolver = client.ok("get_status", json!({ "task": format!("#{}", resolver["task_id"]) })).await;
+    assert_eq!(resolver["model"], "opus", "{resolver}");
     let orchestration = client.ok("get_status", json!({ "orchestration_id": id })).await;
     assert_eq!(orchestration["isolation"]["integration"], "done", "{orchestration}");
     let integrated = orchestration["isolation"]["commit"].as_str().expect("integration commit");
