@@ -211,38 +211,24 @@ impl Git {
     /// Removes a worktree git knows of, locked or not, and whatever is left of its directory.
     async fn remove_entry(&self, repo: &Path, path: &Path) -> Result<(), GitError> {
         let path_arg = path.as_os_str().to_owned();
-        let removed = self
-            .command(
-                repo,
-                [
-                    std::ffi::OsStr::new("worktree"),
-                    "remove".as_ref(),
-                    "--force".as_ref(),
-                    "--force".as_ref(),
-                    &path_arg,
-                ],
-            )
-            .await?;
+        // Twice forced: a locked worktree too; a missing directory makes git forget the entry.
+        let remove = [
+            std::ffi::OsStr::new("worktree"),
+            "remove".as_ref(),
+            "--force".as_ref(),
+            "--force".as_ref(),
+            path_arg.as_os_str(),
+        ];
+        let removed = self.command(repo, remove).await?;
         if removed.code != 0 {
             // A half-made worktree may not pass git's checks: unlock it, delete its directory,
-            // and have git forget this entry alone (a forced remove of a missing directory).
+            // and have git forget this entry alone.
             let _ = self.command(repo, [std::ffi::OsStr::new("worktree"), "unlock".as_ref(), &path_arg]).await?;
             remove_dir(path).await.map_err(|e| GitError::Failed {
                 command: format!("remove {}", path.display()),
                 message: format!("{e} (after {}: {})", removed.command, removed.stderr.trim()),
             })?;
-            self.command(
-                repo,
-                [
-                    std::ffi::OsStr::new("worktree"),
-                    "remove".as_ref(),
-                    "--force".as_ref(),
-                    "--force".as_ref(),
-                    &path_arg,
-                ],
-            )
-            .await?
-            .ok()?;
+            self.command(repo, remove).await?.ok()?;
         }
         Ok(())
     }

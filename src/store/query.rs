@@ -594,12 +594,17 @@ impl Store {
         })
     }
 
-    /// True while some task is waiting, pending or running.
+    /// True while some task is waiting, pending or running, or an ended orchestration waits to
+    /// be integrated (its isolated tasks' results merged): a worker that stops when idle stays
+    /// until then.
     pub fn has_unfinished_work(&mut self) -> Result<bool, StoreError> {
         self.read(|tx| {
             Ok(tx
                 .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('waiting', 'pending', 'running'))",
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('waiting', 'pending', 'running'))
+                         OR EXISTS (SELECT 1 FROM orchestrations
+                             WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled')
+                               AND merged_into IS NULL)",
                 )?
                 .query_row([], |row| row.get(0))?)
         })

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, SERVER, text};
+use crate::harness::{Env, SERVER, task_of, text};
 
 /// The `--max-budget-usd` each run of the task whose prompt starts with `head` was given, in
 /// the order they started.
@@ -20,15 +20,6 @@ fn caps(env: &Env, head: &str) -> Vec<Option<String>> {
             argv.iter().position(|a| *a == "--max-budget-usd").map(|at| argv[at + 1].to_owned())
         })
         .collect()
-}
-
-fn task_of<'a>(status: &'a Value, identifier: &str) -> &'a Value {
-    status["tasks"]
-        .as_array()
-        .expect("tasks")
-        .iter()
-        .find(|t| t["task_identifier"] == identifier)
-        .unwrap_or_else(|| panic!("no task {identifier} in {status}"))
 }
 
 #[tokio::test]

@@ -454,6 +454,32 @@ impl Client {
     }
 }
 
+/// The events of one task, oldest first, as `(kind, detail)`.
+pub fn history(env: &Env, identifier: &str) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open_with_flags(env.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT e.kind, coalesce(e.detail, '') FROM task_events e JOIN tasks t USING (task_id)
+             WHERE t.task_identifier = ?1 ORDER BY e.event_id",
+        )
+        .expect("prepare");
+    stmt.query_map([identifier], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The task `identifier` among an orchestration status's `tasks`.
+pub fn task_of<'a>(status: &'a Value, identifier: &str) -> &'a Value {
+    status["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["task_identifier"] == identifier)
+        .unwrap_or_else(|| panic!("no task {identifier} in {status}"))
+}
+
 /// Polls `check` until it returns `Some`, at most `seconds`.
 pub async fn eventually<T>(seconds: f64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);

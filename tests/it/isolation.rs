@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, text};
+use crate::harness::{Env, task_of, text};
 
 /// Runs git in `dir` with a fixed identity and none of the developer's configuration.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -39,15 +39,6 @@ fn repository(env: &Env) -> PathBuf {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "first"]);
     repo
-}
-
-fn task_of<'a>(status: &'a Value, identifier: &str) -> &'a Value {
-    status["tasks"]
-        .as_array()
-        .expect("tasks")
-        .iter()
-        .find(|t| t["task_identifier"] == identifier)
-        .unwrap_or_else(|| panic!("no task {identifier} in {status}"))
 }
 
 /// The files of a commit.

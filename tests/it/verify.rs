@@ -11,23 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::harness::{Env, SERVER, alive, eventually, finished, text};
-
-/// The events of one task, oldest first, as `(kind, detail)`.
-fn history(env: &Env, identifier: &str) -> Vec<(String, String)> {
-    let conn = rusqlite::Connection::open_with_flags(env.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open db");
-    let mut stmt = conn
-        .prepare(
-            "SELECT e.kind, coalesce(e.detail, '') FROM task_events e JOIN tasks t USING (task_id)
-             WHERE t.task_identifier = ?1 ORDER BY e.event_id",
-        )
-        .expect("prepare");
-    stmt.query_map([identifier], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
-}
+use crate::harness::{Env, SERVER, alive, eventually, finished, history, text};
 
 fn kinds(events: &[(String, String)]) -> Vec<&str> {
     events.iter().map(|(kind, _)| kind.as_str()).filter(|k| k.starts_with("verify_")).collect()
