@@ -60,12 +60,27 @@ impl Executor {
         // An isolated task runs in its worktree: made now, or found again.
         let workspace = match self.prepare_workspace(&task, fence).await {
             Ok(workspace) => workspace,
-            Err(error) => {
+            Err(failure) => {
                 lock(&inner.running).remove(&task_id);
                 run_over.cancel();
                 let _ = recorder.await;
-                let summary_line = format!("failed before it started: {}: {}", error.kind, error.message);
-                let finish = Finish::Failed { error };
+                let cx = policy::Context {
+                    attempt: task.attempt,
+                    max_attempts: task.settings.max_attempts,
+                    timeout_seconds: task.settings.timeout_seconds,
+                    resumed: claimed.resume_session.is_some(),
+                    retry_base: config.retry_base,
+                    retry_max: config.retry_max,
+                    now: now_ms(),
+                    jitter: crate::usage_limit::random_jitter(),
+                    result_schema: None,
+                };
+                let (kind, message) = (failure.error.kind.clone(), failure.error.message.clone());
+                let finish = policy::setup_failure(&cx, failure.error, failure.transient);
+                let summary_line = match &finish {
+                    Finish::Retry { .. } => format!("could not start: {kind}: {message}; trying again later"),
+                    _ => format!("failed before it started: {kind}: {message}"),
+                };
                 self.record_outcome(&task, fence, finish, RunStats::default(), summary_line, Duration::ZERO).await;
                 return;
             }

@@ -41,6 +41,32 @@ fn failed(e: impl std::fmt::Display) -> TaskError {
     TaskError::new(ErrorKind::IsolationFailed, e.to_string())
 }
 
+/// Why an isolated attempt could not start, and whether trying again later may help (git
+/// failing as such: a timeout, a lock another program held, a full disk; the database) or not
+/// (no repository any more, git missing, a conflict the task must fail on, a branch not ours).
+#[derive(Debug)]
+pub(super) struct SetupFailure {
+    pub error: TaskError,
+    pub transient: bool,
+}
+
+impl SetupFailure {
+    fn permanent(error: TaskError) -> SetupFailure {
+        SetupFailure { error, transient: false }
+    }
+
+    fn transient(error: TaskError) -> SetupFailure {
+        SetupFailure { error, transient: true }
+    }
+}
+
+impl From<GitError> for SetupFailure {
+    fn from(e: GitError) -> SetupFailure {
+        let transient = matches!(e, GitError::Failed { .. });
+        SetupFailure { error: failed(e), transient }
+    }
+}
+
 fn store_failed(e: StoreError) -> TaskError {
     failed(format!("cannot read or record the task's worktree: {e}"))
 }
@@ -52,17 +78,21 @@ impl Executor {
         &self,
         task: &TaskRecord,
         fence: i64,
-    ) -> Result<Option<Workspace>, TaskError> {
+    ) -> Result<Option<Workspace>, SetupFailure> {
         if task.settings.isolation != Isolation::Worktree {
             return Ok(None);
         }
         let inner = &self.inner;
         let task_id = task.task_id;
-        let plan = inner.db.call(move |s| s.isolation_plan(task_id)).await.map_err(store_failed)?;
+        let plan = inner
+            .db
+            .call(move |s| s.isolation_plan(task_id))
+            .await
+            .map_err(|e| SetupFailure::transient(store_failed(e)))?;
         let git = &inner.git;
         let repository = PathBuf::from(&plan.repository);
-        let info = git.discover(&repository).await.map_err(failed)?;
-        let _lock = git.lock(&info.common_dir).await.map_err(failed)?;
+        let info = git.discover(&repository).await.map_err(SetupFailure::from)?;
+        let _lock = git.lock(&info.common_dir).await.map_err(SetupFailure::from)?;
         let recorded = &task.worktree;
         let branch =
             recorded.branch.clone().unwrap_or_else(|| isolation::task_branch(&plan.label, &task.task_identifier));
@@ -87,7 +117,7 @@ impl Executor {
                 let merged = git
                     .merge_commits(&repository, &points, &isolation::merge_message(&task.task_identifier, &names))
                     .await
-                    .map_err(failed)?;
+                    .map_err(SetupFailure::from)?;
                 (merged.commit, merged.conflicts)
             }
         };
@@ -97,17 +127,18 @@ impl Executor {
         if recorded.path.is_none() && !path.exists() {
             let reference = format!("refs/heads/{branch}");
             if git.resolve_commit(&repository, &reference).await.is_ok() {
-                return Err(failed(format!(
+                return Err(SetupFailure::permanent(failed(format!(
                     "the branch {branch} exists already and is not this task's (another claude-worker database on \
                      this repository, or an old run): delete it (git branch -D {branch}) and retry the task"
-                )));
+                ))));
             }
         }
         if !conflicts.is_empty() && task.settings.on_conflict == isolation::OnConflict::Fail {
             let names: Vec<String> = plan.dependencies.iter().map(|d| d.identifier.clone()).collect();
-            return Err(TaskError::new(ErrorKind::MergeConflict, isolation::conflict_failure(&names, &conflicts)));
+            let message = isolation::conflict_failure(&names, &conflicts);
+            return Err(SetupFailure::permanent(TaskError::new(ErrorKind::MergeConflict, message)));
         }
-        let worktree = git.ensure_worktree(&repository, &path, &branch, &start).await.map_err(failed)?;
+        let worktree = git.ensure_worktree(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?;
         crate::crash::point("after_worktree");
         if recorded.path.is_none() || recorded.start_commit.is_none() {
             let record = isolation::TaskWorktree {
@@ -123,27 +154,27 @@ impl Executor {
                 .db
                 .call(move |s| s.record_worktree(task_id, &owner, fence, &record))
                 .await
-                .map_err(store_failed)?;
+                .map_err(|e| SetupFailure::transient(store_failed(e)))?;
             if !kept {
-                return Err(failed("the task's claim was lost while its worktree was made"));
+                return Err(SetupFailure::permanent(failed("the task's claim was lost while its worktree was made")));
             }
         }
         let working_directory = Path::new(&task.settings.working_directory);
         let directory =
             isolation::directory_in_worktree(&repository, working_directory, &worktree.path).ok_or_else(|| {
-                failed(format!(
+                SetupFailure::permanent(failed(format!(
                     "the working directory {} is not inside the repository {}",
                     working_directory.display(),
                     repository.display()
-                ))
+                )))
             })?;
         if !directory.is_dir() {
-            return Err(failed(format!(
+            return Err(SetupFailure::permanent(failed(format!(
                 "{} does not exist in the task's worktree: the working directory is not in the repository's \
                  commit {} (untracked or ignored in the checkout?). Commit it, or run the task from a directory that is",
                 directory.display(),
                 &start[..start.len().min(12)]
-            )));
+            ))));
         }
         let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
         let what = if worktree.resumed { "resumed in its worktree" } else { "made its worktree" };

@@ -115,6 +115,18 @@ pub(super) fn decide(cx: &Context<'_>, report: &RunReport, stop_reason: Option<S
     })
 }
 
+/// What an attempt that could not start means for its task (its worktree could not be made):
+/// tried again after the backoff while attempts are left, if trying again may help; failed
+/// otherwise.
+pub(super) fn setup_failure(cx: &Context<'_>, error: TaskError, transient: bool) -> Finish {
+    if transient && cx.attempt < cx.max_attempts {
+        let delay = backoff(cx.retry_base, cx.retry_max, cx.attempt);
+        Finish::Retry { error, ready_at: cx.now + duration_ms(delay) }
+    } else {
+        Finish::Failed { error }
+    }
+}
+
 /// The delay before the attempt after `attempt` (1-based): exponential from `base`, with jitter,
 /// never above `max`.
 pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
@@ -153,6 +165,14 @@ mod tests {
 
     fn failure(kind: ErrorKind, message: &str, transient: bool) -> RunReport {
         report(Outcome::Failure { kind, message: message.to_owned(), transient })
+    }
+
+    #[test]
+    fn a_setup_failure_is_retried_only_when_trying_again_may_help() {
+        let error = || TaskError::new(ErrorKind::IsolationFailed, "git timed out");
+        assert!(matches!(setup_failure(&cx(1, false), error(), true), Finish::Retry { .. }));
+        assert!(matches!(setup_failure(&cx(3, false), error(), true), Finish::Failed { .. }), "the last attempt");
+        assert!(matches!(setup_failure(&cx(1, false), error(), false), Finish::Failed { .. }), "permanent");
     }
 
     #[test]
