@@ -64,17 +64,7 @@ impl Executor {
                 lock(&inner.running).remove(&task_id);
                 run_over.cancel();
                 let _ = recorder.await;
-                let cx = policy::Context {
-                    attempt: task.attempt,
-                    max_attempts: task.settings.max_attempts,
-                    timeout_seconds: task.settings.timeout_seconds,
-                    resumed: claimed.resume_session.is_some(),
-                    retry_base: config.retry_base,
-                    retry_max: config.retry_max,
-                    now: now_ms(),
-                    jitter: crate::usage_limit::random_jitter(),
-                    result_schema: None,
-                };
+                let cx = policy_context(&task, claimed.resume_session.is_some(), config);
                 let (kind, message) = (failure.error.kind.clone(), failure.error.message.clone());
                 let finish = policy::setup_failure(&cx, failure.error, failure.transient);
                 let summary_line = match &finish {
@@ -142,17 +132,7 @@ impl Executor {
             inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
         }
 
-        let cx = policy::Context {
-            attempt: task.attempt,
-            max_attempts: task.settings.max_attempts,
-            timeout_seconds: task.settings.timeout_seconds,
-            result_schema: task.settings.result_schema.as_ref(),
-            resumed: claimed.resume_session.is_some(),
-            retry_base: config.retry_base,
-            retry_max: config.retry_max,
-            now: now_ms(),
-            jitter: crate::usage_limit::random_jitter(),
-        };
+        let cx = policy_context(&task, claimed.resume_session.is_some(), config);
         let Some(mut finish) = policy::decide(&cx, &report, stop_reason) else {
             tracing::warn!(task_id, "lost the claim of task {task_id}; its outcome is not recorded");
             return;
@@ -305,17 +285,33 @@ impl Executor {
         }
     }
 
-    /// The prompt of an attempt that starts a new session: the task's own, with its
-    /// dependencies' results after it unless it set `include_dependency_results: false` (see
-    /// [`crate::prompt`]). A read that keeps failing leaves the prompt as written, and the
-    /// summary log says so.
-    /// The prompt a fresh attempt is given ([`prompt::compose`]): the files its start merge
-    /// left with conflict markers first (isolation), then its own prompt, then its dependencies'
-    /// results unless it asked for none.
+    /// The prompt an attempt that starts a new session is given ([`prompt::compose`]): the
+    /// files its start merge left with conflict markers first (isolation), then its own prompt,
+    /// then its dependencies' results unless it set `include_dependency_results: false`. A read
+    /// that keeps failing leaves the results out, and the summary log says so.
     async fn attempt_prompt(&self, task: &TaskRecord, paths: &TaskLogPaths, conflicts: &[String]) -> String {
-        if !task.settings.include_dependency_results {
-            return prompt::compose(&task.prompt, conflicts, &[]);
+        let dependencies = if task.settings.include_dependency_results {
+            self.dependency_results(task, paths).await
+        } else {
+            Vec::new()
+        };
+        let prompt = prompt::compose(&task.prompt, conflicts, &dependencies);
+        if !dependencies.is_empty() {
+            let _ = append_summary(
+                &paths.summary,
+                &format!(
+                    "the prompt ends with the results of {} ({} bytes added)",
+                    crate::text::count_as(dependencies.len() as u64, "dependency", "dependencies"),
+                    prompt.len() - task.prompt.len()
+                ),
+            );
         }
+        prompt
+    }
+
+    /// What the task's dependencies reported, with where each one's whole output is; none when
+    /// they cannot be read (after a few tries).
+    async fn dependency_results(&self, task: &TaskRecord, paths: &TaskLogPaths) -> Vec<prompt::DependencyResult> {
         let inner = &self.inner;
         let task_id = task.task_id;
         let read = || inner.db.call(move |s| s.dependency_results(task_id));
@@ -324,22 +320,12 @@ impl Executor {
             .when(|e| !matches!(e, StoreError::Closed) && !e.is_lost())
             .await;
         match read {
-            Ok(dependencies) if dependencies.is_empty() => prompt::compose(&task.prompt, conflicts, &[]),
             Ok(mut dependencies) => {
                 let log_dir = inner.config.task_log_dir();
                 for dependency in &mut dependencies {
                     dependency.full_output = Some(TaskLogPaths::new(&log_dir, dependency.task_id).detailed);
                 }
-                let prompt = prompt::compose(&task.prompt, conflicts, &dependencies);
-                let _ = append_summary(
-                    &paths.summary,
-                    &format!(
-                        "the prompt ends with the results of {} ({} bytes added)",
-                        crate::text::count_as(dependencies.len() as u64, "dependency", "dependencies"),
-                        prompt.len() - task.prompt.len()
-                    ),
-                );
-                prompt
+                dependencies
             }
             Err(e) => {
                 tracing::warn!(task_id, "cannot read the results of task {task_id}'s dependencies: {e}");
@@ -347,7 +333,7 @@ impl Executor {
                     &paths.summary,
                     &format!("the dependencies' results could not be read ({e}): the prompt is as written"),
                 );
-                prompt::compose(&task.prompt, conflicts, &[])
+                Vec::new()
             }
         }
     }
@@ -381,6 +367,21 @@ impl Executor {
             inner.changes.send_modify(|n| *n += 1);
         }
         Ok(())
+    }
+}
+
+/// What the policy needs to know of an attempt's task, of this process's settings, and the time.
+fn policy_context<'a>(task: &'a TaskRecord, resumed: bool, config: &crate::config::Config) -> policy::Context<'a> {
+    policy::Context {
+        attempt: task.attempt,
+        max_attempts: task.settings.max_attempts,
+        timeout_seconds: task.settings.timeout_seconds,
+        result_schema: task.settings.result_schema.as_ref(),
+        resumed,
+        retry_base: config.retry_base,
+        retry_max: config.retry_max,
+        now: now_ms(),
+        jitter: crate::usage_limit::random_jitter(),
     }
 }
 
