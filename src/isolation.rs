@@ -194,7 +194,7 @@ pub fn dirty_note(repository: &str, base_commit: &str, dirty: &[String]) -> Opti
     if dirty.len() > SHOWN {
         files.push_str(&format!(" and {} more", dirty.len() - SHOWN));
     }
-    let short = &base_commit[..base_commit.len().min(12)];
+    let short = crate::git::short_commit(base_commit);
     Some(format!(
         "the checkout {repository} has uncommitted changes ({files}): the isolated tasks start from commit {short} \
          and will not see them. Commit them first if they should"

@@ -173,13 +173,13 @@ impl Executor {
                 "{} does not exist in the task's worktree: the working directory is not in the repository's \
                  commit {} (untracked or ignored in the checkout?). Commit it, or run the task from a directory that is",
                 directory.display(),
-                &start[..start.len().min(12)]
+                crate::git::short_commit(&start)
             ))));
         }
         let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
         let what = if worktree.resumed { "resumed in its worktree" } else { "made its worktree" };
         let mut line =
-            format!("{what} {} on branch {branch}, from {}", worktree.path.display(), &start[..start.len().min(12)]);
+            format!("{what} {} on branch {branch}, from {}", worktree.path.display(), crate::git::short_commit(&start));
         if !conflicts.is_empty() {
             line.push_str(&format!("; conflicts to resolve in {}", conflicts.join(", ")));
         }
@@ -229,7 +229,7 @@ impl Executor {
         let branch = task.worktree.branch.clone().unwrap_or_default();
         let _ = append_summary(
             &paths.summary,
-            &format!("result commit {} on {branch}: {diffstat}", &commit[..commit.len().min(12)]),
+            &format!("result commit {} on {branch}: {diffstat}", crate::git::short_commit(&commit)),
         );
         Ok(())
     }
@@ -321,7 +321,7 @@ impl Executor {
                 message: format!(
                     "{branch} exists and is not where this orchestration left it ({}): delete or rename it, then \
                      retry the orchestration",
-                    &now_at[..now_at.len().min(12)]
+                    crate::git::short_commit(&now_at)
                 ),
             };
             return self.give_up_integration(orchestration_id, &e).await;

@@ -37,7 +37,7 @@ pub struct CheckoutMerge {
 
 impl std::fmt::Display for CheckoutMerge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let short = |commit: &str| commit[..commit.len().min(12)].to_owned();
+        let short = super::short_commit;
         match self.outcome {
             CheckoutOutcome::AlreadyUpToDate => write!(f, "{} already holds it ({})", self.into, short(&self.new_head)),
             CheckoutOutcome::FastForward => {

@@ -53,6 +53,11 @@ pub use status::{StatusEntry, parse_status};
 pub use version::{GitVersion, MIN_VERSION, parse_version};
 pub use worktree::{Worktree, WorktreeEntry, parse_worktree_list};
 
+/// A commit as people read it: its first 12 hex digits.
+pub fn short_commit(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
 /// Runs git for the isolation feature. Cheap to clone: clones share the version check.
 #[derive(Clone, Debug)]
 pub struct Git {

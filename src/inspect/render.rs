@@ -147,11 +147,6 @@ fn orchestration_isolation_json(i: Option<&crate::isolation::OrchestrationIsolat
     }
 }
 
-/// A commit as people read it: its first 12 hex digits.
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
-
 /// The isolation lines of a task: its branch, result commit and diffstat, and its worktree
 /// while it exists.
 fn task_isolation_text(s: &mut String, t: &crate::model::TaskRecord) {
@@ -164,9 +159,14 @@ fn task_isolation_text(s: &mut String, t: &crate::model::TaskRecord) {
     };
     let _ = writeln!(s, "  branch:      {branch}");
     if let Some(commit) = &w.result_commit {
-        let _ = writeln!(s, "  commit:      {} ({})", short(commit), w.diffstat.as_deref().unwrap_or("no changes"));
+        let _ = writeln!(
+            s,
+            "  commit:      {} ({})",
+            crate::git::short_commit(commit),
+            w.diffstat.as_deref().unwrap_or("no changes")
+        );
     } else if let Some(start) = &w.start_commit {
-        let _ = writeln!(s, "  started at:  {}", short(start));
+        let _ = writeln!(s, "  started at:  {}", crate::git::short_commit(start));
     }
     if !w.conflicts.is_empty() {
         let _ = writeln!(s, "  conflicts:   {} (left by its dependencies' merge)", w.conflicts.join(", "));
@@ -394,12 +394,12 @@ pub fn orchestration_tree(d: &OrchestrationDetail) -> String {
             out,
             "isolated in worktrees of {}, from {} ({})",
             i.base.repository,
-            short(&i.base.base_commit),
+            crate::git::short_commit(&i.base.base_commit),
             i.base.base_ref
         );
         match (i.integration, &i.integration_commit) {
             (crate::isolation::IntegrationState::Done, Some(commit)) => {
-                let _ = writeln!(out, "; integrated on {} at {}", i.branch, short(commit));
+                let _ = writeln!(out, "; integrated on {} at {}", i.branch, crate::git::short_commit(commit));
             }
             (crate::isolation::IntegrationState::Abandoned, _) => {
                 let _ = writeln!(out, "; not integrated");

@@ -394,7 +394,7 @@ fn integration_lines(i: &crate::isolation::OrchestrationIsolation) -> Vec<String
         (IntegrationState::Done, Some(commit)) => lines.push(format!(
             "results on {} at {}{}",
             i.branch,
-            &commit[..commit.len().min(12)],
+            crate::git::short_commit(commit),
             if i.base.merge_when_done { "" } else { " (claude-worker-inspect merge brings them into your checkout)" }
         )),
         (IntegrationState::Abandoned, _) => lines.push("results not integrated: it did not complete".to_owned()),
