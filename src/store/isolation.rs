@@ -8,6 +8,17 @@ use super::{Store, StoreError};
 use crate::isolation::{Base, IntegrationState, OrchestrationIsolation, orchestration_label};
 use crate::model::{OrchestrationId, OrchestrationStatus, TaskId};
 
+/// The condition of an ended orchestration whose isolated tasks' results wait to be integrated,
+/// written once for every statement that asks (the partial index
+/// `orchestrations_integration_pending` serves it). A macro, so that `concat!` makes whole
+/// statements of it at compile time.
+macro_rules! integration_due {
+    () => {
+        "integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled') AND merged_into IS NULL"
+    };
+}
+pub(super) use integration_due;
+
 /// What the executor needs to make a task's worktree.
 #[derive(Clone, Debug)]
 pub struct IsolationPlan {
@@ -202,11 +213,8 @@ impl Store {
     /// size of what is due, not of the database).
     pub fn integrations_due(&mut self) -> Result<Vec<OrchestrationId>, StoreError> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT orchestration_id FROM orchestrations
-                 WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled')
-                   AND merged_into IS NULL",
-            )?;
+            let mut stmt =
+                tx.prepare_cached(concat!("SELECT orchestration_id FROM orchestrations WHERE ", integration_due!()))?;
             let ids = stmt.query_map([], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
             Ok(ids)
         })
@@ -220,11 +228,10 @@ impl Store {
     ) -> Result<Option<IntegrationWork>, StoreError> {
         self.read(|tx| {
             let row: Option<(String, Option<String>)> = tx
-                .prepare_cached(
-                    "SELECT status, name FROM orchestrations
-                     WHERE orchestration_id = ?1 AND integration_state = 'pending'
-                       AND status IN ('completed', 'failed', 'cancelled')",
-                )?
+                .prepare_cached(concat!(
+                    "SELECT status, name FROM orchestrations WHERE orchestration_id = ?1 AND ",
+                    integration_due!()
+                ))?
                 .query_row([orchestration_id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
             let Some((status, name)) = row else { return Ok(None) };
@@ -275,23 +282,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let changed = tx
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE orchestrations SET integration_state = ?2, integration_commit = coalesce(?3, integration_commit),
                          integration_note = ?4
-                     WHERE orchestration_id = ?1 AND integration_state = 'pending'
-                       AND status IN ('completed', 'failed', 'cancelled')",
-                )?
+                     WHERE orchestration_id = ?1 AND ",
+                    integration_due!()
+                ))?
                 .execute(params![orchestration_id, state.as_str(), commit, note])?;
             Ok(changed == 1)
-        })
-    }
-
-    /// Records a note on an orchestration's integration (the automatic merge into the checkout).
-    pub fn note_integration(&mut self, orchestration_id: OrchestrationId, note: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.prepare_cached("UPDATE orchestrations SET integration_note = ?2 WHERE orchestration_id = ?1")?
-                .execute(params![orchestration_id, note])?;
-            Ok(())
         })
     }
 

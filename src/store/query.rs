@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::create::follow_merges;
+use super::isolation::integration_due;
 use super::projects::{task_in_project, unknown_task};
 use super::{Store, StoreError, counters};
 use crate::model::{
@@ -449,11 +450,7 @@ impl Store {
                 .prepare_cached("SELECT count(*) FROM tasks WHERE status = 'running'")?
                 .query_row([], |row| row.get(0))?;
             let integration_due: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM orchestrations
-                     WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled')
-                       AND merged_into IS NULL)",
-                )?
+                .prepare_cached(concat!("SELECT EXISTS (SELECT 1 FROM orchestrations WHERE ", integration_due!(), ")"))?
                 .query_row([], |row| row.get(0))?;
             let pause = super::limits::current_pause(tx)?;
             let paused_until = pause.as_ref().map(|p| p.until).filter(|&until| until > now);
@@ -600,12 +597,12 @@ impl Store {
     pub fn has_unfinished_work(&mut self) -> Result<bool, StoreError> {
         self.read(|tx| {
             Ok(tx
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('waiting', 'pending', 'running'))
-                         OR EXISTS (SELECT 1 FROM orchestrations
-                             WHERE integration_state = 'pending' AND status IN ('completed', 'failed', 'cancelled')
-                               AND merged_into IS NULL)",
-                )?
+                         OR EXISTS (SELECT 1 FROM orchestrations WHERE ",
+                    integration_due!(),
+                    ")"
+                ))?
                 .query_row([], |row| row.get(0))?)
         })
     }
