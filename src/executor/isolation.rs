@@ -33,6 +33,8 @@ pub(super) struct Workspace {
     pub conflicts: Vec<String>,
     worktree: PathBuf,
     repository: PathBuf,
+    /// The repository's git directory, where its lock is.
+    common_dir: PathBuf,
     start: String,
     label: String,
 }
@@ -184,7 +186,15 @@ impl Executor {
             line.push_str(&format!("; conflicts to resolve in {}", conflicts.join(", ")));
         }
         let _ = append_summary(&paths.summary, &line);
-        Ok(Some(Workspace { directory, conflicts, worktree: worktree.path, repository, start, label: plan.label }))
+        Ok(Some(Workspace {
+            directory,
+            conflicts,
+            worktree: worktree.path,
+            repository,
+            common_dir: info.common_dir,
+            start,
+            label: plan.label,
+        }))
     }
 
     /// Commits what a successful isolated attempt left in its worktree on its branch, and
@@ -210,8 +220,7 @@ impl Executor {
             return Err(TaskError::new(ErrorKind::MergeConflict, isolation::markers_left(&unresolved)));
         }
         let git = &inner.git;
-        let info = git.discover(&workspace.repository).await.map_err(failed)?;
-        let _lock = git.lock(&info.common_dir).await.map_err(failed)?;
+        let _lock = git.lock(&workspace.common_dir).await.map_err(failed)?;
         let message = isolation::result_commit_message(&task.task_identifier, task.task_id, &workspace.label);
         let commit = git.commit_all(&workspace.worktree, &message).await.map_err(failed)?;
         let diffstat = git.diffstat(&workspace.repository, &workspace.start, &commit).await.unwrap_or_default();
@@ -369,43 +378,18 @@ impl Executor {
         let inner = &self.inner;
         let config = &inner.config;
         let names: Vec<String> = work.sinks.iter().map(|s| s.identifier.clone()).collect();
-        let repository = work.base.repository.clone();
+        // Conflicts come from merging the results of two sinks at least: there is one to copy.
+        let Some(sink) = &work.sink_settings else { return Ok(()) };
         // It works as the tasks it resolves did (their model, permissions, tools and limits), in
-        // the repository, on their conflicted merge; with no check of its own, which was theirs.
-        let defaults = TaskSettings {
-            working_directory: repository.clone(),
-            model: config.default_model.clone(),
-            system_prompt: None,
-            append_system_prompt: None,
-            permission_mode: config.default_permission_mode.clone(),
-            allowed_tools: Vec::new(),
-            disallowed_tools: Vec::new(),
-            max_turns: None,
-            max_budget_usd: None,
-            timeout_seconds: config.task_timeout.as_secs(),
-            max_attempts: config.max_attempts,
-            priority: 0,
+        // their directory, on their conflicted merge; with no check of its own, which was theirs.
+        let settings = TaskSettings {
             wait_after_dependencies: 0.0,
             isolation: Isolation::Worktree,
             on_conflict: isolation::OnConflict::Resolve,
             verify: None,
-            verify_timeout_seconds: config.verify_timeout.as_secs(),
-            verify_attempts: 2,
             include_dependency_results: true,
             result_schema: None,
-        };
-        let settings = match &work.sink_settings {
-            Some(sink) => TaskSettings {
-                working_directory: sink.working_directory.clone(),
-                wait_after_dependencies: 0.0,
-                isolation: Isolation::Worktree,
-                on_conflict: isolation::OnConflict::Resolve,
-                verify: None,
-                include_dependency_results: true,
-                result_schema: None,
-                ..sink.clone()
-            },
-            None => defaults,
+            ..sink.clone()
         };
         let task = NewTask {
             identifier: isolation::RESOLVE_IDENTIFIER.to_owned(),
