@@ -113,8 +113,9 @@ mod tests {
         assert!(!is_local_url("https://example.com/x.git") && !is_local_url("git@example.com:x.git"));
     }
 
-    #[tokio::test]
-    async fn a_worktree_gets_its_submodules_even_offline() {
+    /// A repository with one commit that adds `library` (a repository beside it, one file) as
+    /// the submodule `vendor/lib`.
+    fn repo_with_submodule() -> (Repo, std::path::PathBuf) {
         let repo = Repo::new();
         let library = repo.sibling("library");
         std::fs::create_dir(&library).expect("mkdir");
@@ -122,6 +123,12 @@ mod tests {
         commit_file_in(&library, "lib.txt", "library\n", "lib");
         repo.git(&["submodule", "add", "--quiet", library.to_str().expect("utf-8"), "vendor/lib"]);
         repo.git(&["commit", "--quiet", "-m", "add the submodule"]);
+        (repo, library)
+    }
+
+    #[tokio::test]
+    async fn a_worktree_gets_its_submodules_even_offline() {
+        let (repo, library) = repo_with_submodule();
         let start = repo.git(&["rev-parse", "HEAD"]);
         // The submodule's origin goes away: only the main checkout's copy is left.
         std::fs::remove_dir_all(&library).expect("rm");
@@ -149,13 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_submodule_that_cannot_be_cloned_is_named() {
-        let repo = Repo::new();
-        let library = repo.sibling("library");
-        std::fs::create_dir(&library).expect("mkdir");
-        run_git(&library, &["init", "--quiet", "--initial-branch=main"]);
-        commit_file_in(&library, "lib.txt", "library\n", "lib");
-        repo.git(&["submodule", "add", "--quiet", library.to_str().expect("utf-8"), "vendor/lib"]);
-        repo.git(&["commit", "--quiet", "-m", "add the submodule"]);
+        let (repo, library) = repo_with_submodule();
         // Neither the origin nor the main checkout's copy is there.
         std::fs::remove_dir_all(&library).expect("rm");
         std::fs::remove_dir_all(repo.path().join(".git/modules")).expect("rm");
