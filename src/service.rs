@@ -388,39 +388,44 @@ impl Service {
         options: &OrchestrationOptions,
     ) -> Result<(Option<isolation::Base>, Vec<String>)> {
         let isolated: Vec<&NewTask> = tasks.iter().filter(|t| t.settings.isolation == Isolation::Worktree).collect();
-        let Some(first) = isolated.first() else {
+        if isolated.is_empty() {
             if options.base_ref.is_some() || options.merge_when_done {
                 return Err(ServiceError::Invalid(
                     "base_ref and merge_when_done apply to isolated tasks: give isolation \"worktree\" too".to_owned(),
                 ));
             }
             return Ok((None, Vec::new()));
-        };
-        let git = Git::new();
-        let repository = |task: &NewTask| {
-            let git = &git;
-            let directory = PathBuf::from(&task.settings.working_directory);
-            let identifier = task.identifier.clone();
-            async move {
-                git.discover(&directory)
-                    .await
-                    .map(|info| info.top)
-                    .map_err(|e| ServiceError::Invalid(format!("{identifier}: isolation \"worktree\": {e}")))
-            }
-        };
-        let top = repository(first).await?;
-        for task in &isolated[1..] {
-            let other = repository(task).await?;
-            if other != top {
-                return Err(ServiceError::Invalid(format!(
-                    "{}: its working directory is in the repository {}, the other isolated tasks' in {}: an \
-                     orchestration merges its tasks' results in one repository, so queue them separately",
-                    task.identifier,
-                    other.display(),
-                    top.display()
-                )));
+        }
+        // One git call a directory, not a task: a batch's tasks mostly share a few directories.
+        let mut directories: Vec<&NewTask> = Vec::new();
+        for task in &isolated {
+            if !directories.iter().any(|seen| seen.settings.working_directory == task.settings.working_directory) {
+                directories.push(task);
             }
         }
+        let git = Git::new();
+        let mut top: Option<PathBuf> = None;
+        for task in directories {
+            let found = git
+                .discover(Path::new(&task.settings.working_directory))
+                .await
+                .map(|info| info.top)
+                .map_err(|e| ServiceError::Invalid(format!("{}: isolation \"worktree\": {e}", task.identifier)))?;
+            match &top {
+                None => top = Some(found),
+                Some(first) if *first != found => {
+                    return Err(ServiceError::Invalid(format!(
+                        "{}: its working directory is in the repository {}, the other isolated tasks' in {}: an \
+                         orchestration merges its tasks' results in one repository, so queue them separately",
+                        task.identifier,
+                        found.display(),
+                        first.display()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let Some(top) = top else { return Ok((None, Vec::new())) };
         let base_ref = options.base_ref.clone().unwrap_or_else(|| "HEAD".to_owned());
         let base_commit = git
             .resolve_commit(&top, &base_ref)
