@@ -64,6 +64,14 @@ impl OnConflict {
     }
 }
 
+/// The base of a batch's isolated tasks as found before they are stored, and the orchestration
+/// names the repository's branches use already (see [`choose_label`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBase {
+    pub base: Base,
+    pub labels_in_use: Vec<String>,
+}
+
 /// The base of an orchestration's isolated tasks, found when its first isolated task is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Base {
@@ -135,6 +143,32 @@ pub fn orchestration_label(orchestration_id: OrchestrationId, name: Option<&str>
         Some(name) => format!("{orchestration_id}-{name}"),
         None => orchestration_id.to_string(),
     }
+}
+
+/// The name a new orchestration's branches go under: [`orchestration_label`], or with `-2`,
+/// `-3`, ... added when a branch of the repository uses that name already (`in_use`, as
+/// [`crate::git::Git::labels_in_use`] lists them: another claude-worker database on the same
+/// repository numbers its orchestrations from 1 too).
+pub fn choose_label(orchestration_id: OrchestrationId, name: Option<&str>, in_use: &[String]) -> String {
+    let first = orchestration_label(orchestration_id, name);
+    let free = |label: &String| !in_use.contains(&crate::git::safe_component(label));
+    if free(&first) {
+        return first;
+    }
+    let mut n = 2;
+    loop {
+        let label = format!("{first}-{n}");
+        if free(&label) {
+            return label;
+        }
+        n += 1;
+    }
+}
+
+/// The label of a recorded orchestration: the one chosen when its base was recorded, or (recorded
+/// before labels were kept) the one it had then.
+pub fn recorded_label(orchestration_id: OrchestrationId, name: Option<&str>, stored: Option<String>) -> String {
+    stored.unwrap_or_else(|| orchestration_label(orchestration_id, name))
 }
 
 /// The integration branch of an orchestration (see [`orchestration_label`]):
@@ -310,5 +344,19 @@ mod tests {
     fn labels_carry_the_id_and_the_name() {
         assert_eq!(orchestration_label(7, Some("refactor")), "7-refactor");
         assert_eq!(orchestration_label(7, None), "7");
+        assert_eq!(recorded_label(7, Some("renamed"), Some("7-refactor".to_owned())), "7-refactor");
+        assert_eq!(recorded_label(7, Some("refactor"), None), "7-refactor");
+    }
+
+    #[test]
+    fn a_label_another_database_uses_gets_a_suffix() {
+        let in_use = |labels: &[&str]| labels.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+        assert_eq!(choose_label(1, Some("refactor"), &in_use(&[])), "1-refactor");
+        assert_eq!(choose_label(1, Some("refactor"), &in_use(&["2-refactor", "1"])), "1-refactor");
+        assert_eq!(choose_label(1, Some("refactor"), &in_use(&["1-refactor"])), "1-refactor-2");
+        assert_eq!(choose_label(1, None, &in_use(&["1", "1-2"])), "1-3");
+        // Compared as branch names: a name that had to be made safe is compared made safe.
+        let safe = crate::git::safe_component("1-fix auth");
+        assert_eq!(choose_label(1, Some("fix auth"), &in_use(&[&safe])), "1-fix auth-2");
     }
 }

@@ -247,7 +247,7 @@ pub struct NewBatch {
     pub default_budget_usd: Option<f64>,
     /// The base of the batch's isolated tasks (none isolated: `None`), recorded on an
     /// orchestration that has none yet.
-    pub isolation: Option<crate::isolation::Base>,
+    pub isolation: Option<crate::isolation::NewBase>,
 }
 
 /// The task whose attempt queued a batch (through a server its CLI started), and the depth the

@@ -386,7 +386,7 @@ impl Service {
         &self,
         tasks: &[NewTask],
         options: &OrchestrationOptions,
-    ) -> Result<(Option<isolation::Base>, Vec<String>)> {
+    ) -> Result<(Option<isolation::NewBase>, Vec<String>)> {
         let isolated: Vec<&NewTask> = tasks.iter().filter(|t| t.settings.isolation == Isolation::Worktree).collect();
         if isolated.is_empty() {
             if options.base_ref.is_some() || options.merge_when_done {
@@ -433,13 +433,14 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("base_ref {base_ref:?}: {e}")))?;
         let dirty = git.dirty_files(&top).await.map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let notes = isolation::dirty_note(&top.to_string_lossy(), &base_commit, &dirty).into_iter().collect();
+        let labels_in_use = git.labels_in_use(&top).await.map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let base = isolation::Base {
             repository: top.to_string_lossy().into_owned(),
             base_ref,
             base_commit,
             merge_when_done: options.merge_when_done,
         };
-        Ok((Some(base), notes))
+        Ok((Some(isolation::NewBase { base, labels_in_use }), notes))
     }
 
     /// The task this process runs inside, when its tag names an attempt the database knows,

@@ -1,4 +1,5 @@
-//! Moving a branch to a commit ([`Git::set_branch`]: the integration branch) and deleting an
+//! Moving a branch to a commit ([`Git::set_branch`]: the integration branch), the orchestration
+//! names a repository's branches are under already ([`Git::labels_in_use`]), and deleting an
 //! orchestration's branches ([`Git::delete_branches`]: `prune`).
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,22 @@ impl Git {
             .await?
             .ok()?;
         Ok(())
+    }
+
+    /// The names directly under `claude-worker/` that the repository's branches use (each
+    /// orchestration's branches are under one), so that a new orchestration picks another.
+    pub async fn labels_in_use(&self, repo: &Path) -> Result<Vec<String>, GitError> {
+        let pattern = format!("refs/heads/{}/", super::BRANCH_ROOT);
+        let output = self.command(repo, ["for-each-ref", "--format=%(refname:lstrip=3)", pattern.as_str()]).await?.ok()?;
+        let mut labels: Vec<String> = output
+            .stdout_text()
+            .lines()
+            .filter_map(|name| name.split('/').next())
+            .filter(|label| !label.is_empty())
+            .map(str::to_owned)
+            .collect();
+        labels.dedup();
+        Ok(labels)
     }
 
     /// Deletes every branch under `refs/heads/<prefix>` (`prefix` itself and `prefix/...`, not
@@ -84,6 +101,17 @@ mod tests {
             git.set_branch(repo.path(), "x", "nope").await,
             Err(GitError::UnknownRevision { rev: "nope".to_owned() })
         );
+    }
+
+    #[tokio::test]
+    async fn the_labels_in_use_are_the_names_under_the_root() {
+        let repo = Repo::new();
+        let git = test_git();
+        assert!(git.labels_in_use(repo.path()).await.expect("none").is_empty());
+        for branch in ["claude-worker/1-a/integration", "claude-worker/1-a/tasks/x", "claude-worker/2/tasks/y", "mine"] {
+            repo.git(&["branch", branch]);
+        }
+        assert_eq!(git.labels_in_use(repo.path()).await.expect("listed"), ["1-a", "2"]);
     }
 
     #[tokio::test]

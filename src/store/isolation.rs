@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreError};
-use crate::isolation::{Base, IntegrationState, OrchestrationIsolation, orchestration_label};
+use crate::isolation::{Base, IntegrationState, NewBase, OrchestrationIsolation, choose_label, recorded_label};
 use crate::model::{OrchestrationId, OrchestrationStatus, TaskId};
 
 /// The condition of an ended orchestration whose isolated tasks' results wait to be integrated,
@@ -58,10 +58,15 @@ pub struct IntegrationWork {
 /// Records the base of a batch's isolated tasks on their orchestration, if it has none; one
 /// that has a base in another repository is refused (an orchestration merges its tasks' results
 /// into one repository).
-pub(super) fn set_base_in(tx: &Connection, orchestration_id: OrchestrationId, base: &Base) -> Result<(), StoreError> {
-    let existing: Option<String> = tx
-        .prepare_cached("SELECT repository FROM orchestrations WHERE orchestration_id = ?1")?
-        .query_row([orchestration_id], |row| row.get(0))?;
+pub(super) fn set_base_in(
+    tx: &Connection,
+    orchestration_id: OrchestrationId,
+    new: &NewBase,
+) -> Result<(), StoreError> {
+    let base = &new.base;
+    let (existing, name): (Option<String>, Option<String>) = tx
+        .prepare_cached("SELECT repository, name FROM orchestrations WHERE orchestration_id = ?1")?
+        .query_row([orchestration_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
     match existing {
         Some(repository) if repository != base.repository => Err(StoreError::Refused(format!(
             "orchestration {orchestration_id} runs its isolated tasks in the repository {repository}, not in {}: \
@@ -70,9 +75,10 @@ pub(super) fn set_base_in(tx: &Connection, orchestration_id: OrchestrationId, ba
         ))),
         Some(_) => Ok(()),
         None => {
+            let label = choose_label(orchestration_id, name.as_deref(), &new.labels_in_use);
             tx.prepare_cached(
                 "UPDATE orchestrations SET repository = ?2, base_ref = ?3, base_commit = ?4, merge_when_done = ?5,
-                     integration_state = 'pending'
+                     integration_state = 'pending', branch_label = ?6
                  WHERE orchestration_id = ?1",
             )?
             .execute(params![
@@ -80,7 +86,8 @@ pub(super) fn set_base_in(tx: &Connection, orchestration_id: OrchestrationId, ba
                 base.repository,
                 base.base_ref,
                 base.base_commit,
-                base.merge_when_done
+                base.merge_when_done,
+                label
             ])?;
             Ok(())
         }
@@ -95,7 +102,7 @@ pub(super) fn orchestration_isolation(
     Ok(tx
         .prepare_cached(
             "SELECT name, repository, base_ref, base_commit, merge_when_done, integration_state, integration_commit,
-                    integration_note
+                    integration_note, branch_label
              FROM orchestrations WHERE orchestration_id = ?1 AND repository IS NOT NULL",
         )?
         .query_row([orchestration_id], |row| {
@@ -109,7 +116,11 @@ pub(super) fn orchestration_isolation(
                     merge_when_done: row.get(4)?,
                 },
                 integration: state.as_deref().and_then(IntegrationState::parse).unwrap_or(IntegrationState::Pending),
-                branch: crate::isolation::integration_branch(&orchestration_label(orchestration_id, name.as_deref())),
+                branch: crate::isolation::integration_branch(&recorded_label(
+                    orchestration_id,
+                    name.as_deref(),
+                    row.get(8)?,
+                )),
                 integration_commit: row.get(6)?,
                 note: row.get(7)?,
             })
@@ -122,18 +133,19 @@ impl Store {
     /// and its dependencies' result commits (a read of the task's own edges only).
     pub fn isolation_plan(&mut self, task_id: TaskId) -> Result<IsolationPlan, StoreError> {
         self.read(|tx| {
-            let (orchestration_id, name, repository, base_commit): (
+            let (orchestration_id, name, repository, base_commit, stored_label): (
                 OrchestrationId,
+                Option<String>,
                 Option<String>,
                 Option<String>,
                 Option<String>,
             ) = tx
                 .prepare_cached(
-                    "SELECT o.orchestration_id, o.name, o.repository, o.base_commit
+                    "SELECT o.orchestration_id, o.name, o.repository, o.base_commit, o.branch_label
                      FROM tasks t JOIN orchestrations o ON o.orchestration_id = t.orchestration_id
                      WHERE t.task_id = ?1",
                 )?
-                .query_row([task_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                .query_row([task_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("no task #{task_id}")))?;
             let (Some(repository), Some(base_commit)) = (repository, base_commit) else {
@@ -153,7 +165,7 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(IsolationPlan {
                 orchestration_id,
-                label: orchestration_label(orchestration_id, name.as_deref()),
+                label: recorded_label(orchestration_id, name.as_deref(), stored_label),
                 repository,
                 base_commit,
                 dependencies,
@@ -227,14 +239,14 @@ impl Store {
         orchestration_id: OrchestrationId,
     ) -> Result<Option<IntegrationWork>, StoreError> {
         self.read(|tx| {
-            let row: Option<(String, Option<String>)> = tx
+            let row: Option<(String, Option<String>, Option<String>)> = tx
                 .prepare_cached(concat!(
-                    "SELECT status, name FROM orchestrations WHERE orchestration_id = ?1 AND ",
+                    "SELECT status, name, branch_label FROM orchestrations WHERE orchestration_id = ?1 AND ",
                     integration_due!()
                 ))?
-                .query_row([orchestration_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row([orchestration_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                 .optional()?;
-            let Some((status, name)) = row else { return Ok(None) };
+            let Some((status, name, stored_label)) = row else { return Ok(None) };
             let Some(isolation) = orchestration_isolation(tx, orchestration_id)? else { return Ok(None) };
             let mut stmt = tx.prepare_cached(
                 "SELECT t.task_id, t.task_identifier, t.result_commit FROM tasks t
@@ -261,7 +273,7 @@ impl Store {
             Ok(Some(IntegrationWork {
                 orchestration_id,
                 status: OrchestrationStatus::parse(&status).unwrap_or(OrchestrationStatus::Failed),
-                label: orchestration_label(orchestration_id, name.as_deref()),
+                label: recorded_label(orchestration_id, name.as_deref(), stored_label),
                 base: isolation.base,
                 sinks,
                 completed_worktrees,

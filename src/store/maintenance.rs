@@ -185,17 +185,22 @@ fn prune_in(tx: &Connection, cutoff: Millis, delete: bool) -> Result<PruneReport
          WHERE t.orchestration_id = ?1 ORDER BY t.task_id",
     )?;
     let mut isolated = tx.prepare_cached(
-        "SELECT orchestration_id, name, repository FROM orchestrations
+        "SELECT orchestration_id, name, repository, branch_label FROM orchestrations
          WHERE repository IS NOT NULL AND (orchestration_id = ?1 OR merged_into = ?1)",
     )?;
     for &id in &survivors {
         for row in isolated.query_map([id], |row| {
-            Ok((row.get::<_, OrchestrationId>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, String>(2)?))
+            Ok((
+                row.get::<_, OrchestrationId>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
         })? {
-            let (orchestration_id, name, repository) = row?;
+            let (orchestration_id, name, repository, label) = row?;
             report
                 .repositories
-                .push((repository, crate::isolation::orchestration_label(orchestration_id, name.as_deref())));
+                .push((repository, crate::isolation::recorded_label(orchestration_id, name.as_deref(), label)));
         }
         let rows = tasks_of.query_map([id], |row| {
             let status: String = row.get(3)?;

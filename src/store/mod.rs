@@ -45,7 +45,7 @@ pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFil
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
 
 /// Highest schema version this binary knows.
-pub const SCHEMA_VERSION: usize = 10;
+pub const SCHEMA_VERSION: usize = 11;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -61,6 +61,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0008_verify.sql")),
         M::up(include_str!("migrations/0009_results.sql")),
         M::up(include_str!("migrations/0010_isolation.sql")),
+        M::up(include_str!("migrations/0011_staging_and_labels.sql")),
     ])
 }
 

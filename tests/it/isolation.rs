@@ -526,7 +526,7 @@ async fn conflicting_sinks_in_a_full_orchestration_end_said_not_spinning() {
 }
 
 #[tokio::test]
-async fn two_databases_on_one_repository_never_take_over_each_others_branches() {
+async fn two_databases_on_one_repository_keep_their_branches_apart() {
     let first = Env::new();
     let repo = repository(&first);
     let second = Env::new();
@@ -546,13 +546,25 @@ async fn two_databases_on_one_repository_never_take_over_each_others_branches() 
     ] });
     let id2 = two.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
     assert_eq!(id2, id);
-    let failed = two.wait_orchestration(id2, 60.0).await;
-    let a = task_of(&failed, "a");
-    assert_eq!(a["error"]["kind"], "isolation_failed", "{failed}");
-    assert!(a["error"]["message"].as_str().is_some_and(|m| m.contains("exists already")), "{failed}");
+    let done = two.wait_orchestration(id2, 60.0).await;
+    assert_eq!(done["status"], "completed", "its branches go under another name: {done}");
+    let branch = done["isolation"]["branch"].as_str().expect("an integration branch");
+    assert_eq!(branch, format!("claude-worker/{id}-refactor-2/integration"), "{done}");
+    assert!(files_of(&repo, branch).contains(&"from_db2.txt".to_owned()));
+    assert!(!files_of(&repo, branch).contains(&"from_db1.txt".to_owned()));
     assert_eq!(
         git(&repo, &["rev-parse", &format!("claude-worker/{id}-refactor/integration")]),
         integrated,
         "the first database's integration branch did not move"
     );
+    assert!(!files_of(&repo, &integrated).contains(&"from_db2.txt".to_owned()));
+
+    // Each database prunes its own branches only (something newer first: the newest stays).
+    one.create("later", "later", json!({})).await;
+    one.wait_task("later", 60.0).await;
+    let pruned = first.inspect(&["prune", "--older-than", "0s"]).await;
+    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+    let branches = git(&repo, &["branch", "--list", "claude-worker/*"]);
+    assert!(!branches.contains(&format!("claude-worker/{id}-refactor/")), "{branches}");
+    assert!(branches.contains(&format!("claude-worker/{id}-refactor-2/")), "the other database's stay: {branches}");
 }
