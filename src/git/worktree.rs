@@ -253,7 +253,7 @@ impl Git {
 
     /// Undoes what a crash interrupted in a worktree: a stale `index.lock`, a merge, cherry-pick,
     /// revert or rebase in progress.
-    async fn finish_interrupted(&self, worktree: &Path) -> Result<(), GitError> {
+    pub(super) async fn finish_interrupted(&self, worktree: &Path) -> Result<(), GitError> {
         let output = self.command(worktree, ["rev-parse", "--path-format=absolute", "--git-dir"]).await?.ok()?;
         let git_dir = PathBuf::from(output.stdout_text().trim());
         let index_lock = git_dir.join("index.lock");
