@@ -202,6 +202,9 @@ impl Executor {
             if schedule.integration_due {
                 self.start_integrations(runs);
             }
+            if schedule.staging_wanted {
+                self.start_staging();
+            }
             let next_at = schedule
                 .next_at
                 .map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
@@ -264,6 +267,7 @@ mod tests {
             paused_until: None,
             pause_over: false,
             integration_due: false,
+            staging_wanted: false,
         };
         assert!(!work_pending(&schedule(false, 0, None)), "idle");
         assert!(work_pending(&schedule(true, 0, None)), "ready");

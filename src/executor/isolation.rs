@@ -94,7 +94,16 @@ impl Executor {
         let git = &inner.git;
         let repository = PathBuf::from(&plan.repository);
         let info = git.discover(&repository).await.map_err(SetupFailure::from)?;
-        let _lock = git.lock(&info.common_dir).await.map_err(SetupFailure::from)?;
+        let _lock = loop {
+            let held = git.lock(&info.common_dir).await.map_err(SetupFailure::from)?;
+            match self.staging_gate(task_id) {
+                None => break held,
+                Some(gate) => {
+                    drop(held);
+                    drop(gate.lock().await);
+                }
+            }
+        };
         let recorded = &task.worktree;
         let branch =
             recorded.branch.clone().unwrap_or_else(|| isolation::task_branch(&plan.label, &task.task_identifier));
@@ -140,7 +149,16 @@ impl Executor {
             let message = isolation::conflict_failure(&names, &conflicts);
             return Err(SetupFailure::permanent(TaskError::new(ErrorKind::MergeConflict, message)));
         }
-        let worktree = git.ensure_worktree(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?;
+        // Made ahead while the task waited (only a task that never ran: Claude may have
+        // detached the HEAD of a worktree it worked in), or made, or found again.
+        let staged = match recorded.branch {
+            None => git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?,
+            Some(_) => None,
+        };
+        let worktree = match staged {
+            Some(worktree) => worktree,
+            None => git.ensure_worktree(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?,
+        };
         crate::crash::point("after_worktree");
         if recorded.path.is_none() || recorded.start_commit.is_none() {
             let record = isolation::TaskWorktree {

@@ -23,6 +23,7 @@ mod dispatch;
 mod isolation;
 mod policy;
 mod recovery;
+mod staging;
 mod verify;
 
 use std::collections::{HashMap, HashSet};
@@ -72,6 +73,12 @@ struct Inner {
     git: crate::git::Git,
     /// Set while this process integrates ended orchestrations (one pass at a time).
     integrating: std::sync::atomic::AtomicBool,
+    /// Set while this process makes waiting tasks' worktrees ahead (one stager at a time).
+    staging_active: std::sync::atomic::AtomicBool,
+    /// The gate of the task whose worktree the stager is making (see `staging`).
+    staging: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Tasks whose worktree could not be made ahead: made at their start.
+    staging_failed: Mutex<HashSet<TaskId>>,
 }
 
 /// Why a running attempt was stopped by us.
@@ -105,6 +112,9 @@ impl Executor {
                 feedback,
                 git: crate::git::Git::new(),
                 integrating: std::sync::atomic::AtomicBool::new(false),
+                staging_active: std::sync::atomic::AtomicBool::new(false),
+                staging: Mutex::new(HashMap::new()),
+                staging_failed: Mutex::new(HashSet::new()),
             }),
         })
     }

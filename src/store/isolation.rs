@@ -48,7 +48,8 @@ pub struct IntegrationWork {
     pub base: Base,
     /// Its completed isolated tasks that no task depends on, with their result commits.
     pub sinks: Vec<DependencyCommit>,
-    /// The worktrees of its completed tasks, to remove.
+    /// The worktrees of its completed tasks and those made ahead for tasks that never started,
+    /// to remove.
     pub completed_worktrees: Vec<(TaskId, String)>,
     /// The settings of its first sink: what a task added to resolve the sinks' conflicts runs
     /// with (model, permission mode, tools, limits).
@@ -259,9 +260,11 @@ impl Store {
                     Ok(DependencyCommit { task_id: row.get(0)?, identifier: row.get(1)?, result_commit: row.get(2)? })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            // A worktree made ahead for a task that never started (`branch` still NULL: it was
+            // cancelled or skipped) holds nothing to look at either.
             let mut stmt = tx.prepare_cached(
                 "SELECT task_id, worktree_path FROM tasks
-                 WHERE orchestration_id = ?1 AND status = 'completed' AND worktree_path IS NOT NULL
+                 WHERE orchestration_id = ?1 AND worktree_path IS NOT NULL AND (status = 'completed' OR branch IS NULL)
                  ORDER BY task_id",
             )?;
             let completed_worktrees =

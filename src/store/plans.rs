@@ -17,9 +17,16 @@ fn record(sql: &str) {
 
 /// Scans that stay small whatever is stored: partial indexes over the pending or running tasks
 /// only (a ready task is found at their front; running tasks are at most the cap), and over the
-/// orchestrations with isolated tasks not integrated yet (the live ones, not the history).
-const BOUNDED_SCANS: [&str; 3] =
-    ["USING INDEX tasks_claim", "USING INDEX tasks_running_lease", "USING INDEX orchestrations_integration_pending"];
+/// orchestrations with isolated tasks not integrated yet (the live ones, not the history), and over
+/// the isolated tasks that wait.
+const BOUNDED_SCANS: [&str; 5] = [
+    "USING INDEX tasks_claim",
+    "USING INDEX tasks_running_lease",
+    "USING INDEX orchestrations_integration_pending",
+    // The waiting isolated tasks (the stager reads the first few).
+    "USING INDEX tasks_stage_wanted",
+    "USING INDEX tasks_isolated_waiting",
+];
 
 /// Statements whose scan stops at once: the newest live orchestration, read backwards in rowid
 /// order (only orchestrations merged into an older one are passed over).
@@ -100,6 +107,9 @@ fn the_hot_path_reads_through_indexes_only() {
     // What `wait` reads on every change it wakes for, and an isolated task's start.
     let _ = store.orchestration_counters(created.orchestration_id).expect("counters");
     let _ = store.isolation_of(created.orchestration_id).expect("isolation");
+    // The stager, on every pass that finds a waiting isolated task without its worktree.
+    let _ = store.waiting_isolated(4).expect("waiting");
+    let _ = store.record_staged(created.tasks[11].task_id, "/wt").expect("staged");
     let _ = store.expire_orchestrations(now + 3).expect("expire");
     let mut follow = layered("follow", 1, 1);
     follow.orchestration = None;

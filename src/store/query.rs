@@ -452,6 +452,7 @@ impl Store {
             let integration_due: bool = tx
                 .prepare_cached(concat!("SELECT EXISTS (SELECT 1 FROM orchestrations WHERE ", integration_due!(), ")"))?
                 .query_row([], |row| row.get(0))?;
+            let staging_wanted = Store::staging_wanted(tx)?;
             let pause = super::limits::current_pause(tx)?;
             let paused_until = pause.as_ref().map(|p| p.until).filter(|&until| until > now);
             // Deadlines stand still while paused: the pause's end moves them on (`end_pause`)
@@ -466,6 +467,7 @@ impl Store {
                 paused_until,
                 pause_over: pause.is_some() && paused_until.is_none(),
                 integration_due,
+                staging_wanted,
             })
         })
     }
@@ -563,6 +565,8 @@ pub struct Schedule {
     pub pause_over: bool,
     /// An orchestration with isolated tasks ended and its results wait to be integrated.
     pub integration_due: bool,
+    /// An isolated task waits for its dependencies and its worktree is not made yet.
+    pub staging_wanted: bool,
 }
 
 impl Store {

@@ -44,6 +44,9 @@
 #                   without waiting for the answers (closing the server's stdin and stdout), then answer as usual. What it saw goes
 #                   to $FAKE_CLAUDE_STATE/nested-<pid>.json, the server's stderr to nested-<pid>.stderr
 #   @mcp-chain=K    the same, queuing chain-K whose prompt is `@mcp-chain=K+1`: tasks that queue tasks
+#   @hold=PATH      first of all (after its start line), wait until the file PATH exists (absolute;
+#                   checked every 10 ms, for at most 60 s): a test holds a task running while it looks
+#                   at what happens meanwhile
 #   @append=PATH:TEXT  append the line TEXT to PATH (relative to the directory it runs in; the
 #                   directive may repeat), after the other directives, before answering
 #   @write=PATH:TEXT   the same, replacing the file's content
@@ -218,6 +221,11 @@ def directive(name):
         return None
     return m.group(1) or ""
 
+m = re.search(r"@hold=(\S+)", text)
+if m:
+    held_until = time.time() + 60
+    while not os.path.exists(m.group(1)) and time.time() < held_until:
+        time.sleep(0.01)
 
 
 # Checked completion: the fix a resumed run is asked for.

@@ -568,3 +568,76 @@ async fn two_databases_on_one_repository_keep_their_branches_apart() {
     assert!(!branches.contains(&format!("claude-worker/{id}-refactor/")), "{branches}");
     assert!(branches.contains(&format!("claude-worker/{id}-refactor-2/")), "the other database's stay: {branches}");
 }
+
+/// The worktree of `repo` whose directory ends with `-<identifier>`, with its porcelain fields.
+fn worktree_of(repo: &Path, identifier: &str) -> Option<(String, String)> {
+    let listing = git(repo, &["worktree", "list", "--porcelain"]);
+    listing.split("\n\n").find_map(|entry| {
+        let path = entry.lines().find_map(|l| l.strip_prefix("worktree "))?;
+        path.ends_with(&format!("-{identifier}")).then(|| (path.to_owned(), entry.to_owned()))
+    })
+}
+
+#[tokio::test]
+async fn a_waiting_task_s_worktree_is_made_ahead_and_taken_at_its_start() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let base = git(&repo, &["rev-parse", "HEAD"]);
+    let client = env.server_in(&repo).await;
+    let gate = env.work.join("gate");
+    let tasks = json!({ "name": "ahead", "isolation": "worktree", "tasks": [
+        { "identifier": "first", "execution_prompt": format!("@hold={} @append=first.txt:first", gate.display()) },
+        { "identifier": "then", "execution_prompt": "@append=then.txt:then", "depends_on": ["first"] },
+    ] });
+    let id = client.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+
+    // While `first` runs, `then` waits with its worktree made: detached at the base, files there.
+    let (path, entry) = crate::harness::eventually(20.0, "the waiting task's worktree", || {
+        worktree_of(&repo, "then").filter(|(path, _)| Path::new(path).join("README").exists())
+    })
+    .await;
+    assert!(entry.contains("detached") && entry.contains(&format!("HEAD {base}")), "{entry}");
+    assert!(!Path::new(&path).join("first.txt").exists());
+    let waiting = client.ok("get_status", json!({ "task": "then" })).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+
+    std::fs::write(&gate, "").expect("let the first task go");
+    let done = client.wait_orchestration(id, 60.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let then = client.ok("get_status", json!({ "task": "then" })).await;
+    let first = client.ok("get_status", json!({ "task": "first" })).await;
+    let starts = env.starts();
+    let start_of_then = starts.iter().find(|s| s["prompt_head"].as_str().is_some_and(|p| p.contains("then.txt")));
+    let cwd = start_of_then.expect("then ran")["cwd"].as_str().expect("cwd").to_owned();
+    assert_eq!(Path::new(&cwd).canonicalize().ok(), Path::new(&path).canonicalize().ok(), "it ran where it was made");
+    assert_eq!(then["isolation"]["start_commit"], first["isolation"]["commit"], "on its dependency's result: {then}");
+    let commit = then["isolation"]["commit"].as_str().expect("a result commit");
+    assert_eq!(files_of(&repo, commit), ["README", "first.txt", "shared.txt", "then.txt"]);
+    assert_eq!(worktrees(&repo), Vec::<String>::new(), "removed at the end");
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), base, "the checkout never moved");
+}
+
+#[tokio::test]
+async fn a_worktree_made_ahead_for_a_task_that_never_starts_is_removed_at_the_end() {
+    let env = Env::new();
+    let repo = repository(&env);
+    let client = env.server_in(&repo).await;
+    let gate = env.work.join("gate");
+    let tasks = json!({ "name": "skipped", "isolation": "worktree", "tasks": [
+        { "identifier": "breaks", "execution_prompt": format!("@hold={} @auth", gate.display()) },
+        { "identifier": "never", "execution_prompt": "@append=never.txt:never", "depends_on": ["breaks"] },
+    ] });
+    let id = client.ok("create_orchestration", tasks).await["orchestration_id"].as_i64().expect("id");
+    let (path, _) = crate::harness::eventually(20.0, "the waiting task's worktree", || {
+        worktree_of(&repo, "never").filter(|(path, _)| Path::new(path).join("README").exists())
+    })
+    .await;
+    std::fs::write(&gate, "").expect("let the first task go");
+    let failed = client.wait_orchestration(id, 60.0).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(task_of(&failed, "never")["status"], "skipped", "{failed}");
+    assert!(!Path::new(&path).exists(), "nothing to look at in it: removed");
+    assert!(worktree_of(&repo, "never").is_none());
+    assert!(worktree_of(&repo, "breaks").is_some(), "the failed task's stays for a person to look at");
+    assert_eq!(git(&repo, &["branch", "--list", "claude-worker/*/tasks/never"]), "", "no branch was made for it");
+}
