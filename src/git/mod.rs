@@ -55,6 +55,12 @@ pub use status::{StatusEntry, parse_status};
 pub use version::{GitVersion, MIN_VERSION, parse_version};
 pub use worktree::{Worktree, WorktreeEntry, parse_worktree_list};
 
+/// Whether `rev` is a whole object name (40 hex digits, or 64 in a SHA-256 repository): then it
+/// needs no `rev-parse` to be used as a commit.
+pub fn is_full_sha(rev: &str) -> bool {
+    matches!(rev.len(), 40 | 64) && rev.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A commit as people read it: its first 12 hex digits.
 pub fn short_commit(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
@@ -427,6 +433,16 @@ fn nul_fields(bytes: &[u8]) -> Vec<String> {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[test]
+    fn whole_object_names_are_told_from_other_revisions() {
+        assert!(is_full_sha(&"a".repeat(40)));
+        assert!(is_full_sha(&"0123456789abcdef".repeat(4)));
+        assert!(!is_full_sha("HEAD"));
+        assert!(!is_full_sha(&"A".repeat(40)), "git prints lower case");
+        assert!(!is_full_sha(&"a".repeat(39)));
+        assert!(!is_full_sha(&"g".repeat(40)));
+    }
 
     #[test]
     fn nul_fields_split_output() {

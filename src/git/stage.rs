@@ -75,7 +75,7 @@ impl Git {
                 ),
             });
         }
-        let start = self.resolve_commit(repo, start).await?;
+        let start = if super::is_full_sha(start) { start.to_owned() } else { self.resolve_commit(repo, start).await? };
         let reference = format!("refs/heads/{branch}");
         if let Ok(existing) = self.resolve_commit(repo, &reference).await {
             // Made by an interrupted take of this same task, or not ours at all.
@@ -92,10 +92,12 @@ impl Git {
         self.finish_interrupted(&path).await?;
         let args = ["checkout", "--quiet", "--force", "--no-track", "-B", branch, start.as_str()];
         self.command(&path, args).await?.ok()?;
-        let info = self.discover(repo).await?;
-        self.init_submodules(&info.common_dir, &path).await?;
-        let head = self.resolve_commit(&path, "HEAD").await?;
-        Ok(Some(Worktree { path, branch: branch.to_owned(), head, resumed: false }))
+        if path.join(".gitmodules").is_file() {
+            let info = self.discover(repo).await?;
+            self.init_submodules(&info.common_dir, &path).await?;
+        }
+        // Each git command is a few milliseconds of the task's start: what is known is not asked.
+        Ok(Some(Worktree { path, branch: branch.to_owned(), head: start, resumed: false }))
     }
 }
 

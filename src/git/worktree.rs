@@ -129,11 +129,18 @@ impl Git {
         let info = self.discover(repo).await?;
         // Never `git worktree prune`: it would forget the user's own worktrees whose directories
         // are away for the moment (an unmounted disk). Only our entries are cleared, one by one.
-        let entries = self.worktrees(repo).await?;
-        for stale in entries.iter().filter(|e| e.prunable && e.branch.as_deref() == Some(branch)) {
-            self.remove_entry(repo, &real_path(&stale.path)).await?;
+        let mut entries = self.worktrees(repo).await?;
+        let stale: Vec<PathBuf> = entries
+            .iter()
+            .filter(|e| e.prunable && e.branch.as_deref() == Some(branch))
+            .map(|e| real_path(&e.path))
+            .collect();
+        for stale in &stale {
+            self.remove_entry(repo, stale).await?;
         }
-        let entries = self.worktrees(repo).await?;
+        if !stale.is_empty() {
+            entries = self.worktrees(repo).await?;
+        }
         if let Some(entry) = entries.iter().find(|entry| real_path(&entry.path) == path) {
             let complete = entry.branch.as_deref() == Some(branch)
                 && entry.locked.as_deref() != Some("initializing")
@@ -163,15 +170,17 @@ impl Git {
         let reference = format!("refs/heads/{branch}");
         let exists = self.command(repo, ["rev-parse", "--verify", "--quiet", reference.as_str()]).await?.code == 0;
         let path_arg = path.as_os_str().to_owned();
-        if exists {
+        let head = if exists {
             self.command(
                 repo,
                 [std::ffi::OsStr::new("worktree"), "add".as_ref(), "--quiet".as_ref(), &path_arg, branch.as_ref()],
             )
             .await?
             .ok()?;
+            None
         } else {
-            let start = self.resolve_commit(repo, start).await?;
+            let start =
+                if super::is_full_sha(start) { start.to_owned() } else { self.resolve_commit(repo, start).await? };
             self.command(
                 repo,
                 [
@@ -187,9 +196,13 @@ impl Git {
             )
             .await?
             .ok()?;
-        }
+            Some(start)
+        };
         self.init_submodules(&info.common_dir, &path).await?;
-        let head = self.resolve_commit(&path, "HEAD").await?;
+        let head = match head {
+            Some(start) => start,
+            None => self.resolve_commit(&path, "HEAD").await?,
+        };
         Ok(Worktree { path, branch: branch.to_owned(), head, resumed: false })
     }
 
@@ -254,8 +267,14 @@ impl Git {
     /// Undoes what a crash interrupted in a worktree: a stale `index.lock`, a merge, cherry-pick,
     /// revert or rebase in progress.
     pub(super) async fn finish_interrupted(&self, worktree: &Path) -> Result<(), GitError> {
-        let output = self.command(worktree, ["rev-parse", "--path-format=absolute", "--git-dir"]).await?.ok()?;
-        let git_dir = PathBuf::from(output.stdout_text().trim());
+        let git_dir = match admin_dir(worktree) {
+            Some(dir) => dir,
+            None => {
+                let output =
+                    self.command(worktree, ["rev-parse", "--path-format=absolute", "--git-dir"]).await?.ok()?;
+                PathBuf::from(output.stdout_text().trim())
+            }
+        };
         let index_lock = git_dir.join("index.lock");
         if index_lock.exists() {
             std::fs::remove_file(&index_lock).map_err(|e| GitError::Failed {
@@ -277,6 +296,15 @@ impl Git {
         }
         Ok(())
     }
+}
+
+/// The administrative directory of the worktree at `path` (where its `HEAD`, index and locks
+/// are), as its `.git` file names it (relative with `worktree.useRelativePaths`, git 2.48).
+fn admin_dir(path: &Path) -> Option<PathBuf> {
+    let dot_git = std::fs::read_to_string(path.join(".git")).ok()?;
+    let target = dot_git.trim().strip_prefix("gitdir:")?.trim();
+    let dir = path.join(target);
+    dir.is_dir().then_some(dir)
 }
 
 /// Whether the directory at `path` is empty or a worktree of the repository at `common_dir`
