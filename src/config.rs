@@ -89,6 +89,9 @@ pub struct Config {
     /// `CLAUDE_WORKER_DEFAULT_ISOLATION`: `none` (the default) or `worktree`, for tasks that ask
     /// for neither.
     pub default_isolation: crate::isolation::Isolation,
+    /// `CLAUDE_WORKER_SPARE_WORKTREES`: how many finished worktrees of a repository are kept,
+    /// cleaned, for the next isolated tasks that start there (0: none; each holds a checkout).
+    pub spare_worktrees: u32,
     // Checked completion (`verify`).
     /// `CLAUDE_WORKER_ALLOW_VERIFY`: which `verify` commands an MCP caller may give (none by
     /// default); a person's own `claude-worker run --verify` is always allowed.
@@ -212,11 +215,13 @@ impl Config {
             },
             allow_verify: allow_verify(&get)?,
             verify_timeout: seconds(&get, "CLAUDE_WORKER_VERIFY_TIMEOUT", 600.0)?,
+            spare_worktrees: parse(&get, "CLAUDE_WORKER_SPARE_WORKTREES", 4, "a whole number from 0 to 64")?,
             home,
             db_path,
             log_dir,
         };
         check_range("CLAUDE_WORKER_MAX_CONCURRENT", config.max_concurrent, 1, 1000, "a whole number from 1 to 1000")?;
+        check_range("CLAUDE_WORKER_SPARE_WORKTREES", config.spare_worktrees, 0, 64, "a whole number from 0 to 64")?;
         if !(1..=7 * 86_400).contains(&config.verify_timeout.as_secs()) {
             return Err(ConfigError::Invalid {
                 name: "CLAUDE_WORKER_VERIFY_TIMEOUT",
@@ -271,6 +276,11 @@ impl Config {
     pub fn worktree_dir(&self) -> PathBuf {
         let name = crate::logs::task_log_dir_name(&canonical_path(&self.log_dir), &canonical_path(&self.db_path));
         self.log_dir.join(name.replacen("tasks", "worktrees", 1))
+    }
+
+    /// Where finished worktrees are kept for the next tasks (see `spare_worktrees`).
+    pub fn spare_worktree_dir(&self) -> PathBuf {
+        self.worktree_dir().join("spare")
     }
 
     /// Path of the global log.

@@ -151,8 +151,17 @@ impl Executor {
         }
         // Made ahead while the task waited (only a task that never ran: Claude may have
         // detached the HEAD of a worktree it worked in), or made, or found again.
+        let mut from_spare = false;
         let staged = match recorded.branch {
-            None => git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?,
+            None => {
+                let mut staged =
+                    git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?;
+                if staged.is_none() && self.take_spare(&repository, &path).await {
+                    from_spare = true;
+                    staged = git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?;
+                }
+                staged
+            }
             Some(_) => None,
         };
         let worktree = match staged {
@@ -197,7 +206,11 @@ impl Executor {
             ))));
         }
         let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
-        let what = if worktree.resumed { "resumed in its worktree" } else { "made its worktree" };
+        let what = match (worktree.resumed, from_spare) {
+            (true, _) => "resumed in its worktree",
+            (false, true) => "made its worktree from a kept one",
+            (false, false) => "made its worktree",
+        };
         let mut line =
             format!("{what} {} on branch {branch}, from {}", worktree.path.display(), crate::git::short_commit(&start));
         if !conflicts.is_empty() {
@@ -464,10 +477,33 @@ impl Executor {
 
     /// Removes the worktrees of an ended orchestration's completed tasks (their branches stay);
     /// a worktree that cannot be removed is left, and said.
+    /// Moves a spare worktree of the repository to `path` for a task that starts with nothing
+    /// there (true), if one is kept (see `git::spare`). A failure is only said: the worktree is
+    /// then made from scratch.
+    async fn take_spare(&self, repository: &Path, path: &Path) -> bool {
+        let inner = &self.inner;
+        if inner.config.spare_worktrees == 0 || path.exists() {
+            return false;
+        }
+        match inner.git.take_spare(repository, &inner.config.spare_worktree_dir(), path).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!("cannot take a spare worktree for {}: {e}", path.display());
+                false
+            }
+        }
+    }
+
+    /// Removes the worktrees of an ended orchestration's completed tasks (and those made ahead
+    /// for tasks that never started), keeping up to `CLAUDE_WORKER_SPARE_WORKTREES` of the
+    /// repository, cleaned, for the next tasks. Hold the repository's lock.
     async fn remove_worktrees(&self, repository: &Path, work: &IntegrationWork) {
+        let inner = &self.inner;
+        let spares = inner.config.spare_worktree_dir();
+        let keep = usize::try_from(inner.config.spare_worktrees).unwrap_or(0);
         for (task_id, path) in &work.completed_worktrees {
-            match self.inner.git.remove_worktree(repository, Path::new(path)).await {
-                Ok(()) => {
+            match inner.git.recycle_worktree(repository, Path::new(path), &spares, keep).await {
+                Ok(_) => {
                     let task_id = *task_id;
                     if let Err(e) = self.inner.db.call(move |s| s.clear_worktree(task_id)).await {
                         tracing::warn!(task_id, "cannot record the removal of {path}: {e}");

@@ -8,7 +8,8 @@
 //! live in files by idea: [`refname`] (branch names, pure), [`version`] (the version check, pure),
 //! [`status`] (reading `git status -z`, pure, and the dirty-files question), [`merge`] (merging
 //! commits without a worktree), [`worktree`] (a task's worktree: made, resumed, repaired,
-//! removed), [`stage`] (a waiting task's worktree made before it starts), [`submodule`]
+//! removed), [`stage`] (a waiting task's worktree made before it starts), [`spare`] (finished
+//! worktrees kept clean for the next tasks that start), [`submodule`]
 //! (initialising a new worktree's submodules offline), [`commit`] (a task's result commit, the
 //! fallback identity), [`branches`] (moving and deleting branches),
 //! [`checkout`] (merging into the user's own checkout), [`lock`] (one git user of a repository at
@@ -28,6 +29,7 @@ mod lock;
 mod merge;
 mod refname;
 mod status;
+mod spare;
 mod stage;
 mod submodule;
 mod version;

@@ -62,7 +62,7 @@ pub async fn run(db: &Db, config: &Config, older_than: Duration, dry_run: bool) 
             files.bytes += meta.len();
         }
     }
-    let isolation = remove_isolation(&report, dry_run).await;
+    let isolation = remove_isolation(&report, &config.spare_worktree_dir(), dry_run).await;
     files.errors.extend(isolation.errors);
     files.worktrees = isolation.worktrees;
     files.branches = isolation.branches;
@@ -88,9 +88,10 @@ struct Isolation {
     errors: Vec<String>,
 }
 
-/// Removes the worktrees left by pruned tasks (failed or cancelled ones keep theirs) and the
-/// branches of pruned orchestrations. Nothing of it on a dry run.
-async fn remove_isolation(report: &PruneReport, dry_run: bool) -> Isolation {
+/// Removes the worktrees left by pruned tasks (failed or cancelled ones keep theirs), the spare
+/// worktrees kept of their repositories, and the branches of pruned orchestrations. Nothing of
+/// it on a dry run.
+async fn remove_isolation(report: &PruneReport, spares: &std::path::Path, dry_run: bool) -> Isolation {
     let mut done = Isolation::default();
     if dry_run {
         return done;
@@ -113,6 +114,24 @@ async fn remove_isolation(report: &PruneReport, dry_run: bool) -> Isolation {
     prefixes.extend(report.tasks.iter().filter_map(|t| Some((t.repository.as_deref()?, t.branch.clone()?))));
     prefixes.sort();
     prefixes.dedup();
+    let mut repositories: Vec<&str> = prefixes.iter().map(|(repository, _)| *repository).collect();
+    repositories.dedup();
+    for repository in repositories {
+        let repository = std::path::Path::new(repository);
+        // Under the repository's lock: a server may be taking a spare for a task right now.
+        let removed = match git.discover(repository).await {
+            Ok(info) => match git.lock(&info.common_dir).await {
+                Ok(_lock) => git.remove_spares(repository, spares).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(count) => done.worktrees += count,
+            Err(crate::git::GitError::NotARepository { .. }) => {}
+            Err(e) => done.errors.push(format!("the spare worktrees of {}: {e}", repository.display())),
+        }
+    }
     for (repository, prefix) in prefixes {
         match git.delete_branches(std::path::Path::new(repository), &prefix).await {
             Ok(cleanup) => done.branches.extend(cleanup.deleted),

@@ -286,13 +286,25 @@ async fn merge_refuses_a_dirty_checkout_and_leaves_it_untouched() {
 }
 
 /// The worktrees git knows of in `repo`, the checkout itself left out.
-fn worktrees(repo: &Path) -> Vec<String> {
+/// The worktrees of `repo` besides the checkout, tasks' own (`spare: false`) or kept for the
+/// next tasks (`spare: true`, under `worktrees/spare/`).
+fn listed(repo: &Path, spare: bool) -> Vec<String> {
     git(repo, &["worktree", "list", "--porcelain"])
         .lines()
         .filter_map(|l| l.strip_prefix("worktree "))
-        .filter(|path| Path::new(path) != repo)
+        .filter(|path| Path::new(path) != repo && path.contains("/worktrees/spare/") == spare)
         .map(str::to_owned)
         .collect()
+}
+
+/// The tasks' worktrees of `repo`.
+fn worktrees(repo: &Path) -> Vec<String> {
+    listed(repo, false)
+}
+
+/// The worktrees of `repo` kept for the next tasks.
+fn spares(repo: &Path) -> Vec<String> {
+    listed(repo, true)
 }
 
 #[tokio::test]
@@ -385,9 +397,10 @@ async fn a_failed_task_keeps_its_worktree_until_prune_removes_it_with_the_branch
     let pruned = env.inspect(&["prune", "--older-than", "0s", "--json"]).await;
     assert!(pruned.status.success(), "{}", text(&pruned.stderr));
     let report: Value = serde_json::from_slice(&pruned.stdout).expect("json");
-    assert_eq!(report["worktrees"], 1, "{report}");
+    assert_eq!(report["worktrees"], 2, "the failed task's, and the completed one's kept for the next: {report}");
     assert!(!Path::new(&kept).exists(), "the failed task's worktree went with it");
     assert_eq!(worktrees(&repo), Vec::<String>::new());
+    assert_eq!(spares(&repo), Vec::<String>::new(), "the spares of the repository too");
     assert_eq!(git(&repo, &["branch", "--list", "claude-worker/*"]), "", "its branches went with it");
 }
 
@@ -569,12 +582,14 @@ async fn two_databases_on_one_repository_keep_their_branches_apart() {
     assert!(branches.contains(&format!("claude-worker/{id}-refactor-2/")), "the other database's stay: {branches}");
 }
 
-/// The worktree of `repo` whose directory ends with `-<identifier>`, with its porcelain fields.
+/// The task worktree of `repo` whose directory ends with `-<identifier>`, with its porcelain
+/// fields.
 fn worktree_of(repo: &Path, identifier: &str) -> Option<(String, String)> {
     let listing = git(repo, &["worktree", "list", "--porcelain"]);
     listing.split("\n\n").find_map(|entry| {
         let path = entry.lines().find_map(|l| l.strip_prefix("worktree "))?;
-        path.ends_with(&format!("-{identifier}")).then(|| (path.to_owned(), entry.to_owned()))
+        (path.ends_with(&format!("-{identifier}")) && !path.contains("/worktrees/spare/"))
+            .then(|| (path.to_owned(), entry.to_owned()))
     })
 }
 
@@ -640,4 +655,50 @@ async fn a_worktree_made_ahead_for_a_task_that_never_starts_is_removed_at_the_en
     assert!(worktree_of(&repo, "never").is_none());
     assert!(worktree_of(&repo, "breaks").is_some(), "the failed task's stays for a person to look at");
     assert_eq!(git(&repo, &["branch", "--list", "claude-worker/*/tasks/never"]), "", "no branch was made for it");
+}
+
+#[tokio::test]
+async fn the_next_task_starts_in_a_kept_worktree_with_nothing_left_of_the_last() {
+    let env = Env::new().set("CLAUDE_WORKER_SPARE_WORKTREES", "1");
+    let repo = repository(&env);
+    std::fs::write(repo.join(".gitignore"), "build/\n").expect("write .gitignore");
+    git(&repo, &["add", ".gitignore"]);
+    git(&repo, &["commit", "-q", "-m", "ignore build output"]);
+    let base = git(&repo, &["rev-parse", "HEAD"]);
+    let client = env.server_in(&repo).await;
+    let first = json!({ "name": "first", "isolation": "worktree", "tasks": [
+        { "identifier": "one", "execution_prompt": "@append=one.txt:one @write=build/out.o:object code" },
+        { "identifier": "two", "execution_prompt": "@append=two.txt:two" },
+    ] });
+    let id = client.ok("create_orchestration", first).await["orchestration_id"].as_i64().expect("id");
+    assert_eq!(client.wait_orchestration(id, 60.0).await["status"], "completed");
+    assert_eq!(worktrees(&repo), Vec::<String>::new(), "the tasks' worktrees went");
+    assert_eq!(spares(&repo).len(), 1, "one kept, as asked: {:?}", spares(&repo));
+    let spare = PathBuf::from(&spares(&repo)[0]);
+    assert!(spare.join("one.txt").exists() && !spare.join("build").exists(), "kept clean: no ignored output left");
+    assert_eq!(git(&spare, &["status", "--porcelain", "--ignored"]), "", "nothing untracked or ignored");
+    assert_eq!(
+        git(&repo, &["branch", "--list", "claude-worker/*/tasks/*", "--format=%(refname:short) %(worktreepath)"]).lines().count(),
+        2,
+        "their branches stay, checked out nowhere (prune can delete them)"
+    );
+
+    let second = json!({ "name": "second", "isolation": "worktree", "tasks": [
+        { "identifier": "three", "execution_prompt": "@append=three.txt:three" },
+    ] });
+    let id = client.ok("create_orchestration", second).await["orchestration_id"].as_i64().expect("id");
+    let done = client.wait_orchestration(id, 60.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let three = client.ok("get_status", json!({ "task": "three" })).await;
+    let summary = std::fs::read_to_string(three["summary_log"].as_str().expect("summary_log")).expect("summary log");
+    assert!(summary.contains("made its worktree from a kept one"), "{summary}");
+    assert_eq!(three["isolation"]["start_commit"], base.as_str(), "{three}");
+    let commit = three["isolation"]["commit"].as_str().expect("a result commit");
+    assert_eq!(files_of(&repo, commit), [".gitignore", "README", "shared.txt", "three.txt"], "nothing of the last task");
+    let start = env.starts().into_iter().find(|s| s["prompt_head"].as_str().is_some_and(|p| p.contains("three.txt")));
+    let cwd = start.expect("three ran")["cwd"].as_str().expect("cwd").to_owned();
+    assert!(cwd.ends_with("-three"), "it ran at its own path: {cwd}");
+    assert_eq!(spares(&repo).len(), 1, "kept again for the next");
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), base, "the checkout never moved");
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
 }
