@@ -16,6 +16,10 @@
 //! - `CLAUDE_WORKER_BENCH_BIN`: another `claude-worker` binary to drive (an older build, for a
 //!   before/after comparison).
 //! - `CLAUDE_WORKER_BENCH_CSV`: a file to which the big graphs' rows are appended as CSV.
+//! - `CLAUDE_WORKER_BENCH_REAL_CLI`: the real `claude` program (`npm install
+//!   @anthropic-ai/claude-code`), to measure its own start (spawn to its `init` event, in a
+//!   small repository, with an empty home: not logged in, so no request leaves the machine). The
+//!   isolation rows then compare what a worktree adds with a no-op task's whole start.
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::collections::VecDeque;
@@ -444,6 +448,36 @@ fn start_delays(home: &Path, orchestration_id: Option<i64>) -> Vec<f64> {
     stmt.query_map([orchestration_id], |r| r.get::<_, i64>(0)).expect("query").map(|v| v.expect("row") as f64).collect()
 }
 
+/// The real CLI's own start: the median time from its spawn to its first line (the `init`
+/// event) in a small repository, with an empty home (not logged in: it stops there, offline).
+fn real_cli_start(program: &Path, repo: &Path, scratch: &Path) -> f64 {
+    use std::io::BufRead;
+    let home = scratch.join("real-cli-home");
+    std::fs::create_dir_all(&home).expect("home");
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let mut child = std::process::Command::new(program)
+            .args(["-p", "--output-format", "stream-json", "--verbose", "say hi"])
+            .current_dir(repo)
+            .env("HOME", &home)
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("CLAUDECODE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the real CLI");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read");
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(first.contains("\"init\""), "the real CLI's first line is its init event: {first}");
+    }
+    median(&times)
+}
+
 /// What isolation adds to a task's start: making its worktree (a small repository and one of
 /// 10,000 files), and merging three dependencies' results for a dependent. The fake CLI used here
 /// writes one file, so that results differ and merges are real.
@@ -461,13 +495,25 @@ async fn isolation_rows(env: &Env) -> Vec<Row> {
     std::fs::set_permissions(&editing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut rows = Vec::new();
     let mut base = None;
+    let cli_start = std::env::var_os("CLAUDE_WORKER_BENCH_REAL_CLI").map(|program| {
+        let repo = repository(&env.dir.path().join("repo-real-cli"), 10);
+        let start = real_cli_start(Path::new(&program), &repo, env.dir.path());
+        rows.push(row("real CLI: spawn -> its init event, small repository (p50)", ms(start), "", "", ""));
+        start
+    });
     for (label, files) in [("small repository (10 files)", 10), ("10,000 files", 10_000)] {
         let repo = repository(&env.dir.path().join(format!("repo-{files}")), files);
-        for isolation in ["none", "worktree"] {
-            let home = env.dir.path().join(format!("iso-{files}-{isolation}"));
+        // "worktree, no spares": every task's worktree made from scratch, as the first task on a
+        // repository has it (CLAUDE_WORKER_SPARE_WORKTREES=0).
+        for variant in ["none", "worktree, no spares", "worktree"] {
+            let isolation = if variant == "none" { "none" } else { "worktree" };
+            let home = env.dir.path().join(format!("iso-{files}-{}", variant.replace([',', ' '], "")));
             std::fs::create_dir_all(&home).expect("home");
             let mut command = env.command(&home, 4);
             command.env("CLAUDE_WORKER_CLAUDE_BIN", &editing).current_dir(&repo);
+            if variant == "worktree, no spares" {
+                command.env("CLAUDE_WORKER_SPARE_WORKTREES", "0");
+            }
             let transport = TokioChildProcess::new(command).expect("spawn server");
             let client =
                 Bench.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("initialize");
@@ -506,22 +552,28 @@ async fn isolation_rows(env: &Env) -> Vec<Row> {
             }
             let merge = median(&latencies);
             let _ = server.client.cancel().await;
-            let (start_ratio, merge_ratio) = match (isolation, base) {
-                ("none", _) if files == 10 => {
-                    base = Some(start);
-                    (String::new(), String::new())
+            if isolation == "none" && files == 10 {
+                base = Some((start, merge));
+            }
+            let (target, start_ratio, merge_ratio) = match (isolation, base) {
+                ("worktree", Some((noop, noop_merge))) => {
+                    // A no-op task's whole start: claude-worker's, and the CLI's own when measured.
+                    let task_start = noop + cli_start.unwrap_or(0.0);
+                    let share = |added: f64| {
+                        format!("+{} = {:.0}% of {}", ms(added), added / task_start * 100.0, ms(task_start))
+                    };
+                    ("<= 10% of a no-op task's start", share(start - noop), share(merge - noop_merge))
                 }
-                (_, Some(b)) => (format!("+{:.0}% of a no-op start", (start - b) / b * 100.0), String::new()),
-                _ => (String::new(), String::new()),
+                _ => ("", String::new(), String::new()),
             };
             rows.push(row(
-                format!("isolation {isolation}, {label}: creation -> start (p50)"),
+                format!("isolation {variant}, {label}: creation -> start (p50)"),
                 ms(start),
-                if isolation == "worktree" { "<= +10% of a no-op start" } else { "" },
+                target,
                 "",
                 start_ratio,
             ));
-            rows.push(row("  dependent of 3: dependency end -> start (p50)", ms(merge), "", "", merge_ratio));
+            rows.push(row("  dependent of 3: dependency end -> start (p50)", ms(merge), target, "", merge_ratio));
         }
     }
     rows

@@ -153,14 +153,15 @@ impl Executor {
         // detached the HEAD of a worktree it worked in), or made, or found again.
         let mut from_spare = false;
         let staged = match recorded.branch {
+            // Made ahead: a directory at its path.
+            None if path.exists() => {
+                git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?
+            }
+            // Nothing there and no branch of its name (checked above): a spare, if one is kept.
             None => {
-                let mut staged =
-                    git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?;
-                if staged.is_none() && self.take_spare(&repository, &path).await {
-                    from_spare = true;
-                    staged = git.take_staged(&repository, &path, &branch, &start).await.map_err(SetupFailure::from)?;
-                }
-                staged
+                let taken = self.take_spare(&repository, &path, &branch, &start).await;
+                from_spare = taken.is_some();
+                taken
             }
             Some(_) => None,
         };
@@ -475,28 +476,34 @@ impl Executor {
         }
     }
 
-    /// Removes the worktrees of an ended orchestration's completed tasks (their branches stay);
-    /// a worktree that cannot be removed is left, and said.
-    /// Moves a spare worktree of the repository to `path` for a task that starts with nothing
-    /// there (true), if one is kept (see `git::spare`). A failure is only said: the worktree is
+    /// A spare worktree of the repository made ready at `path` for a task that starts with
+    /// nothing there (see `git::spare`), if one is kept. A failure is only said: the worktree is
     /// then made from scratch.
-    async fn take_spare(&self, repository: &Path, path: &Path) -> bool {
+    async fn take_spare(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branch: &str,
+        start: &str,
+    ) -> Option<crate::git::Worktree> {
         let inner = &self.inner;
-        if inner.config.spare_worktrees == 0 || path.exists() {
-            return false;
+        if inner.config.spare_worktrees == 0 {
+            return None;
         }
-        match inner.git.take_spare(repository, &inner.config.spare_worktree_dir(), path).await {
+        let spares = inner.config.spare_worktree_dir();
+        match inner.git.take_spare_for(repository, &spares, path, branch, start).await {
             Ok(taken) => taken,
             Err(e) => {
                 tracing::warn!("cannot take a spare worktree for {}: {e}", path.display());
-                false
+                None
             }
         }
     }
 
     /// Removes the worktrees of an ended orchestration's completed tasks (and those made ahead
     /// for tasks that never started), keeping up to `CLAUDE_WORKER_SPARE_WORKTREES` of the
-    /// repository, cleaned, for the next tasks. Hold the repository's lock.
+    /// repository, cleaned, for the next tasks (their branches stay). A worktree that cannot be
+    /// removed is left, and said. Hold the repository's lock.
     async fn remove_worktrees(&self, repository: &Path, work: &IntegrationWork) {
         let inner = &self.inner;
         let spares = inner.config.spare_worktree_dir();

@@ -7,8 +7,9 @@
 //! the first in line, which are the ones that start soonest in the common shapes (a chain, a
 //! layer after a layer). One stager runs at a time, in the background: nothing waits for it. A
 //! task whose worktree is being made when it is claimed waits for that ([`Executor::staging_gate`])
-//! rather than making it twice. A worktree that could not be made ahead is made at the start, as
-//! without staging.
+//! rather than making it twice. A spare worktree kept of the repository is taken when there is one
+//! (its files are there already). A worktree that could not be made ahead is made at the start,
+//! as without staging.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,7 +61,11 @@ impl Executor {
             for task in due {
                 if let Err(e) = self.stage(&task).await {
                     // Made at its start instead; not tried again ahead.
-                    tracing::info!(task_id = task.task_id, "the worktree of task #{} was not made ahead: {e}", task.task_id);
+                    tracing::info!(
+                        task_id = task.task_id,
+                        "the worktree of task #{} was not made ahead: {e}",
+                        task.task_id
+                    );
                     lock(&inner.staging_failed).insert(task.task_id);
                 }
             }
@@ -82,22 +87,37 @@ impl Executor {
         let inner = &self.inner;
         let git = &inner.git;
         let repository = PathBuf::from(&task.repository);
-        let path =
-            isolation::worktree_path(&inner.config.worktree_dir(), task.orchestration_id, task.task_id, &task.identifier);
+        let path = isolation::worktree_path(
+            &inner.config.worktree_dir(),
+            task.orchestration_id,
+            task.task_id,
+            &task.identifier,
+        );
         let info = git.discover(&repository).await.map_err(|e| e.to_string())?;
-        {
+        let filled = {
             let _lock = git.lock(&info.common_dir).await.map_err(|e| e.to_string())?;
-            if !git.stage_worktree(&repository, &path, &task.base_commit).await.map_err(|e| e.to_string())? {
+            // A spare kept of the repository has its files already (see `git::spare`).
+            let spare = inner.config.spare_worktrees > 0
+                && !path.exists()
+                && git
+                    .take_spare(&repository, &inner.config.spare_worktree_dir(), &path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if !spare && !git.stage_worktree(&repository, &path, &task.base_commit).await.map_err(|e| e.to_string())? {
                 // Something is there already: the task started, or another process staged it.
                 return Ok(());
             }
-        }
+            spare
+        };
         let (task_id, recorded) = (task.task_id, path.to_string_lossy().into_owned());
         let status = inner.db.call(move |s| s.record_staged(task_id, &recorded)).await.map_err(|e| e.to_string())?;
         if status.is_none_or(TaskStatus::is_terminal) {
             // Ended meanwhile: nobody will work there.
             let _lock = git.lock(&info.common_dir).await.map_err(|e| e.to_string())?;
             return git.remove_worktree(&repository, &path).await.map_err(|e| e.to_string());
+        }
+        if filled {
+            return Ok(());
         }
         git.fill_staged(&path).await.map_err(|e| e.to_string())
     }

@@ -33,7 +33,8 @@ impl Git {
     /// orchestration's branches are under one), so that a new orchestration picks another.
     pub async fn labels_in_use(&self, repo: &Path) -> Result<Vec<String>, GitError> {
         let pattern = format!("refs/heads/{}/", super::BRANCH_ROOT);
-        let output = self.command(repo, ["for-each-ref", "--format=%(refname:lstrip=3)", pattern.as_str()]).await?.ok()?;
+        let output =
+            self.command(repo, ["for-each-ref", "--format=%(refname:lstrip=3)", pattern.as_str()]).await?.ok()?;
         let mut labels: Vec<String> = output
             .stdout_text()
             .lines()
@@ -108,7 +109,8 @@ mod tests {
         let repo = Repo::new();
         let git = test_git();
         assert!(git.labels_in_use(repo.path()).await.expect("none").is_empty());
-        for branch in ["claude-worker/1-a/integration", "claude-worker/1-a/tasks/x", "claude-worker/2/tasks/y", "mine"] {
+        for branch in ["claude-worker/1-a/integration", "claude-worker/1-a/tasks/x", "claude-worker/2/tasks/y", "mine"]
+        {
             repo.git(&["branch", branch]);
         }
         assert_eq!(git.labels_in_use(repo.path()).await.expect("listed"), ["1-a", "2"]);

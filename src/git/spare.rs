@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::worktree::real_path;
-use super::{Git, GitError, WorktreeEntry};
+use super::{Git, GitError, Worktree, WorktreeEntry};
 
 /// Whether `entry` is a spare that can be taken: under `spares`, detached, unlocked, present.
 fn is_spare(entry: &WorktreeEntry, spares: &Path) -> bool {
@@ -55,10 +55,8 @@ impl Git {
         self.command(&path, ["checkout", "--quiet", "--detach"]).await?.ok()?;
         self.command(&path, ["reset", "--quiet", "--hard"]).await?.ok()?;
         self.command(&path, ["clean", "-ffdxq"]).await?.ok()?;
-        std::fs::create_dir_all(&spares).map_err(|e| GitError::Failed {
-            command: format!("mkdir {}", spares.display()),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&spares)
+            .map_err(|e| GitError::Failed { command: format!("mkdir {}", spares.display()), message: e.to_string() })?;
         // Named after where it came from: unique, and readable in `git worktree list`.
         let name = path.iter().rev().take(2).map(|part| part.to_string_lossy()).collect::<Vec<_>>();
         let target = spares.join(name.iter().rev().cloned().collect::<Vec<_>>().join("-"));
@@ -86,6 +84,25 @@ impl Git {
         Ok(true)
     }
 
+    /// A spare made ready at `path` for a task that starts there: moved, then `branch` made at
+    /// `start` (a whole object name) and checked out, writing only the files that differ; `None`
+    /// when no spare is kept. The caller has made sure that no branch of that name exists (a
+    /// task that never had a worktree) and that nothing is at `path`.
+    pub async fn take_spare_for(
+        &self,
+        repo: &Path,
+        spares: &Path,
+        path: &Path,
+        branch: &str,
+        start: &str,
+    ) -> Result<Option<Worktree>, GitError> {
+        let start = if super::is_full_sha(start) { start.to_owned() } else { self.resolve_commit(repo, start).await? };
+        if !self.take_spare(repo, spares, path).await? {
+            return Ok(None);
+        }
+        self.switch_staged(repo, &real_path(path), branch, &start).await.map(Some)
+    }
+
     /// Removes every spare of the repository (`prune`); how many.
     pub async fn remove_spares(&self, repo: &Path, spares: &Path) -> Result<u64, GitError> {
         let spares = real_path(spares);
@@ -108,7 +125,6 @@ impl Git {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use super::*;
 
     #[tokio::test]
     async fn a_finished_worktree_is_kept_clean_and_taken_by_the_next_task() {
@@ -133,17 +149,22 @@ mod tests {
 
         // The next task, on another branch at the base: nothing of the first is left.
         let next = root.join("2").join("5-b");
-        assert!(git.take_spare(repo.path(), &spares, &next).await.expect("taken"));
         let taken = git
-            .take_staged(repo.path(), &next, "claude-worker/2/tasks/b", &base)
+            .take_spare_for(repo.path(), &spares, &next, "claude-worker/2/tasks/b", &base)
             .await
             .expect("made ready")
-            .expect("a staged worktree");
+            .expect("a spare");
         assert_eq!(taken.head, base);
         assert!(!next.join("a.txt").exists() && !next.join("untracked.txt").exists() && !next.join("target").exists());
         assert_eq!(std::fs::read_to_string(next.join("README")).expect("read"), "readme\n");
         assert!(git.dirty_files(&next).await.expect("status").is_empty());
         assert!(!git.take_spare(repo.path(), &spares, &root.join("2").join("6-c")).await.expect("asked"), "none left");
+        // A spare taken by the stager is a staged worktree: taken again at the task's start.
+        git.recycle_worktree(repo.path(), &next, &spares, 1).await.expect("kept");
+        let staged = root.join("3").join("7-d");
+        assert!(git.take_spare(repo.path(), &spares, &staged).await.expect("taken"));
+        let taken = git.take_staged(repo.path(), &staged, "claude-worker/3/tasks/d", &base).await.expect("ok");
+        assert_eq!(taken.expect("staged").head, base);
     }
 
     #[tokio::test]
@@ -156,7 +177,9 @@ mod tests {
         let mut kept = Vec::new();
         for name in ["a", "b", "c"] {
             let path = root.join("1").join(name);
-            git.ensure_worktree(repo.path(), &path, &format!("claude-worker/1/tasks/{name}"), &base).await.expect("made");
+            git.ensure_worktree(repo.path(), &path, &format!("claude-worker/1/tasks/{name}"), &base)
+                .await
+                .expect("made");
             kept.push(git.recycle_worktree(repo.path(), &path, &spares, 2).await.expect("done"));
             assert!(!path.exists());
         }

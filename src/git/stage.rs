@@ -89,15 +89,27 @@ impl Git {
                 });
             }
         }
-        self.finish_interrupted(&path).await?;
-        let args = ["checkout", "--quiet", "--force", "--no-track", "-B", branch, start.as_str()];
-        self.command(&path, args).await?.ok()?;
+        self.switch_staged(repo, &path, branch, &start).await.map(Some)
+    }
+
+    /// Puts a staged worktree's new `branch` at `start` (a whole object name) and checks it out
+    /// there, forced, and initialises its submodules.
+    pub(super) async fn switch_staged(
+        &self,
+        repo: &Path,
+        path: &Path,
+        branch: &str,
+        start: &str,
+    ) -> Result<Worktree, GitError> {
+        self.finish_interrupted(path).await?;
+        let args = ["checkout", "--quiet", "--force", "--no-track", "-B", branch, start];
+        self.command(path, args).await?.ok()?;
         if path.join(".gitmodules").is_file() {
             let info = self.discover(repo).await?;
-            self.init_submodules(&info.common_dir, &path).await?;
+            self.init_submodules(&info.common_dir, path).await?;
         }
         // Each git command is a few milliseconds of the task's start: what is known is not asked.
-        Ok(Some(Worktree { path, branch: branch.to_owned(), head: start, resumed: false }))
+        Ok(Worktree { path: path.to_owned(), branch: branch.to_owned(), head: start.to_owned(), resumed: false })
     }
 }
 

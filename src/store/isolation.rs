@@ -59,11 +59,7 @@ pub struct IntegrationWork {
 /// Records the base of a batch's isolated tasks on their orchestration, if it has none; one
 /// that has a base in another repository is refused (an orchestration merges its tasks' results
 /// into one repository).
-pub(super) fn set_base_in(
-    tx: &Connection,
-    orchestration_id: OrchestrationId,
-    new: &NewBase,
-) -> Result<(), StoreError> {
+pub(super) fn set_base_in(tx: &Connection, orchestration_id: OrchestrationId, new: &NewBase) -> Result<(), StoreError> {
     let base = &new.base;
     let (existing, name): (Option<String>, Option<String>) = tx
         .prepare_cached("SELECT repository, name FROM orchestrations WHERE orchestration_id = ?1")?

@@ -43,8 +43,8 @@ pub use limits::UsageLimits;
 pub use lineage::AttemptOf;
 pub use maintenance::{CostRow, Diagnosis, PruneReport, PrunedTask, RunningClaim};
 pub use query::{Marks, OrchestrationFilter, OrchestrationMark, Schedule, TaskFilter, TaskMark};
-pub use staging::Waiting;
 pub use run::{Claimed, Finish, FinishOutcome, ForeignClaim, Heartbeat, OrchestrationEnd, Reclaimed, RunStats};
+pub use staging::Waiting;
 
 /// Highest schema version this binary knows.
 pub const SCHEMA_VERSION: usize = 11;

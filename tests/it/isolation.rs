@@ -678,7 +678,9 @@ async fn the_next_task_starts_in_a_kept_worktree_with_nothing_left_of_the_last()
     assert!(spare.join("one.txt").exists() && !spare.join("build").exists(), "kept clean: no ignored output left");
     assert_eq!(git(&spare, &["status", "--porcelain", "--ignored"]), "", "nothing untracked or ignored");
     assert_eq!(
-        git(&repo, &["branch", "--list", "claude-worker/*/tasks/*", "--format=%(refname:short) %(worktreepath)"]).lines().count(),
+        git(&repo, &["branch", "--list", "claude-worker/*/tasks/*", "--format=%(refname:short) %(worktreepath)"])
+            .lines()
+            .count(),
         2,
         "their branches stay, checked out nowhere (prune can delete them)"
     );
@@ -694,7 +696,11 @@ async fn the_next_task_starts_in_a_kept_worktree_with_nothing_left_of_the_last()
     assert!(summary.contains("made its worktree from a kept one"), "{summary}");
     assert_eq!(three["isolation"]["start_commit"], base.as_str(), "{three}");
     let commit = three["isolation"]["commit"].as_str().expect("a result commit");
-    assert_eq!(files_of(&repo, commit), [".gitignore", "README", "shared.txt", "three.txt"], "nothing of the last task");
+    assert_eq!(
+        files_of(&repo, commit),
+        [".gitignore", "README", "shared.txt", "three.txt"],
+        "nothing of the last task"
+    );
     let start = env.starts().into_iter().find(|s| s["prompt_head"].as_str().is_some_and(|p| p.contains("three.txt")));
     let cwd = start.expect("three ran")["cwd"].as_str().expect("cwd").to_owned();
     assert!(cwd.ends_with("-three"), "it ran at its own path: {cwd}");
