@@ -75,6 +75,10 @@ impl Executor {
         let mut data_version = inner.db.call(|s| s.data_version()).await.unwrap_or(0);
         let mut version_checks: Vec<Instant> = Vec::new();
         loop {
+            // A finished attempt's task keeps its allocation (the size of its whole future) until
+            // it is joined: join every finished one, not one a wake-up, or a large graph whose
+            // attempts end faster than the passes run holds thousands of them.
+            while runs.try_join_next().is_some() {}
             let (next_at, pending) = match self.step(&mut runs, &attempt_shutdown).await {
                 Ok(pass) => (pass.next_at, pass.work_pending),
                 // The database was deleted or replaced: said once by whoever stops this executor.

@@ -11,6 +11,10 @@ pub struct Line {
     pub cut: u64,
 }
 
+/// The least room made for a read: what one read asks the pipe for at most, unless the buffer
+/// grew larger for a long line or a burst.
+const READ_SIZE: usize = 8 * 1024;
+
 /// Reads lines of at most `max_line` bytes from `reader`.
 pub struct BoundedLines<R> {
     reader: R,
@@ -30,7 +34,9 @@ impl<R: AsyncRead + Unpin> BoundedLines<R> {
         BoundedLines {
             reader,
             max_line,
-            buffer: Vec::with_capacity(64 * 1024),
+            // Allocated on the first read, and grown only as the output needs: a quiet stream (a
+            // task's stderr, mostly) costs next to nothing, for each of the attempts running.
+            buffer: Vec::new(),
             start: 0,
             scanned: 0,
             cut: 0,
@@ -66,7 +72,7 @@ impl<R: AsyncRead + Unpin> BoundedLines<R> {
                 self.buffer.drain(..self.start);
                 self.start = 0;
             }
-            self.buffer.reserve(64 * 1024);
+            self.buffer.reserve(READ_SIZE);
             if self.reader.read_buf(&mut self.buffer).await? == 0 {
                 self.eof = true;
             }
