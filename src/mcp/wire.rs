@@ -462,7 +462,11 @@ pub struct CreateOrchestrationOut {
     pub orchestration_id: i64,
     pub status: String,
     pub total_tasks: usize,
+    /// The first 1,000 tasks created, at most.
     pub tasks: Vec<BatchTaskOut>,
+    /// Tasks created and not listed in `tasks`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_not_listed: Option<usize>,
     pub message: String,
 }
 
@@ -481,20 +485,29 @@ impl CreateOrchestrationOut {
             })
             .collect();
         let ready = tasks.iter().filter(|t| t.status == "pending").count();
+        let total_tasks = tasks.len();
+        let (tasks, omitted) = super::listing::listed(tasks, |_| 0);
         let mut message = format!(
             "Orchestration {} created with {}; {ready} can start now. Check it with get_status(orchestration_id={}) or wait.",
             created.orchestration_id,
-            crate::text::count(tasks.len() as u64, "task"),
+            crate::text::count(total_tasks as u64, "task"),
             created.orchestration_id
         );
+        if omitted > 0 {
+            message.push_str(&format!(
+                " The first {} are listed; get_status(task=...) shows any other.",
+                crate::text::count(tasks.len() as u64, "task")
+            ));
+        }
         for note in &created.notes {
             message.push_str(&format!(" Note: {note}."));
         }
         CreateOrchestrationOut {
             orchestration_id: created.orchestration_id,
             status,
-            total_tasks: tasks.len(),
+            total_tasks,
             tasks,
+            tasks_not_listed: (omitted > 0).then_some(omitted),
             message,
         }
     }
@@ -624,6 +637,10 @@ pub struct StatusOut {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<OrchestrationTaskOut>>,
+    /// Tasks of the orchestration not listed in `tasks` (at most 1,000 are: failed, running and
+    /// waiting ones before completed ones); the counters count them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_not_listed: Option<usize>,
     /// Only from `wait`: true when it returned before the work finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
@@ -805,10 +822,12 @@ impl StatusOut {
     pub fn from_orchestration(detail: &OrchestrationDetail) -> StatusOut {
         let mut out = StatusOut::from_summary(&detail.summary);
         out.isolation = detail.isolation.as_deref().map(IsolationOut::of_orchestration);
+        let (tasks, omitted) =
+            super::listing::listed(detail.tasks.iter().collect(), |t| super::listing::status_rank(t.status));
+        out.tasks_not_listed = (omitted > 0).then_some(omitted);
         out.tasks = Some(
-            detail
-                .tasks
-                .iter()
+            tasks
+                .into_iter()
                 .map(|t| OrchestrationTaskOut {
                     task_id: t.task_id,
                     task_identifier: t.task_identifier.clone(),

@@ -376,3 +376,39 @@ async fn retrying_an_orchestration_reruns_what_failed_and_what_it_skipped() {
     assert!(nothing.contains("nothing to retry") && nothing.contains("completed"), "{nothing}");
     client.stop().await;
 }
+
+/// An orchestration too big to list whole in one answer (an MCP client drops a message over its
+/// line limit, 16 MiB in rmcp, and the call would never return): the answers list 1,000 tasks,
+/// the ones to look at first, and say how many they left out; the counters count them all.
+#[tokio::test]
+async fn answers_about_a_huge_orchestration_list_the_tasks_that_matter_and_count_the_rest() {
+    let env = Env::new().set("MAX_TASKS_PER_ORCHESTRATION", "5000");
+    let client = env.server().await;
+    let gate = env.work.join("gate");
+    let mut tasks = vec![json!({ "identifier": "hold", "execution_prompt": format!("@hold={}", gate.display()) })];
+    tasks.extend(
+        (0..1100).map(|i| json!({ "identifier": format!("w{i}"), "execution_prompt": "x", "depends_on": ["hold"] })),
+    );
+    tasks.push(json!({ "identifier": "breaks", "execution_prompt": "@auth" }));
+    let created = client.ok("create_orchestration", json!({ "name": "huge", "tasks": tasks })).await;
+    assert_eq!(created["total_tasks"], 1102, "{}", created["message"]);
+    assert_eq!(created["tasks"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(created["tasks_not_listed"], 102);
+    assert!(created["message"].as_str().is_some_and(|m| m.contains("get_status(task=")), "{}", created["message"]);
+    let id = created["orchestration_id"].as_i64().expect("id");
+
+    client.wait_task("breaks", 60.0).await;
+    let status = client.ok("get_status", json!({ "orchestration_id": id })).await;
+    assert_eq!(status["total_tasks"], 1102);
+    let listed = status["tasks"].as_array().expect("tasks");
+    assert_eq!(listed.len(), 1000);
+    assert_eq!(status["tasks_not_listed"], 102);
+    assert!(
+        listed.iter().any(|t| t["task_identifier"] == "breaks" && t["status"] == "failed"),
+        "the failure, created last, is listed before waiting work"
+    );
+    let ids: Vec<i64> = listed.iter().filter_map(|t| t["task_id"].as_i64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "listed in their order");
+    std::fs::write(&gate, "").expect("let it go");
+    client.ok("cancel", json!({ "orchestration_id": id })).await;
+}
