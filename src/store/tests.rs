@@ -1002,3 +1002,26 @@ fn a_failed_attempt_stores_no_structured_result() {
     assert_eq!(a.task.structured_result, None);
     assert_eq!(a.task.error.map(|e| e.kind), Some(ErrorKind::StructuredResultInvalid));
 }
+
+#[test]
+fn the_wal_of_a_huge_batch_is_cut_back_once_checkpointed() {
+    let (dir, mut store) = open();
+    // One transaction of about 40 MB: the WAL has to hold all of it.
+    let prompt = "p".repeat(8 * 1024);
+    let tasks = (0..5000)
+        .map(|i| {
+            let mut t = task(&format!("t{i}"), &[]);
+            t.prompt = prompt.clone();
+            t
+        })
+        .collect();
+    store.create_batch(&batch(tasks), 10_000, 3_600_000, 1).expect("created");
+    let wal = dir.path().join("home/tasks.db-wal");
+    let big = std::fs::metadata(&wal).expect("wal").len();
+    assert!(big > 2 * WAL_SIZE_LIMIT as u64, "the batch went through the WAL: {big} bytes");
+    // Once checkpointed, the next write starts the WAL over, and the file is cut back.
+    store.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).expect("checkpoint");
+    store.create_batch(&batch(vec![task("after", &[])]), 10_000, 3_600_000, 2).expect("created");
+    let after = std::fs::metadata(&wal).expect("wal").len();
+    assert!(after <= WAL_SIZE_LIMIT as u64, "cut back to the limit: {after} bytes");
+}
