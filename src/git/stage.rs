@@ -119,10 +119,6 @@ mod tests {
 
     use super::super::testing::*;
 
-    fn staged_path(repo: &Repo, name: &str) -> PathBuf {
-        repo.sibling("worktrees").join(name)
-    }
-
     #[tokio::test]
     async fn a_staged_worktree_is_taken_at_its_start_commit_with_the_files_of_that_commit() {
         let repo = Repo::new();
@@ -130,7 +126,7 @@ mod tests {
         let start = repo.commit_file("dep.txt", "from the dependency\n", "dependency's result");
         repo.git(&["reset", "--quiet", "--hard", &base]);
         let git = test_git();
-        let path = staged_path(&repo, "t");
+        let path = repo.worktree_path("t");
         assert!(git.stage_worktree(repo.path(), &path, &base).await.expect("staged"));
         assert!(!git.stage_worktree(repo.path(), &path, &base).await.expect("asked again"), "once");
         git.fill_staged(&path).await.expect("filled");
@@ -161,7 +157,7 @@ mod tests {
         let base = repo.git(&["rev-parse", "HEAD"]);
         let git = test_git();
         // Staged, never filled, a stale index lock of a killed `git reset` left behind.
-        let path = staged_path(&repo, "half");
+        let path = repo.worktree_path("half");
         git.stage_worktree(repo.path(), &path, &base).await.expect("staged");
         let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
         std::fs::write(admin.join("index.lock"), "").expect("a stale lock");
@@ -171,7 +167,7 @@ mod tests {
         assert!(git.dirty_files(&path).await.expect("status").is_empty());
 
         // A take interrupted after it made the branch, before HEAD moved: the same start, taken again.
-        let path = staged_path(&repo, "again");
+        let path = repo.worktree_path("again");
         git.stage_worktree(repo.path(), &path, &base).await.expect("staged");
         git.fill_staged(&path).await.expect("filled");
         repo.git(&["branch", "claude-worker/o/tasks/again", &base]);
@@ -187,7 +183,7 @@ mod tests {
         repo.git(&["branch", "claude-worker/o/tasks/x", &theirs]);
         repo.git(&["reset", "--quiet", "--hard", &base]);
         let git = test_git();
-        let path = staged_path(&repo, "x");
+        let path = repo.worktree_path("x");
         git.stage_worktree(repo.path(), &path, &base).await.expect("staged");
         git.fill_staged(&path).await.expect("filled");
         let error = git.take_staged(repo.path(), &path, "claude-worker/o/tasks/x", &base).await.expect_err("refused");

@@ -42,6 +42,11 @@ impl Repo {
         self.path.parent().expect("the temporary directory").join(name)
     }
 
+    /// Where a task's worktree named `name` goes: outside the repository, next to it.
+    pub fn worktree_path(&self, name: &str) -> PathBuf {
+        self.sibling("worktrees").join(name)
+    }
+
     /// Runs git in the repository; it must succeed. Returns its trimmed standard output.
     pub fn git(&self, args: &[&str]) -> String {
         run_git(&self.path, args)

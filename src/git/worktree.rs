@@ -359,16 +359,12 @@ mod tests {
         assert_eq!(real_path(&dir.path().join("a/../b/./c")), real.join("b/c"));
     }
 
-    fn wt_path(repo: &Repo, name: &str) -> PathBuf {
-        repo.sibling("worktrees").join(name)
-    }
-
     #[tokio::test]
     async fn a_fresh_worktree_then_the_same_one_resumed() {
         let repo = Repo::new();
         let start = repo.git(&["rev-parse", "HEAD"]);
         let git = test_git();
-        let path = wt_path(&repo, "task-a");
+        let path = repo.worktree_path("task-a");
         let made = git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/a", &start).await.expect("made");
         assert!(!made.resumed);
         assert_eq!(made.head, start);
@@ -402,7 +398,7 @@ mod tests {
         let away = repo.sibling("my-feature-away");
         std::fs::rename(&mine, &away).expect("move it away for the moment");
         let git = test_git();
-        let path = wt_path(&repo, "task");
+        let path = repo.worktree_path("task");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/task", &start).await.expect("made");
         git.remove_worktree(repo.path(), &path).await.expect("removed");
         std::fs::rename(&away, &mine).expect("back");
@@ -414,7 +410,7 @@ mod tests {
         let repo = Repo::new();
         let start = repo.git(&["rev-parse", "HEAD"]);
         repo.git(&["checkout", "--quiet", "--detach"]);
-        let path = wt_path(&repo, "t");
+        let path = repo.worktree_path("t");
         let made =
             test_git().ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/t", "HEAD").await.expect("made");
         assert_eq!(made.head, start);
@@ -427,7 +423,7 @@ mod tests {
         let git = test_git();
 
         // 1. The worktree's directory vanished (prune needed), its branch left with a commit.
-        let path = wt_path(&repo, "gone");
+        let path = repo.worktree_path("gone");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/gone", &start).await.expect("made");
         let work = commit_file_in(&path, "g.txt", "g\n", "work");
         std::fs::remove_dir_all(&path).expect("rm");
@@ -438,7 +434,7 @@ mod tests {
 
         // 2. A half-made worktree: git died while checking it out (still locked `initializing`,
         //    files missing).
-        let path = wt_path(&repo, "half");
+        let path = repo.worktree_path("half");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/half", &start).await.expect("made");
         let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
         std::fs::write(admin.join("locked"), "initializing").expect("lock");
@@ -453,7 +449,7 @@ mod tests {
         );
 
         // 3. A directory left at the path that git no longer knows: a dead worktree of ours.
-        let path = wt_path(&repo, "dead");
+        let path = repo.worktree_path("dead");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/dead", &start).await.expect("made");
         let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
         std::fs::remove_dir_all(&admin).expect("rm admin");
@@ -463,12 +459,12 @@ mod tests {
         assert_eq!(run_git(&path, &["symbolic-ref", "--short", "HEAD"]), "claude-worker/o/tasks/dead");
 
         // 4. An empty directory at the path (git died before writing anything).
-        let path = wt_path(&repo, "empty");
+        let path = repo.worktree_path("empty");
         std::fs::create_dir_all(&path).expect("mkdir");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/empty", &start).await.expect("made");
 
         // 5. Someone else's directory is not deleted.
-        let path = wt_path(&repo, "theirs");
+        let path = repo.worktree_path("theirs");
         std::fs::create_dir_all(&path).expect("mkdir");
         std::fs::write(path.join("precious.txt"), "keep me\n").expect("write");
         let error =
@@ -486,7 +482,7 @@ mod tests {
         repo.commit_file("s.txt", "other\n", "other");
         repo.switch("main", None);
         let git = test_git();
-        let path = wt_path(&repo, "m");
+        let path = repo.worktree_path("m");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/m", &start).await.expect("made");
         let mine = commit_file_in(&path, "s.txt", "mine\n", "mine");
         let merge = git_command(&path).args(["merge", "other"]).output().expect("git runs");
@@ -508,11 +504,11 @@ mod tests {
         let repo = Repo::new();
         let start = repo.git(&["rev-parse", "HEAD"]);
         let git = test_git();
-        git.ensure_worktree(repo.path(), &wt_path(&repo, "one"), "claude-worker/o/tasks/x", &start)
+        git.ensure_worktree(repo.path(), &repo.worktree_path("one"), "claude-worker/o/tasks/x", &start)
             .await
             .expect("made");
         let error = git
-            .ensure_worktree(repo.path(), &wt_path(&repo, "two"), "claude-worker/o/tasks/x", &start)
+            .ensure_worktree(repo.path(), &repo.worktree_path("two"), "claude-worker/o/tasks/x", &start)
             .await
             .expect_err("busy");
         assert!(error.to_string().contains("checked out in another worktree"), "{error}");
