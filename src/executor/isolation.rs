@@ -64,7 +64,9 @@ impl SetupFailure {
 
 impl From<GitError> for SetupFailure {
     fn from(e: GitError) -> SetupFailure {
-        let transient = matches!(e, GitError::Failed { .. });
+        // A branch checked out elsewhere may be let go of (another process's attempt ending);
+        // one that is not ours stays until a person deletes it.
+        let transient = matches!(e, GitError::Failed { .. } | GitError::BranchCheckedOut { .. });
         SetupFailure { error: failed(e), transient }
     }
 }
@@ -132,16 +134,13 @@ impl Executor {
                 (merged.commit, merged.conflicts)
             }
         };
-        // A branch of that name that this task did not make (another claude-worker database on
-        // the same repository numbers its orchestrations from 1 too, or an old run was pruned
-        // without its branches) is never taken over: its work is not this task's.
+        // A branch of that name that this task did not make (made by hand, or left by a run whose
+        // database is gone: orchestrations' branch names are chosen free of the repository's) is
+        // never taken over: its work is not this task's.
         if recorded.path.is_none() && !path.exists() {
             let reference = format!("refs/heads/{branch}");
             if git.resolve_commit(&repository, &reference).await.is_ok() {
-                return Err(SetupFailure::permanent(failed(format!(
-                    "the branch {branch} exists already and is not this task's (another claude-worker database on \
-                     this repository, or an old run): delete it (git branch -D {branch}) and retry the task"
-                ))));
+                return Err(SetupFailure::from(GitError::BranchNotOurs { branch }));
             }
         }
         if !conflicts.is_empty() && task.settings.on_conflict == isolation::OnConflict::Fail {

@@ -137,6 +137,16 @@ pub enum GitError {
         dir.display()
     )]
     DetachedHead { dir: PathBuf },
+    /// A branch of a task's name that the task did not make (made by hand, or left by a run
+    /// whose database is gone): never taken over.
+    #[error(
+        "the branch {branch} exists already and is not this task's (made by hand, or left by a run whose \
+         database is gone): delete it (git branch -D {branch}) and retry the task"
+    )]
+    BranchNotOurs { branch: String },
+    /// The branch a task's worktree needs is checked out in another worktree.
+    #[error("branch {branch} is checked out in another worktree, {}: remove that worktree first", worktree.display())]
+    BranchCheckedOut { branch: String, worktree: PathBuf },
     /// Any other failure: the command and the end of what git said.
     #[error("`{command}` failed: {message}")]
     Failed { command: String, message: String },

@@ -19,13 +19,15 @@ use std::path::{Path, PathBuf};
 use super::worktree::real_path;
 use super::{Git, GitError, Worktree, WorktreeEntry};
 
-/// Whether `entry` is a spare that can be taken: under `spares`, detached, unlocked, present.
+/// Whether `entry` is a spare that can be taken: under `spares`, and loose as a staged worktree is.
 fn is_spare(entry: &WorktreeEntry, spares: &Path) -> bool {
-    real_path(&entry.path).starts_with(spares)
-        && entry.detached
-        && entry.locked.is_none()
-        && !entry.prunable
-        && entry.path.join(".git").is_file()
+    real_path(&entry.path).starts_with(spares) && super::stage::is_loose(entry)
+}
+
+/// Makes `dir` and its parents.
+fn make_dir(dir: &Path) -> Result<(), GitError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| GitError::Failed { command: format!("mkdir {}", dir.display()), message: e.to_string() })
 }
 
 impl Git {
@@ -55,8 +57,7 @@ impl Git {
         self.command(&path, ["checkout", "--quiet", "--detach"]).await?.ok()?;
         self.command(&path, ["reset", "--quiet", "--hard"]).await?.ok()?;
         self.command(&path, ["clean", "-ffdxq"]).await?.ok()?;
-        std::fs::create_dir_all(&spares)
-            .map_err(|e| GitError::Failed { command: format!("mkdir {}", spares.display()), message: e.to_string() })?;
+        make_dir(&spares)?;
         // Named after where it came from: unique, and readable in `git worktree list`.
         let name = path.iter().rev().take(2).map(|part| part.to_string_lossy()).collect::<Vec<_>>();
         let target = spares.join(name.iter().rev().cloned().collect::<Vec<_>>().join("-"));
@@ -73,10 +74,7 @@ impl Git {
         let Some(spare) = entries.iter().find(|entry| is_spare(entry, &spares)) else { return Ok(false) };
         let path = real_path(path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| GitError::Failed {
-                command: format!("mkdir {}", parent.display()),
-                message: e.to_string(),
-            })?;
+            make_dir(parent)?;
         }
         let from = real_path(&spare.path);
         let args = [OsStr::new("worktree"), "move".as_ref(), from.as_os_str(), path.as_os_str()];

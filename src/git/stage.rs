@@ -17,7 +17,13 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use super::worktree::real_path;
-use super::{Git, GitError, Worktree};
+use super::{Git, GitError, Worktree, WorktreeEntry};
+
+/// Whether `entry` is a worktree made ahead and free to take: detached, not locked (git locks a
+/// worktree `initializing` while it makes it), and present.
+pub(super) fn is_loose(entry: &WorktreeEntry) -> bool {
+    entry.detached && entry.locked.is_none() && !entry.prunable && entry.path.join(".git").is_file()
+}
 
 impl Git {
     /// Makes the worktree of a task that waits, detached at `commit`, without its files (see
@@ -56,37 +62,18 @@ impl Git {
     ) -> Result<Option<Worktree>, GitError> {
         let path = real_path(path);
         let entries = self.worktrees(repo).await?;
-        let staged = entries.iter().any(|entry| {
-            real_path(&entry.path) == path
-                && entry.detached
-                && entry.locked.is_none()
-                && !entry.prunable
-                && path.join(".git").is_file()
-        });
-        if !staged {
+        if !entries.iter().any(|entry| real_path(&entry.path) == path && is_loose(entry)) {
             return Ok(None);
         }
         if let Some(other) = entries.iter().find(|entry| entry.branch.as_deref() == Some(branch)) {
-            return Err(GitError::Failed {
-                command: format!("git checkout -B {branch}"),
-                message: format!(
-                    "branch {branch} is checked out in another worktree, {}: remove that worktree first",
-                    other.path.display()
-                ),
-            });
+            return Err(GitError::BranchCheckedOut { branch: branch.to_owned(), worktree: other.path.clone() });
         }
         let start = if super::is_full_sha(start) { start.to_owned() } else { self.resolve_commit(repo, start).await? };
         let reference = format!("refs/heads/{branch}");
         if let Ok(existing) = self.resolve_commit(repo, &reference).await {
             // Made by an interrupted take of this same task, or not ours at all.
             if existing != start {
-                return Err(GitError::Failed {
-                    command: format!("git checkout -B {branch}"),
-                    message: format!(
-                        "the branch {branch} exists already and is not this task's (another claude-worker database on \
-                         this repository, or an old run): delete it (git branch -D {branch}) and retry the task"
-                    ),
-                });
+                return Err(GitError::BranchNotOurs { branch: branch.to_owned() });
             }
         }
         self.switch_staged(repo, &path, branch, &start).await.map(Some)

@@ -159,13 +159,7 @@ impl Git {
         if let Some(other) =
             entries.iter().find(|entry| entry.branch.as_deref() == Some(branch) && real_path(&entry.path) != path)
         {
-            return Err(GitError::Failed {
-                command: format!("git worktree add {}", path.display()),
-                message: format!(
-                    "branch {branch} is checked out in another worktree, {}: remove that worktree first",
-                    other.path.display()
-                ),
-            });
+            return Err(GitError::BranchCheckedOut { branch: branch.to_owned(), worktree: other.path.clone() });
         }
         let reference = format!("refs/heads/{branch}");
         let exists = self.command(repo, ["rev-parse", "--verify", "--quiet", reference.as_str()]).await?.code == 0;
