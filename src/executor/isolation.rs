@@ -317,11 +317,7 @@ impl Executor {
         };
         let git = &inner.git;
         let repository = PathBuf::from(&recorded.base.repository);
-        let lock = match git.discover(&repository).await {
-            Ok(info) => git.lock(&info.common_dir).await,
-            Err(e) => Err(e),
-        };
-        let _lock = match lock {
+        let _lock = match git.lock_repository(&repository).await {
             Ok(lock) => lock,
             Err(e) => return self.give_up_integration(orchestration_id, &e).await,
         };

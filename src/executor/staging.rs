@@ -16,9 +16,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Executor, lock};
+use crate::git::GitError;
 use crate::isolation;
 use crate::model::{TaskId, TaskStatus};
-use crate::store::Waiting;
+use crate::store::{StoreError, Waiting};
+
+/// Why a worktree was not made ahead.
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 impl Executor {
     /// Starts the stager unless it runs already. Detached from the dispatch loop's set of
@@ -73,7 +83,7 @@ impl Executor {
     }
 
     /// Makes one waiting task's worktree ahead, holding its gate (see [`Executor::staging_gate`]).
-    async fn stage(&self, task: &Waiting) -> Result<(), String> {
+    async fn stage(&self, task: &Waiting) -> Result<(), StageError> {
         let inner = &self.inner;
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         let _held = Arc::clone(&gate).lock_owned().await;
@@ -83,7 +93,7 @@ impl Executor {
         result
     }
 
-    async fn stage_gated(&self, task: &Waiting) -> Result<(), String> {
+    async fn stage_gated(&self, task: &Waiting) -> Result<(), StageError> {
         let inner = &self.inner;
         let git = &inner.git;
         let repository = PathBuf::from(&task.repository);
@@ -93,33 +103,30 @@ impl Executor {
             task.task_id,
             &task.identifier,
         );
-        let info = git.discover(&repository).await.map_err(|e| e.to_string())?;
+        let info = git.discover(&repository).await?;
         let filled = {
-            let _lock = git.lock(&info.common_dir).await.map_err(|e| e.to_string())?;
+            let _lock = git.lock(&info.common_dir).await?;
             // A spare kept of the repository has its files already (see `git::spare`).
             let spare = inner.config.spare_worktrees > 0
                 && !path.exists()
-                && git
-                    .take_spare(&repository, &inner.config.spare_worktree_dir(), &path)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            if !spare && !git.stage_worktree(&repository, &path, &task.base_commit).await.map_err(|e| e.to_string())? {
+                && git.take_spare(&repository, &inner.config.spare_worktree_dir(), &path).await?;
+            if !spare && !git.stage_worktree(&repository, &path, &task.base_commit).await? {
                 // Something is there already: the task started, or another process staged it.
                 return Ok(());
             }
             spare
         };
         let (task_id, recorded) = (task.task_id, path.to_string_lossy().into_owned());
-        let status = inner.db.call(move |s| s.record_staged(task_id, &recorded)).await.map_err(|e| e.to_string())?;
+        let status = inner.db.call(move |s| s.record_staged(task_id, &recorded)).await?;
         if status.is_none_or(TaskStatus::is_terminal) {
             // Ended meanwhile: nobody will work there.
-            let _lock = git.lock(&info.common_dir).await.map_err(|e| e.to_string())?;
-            return git.remove_worktree(&repository, &path).await.map_err(|e| e.to_string());
+            let _lock = git.lock(&info.common_dir).await?;
+            return Ok(git.remove_worktree(&repository, &path).await?);
         }
         if filled {
             return Ok(());
         }
-        git.fill_staged(&path).await.map_err(|e| e.to_string())
+        Ok(git.fill_staged(&path).await?)
     }
 
     /// The gate the stager holds while it makes `task_id`'s worktree, if it does. Asked with

@@ -348,6 +348,12 @@ impl Git {
         RepoLock::acquire(common_dir).await
     }
 
+    /// [`Git::lock`] on the repository `dir` is in, found first ([`Git::discover`]).
+    pub async fn lock_repository(&self, dir: &Path) -> Result<RepoLock, GitError> {
+        let info = self.discover(dir).await?;
+        self.lock(&info.common_dir).await
+    }
+
     /// Runs `git <args>` in `dir` after the version check; any exit code is an `Ok` answer.
     async fn command<I, S>(&self, dir: &Path, args: I) -> Result<Output, GitError>
     where

@@ -119,11 +119,8 @@ async fn remove_isolation(report: &PruneReport, spares: &std::path::Path, dry_ru
     for repository in repositories {
         let repository = std::path::Path::new(repository);
         // Under the repository's lock: a server may be taking a spare for a task right now.
-        let removed = match git.discover(repository).await {
-            Ok(info) => match git.lock(&info.common_dir).await {
-                Ok(_lock) => git.remove_spares(repository, spares).await,
-                Err(e) => Err(e),
-            },
+        let removed = match git.lock_repository(repository).await {
+            Ok(_lock) => git.remove_spares(repository, spares).await,
             Err(e) => Err(e),
         };
         match removed {
