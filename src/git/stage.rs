@@ -102,8 +102,6 @@ impl Git {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::super::testing::*;
 
     #[tokio::test]
@@ -146,7 +144,7 @@ mod tests {
         // Staged, never filled, a stale index lock of a killed `git reset` left behind.
         let path = repo.worktree_path("half");
         git.stage_worktree(repo.path(), &path, &base).await.expect("staged");
-        let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
+        let admin = admin_dir_of(&path);
         std::fs::write(admin.join("index.lock"), "").expect("a stale lock");
         let taken = git.take_staged(repo.path(), &path, "claude-worker/o/tasks/half", &base).await.expect("taken");
         assert!(taken.is_some());

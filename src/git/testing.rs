@@ -78,6 +78,12 @@ pub fn commit_file_in(dir: &Path, file: &str, content: &str, message: &str) -> S
     run_git(dir, &["rev-parse", "HEAD"])
 }
 
+/// The administrative directory of the worktree at `dir` (its `HEAD`, index and lock files), as
+/// git names it.
+pub fn admin_dir_of(dir: &Path) -> PathBuf {
+    PathBuf::from(run_git(dir, &["rev-parse", "--path-format=absolute", "--git-dir"]))
+}
+
 /// Runs git in `dir`, isolated, with a test identity and local-file submodules allowed; it must
 /// succeed. Returns its trimmed standard output.
 pub fn run_git(dir: &Path, args: &[&str]) -> String {

@@ -430,7 +430,7 @@ mod tests {
         //    files missing).
         let path = repo.worktree_path("half");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/half", &start).await.expect("made");
-        let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
+        let admin = admin_dir_of(&path);
         std::fs::write(admin.join("locked"), "initializing").expect("lock");
         std::fs::remove_file(path.join("README")).expect("rm");
         let back =
@@ -445,7 +445,7 @@ mod tests {
         // 3. A directory left at the path that git no longer knows: a dead worktree of ours.
         let path = repo.worktree_path("dead");
         git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/dead", &start).await.expect("made");
-        let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
+        let admin = admin_dir_of(&path);
         std::fs::remove_dir_all(&admin).expect("rm admin");
         let back =
             git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/dead", &start).await.expect("repaired");
@@ -481,7 +481,7 @@ mod tests {
         let mine = commit_file_in(&path, "s.txt", "mine\n", "mine");
         let merge = git_command(&path).args(["merge", "other"]).output().expect("git runs");
         assert!(!merge.status.success(), "the merge conflicts");
-        let admin = PathBuf::from(run_git(&path, &["rev-parse", "--path-format=absolute", "--git-dir"]));
+        let admin = admin_dir_of(&path);
         assert!(admin.join("MERGE_HEAD").exists());
         std::fs::write(admin.join("index.lock"), "").expect("a stale lock");
         let back = git.ensure_worktree(repo.path(), &path, "claude-worker/o/tasks/m", &start).await.expect("resumed");
