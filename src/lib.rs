@@ -25,6 +25,7 @@
 //! resolve first, the task's own prompt, its dependencies' results), and [`result_schema`]
 //! checks a task's JSON Schema and the structured result given against it.
 
+pub mod api;
 pub mod budget;
 pub mod cli;
 pub mod config;

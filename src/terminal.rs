@@ -288,7 +288,7 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     let interrupted = crate::live::interrupts()?;
     let file = &request.file;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let workflow = crate::mcp::parse_workflow(&text)
+    let workflow = crate::api::parse_workflow(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a valid workflow: {e}", file.display()))?;
     let (file_name, tasks) = (workflow.name, workflow.tasks);
     // The command line's verify, then the file's, for the tasks that name none.

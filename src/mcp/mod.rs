@@ -8,14 +8,10 @@
 //! `resources/subscribe` in `initialize` sessions and `subscriptions/listen` in 2026-07-28 ones)
 //! and the `plan_orchestration` prompt (`prompts.rs`).
 
-mod listing;
 mod prompts;
 mod resources;
 mod schema;
 pub mod transport;
-mod wire;
-
-pub use wire::parse_workflow;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -30,17 +26,15 @@ use rmcp::{ErrorData, Json, Peer, RoleServer, ServerHandler, tool, tool_handler,
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{OrchestrationStatus, TaskStatus};
-use crate::service::{Service, ServiceError, Target};
-use crate::store::{OrchestrationFilter, TaskFilter};
-use crate::time::now_ms;
+use crate::api::{self, wire::parse_args};
+use crate::service::{Service, ServiceError};
 use resources::{ResourceUri, Watcher};
 use rmcp::handler::server::common::schema_for_input;
 use rmcp::model::JsonObject;
-use wire::{
+use crate::api::wire::{
     CancelArgs, CancelOut, CreateOrchestrationArgs, CreateOrchestrationOut, CreateTaskArgs, CreateTaskOut,
     ListOrchestrationsArgs, ListOrchestrationsOut, ListTasksArgs, ListTasksOut, OutputArgs, OutputOut, RetryArgs,
-    RetryOut, StatusArgs, StatusOut, TaskArg, TaskListItemOut, WaitArgs, parse_args,
+    RetryOut, StatusArgs, StatusOut, WaitArgs,
 };
 
 /// What a model reads once, when it connects.
@@ -244,39 +238,9 @@ fn lost(e: &ServiceError) -> bool {
     matches!(e, ServiceError::Store(e) if e.is_lost())
 }
 
-/// The sentence a caller sees for an error.
-fn caller_error(e: ServiceError) -> String {
-    match e {
-        ServiceError::Invalid(m) | ServiceError::NotFound(m) => m,
-        ServiceError::Taken(taken) => taken.to_string(),
-        ServiceError::Store(e) => {
-            if !e.is_lost() {
-                tracing::error!("store: {e}");
-            }
-            format!("claude-worker could not complete the request: {e}")
-        }
-    }
-}
-
 /// The input schema of a tool whose arguments are parsed by [`parse_args`].
 fn input_schema<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<JsonObject> {
     schema_for_input::<T>().unwrap_or_else(|e| panic!("invalid input schema for {}: {e}", std::any::type_name::<T>()))
-}
-
-fn target(task: Option<TaskArg>, orchestration_id: Option<i64>) -> Result<Target, String> {
-    match (task, orchestration_id) {
-        (Some(task), None) => Ok(Target::Task(task.to_ref())),
-        (None, Some(id)) => Ok(Target::Orchestration(id)),
-        (Some(_), Some(_)) => Err("give either task or orchestration_id, not both".to_owned()),
-        (None, None) => Err("give task (an identifier or #<task_id>) or orchestration_id".to_owned()),
-    }
-}
-
-fn limit(limit: Option<u32>) -> Result<u32, String> {
-    match limit.unwrap_or(20) {
-        0 => Err("limit must be at least 1".to_owned()),
-        n => Ok(n.min(1000)),
-    }
 }
 
 #[tool_router]
@@ -288,11 +252,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateTaskOut>, String> {
-        let args: CreateTaskArgs = parse_args(args)?;
-        let (input, orchestration, budget) = args.into_parts();
-        let service = self.service(&ctx.peer).await;
-        let created = service.create_task(input, orchestration, budget).await.map_err(caller_error)?;
-        CreateTaskOut::from_created(&created).map(Json).ok_or_else(|| "no task was created".to_owned())
+        let args = parse_args(args)?;
+        Ok(Json(api::create_task(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// Queue a whole dependency graph at once (workflow.json format). All tasks are checked before any is stored.
@@ -302,18 +263,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateOrchestrationOut>, String> {
-        let args: CreateOrchestrationArgs = parse_args(args)?;
-        let delays: Vec<f64> = args.tasks.iter().map(|t| t.initial_delay.unwrap_or(0.0)).collect();
-        let options = args.options();
-        let (name, budget) = (args.name.clone(), args.max_budget_usd);
-        let inputs = args.task_inputs();
-        let service = self.service(&ctx.peer).await;
-        let created = service.create_orchestration(name, budget, &options, inputs).await.map_err(caller_error)?;
-        let status = match service.status(&Target::Orchestration(created.orchestration_id)).await {
-            Ok(crate::service::Status::Orchestration(d)) => d.summary.status.to_string(),
-            _ => "pending".to_owned(),
-        };
-        Ok(Json(CreateOrchestrationOut::new(&created, &delays, status)))
+        let args = parse_args(args)?;
+        Ok(Json(api::create_orchestration(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// Status of a task (task: identifier or #id) or of an orchestration (orchestration_id), with results, cost and errors.
@@ -323,12 +274,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<StatusOut>, String> {
-        let args: StatusArgs = parse_args(args)?;
-        let target = target(args.task, args.orchestration_id)?;
-        let service = self.service(&ctx.peer).await;
-        let status = service.status(&target).await.map_err(caller_error)?;
-        let limits = service.usage_limits().await.map_err(caller_error)?;
-        Ok(Json(StatusOut::from_status(&status).with_pause(&limits, now_ms())))
+        let args = parse_args(args)?;
+        Ok(Json(api::status(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// List orchestrations, newest first, with live counters and cost.
@@ -338,23 +285,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ListOrchestrationsOut>, String> {
-        let args: ListOrchestrationsArgs = parse_args(args)?;
-        let status =
-            match args.status.as_deref() {
-                None | Some("") => None,
-                Some(s) => Some(OrchestrationStatus::parse(s).ok_or_else(|| {
-                    format!("status {s:?} is not one of pending, running, completed, failed, cancelled")
-                })?),
-            };
-        let service = self.service(&ctx.peer).await;
-        let project = service.listed_project(args.all_projects.unwrap_or(false));
-        let filter = OrchestrationFilter { status, project, limit: limit(args.limit)? };
-        let list = service.list_orchestrations(filter).await.map_err(caller_error)?;
-        let limits = service.usage_limits().await.map_err(caller_error)?;
-        let now = now_ms();
-        let orchestrations: Vec<StatusOut> =
-            list.iter().map(|s| StatusOut::from_summary(s).with_pause(&limits, now)).collect();
-        Ok(Json(ListOrchestrationsOut { count: orchestrations.len(), orchestrations }))
+        let args = parse_args(args)?;
+        Ok(Json(api::list_orchestrations(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// List tasks, newest first.
@@ -364,21 +296,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ListTasksOut>, String> {
-        let args: ListTasksArgs = parse_args(args)?;
-        let status = match args.status.as_deref() {
-            None | Some("") => None,
-            Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
-                format!("status {s:?} is not one of waiting, pending, running, completed, failed, cancelled, skipped")
-            })?),
-        };
-        let service = self.service(&ctx.peer).await;
-        // An orchestration named by id is listed whole, whatever project it is in.
-        let all_projects = args.all_projects.unwrap_or(false) || args.orchestration_id.is_some();
-        let project = service.listed_project(all_projects);
-        let filter = TaskFilter { status, orchestration_id: args.orchestration_id, project, limit: limit(args.limit)? };
-        let list = service.list_tasks(filter).await.map_err(caller_error)?;
-        let tasks: Vec<TaskListItemOut> = list.iter().map(TaskListItemOut::from).collect();
-        Ok(Json(ListTasksOut { count: tasks.len(), tasks }))
+        let args = parse_args(args)?;
+        Ok(Json(api::list_tasks(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// A task's result, error and the end of its summary log, with the log file paths.
@@ -388,10 +307,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<OutputOut>, String> {
-        let args: OutputArgs = parse_args(args)?;
-        let tail = usize::try_from(args.tail_lines.unwrap_or(50).min(10_000)).unwrap_or(50);
-        let output = self.service(&ctx.peer).await.output(args.task.to_ref(), tail).await.map_err(caller_error)?;
-        Ok(Json(OutputOut::from(&output)))
+        let args = parse_args(args)?;
+        Ok(Json(api::output(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// Cancel a task (its dependents are skipped) or a whole orchestration. Running tasks are stopped.
@@ -401,10 +318,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CancelOut>, String> {
-        let args: CancelArgs = parse_args(args)?;
-        let target = target(args.task, args.orchestration_id)?;
-        let outcome = self.service(&ctx.peer).await.cancel(target, args.reason).await.map_err(caller_error)?;
-        Ok(Json(CancelOut::from(&outcome)))
+        let args = parse_args(args)?;
+        Ok(Json(api::cancel(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// Run a failed or cancelled task again (task), or every failed, cancelled and skipped task of an orchestration (orchestration_id); with max_budget_usd, raise its budget instead.
@@ -414,27 +329,8 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<RetryOut>, String> {
-        let args: RetryArgs = parse_args(args)?;
-        let service = self.service(&ctx.peer).await;
-        match (target(args.task, args.orchestration_id)?, args.max_budget_usd) {
-            (Target::Orchestration(id), Some(budget)) => {
-                let outcome = service.set_budget(id, budget).await.map_err(caller_error)?;
-                Ok(Json(RetryOut::from(&outcome)))
-            }
-            (Target::Task(_), Some(_)) => Err(
-                "max_budget_usd is an orchestration's budget: give it with orchestration_id (the task's orchestration, \
-                 which get_status shows), not with task"
-                    .to_owned(),
-            ),
-            (Target::Task(task), None) => {
-                let outcome = service.retry(task).await.map_err(caller_error)?;
-                Ok(Json(RetryOut::from(&outcome)))
-            }
-            (Target::Orchestration(id), None) => {
-                let outcome = service.retry_orchestration(id).await.map_err(caller_error)?;
-                Ok(Json(RetryOut::from(&outcome)))
-            }
-        }
+        let args = parse_args(args)?;
+        Ok(Json(api::retry(&self.service(&ctx.peer).await, args).await?))
     }
 
     /// Block until a task or orchestration finished, or timeout_seconds (default 50, max 600) passed. Sends progress notifications.
@@ -444,12 +340,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<StatusOut>, String> {
-        let args: WaitArgs = parse_args(args)?;
-        let target = target(args.task, args.orchestration_id)?;
-        let seconds = args.timeout_seconds.unwrap_or(50.0);
-        if !(seconds.is_finite() && (0.0..=600.0).contains(&seconds)) {
-            return Err(format!("timeout_seconds {seconds} must be from 0 to 600"));
-        }
+        let wait = api::Wait::new(parse_args(args)?)?;
         let token = ctx.meta.get_progress_token();
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<(f64, f64, String)>();
         let forwarder = token.map(|token| {
@@ -480,7 +371,7 @@ impl ClaudeWorkerServer {
         });
         let service = self.service(&ctx.peer).await;
         let waited = tokio::select! {
-            waited = service.wait(&target, Duration::from_secs_f64(seconds), |progress| {
+            waited = wait.run(&service, |progress| {
                 let _ = progress_tx.send(progress);
             }) => waited,
             () = ctx.ct.cancelled() => return Err("the wait was cancelled by the client".to_owned()),
@@ -489,11 +380,7 @@ impl ClaudeWorkerServer {
         if let Some(forwarder) = forwarder {
             let _ = forwarder.await;
         }
-        let (status, timed_out) = waited.map_err(caller_error)?;
-        let limits = service.usage_limits().await.map_err(caller_error)?;
-        let mut out = StatusOut::from_status(&status).with_pause(&limits, now_ms());
-        out.timed_out = Some(timed_out);
-        Ok(Json(out))
+        Ok(Json(waited?))
     }
 }
 

@@ -16,7 +16,7 @@ use rmcp::model::{
     ResourceTemplate,
 };
 
-use super::wire::StatusOut;
+use crate::api::wire::StatusOut;
 use crate::model::{OrchestrationId, TaskId, TaskRef};
 use crate::service::{Service, ServiceError, Target};
 use crate::store::{Marks, OrchestrationFilter, OrchestrationMark, TaskFilter, TaskMark};

@@ -1,5 +1,6 @@
-//! The JSON shapes of the MCP tools: arguments as the caller sends them and results as
-//! `structuredContent`, with their JSON Schemas. Conversions from the domain types are written
+//! The JSON shapes of the verbs: arguments as the caller sends them (MCP tool arguments, HTTP
+//! request bodies and queries, workflow files) and answers (MCP `structuredContent`, HTTP
+//! response bodies), with their JSON Schemas. Conversions from the domain types are written
 //! out by hand here, so that the core never derives a wire format.
 
 use schemars::JsonSchema;
@@ -210,8 +211,8 @@ fn one_or_many_opt<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
     one_or_many(deserializer).map(Some)
 }
 
-/// Parses a tool's arguments, naming the field at fault in the error.
-pub fn parse_args<T: serde::de::DeserializeOwned>(args: rmcp::model::JsonObject) -> Result<T, String> {
+/// Parses a verb's arguments, naming the field at fault in the error.
+pub fn parse_args<T: serde::de::DeserializeOwned>(args: serde_json::Map<String, serde_json::Value>) -> Result<T, String> {
     serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
         let path = e.path().to_string();
         if path == "." || path.is_empty() {
