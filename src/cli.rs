@@ -1,4 +1,4 @@
-//! The `claude-worker` binary's arguments: serve MCP on stdio (the default), run the executor
+//! The `claude-worker` binary's arguments: serve MCP on stdio (the default) or HTTP, run the executor
 //! alone (`work`), queue work from a terminal (`run`, `orchestrate`), print completions.
 
 use clap::{Parser, Subcommand};
@@ -16,8 +16,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Serve MCP on stdio (the default).
-    Serve,
+    /// Serve MCP on stdio (the default), or with --http the dashboard, the HTTP API and MCP over HTTP.
+    Serve(ServeArgs),
     /// Run queued tasks without serving MCP, until stopped (or until idle).
     Work {
         /// Exit once no task is running, ready or waiting.
@@ -46,6 +46,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(clap::Args, Default)]
+pub struct ServeArgs {
+    /// Serve over HTTP instead of stdio, at ADDR (default $CLAUDE_WORKER_HOST:$CLAUDE_WORKER_PORT,
+    /// 127.0.0.1:8000): the dashboard at /, the API at /api/v1, MCP at /mcp. Any address but
+    /// loopback needs a token (CLAUDE_WORKER_HTTP_TOKEN, or one generated and printed once).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub http: Option<String>,
 }
 
 #[cfg(test)]

@@ -99,6 +99,18 @@ pub struct Config {
     /// `CLAUDE_WORKER_VERIFY_TIMEOUT`: seconds a `verify` command may run when the task names no
     /// `verify_timeout_seconds`.
     pub verify_timeout: Duration,
+    // The HTTP edge (`serve --http`).
+    /// `CLAUDE_WORKER_HOST` and `CLAUDE_WORKER_PORT`: where `serve --http` listens when given no
+    /// address (`127.0.0.1:8000`, the Python tool's port, on loopback).
+    pub http_host: String,
+    pub http_port: u16,
+    /// `CLAUDE_WORKER_HTTP_TOKEN`: the token every HTTP API and MCP request must carry (as
+    /// `Authorization: Bearer`); unset on a non-loopback address, one is generated and kept
+    /// beside the database.
+    pub http_token: Option<String>,
+    /// `CLAUDE_WORKER_HTTP_HOSTS`: more host names the HTTP server answers to (comma-separated),
+    /// beyond IP addresses, `localhost` and this machine's name.
+    pub http_hosts: Vec<String>,
 }
 
 /// The sound files a user chose instead of the built-in sounds (`None`: the built-in one).
@@ -216,6 +228,12 @@ impl Config {
             allow_verify: allow_verify(&get)?,
             verify_timeout: seconds(&get, "CLAUDE_WORKER_VERIFY_TIMEOUT", 600.0)?,
             spare_worktrees: parse(&get, "CLAUDE_WORKER_SPARE_WORKTREES", 4, "a whole number from 0 to 64")?,
+            http_host: get("CLAUDE_WORKER_HOST").map_or_else(|| "127.0.0.1".to_owned(), |h| h.trim().to_owned()),
+            http_port: parse(&get, "CLAUDE_WORKER_PORT", 8000, "a port number from 0 to 65535")?,
+            http_token: get("CLAUDE_WORKER_HTTP_TOKEN").map(|t| t.trim().to_owned()),
+            http_hosts: get("CLAUDE_WORKER_HTTP_HOSTS")
+                .map(|list| list.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+                .unwrap_or_default(),
             home,
             db_path,
             log_dir,
@@ -281,6 +299,13 @@ impl Config {
     /// Where finished worktrees are kept for the next tasks (see `spare_worktrees`).
     pub fn spare_worktree_dir(&self) -> PathBuf {
         self.worktree_dir().join("spare")
+    }
+
+    /// Where the HTTP server's generated token is kept: beside the database, private.
+    pub fn http_token_path(&self) -> PathBuf {
+        let mut name = self.db_path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+        name.push(".http-token");
+        self.db_path.with_file_name(name)
     }
 
     /// Path of the global log.

@@ -35,6 +35,7 @@ pub mod feedback;
 pub mod files;
 pub mod git;
 pub mod graph;
+pub mod http;
 pub mod inspect;
 pub mod isolation;
 pub mod live;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser as _};
 
-use claude_worker::cli::{Cli, Command};
+use claude_worker::cli::{Cli, Command, ServeArgs};
 use rmcp::ServiceExt;
 use rmcp::service::ServerInitializeError;
 use tokio_util::sync::CancellationToken;
@@ -50,12 +50,13 @@ fn main() -> std::process::ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve) {
+        match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
             Command::Run(request) => claude_worker::terminal::run(config, *request).await,
             Command::Orchestrate(request) => claude_worker::terminal::orchestrate(config, request).await,
             // Printed above, before the settings were read.
             Command::Completions { .. } => Ok(std::process::ExitCode::SUCCESS),
-            Command::Serve => serve(config).await,
+            Command::Serve(ServeArgs { http: Some(addr) }) => serve_http(config, addr).await,
+            Command::Serve(ServeArgs { http: None }) => serve(config).await,
             Command::Work { until_idle, detached } => work(config, until_idle, detached).await,
         }
     });
@@ -164,6 +165,72 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<std::process::ExitCode> {
     }
     // A lost database was said when it was found; the exit code says it again.
     result.map(|()| if lost { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
+}
+
+/// `claude-worker serve --http [ADDR]`: the executor, and the dashboard, the HTTP API and MCP
+/// over HTTP, until SIGTERM, SIGHUP or SIGINT.
+async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::process::ExitCode> {
+    use claude_worker::http::{self, App, BodyLimits, access::Access, token};
+    let addr = match addr.trim() {
+        "" if config.http_host.contains(':') && !config.http_host.starts_with('[') => {
+            format!("[{}]:{}", config.http_host, config.http_port)
+        }
+        "" => format!("{}:{}", config.http_host, config.http_port),
+        given => given.to_owned(),
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
+        format!("cannot listen on {addr} (is another server there? give --http HOST:PORT or set CLAUDE_WORKER_PORT)")
+    })?;
+    let local = listener.local_addr().context("the listening socket has no address")?;
+    let loopback = local.ip().is_loopback();
+    let token = token::resolve(&config, loopback)
+        .with_context(|| format!("cannot keep the HTTP token in {}", config.http_token_path().display()))?;
+    let db = open(&config).await?;
+    let executor = new_executor(&db, &config)?;
+    let shutdown = CancellationToken::new();
+    let background = run_executor(&executor, &db, &shutdown);
+    warn_if_claude_missing(&config);
+    let service = Service::new(db.clone(), config.clone(), Some(executor.clone()));
+    let mut names = config.http_hosts.clone();
+    if let Ok(name) = nix::unistd::gethostname() {
+        names.push(name.to_string_lossy().into_owned());
+    }
+    let access = Access::new(token.as_ref().map(|(t, _)| t.clone()), names);
+    let limits = BodyLimits::from_config(&config);
+    let mcp = claude_worker::mcp::http::service(service.clone(), shutdown.child_token(), limits.batch);
+    let router = http::router(App::new(service, access), mcp, limits);
+    let stop_serving = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, router, stop_serving.clone()));
+    tracing::info!(owner = executor.owner(), %local, db = %config.db_path.display(), "claude-worker serving HTTP");
+    eprintln!(
+        "claude-worker: serving http://{local}/ (the dashboard; the API at /api/v1, MCP at /mcp) and running the tasks \
+         queued in {}. Ctrl-C stops.",
+        config.db_path.display()
+    );
+    match &token {
+        Some((token, token::Source::Generated(path))) => eprintln!(
+            "claude-worker: requests need this token (Authorization: Bearer ...), kept in {}:\n{token}",
+            path.display()
+        ),
+        Some((_, token::Source::Stored(path))) => {
+            eprintln!("claude-worker: requests need the token kept in {}", path.display());
+        }
+        Some((_, token::Source::Setting)) => eprintln!("claude-worker: requests need CLAUDE_WORKER_HTTP_TOKEN"),
+        None => {}
+    }
+    terminated().await;
+    tracing::info!("claude-worker shutting down");
+    stop_serving.cancel();
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = background.await;
+    executor.release_owner_lock();
+    let lost = db.lost_error().is_some();
+    if config.detach_on_exit && !lost {
+        detach_if_work_remains(&db, &executor, &config.db_path).await;
+    }
+    executor.drain_feedback().await;
+    Ok(if lost { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }
 
 /// For a server without an executor: follows other processes' commits (see

@@ -310,7 +310,7 @@ pub struct StatusArgs {
     pub orchestration_id: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListOrchestrationsArgs {
     /// pending, running, completed, failed or cancelled.
@@ -321,7 +321,7 @@ pub struct ListOrchestrationsArgs {
     pub all_projects: Option<bool>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListTasksArgs {
     /// waiting, pending, running, completed, failed, cancelled or skipped.

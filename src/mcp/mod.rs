@@ -8,6 +8,7 @@
 //! `resources/subscribe` in `initialize` sessions and `subscriptions/listen` in 2026-07-28 ones)
 //! and the `plan_orchestration` prompt (`prompts.rs`).
 
+pub mod http;
 mod prompts;
 mod resources;
 mod schema;

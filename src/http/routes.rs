@@ -1,0 +1,180 @@
+//! The handlers of `/api/v1` and `/health`: each reads its path, query and JSON body into the
+//! shapes the MCP tools take (`api::wire`), calls the same verb in [`crate::api`], and answers
+//! with the same JSON, or with a 4xx or 5xx whose body is `{"error": "..."}` saying what to fix.
+//! Callers are in the server's project (its working directory), as a stdio server's callers are
+//! without roots.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::App;
+use super::openapi::{CancelBody, ErrorBody, Health, OutputQuery, RetryBody};
+use crate::api::wire::{
+    CancelArgs, CreateOrchestrationArgs, CreateTaskArgs, ListOrchestrationsArgs, ListTasksArgs, OutputArgs, RetryArgs,
+    TaskArg,
+};
+use crate::api::{self, ApiError, Fault};
+use crate::service::Target;
+
+/// An answer: a JSON body with its status.
+pub struct Answer(Response);
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl From<ApiError> for Answer {
+    fn from(e: ApiError) -> Answer {
+        let status = match e.fault {
+            Fault::Invalid => StatusCode::BAD_REQUEST,
+            Fault::NotFound => StatusCode::NOT_FOUND,
+            Fault::Conflict => StatusCode::CONFLICT,
+            Fault::Gone => StatusCode::SERVICE_UNAVAILABLE,
+            Fault::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Answer(error(status, e.message))
+    }
+}
+
+/// An error response.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(ErrorBody { error: message.into() })).into_response()
+}
+
+type Result<T> = std::result::Result<T, Answer>;
+
+fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Result<Answer> {
+    Ok(Answer((status, Json(value)).into_response()))
+}
+
+/// A JSON body, parsed with the field at fault named as the MCP tools name it; `None` for an
+/// empty body.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> std::result::Result<Option<T>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("the body is not valid JSON: {inner}"))
+        } else if path == "." || path.is_empty() {
+            ApiError::invalid(format!("invalid body: {inner}"))
+        } else {
+            ApiError::invalid(format!("invalid field {path}: {inner}"))
+        }
+    })?;
+    deserializer.end().map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    Ok(Some(value))
+}
+
+fn required<T: DeserializeOwned>(bytes: &Bytes) -> std::result::Result<T, ApiError> {
+    body(bytes)?.ok_or_else(|| ApiError::invalid("the request needs a JSON body"))
+}
+
+/// A query's fields, parsed into the same shape a tool's arguments are.
+fn query<T: DeserializeOwned + Default>(raw: Option<String>) -> std::result::Result<T, ApiError> {
+    match raw.as_deref() {
+        None | Some("") => Ok(T::default()),
+        Some(raw) => serde_urlencoded::from_str(raw).map_err(|e| ApiError::invalid(format!("invalid query: {e}"))),
+    }
+}
+
+fn orchestration_id(raw: &str) -> std::result::Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError { fault: Fault::NotFound, message: format!("no orchestration {raw:?}: orchestration ids are whole numbers") }
+    })
+}
+
+/// A task in a path: its id (`12`), `#12`, or its identifier in the server's project.
+fn task(raw: String) -> TaskArg {
+    match raw.parse::<i64>() {
+        Ok(id) => TaskArg::Id(id),
+        Err(_) => TaskArg::Name(raw),
+    }
+}
+
+pub async fn health(State(app): State<App>) -> Result<Answer> {
+    // One read: a database that was deleted or replaced is not healthy.
+    app.service.usage_limits().await.map_err(ApiError::from)?;
+    ok(StatusCode::OK, Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
+}
+
+pub async fn create_orchestration(State(app): State<App>, bytes: Bytes) -> Result<Answer> {
+    let args: CreateOrchestrationArgs = required(&bytes)?;
+    if args.tasks.is_empty() {
+        return Err(ApiError::invalid("tasks: the workflow has no tasks").into());
+    }
+    ok(StatusCode::CREATED, api::create_orchestration(&app.service, args).await?)
+}
+
+pub async fn list_orchestrations(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Answer> {
+    let args: ListOrchestrationsArgs = query(raw)?;
+    ok(StatusCode::OK, api::list_orchestrations(&app.service, args).await?)
+}
+
+pub async fn orchestration(State(app): State<App>, Path(id): Path<String>) -> Result<Answer> {
+    let target = Target::Orchestration(orchestration_id(&id)?);
+    ok(StatusCode::OK, api::status_of(&app.service, &target).await?)
+}
+
+pub async fn cancel_orchestration(State(app): State<App>, Path(id): Path<String>, bytes: Bytes) -> Result<Answer> {
+    let id = orchestration_id(&id)?;
+    let CancelBody { reason } = body(&bytes)?.unwrap_or_default();
+    let args = CancelArgs { task: None, orchestration_id: Some(id), reason };
+    ok(StatusCode::OK, api::cancel(&app.service, args).await?)
+}
+
+pub async fn retry_orchestration(State(app): State<App>, Path(id): Path<String>, bytes: Bytes) -> Result<Answer> {
+    let id = orchestration_id(&id)?;
+    let RetryBody { max_budget_usd } = body(&bytes)?.unwrap_or_default();
+    let args = RetryArgs { task: None, orchestration_id: Some(id), max_budget_usd };
+    ok(StatusCode::OK, api::retry(&app.service, args).await?)
+}
+
+pub async fn create_task(State(app): State<App>, bytes: Bytes) -> Result<Answer> {
+    let args: CreateTaskArgs = required(&bytes)?;
+    ok(StatusCode::CREATED, api::create_task(&app.service, args).await?)
+}
+
+pub async fn list_tasks(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Answer> {
+    let args: ListTasksArgs = query(raw)?;
+    ok(StatusCode::OK, api::list_tasks(&app.service, args).await?)
+}
+
+pub async fn task_status(State(app): State<App>, Path(raw): Path<String>) -> Result<Answer> {
+    let target = Target::Task(task(raw).to_ref());
+    ok(StatusCode::OK, api::status_of(&app.service, &target).await?)
+}
+
+pub async fn task_output(State(app): State<App>, Path(raw): Path<String>, RawQuery(q): RawQuery) -> Result<Answer> {
+    let OutputQuery { tail_lines } = query(q)?;
+    ok(StatusCode::OK, api::output(&app.service, OutputArgs { task: task(raw), tail_lines }).await?)
+}
+
+pub async fn cancel_task(State(app): State<App>, Path(raw): Path<String>, bytes: Bytes) -> Result<Answer> {
+    let CancelBody { reason } = body(&bytes)?.unwrap_or_default();
+    let args = CancelArgs { task: Some(task(raw)), orchestration_id: None, reason };
+    ok(StatusCode::OK, api::cancel(&app.service, args).await?)
+}
+
+pub async fn retry_task(State(app): State<App>, Path(raw): Path<String>) -> Result<Answer> {
+    let args = RetryArgs { task: Some(task(raw)), orchestration_id: None, max_budget_usd: None };
+    ok(StatusCode::OK, api::retry(&app.service, args).await?)
+}
+
+/// Anything else.
+pub async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such route: the API is under /api/v1 (see /api/v1/openapi.json)")
+}
