@@ -201,12 +201,9 @@ async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::pr
     let router = http::router(App::new(service, access), mcp, limits);
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, router, stop_serving.clone()));
+    // Caught from here on, before anyone is told that it serves.
+    let signalled = terminated();
     tracing::info!(owner = executor.owner(), %local, db = %config.db_path.display(), "claude-worker serving HTTP");
-    eprintln!(
-        "claude-worker: serving http://{local}/ (the dashboard; the API at /api/v1, MCP at /mcp) and running the tasks \
-         queued in {}. Ctrl-C stops.",
-        config.db_path.display()
-    );
     match &token {
         Some((token, token::Source::Generated(path))) => eprintln!(
             "claude-worker: requests need this token (Authorization: Bearer ...), kept in {}:\n{token}",
@@ -218,7 +215,13 @@ async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::pr
         Some((_, token::Source::Setting)) => eprintln!("claude-worker: requests need CLAUDE_WORKER_HTTP_TOKEN"),
         None => {}
     }
-    terminated().await;
+    // Last: whoever started it knows, once this line is out, that it serves.
+    eprintln!(
+        "claude-worker: serving http://{local}/ (the dashboard; the API at /api/v1, MCP at /mcp) and running the tasks \
+         queued in {}. Ctrl-C stops.",
+        config.db_path.display()
+    );
+    signalled.await;
     tracing::info!("claude-worker shutting down");
     stop_serving.cancel();
     shutdown.cancel();

@@ -29,16 +29,25 @@ impl IntoResponse for Answer {
     }
 }
 
-impl From<ApiError> for Answer {
-    fn from(e: ApiError) -> Answer {
-        let status = match e.fault {
+/// A call that failed: answered with the status its fault calls for.
+pub struct Failed(ApiError);
+
+impl From<ApiError> for Failed {
+    fn from(e: ApiError) -> Failed {
+        Failed(e)
+    }
+}
+
+impl IntoResponse for Failed {
+    fn into_response(self) -> Response {
+        let status = match self.0.fault {
             Fault::Invalid => StatusCode::BAD_REQUEST,
             Fault::NotFound => StatusCode::NOT_FOUND,
             Fault::Conflict => StatusCode::CONFLICT,
             Fault::Gone => StatusCode::SERVICE_UNAVAILABLE,
             Fault::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Answer(error(status, e.message))
+        error(status, self.0.message)
     }
 }
 
@@ -47,20 +56,42 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(ErrorBody { error: message.into() })).into_response()
 }
 
-type Result<T> = std::result::Result<T, Answer>;
+type Result<T> = std::result::Result<T, Failed>;
 
 fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Result<Answer> {
     Ok(Answer((status, Json(value)).into_response()))
 }
 
+/// A request's body, read whole within its route's bound; beyond it, a 413 that says why.
+pub struct Body(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> std::result::Result<Body, Response> {
+        Bytes::from_request(request, state).await.map(Body).map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                error(
+                    status,
+                    "the body is too large: a task's is bounded by the prompt cap (CLAUDE_WORKER_MAX_PROMPT_BYTES) \
+                     and a graph's by that times its tasks (MAX_TASKS_PER_ORCHESTRATION); split the graph",
+                )
+            } else {
+                error(status, format!("cannot read the body: {}", rejection.body_text()))
+            }
+        })
+    }
+}
+
 /// A JSON body, parsed with the field at fault named as the MCP tools name it; `None` for an
-/// empty body.
+/// empty body or `null`.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> std::result::Result<Option<T>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value: Option<T> = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -72,7 +103,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> std::result::Result<Option<T>, Ap
         }
     })?;
     deserializer.end().map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-    Ok(Some(value))
+    Ok(value)
 }
 
 fn required<T: DeserializeOwned>(bytes: &Bytes) -> std::result::Result<T, ApiError> {
@@ -111,7 +142,7 @@ pub async fn openapi() -> Json<serde_json::Value> {
     Json(super::openapi::document())
 }
 
-pub async fn create_orchestration(State(app): State<App>, bytes: Bytes) -> Result<Answer> {
+pub async fn create_orchestration(State(app): State<App>, Body(bytes): Body) -> Result<Answer> {
     let args: CreateOrchestrationArgs = required(&bytes)?;
     if args.tasks.is_empty() {
         return Err(ApiError::invalid("tasks: the workflow has no tasks").into());
@@ -129,21 +160,21 @@ pub async fn orchestration(State(app): State<App>, Path(id): Path<String>) -> Re
     ok(StatusCode::OK, api::status_of(&app.service, &target).await?)
 }
 
-pub async fn cancel_orchestration(State(app): State<App>, Path(id): Path<String>, bytes: Bytes) -> Result<Answer> {
+pub async fn cancel_orchestration(State(app): State<App>, Path(id): Path<String>, Body(bytes): Body) -> Result<Answer> {
     let id = orchestration_id(&id)?;
     let CancelBody { reason } = body(&bytes)?.unwrap_or_default();
     let args = CancelArgs { task: None, orchestration_id: Some(id), reason };
     ok(StatusCode::OK, api::cancel(&app.service, args).await?)
 }
 
-pub async fn retry_orchestration(State(app): State<App>, Path(id): Path<String>, bytes: Bytes) -> Result<Answer> {
+pub async fn retry_orchestration(State(app): State<App>, Path(id): Path<String>, Body(bytes): Body) -> Result<Answer> {
     let id = orchestration_id(&id)?;
     let RetryBody { max_budget_usd } = body(&bytes)?.unwrap_or_default();
     let args = RetryArgs { task: None, orchestration_id: Some(id), max_budget_usd };
     ok(StatusCode::OK, api::retry(&app.service, args).await?)
 }
 
-pub async fn create_task(State(app): State<App>, bytes: Bytes) -> Result<Answer> {
+pub async fn create_task(State(app): State<App>, Body(bytes): Body) -> Result<Answer> {
     let args: CreateTaskArgs = required(&bytes)?;
     ok(StatusCode::CREATED, api::create_task(&app.service, args).await?)
 }
@@ -163,7 +194,7 @@ pub async fn task_output(State(app): State<App>, Path(raw): Path<String>, RawQue
     ok(StatusCode::OK, api::output(&app.service, OutputArgs { task: task(raw), tail_lines }).await?)
 }
 
-pub async fn cancel_task(State(app): State<App>, Path(raw): Path<String>, bytes: Bytes) -> Result<Answer> {
+pub async fn cancel_task(State(app): State<App>, Path(raw): Path<String>, Body(bytes): Body) -> Result<Answer> {
     let CancelBody { reason } = body(&bytes)?.unwrap_or_default();
     let args = CancelArgs { task: Some(task(raw)), orchestration_id: None, reason };
     ok(StatusCode::OK, api::cancel(&app.service, args).await?)

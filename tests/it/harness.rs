@@ -344,7 +344,7 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    fn new(version: ProtocolVersion) -> Self {
+    pub fn new(version: ProtocolVersion) -> Self {
         TestClient {
             config: ClientConfig::new(ClientCapabilities::default(), Implementation::new("claude-worker-tests", "0.1"))
                 .with_protocol_version(version),
@@ -537,4 +537,62 @@ pub fn refusal_line(output: &std::process::Output) -> String {
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr: {stderr}");
     assert!(stderr.starts_with("claude-worker: "), "{stderr}");
     stderr
+}
+
+/// A `claude-worker serve --http` of a test: its address, and the lines it said on stderr
+/// up to its serving line (the token before it, when it made one). The rest of its stderr goes to the test's log.
+pub struct HttpServer {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub port: u16,
+    pub said: Vec<String>,
+}
+
+impl Env {
+    /// Starts `claude-worker serve --http ADDR` (port 0: any free one) and waits until it serves.
+    pub async fn http_server(&self, addr: &str) -> HttpServer {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut command = self.command(SERVER);
+        command.args(["serve", "--http", addr]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("spawn claude-worker serve --http");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut said = Vec::new();
+        let serving = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
+                said.push(line.clone());
+                if let Some(rest) = line.split("serving http://").nth(1) {
+                    return rest.split('/').next().map(str::to_owned);
+                }
+            }
+            None
+        })
+        .await
+        .expect("the server says where it serves in time")
+        .unwrap_or_else(|| panic!("the server did not start: {said:?}"));
+        let port: u16 = serving.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let mut log = tokio::fs::File::from_std(
+            std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).expect("stderr.log"),
+        );
+        tokio::spawn(async move {
+            let mut rest = lines.into_inner();
+            let _ = tokio::io::copy(&mut rest, &mut log).await;
+        });
+        HttpServer { child, base: format!("http://127.0.0.1:{port}"), port, said }
+    }
+}
+
+impl HttpServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops it as a person's Ctrl-C does, and waits for it to exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT);
+        }
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("exits in time").expect("wait")
+    }
 }

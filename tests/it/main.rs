@@ -12,6 +12,7 @@ mod environment;
 mod execution;
 mod feedback;
 mod harness;
+mod http;
 mod hostile_files;
 mod inspect;
 mod inspect_more;
