@@ -212,7 +212,9 @@ fn one_or_many_opt<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
 }
 
 /// Parses a verb's arguments, naming the field at fault in the error.
-pub fn parse_args<T: serde::de::DeserializeOwned>(args: serde_json::Map<String, serde_json::Value>) -> Result<T, String> {
+pub fn parse_args<T: serde::de::DeserializeOwned>(
+    args: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, String> {
     serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
         let path = e.path().to_string();
         if path == "." || path.is_empty() {

@@ -192,7 +192,8 @@ mod tests {
         let access = Access::new(None, []);
         let from = |origin| Asked { origin: Some(origin), ..asked("127.0.0.1:8000") };
         assert_eq!(access.check(&from("http://127.0.0.1:8000")), Ok(()));
-        for origin in ["http://localhost:8000", "http://127.0.0.1:8001", "https://evil.example", "null", "127.0.0.1:8000"]
+        for origin in
+            ["http://localhost:8000", "http://127.0.0.1:8001", "https://evil.example", "null", "127.0.0.1:8000"]
         {
             assert_eq!(access.check(&from(origin)), Err(Refusal::CrossOrigin(origin.to_owned())), "{origin}");
         }
@@ -219,10 +220,7 @@ mod tests {
         assert_eq!(access.check(&Asked { authorization: Some("Bearer s3cre"), ..base }), Err(Refusal::WrongToken));
         assert_eq!(access.check(&Asked { authorization: Some("Basic s3cret"), ..base }), Err(Refusal::NoToken));
         assert_eq!(access.check(&Asked { cookie: Some("a=b; claude_worker_token=s3cret"), ..base }), Ok(()));
-        assert_eq!(
-            access.check(&Asked { cookie: Some("claude_worker_token=nope"), ..base }),
-            Err(Refusal::WrongToken)
-        );
+        assert_eq!(access.check(&Asked { cookie: Some("claude_worker_token=nope"), ..base }), Err(Refusal::WrongToken));
         // The page, its assets and /health need none.
         assert_eq!(access.check(&Asked { private: false, ..base }), Ok(()));
         // Without a token, nothing needs one.

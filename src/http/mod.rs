@@ -145,8 +145,7 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
         }
         Err(refusal) => {
             tracing::debug!("refused {} {}: {refusal}", request.method(), request.uri().path());
-            let status =
-                if refusal.is_unauthenticated() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+            let status = if refusal.is_unauthenticated() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
             let mut response = routes::error(status, refusal.to_string());
             if refusal.is_unauthenticated() {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -280,7 +280,10 @@ mod tests {
             assert!(schemas.contains_key(name), "{r} is not in the document");
         }
         let create = &document["paths"]["/api/v1/orchestrations"]["post"];
-        assert_eq!(create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"], json!("#/components/schemas/CreateOrchestrationOut"));
+        assert_eq!(
+            create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
+            json!("#/components/schemas/CreateOrchestrationOut")
+        );
         let list = document["paths"]["/api/v1/tasks"]["get"]["parameters"].as_array().expect("query");
         assert!(list.iter().any(|p| p["name"] == "orchestration_id" && p["in"] == "query"));
         let task = document["paths"]["/api/v1/tasks/{task}"]["get"]["parameters"].as_array().expect("path");

@@ -119,8 +119,9 @@ fn query<T: DeserializeOwned + Default>(raw: Option<String>) -> std::result::Res
 }
 
 fn orchestration_id(raw: &str) -> std::result::Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError { fault: Fault::NotFound, message: format!("no orchestration {raw:?}: orchestration ids are whole numbers") }
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError {
+        fault: Fault::NotFound,
+        message: format!("no orchestration {raw:?}: orchestration ids are whole numbers"),
     })
 }
 

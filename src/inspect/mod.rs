@@ -48,6 +48,14 @@ pub struct Cli {
     command: Command,
 }
 
+/// The pictures `graph` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Follow work live until it ends: an orchestration (id or name), a task (#id or
@@ -98,6 +106,15 @@ enum Command {
     OrchestrationStatus {
         /// The orchestration: its id or name.
         orchestration: String,
+    },
+    /// Print an orchestration's dependency graph with its tasks' states: Mermaid (pastes into a
+    /// pull request or an issue), Graphviz DOT, or SVG (opens anywhere); the dashboard's layout.
+    Graph {
+        /// The orchestration: its id or name.
+        orchestration: String,
+        /// mermaid, dot or svg.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
     },
     /// Print a task's summary log (or its detailed log).
     Logs {
@@ -468,6 +485,19 @@ async fn command(
                 write!(out, "{}", render::orchestration_tree(&detail))?;
                 write!(out, "{}", limit_lines(service, detail.summary.counters.unfinished() > 0).await?)?;
             }
+        }
+        Command::Graph { orchestration, format } => {
+            let id = service.find_orchestration(&orchestration).await?;
+            let Status::Orchestration(detail) = service.status(&Target::Orchestration(id)).await? else {
+                bail!("not an orchestration")
+            };
+            let picture = crate::drawing::Picture::of(&detail, crate::time::now_ms());
+            let text = match format {
+                GraphFormat::Mermaid => crate::drawing::mermaid(&picture),
+                GraphFormat::Dot => crate::drawing::dot(&picture),
+                GraphFormat::Svg => crate::drawing::svg(&picture),
+            };
+            write!(out, "{text}")?;
         }
         Command::Logs { task, detailed, follow } => {
             let status = service.status(&Target::Task(TaskRef::parse(&task))).await?;

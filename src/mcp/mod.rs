@@ -27,16 +27,16 @@ use rmcp::{ErrorData, Json, Peer, RoleServer, ServerHandler, tool, tool_handler,
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{self, wire::parse_args};
-use crate::service::{Service, ServiceError};
-use resources::{ResourceUri, Watcher};
-use rmcp::handler::server::common::schema_for_input;
-use rmcp::model::JsonObject;
 use crate::api::wire::{
     CancelArgs, CancelOut, CreateOrchestrationArgs, CreateOrchestrationOut, CreateTaskArgs, CreateTaskOut,
     ListOrchestrationsArgs, ListOrchestrationsOut, ListTasksArgs, ListTasksOut, OutputArgs, OutputOut, RetryArgs,
     RetryOut, StatusArgs, StatusOut, WaitArgs,
 };
+use crate::api::{self, wire::parse_args};
+use crate::service::{Service, ServiceError};
+use resources::{ResourceUri, Watcher};
+use rmcp::handler::server::common::schema_for_input;
+use rmcp::model::JsonObject;
 
 /// What a model reads once, when it connects.
 pub const INSTRUCTIONS: &str = "claude-worker runs Claude Code tasks in the background, so you can keep working.

@@ -94,9 +94,12 @@ async fn tasks_are_created_cancelled_and_retried_over_http() {
     let (code, created) =
         post(&server, "/api/v1/tasks", json!({"task_identifier": "slow", "execution_prompt": "@sleep=60"})).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
-    let (code, after) =
-        post(&server, "/api/v1/tasks", json!({"task_identifier": "after", "execution_prompt": "x", "depends_on": "slow"}))
-            .await;
+    let (code, after) = post(
+        &server,
+        "/api/v1/tasks",
+        json!({"task_identifier": "after", "execution_prompt": "x", "depends_on": "slow"}),
+    )
+    .await;
     assert_eq!((code, after["status"].as_str()), (StatusCode::CREATED, Some("waiting")), "{after}");
     let orchestration = created["orchestration_id"].as_i64().expect("orchestration");
     crate::harness::eventually(20.0, "the slow task to run", || {
@@ -138,7 +141,8 @@ async fn bad_input_gets_a_4xx_that_says_what_to_fix() {
     assert!(error.starts_with("the body is not valid JSON"), "{error}");
     let response = raw("").await.expect("post");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let (code, body) = post(&server, "/api/v1/orchestrations", json!({"tasks": [{"identifier": "a", "prompt": "x"}]})).await;
+    let (code, body) =
+        post(&server, "/api/v1/orchestrations", json!({"tasks": [{"identifier": "a", "prompt": "x"}]})).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap_or_default().contains("tasks[0]"), "{body}");
     let (code, body) = post(&server, "/api/v1/orchestrations", json!({"tasks": []})).await;
@@ -157,7 +161,8 @@ async fn bad_input_gets_a_4xx_that_says_what_to_fix() {
     assert_eq!(over_http["error"], mcp.err("create_task", unknown).await);
     mcp.stop().await;
     let huge = "y".repeat(200_000);
-    let (code, body) = post(&server, "/api/v1/tasks", json!({"task_identifier": "huge", "execution_prompt": huge})).await;
+    let (code, body) =
+        post(&server, "/api/v1/tasks", json!({"task_identifier": "huge", "execution_prompt": huge})).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("CLAUDE_WORKER_MAX_PROMPT_BYTES"), "{body}");
     // Unknown routes, ids and names.
@@ -214,12 +219,16 @@ async fn requests_from_elsewhere_or_without_the_token_are_refused() {
     // A cross-site form post, carrying the dashboard's cookie.
     let create = json!({"task_identifier": "csrf", "execution_prompt": "x"});
     let (code, _, body) = send(
-        http.post(&tasks).header("cookie", "claude_worker_token=let-me-in").header("sec-fetch-site", "cross-site").json(&create),
+        http.post(&tasks)
+            .header("cookie", "claude_worker_token=let-me-in")
+            .header("sec-fetch-site", "cross-site")
+            .json(&create),
     )
     .await;
     assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
     // MCP is behind the same door.
-    let (code, _, _) = send(http.post(server.url("/mcp")).json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))).await;
+    let (code, _, _) =
+        send(http.post(server.url("/mcp")).json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(env.sql_count("SELECT COUNT(*) FROM tasks"), 0);
     // No wildcard CORS, ever.
@@ -272,15 +281,20 @@ async fn mcp_over_http_serves_the_same_tools_with_progress() {
     }
     let args = |value: Value| value.as_object().cloned().unwrap_or_default();
     let created = mcp
-        .call_tool(CallToolRequestParams::new("create_task").with_arguments(args(
-            json!({"task_identifier": "over-http", "execution_prompt": "work @sleep=1"}),
-        )))
+        .call_tool(
+            CallToolRequestParams::new("create_task")
+                .with_arguments(args(json!({"task_identifier": "over-http", "execution_prompt": "work @sleep=1"}))),
+        )
         .await
         .expect("create_task");
     assert_ne!(created.is_error, Some(true), "{created:?}");
-    let params = CallToolRequestParams::new("wait").with_arguments(args(json!({"task": "over-http", "timeout_seconds": 30})));
+    let params =
+        CallToolRequestParams::new("wait").with_arguments(args(json!({"task": "over-http", "timeout_seconds": 30})));
     let handle = mcp
-        .send_cancellable_request(ClientRequest::CallToolRequest(Request::new(params)), PeerRequestOptions::no_options())
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(params)),
+            PeerRequestOptions::no_options(),
+        )
         .await
         .expect("send wait");
     let mut progress = mcp.service().progress.subscribe(handle.progress_token.clone()).await;
@@ -361,4 +375,54 @@ async fn idle_connections_and_bursts_do_not_hold_the_server() {
     assert_eq!(env.sql_count("SELECT COUNT(*) FROM tasks"), created, "every 201 is a stored task, and only those");
     drop(idle);
     assert!(server.stop().await.success());
+}
+
+/// `claude-worker-inspect graph` prints the orchestration's graph with its states as Mermaid,
+/// DOT and SVG (a well-formed XML document, checked by a real parser).
+#[tokio::test]
+async fn inspect_graph_prints_mermaid_dot_and_svg() {
+    let env = Env::new();
+    let client = env.server().await;
+    let created = client
+        .ok(
+            "create_orchestration",
+            json!({"name": "pics", "tasks": [
+                {"identifier": "one", "execution_prompt": "x"},
+                {"identifier": "two", "execution_prompt": "@auth", "depends_on": ["one"], "max_attempts": 1},
+                {"identifier": "three", "execution_prompt": "x", "depends_on": ["two"]}
+            ]}),
+        )
+        .await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    client.wait_orchestration(id, 30.0).await;
+    client.stop().await;
+    let mermaid = crate::harness::text(&env.inspect(&["graph", "pics"]).await.stdout);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(mermaid.contains(":::completed") && mermaid.contains(":::failed") && mermaid.contains(":::skipped"));
+    let ids: Vec<String> = ["one", "two", "three"]
+        .iter()
+        .map(|name| {
+            format!("t{}", env.sql_count(&format!("SELECT task_id FROM tasks WHERE task_identifier = '{name}'")))
+        })
+        .collect();
+    assert!(
+        mermaid.contains(&format!("{} --> {}", ids[0], ids[1]))
+            && mermaid.contains(&format!("{} --> {}", ids[1], ids[2]))
+    );
+    let dot = crate::harness::text(&env.inspect(&["graph", &id.to_string(), "--format", "dot"]).await.stdout);
+    assert!(dot.starts_with("digraph orchestration {") && dot.contains(&format!("{} -> {};", ids[0], ids[1])), "{dot}");
+    let output = env.inspect(&["graph", "pics", "--format", "svg"]).await;
+    assert!(output.status.success());
+    let mut parse = std::process::Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.fromstring(sys.stdin.read()); print(sum(1 for g in r.iter('{http://www.w3.org/2000/svg}g') if 'task' in g.get('class', '').split()))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(parse.stdin.as_mut().expect("stdin"), &output.stdout).expect("write");
+    let parsed = parse.wait_with_output().expect("parsed");
+    assert!(parsed.status.success(), "the SVG is well-formed XML");
+    assert_eq!(crate::harness::text(&parsed.stdout).trim(), "3", "a box per task");
+    let unknown = env.inspect(&["graph", "nope"]).await;
+    assert!(!unknown.status.success());
 }
