@@ -39,10 +39,9 @@ pub fn state_css() -> String {
     let mut css = String::new();
     for status in TaskStatus::ALL {
         let look = look(status);
-        let border = if look.dashed { "dashed" } else { "solid" };
         let _ = writeln!(
             css,
-            ".state-{s} {{ --fill: {}; --stroke: {}; border-style: {border}; }}\n.state-{s} .icon::before {{ content: \"{}\"; }}",
+            ".state-{s} {{ --fill: {}; --stroke: {}; }}\n.state-{s} .icon::before {{ content: \"{}\"; }}",
             look.fill,
             look.stroke,
             look.icon,

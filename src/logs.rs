@@ -151,6 +151,32 @@ pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
     Ok(lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect())
 }
 
+/// A piece of a log: at most `max` bytes from byte `from`, ending on a whole UTF-8 character,
+/// and the file's size (nothing and 0 when it does not exist; nothing when `from` is at or past
+/// the end). Whoever follows a log asks again from `from` plus the piece's length.
+pub fn read_piece(path: &Path, from: u64, max: usize) -> io::Result<(Vec<u8>, u64)> {
+    let mut file = match crate::files::open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let size = file.metadata()?.len();
+    if from >= size {
+        return Ok((Vec::new(), size));
+    }
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::with_capacity(max.min(usize::try_from(size - from).unwrap_or(max)));
+    file.take(max as u64).read_to_end(&mut bytes)?;
+    // A character cut by the end of the piece waits for the next one.
+    if let Err(e) = std::str::from_utf8(&bytes)
+        && e.error_len().is_none()
+        && e.valid_up_to() > 0
+    {
+        bytes.truncate(e.valid_up_to());
+    }
+    Ok((bytes, size))
+}
+
 /// The detailed log of one attempt, capped at about `cap` bytes for the whole file.
 pub struct DetailedLog {
     head: File,
@@ -378,6 +404,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
         let summary = std::fs::read_to_string(&paths.summary).expect("summary");
         assert!(summary.contains("the detailed log is not written") && summary.contains("symbolic link"), "{summary}");
+    }
+
+    #[test]
+    fn a_piece_ends_on_a_whole_character_and_says_the_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        std::fs::write(&path, "ab\u{e9}cd").expect("write");
+        assert_eq!(read_piece(&path, 0, 3).expect("read"), (b"ab".to_vec(), 6));
+        assert_eq!(read_piece(&path, 2, 10).expect("read"), ("\u{e9}cd".as_bytes().to_vec(), 6));
+        assert_eq!(read_piece(&path, 6, 10).expect("read"), (Vec::new(), 6));
+        assert_eq!(read_piece(&dir.path().join("none"), 0, 10).expect("read"), (Vec::new(), 0));
     }
 
     #[test]

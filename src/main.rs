@@ -197,9 +197,9 @@ async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::pr
     }
     let access = Access::new(token.as_ref().map(|(t, _)| t.clone()), names);
     let limits = BodyLimits::from_config(&config);
-    let mcp = claude_worker::mcp::http::service(service.clone(), shutdown.child_token(), limits.batch);
-    let router = http::router(App::new(service, access), mcp, limits);
     let stop_serving = CancellationToken::new();
+    let mcp = claude_worker::mcp::http::service(service.clone(), stop_serving.child_token(), limits.batch);
+    let router = http::router(App::new(service, access, stop_serving.clone()), mcp, limits);
     let server = tokio::spawn(http::serve(listener, router, stop_serving.clone()));
     // Caught from here on, before anyone is told that it serves.
     let signalled = terminated();

@@ -864,6 +864,26 @@ impl Service {
         Ok((*view, text, cut))
     }
 
+    /// At most `max` bytes of a task's summary (or detailed) log from byte `from`, and the log's
+    /// size: for following a log from elsewhere (the dashboard).
+    pub async fn log_piece(
+        &self,
+        task: TaskRef,
+        detailed: bool,
+        from: u64,
+        max: usize,
+    ) -> Result<(TaskStatusView, Vec<u8>, u64)> {
+        let Status::Task(view) = self.status(&Target::Task(task)).await? else {
+            return Err(ServiceError::Invalid("expected a task".to_owned()));
+        };
+        let path = if detailed { view.logs.detailed.clone() } else { view.logs.summary.clone() };
+        let (bytes, size) = tokio::task::spawn_blocking(move || crate::logs::read_piece(&path, from, max))
+            .await
+            .map_err(|e| ServiceError::Invalid(format!("cannot read the log: {e}")))?
+            .map_err(|e| ServiceError::Invalid(format!("cannot read the log: {e}")))?;
+        Ok((*view, bytes, size))
+    }
+
     /// A receiver that changes whenever a task may have changed, in this process or (as noticed
     /// by the executor's database watch) in another; `None` without an executor.
     pub fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

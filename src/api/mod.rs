@@ -5,6 +5,7 @@
 //! HTTP: a 4xx or 5xx status). Neither MCP nor HTTP is known here, so both edges give the same
 //! answers and the same error messages.
 
+pub mod dashboard;
 mod listing;
 pub mod wire;
 

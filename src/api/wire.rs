@@ -396,7 +396,7 @@ pub struct ErrorOut {
     pub message: String,
 }
 
-fn error_out(error: &Option<TaskError>) -> Option<ErrorOut> {
+pub(super) fn error_out(error: &Option<TaskError>) -> Option<ErrorOut> {
     error.as_ref().map(|e| ErrorOut { kind: e.kind.as_str().to_owned(), message: e.message.clone() })
 }
 

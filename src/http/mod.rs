@@ -10,6 +10,7 @@
 //! beyond those in flight are answered 503 at once instead of queueing.
 
 pub mod access;
+mod dashboard;
 mod openapi;
 mod routes;
 pub mod token;
@@ -54,6 +55,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct App {
     service: Service,
     access: Arc<Access>,
+    /// Ends the event streams, so that shutdown does not wait on them.
+    shutdown: CancellationToken,
 }
 
 /// The largest bodies accepted: one task's, and a whole graph's (or an MCP message's).
@@ -76,8 +79,8 @@ impl BodyLimits {
 }
 
 impl App {
-    pub fn new(service: Service, access: Access) -> App {
-        App { service, access: Arc::new(access) }
+    pub fn new(service: Service, access: Access, shutdown: CancellationToken) -> App {
+        App { service, access: Arc::new(access), shutdown }
     }
 }
 
@@ -98,11 +101,16 @@ where
             get(routes::list_orchestrations).post(routes::create_orchestration).layer(batch_body),
         )
         .route("/api/v1/orchestrations/{id}", get(routes::orchestration))
+        .route("/api/v1/orchestrations/{id}/graph", get(routes::graph))
         .route("/api/v1/orchestrations/{id}/cancel", post(routes::cancel_orchestration).layer(task_body))
         .route("/api/v1/orchestrations/{id}/retry", post(routes::retry_orchestration).layer(task_body))
         .route("/api/v1/tasks", get(routes::list_tasks).post(routes::create_task).layer(task_body))
         .route("/api/v1/tasks/{task}", get(routes::task_status))
         .route("/api/v1/tasks/{task}/output", get(routes::task_output))
+        .route("/api/v1/tasks/{task}/details", get(routes::task_details))
+        .route("/api/v1/tasks/{task}/log", get(routes::task_log))
+        .route("/api/v1/resume", post(routes::resume).layer(task_body))
+        .route("/login", post(routes::login).layer(task_body))
         .route("/api/v1/tasks/{task}/cancel", post(routes::cancel_task).layer(task_body))
         .route("/api/v1/tasks/{task}/retry", post(routes::retry_task).layer(task_body))
         .route("/health", get(routes::health))
@@ -116,6 +124,9 @@ where
         );
     Router::new()
         .merge(api)
+        // Long-lived: outside the bound on requests in flight (connections bound them).
+        .route("/api/v1/events", get(routes::events))
+        .merge(dashboard::routes())
         .nest_service("/mcp", mcp)
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))

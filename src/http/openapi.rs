@@ -6,7 +6,7 @@
 use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
-use crate::api::wire;
+use crate::api::{dashboard, wire};
 
 /// A schema maker for one type, filled into a generator.
 type SchemaOf = fn(&mut SchemaGenerator) -> schemars::Schema;
@@ -52,6 +52,25 @@ pub struct RetryBody {
 pub struct OutputQuery {
     /// Lines of the summary log to return (default 50).
     pub tail_lines: Option<u32>,
+}
+
+/// A `GET /api/v1/tasks/{task}/log` query.
+#[derive(Debug, Default, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// "summary" (the default) or "detailed".
+    pub log: Option<String>,
+    /// The byte to start from (default 0); follow a log by asking again from the answer's `next`.
+    pub from: Option<u64>,
+    /// "json" (the default) or "text" (the piece alone, as text/plain).
+    pub format: Option<String>,
+}
+
+/// `POST /login`: the dashboard's sign-in.
+#[derive(Debug, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub token: String,
 }
 
 /// `GET /health`.
@@ -118,6 +137,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         answer: (200, of::<wire::RetryOut>),
     },
     Endpoint {
+        method: "get",
+        path: "/api/v1/orchestrations/{id}/graph",
+        summary: "An orchestration's graph laid out in dependency layers: boxes, edges, states (at most 1,000 tasks drawn).",
+        query: None,
+        body: None,
+        answer: (200, of::<dashboard::GraphOut>),
+    },
+    Endpoint {
         method: "post",
         path: "/api/v1/tasks",
         summary: "Queue one task; it starts once every depends_on task completed.",
@@ -150,6 +177,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
         answer: (200, of::<wire::OutputOut>),
     },
     Endpoint {
+        method: "get",
+        path: "/api/v1/tasks/{task}/details",
+        summary: "A task's status, prompt, settings and history.",
+        query: None,
+        body: None,
+        answer: (200, of::<dashboard::DetailsOut>),
+    },
+    Endpoint {
+        method: "get",
+        path: "/api/v1/tasks/{task}/log",
+        summary: "A piece of a task's summary or detailed log, from a byte offset (follow it by asking from `next`).",
+        query: Some(of::<LogQuery>),
+        body: None,
+        answer: (200, of::<dashboard::LogPieceOut>),
+    },
+    Endpoint {
         method: "post",
         path: "/api/v1/tasks/{task}/cancel",
         summary: "Cancel a task: stopped if running; its dependents are skipped.",
@@ -164,6 +207,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: None,
         body: None,
         answer: (200, of::<wire::RetryOut>),
+    },
+    Endpoint {
+        method: "post",
+        path: "/api/v1/resume",
+        summary: "End the account's usage-limit pause now: queued tasks start (a refusal pauses them again).",
+        query: None,
+        body: None,
+        answer: (200, of::<dashboard::ResumeOut>),
     },
 ];
 

@@ -11,8 +11,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use super::App;
-use super::openapi::{CancelBody, ErrorBody, Health, OutputQuery, RetryBody};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+
+use super::openapi::{CancelBody, ErrorBody, Health, LogQuery, Login, OutputQuery, RetryBody};
+use super::{App, access};
+use crate::api::dashboard;
 use crate::api::wire::{
     CancelArgs, CreateOrchestrationArgs, CreateTaskArgs, ListOrchestrationsArgs, ListTasksArgs, OutputArgs, RetryArgs,
     TaskArg,
@@ -204,6 +210,84 @@ pub async fn cancel_task(State(app): State<App>, Path(raw): Path<String>, Body(b
 pub async fn retry_task(State(app): State<App>, Path(raw): Path<String>) -> Result<Answer> {
     let args = RetryArgs { task: Some(task(raw)), orchestration_id: None, max_budget_usd: None };
     ok(StatusCode::OK, api::retry(&app.service, args).await?)
+}
+
+pub async fn graph(State(app): State<App>, Path(id): Path<String>) -> Result<Answer> {
+    ok(StatusCode::OK, dashboard::graph(&app.service, orchestration_id(&id)?).await?)
+}
+
+pub async fn task_details(State(app): State<App>, Path(raw): Path<String>) -> Result<Answer> {
+    ok(StatusCode::OK, dashboard::details(&app.service, task(raw)).await?)
+}
+
+pub async fn task_log(State(app): State<App>, Path(raw): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let LogQuery { log, from, format } = query(q)?;
+    let detailed = match log.as_deref() {
+        None | Some("summary") => false,
+        Some("detailed") => true,
+        Some(other) => return Err(ApiError::invalid(format!("log {other:?} is not summary or detailed")).into()),
+    };
+    let piece = dashboard::log_piece(&app.service, task(raw), detailed, from.unwrap_or(0)).await?;
+    match format.as_deref() {
+        None | Some("json") => Ok(Json(piece).into_response()),
+        Some("text") => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], piece.text).into_response()),
+        Some(other) => Err(ApiError::invalid(format!("format {other:?} is not json or text")).into()),
+    }
+}
+
+pub async fn resume(State(app): State<App>) -> Result<Answer> {
+    ok(StatusCode::OK, dashboard::resume(&app.service).await?)
+}
+
+/// How long a burst of changes settles before the event goes out (the watch keeps only the
+/// latest, so nothing is lost).
+const EVENT_COALESCE: Duration = Duration::from_millis(10);
+/// A comment line this often keeps proxies and browsers from closing a quiet stream.
+const EVENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Server-sent events: `change` (its data a counter) after every change the executor reports
+/// (the same stream MCP resource subscriptions follow), once at the start; the page then reads
+/// what it shows again. Ends when the server stops.
+pub async fn events(State(app): State<App>) -> Response {
+    let Some(changes) = app.service.changes() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "this server has no executor to follow");
+    };
+    let shutdown = app.shutdown.clone();
+    let stream = futures::stream::unfold((changes, true), move |(mut changes, first)| {
+        let shutdown = shutdown.clone();
+        async move {
+            if !first {
+                tokio::select! {
+                    changed = changes.changed() => changed.ok()?,
+                    () = shutdown.cancelled() => return None,
+                }
+                tokio::time::sleep(EVENT_COALESCE).await;
+            }
+            let seq = *changes.borrow_and_update();
+            let event = Event::default().event("change").data(seq.to_string());
+            Some((Ok::<_, std::convert::Infallible>(event), (changes, false)))
+        }
+    });
+    let mut response = Sse::new(stream).keep_alive(KeepAlive::new().interval(EVENT_KEEP_ALIVE)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The dashboard's sign-in: the token, checked, kept in an HttpOnly, SameSite=Strict cookie.
+pub async fn login(State(app): State<App>, Body(bytes): Body) -> Result<Response> {
+    let Login { token } = required(&bytes)?;
+    match app.access.token() {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(_) if app.access.is_token(&token) => {
+            let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", access::COOKIE, token.trim());
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let value = HeaderValue::from_str(&cookie)
+                .map_err(|_| ApiError::invalid("the token has characters a cookie cannot hold"))?;
+            response.headers_mut().insert(header::SET_COOKIE, value);
+            Ok(response)
+        }
+        Some(_) => Ok(error(StatusCode::UNAUTHORIZED, "wrong token")),
+    }
 }
 
 /// Anything else.

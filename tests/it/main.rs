@@ -6,6 +6,7 @@ mod bad_input;
 mod budgets;
 mod cli;
 mod costs;
+mod dashboard;
 mod durability;
 mod durability_gaps;
 mod environment;
