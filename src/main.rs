@@ -182,6 +182,7 @@ async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::pr
         format!("cannot listen on {addr} (is another server there? give --http HOST:PORT or set CLAUDE_WORKER_PORT)")
     })?;
     let local = listener.local_addr().context("the listening socket has no address")?;
+    raise_open_files_limit();
     let loopback = local.ip().is_loopback();
     let token = token::resolve(&config, loopback)
         .with_context(|| format!("cannot keep the HTTP token in {}", config.http_token_path().display()))?;
@@ -234,6 +235,18 @@ async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::pr
     }
     executor.drain_feedback().await;
     Ok(if lost { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
+}
+
+/// Every HTTP client holds a file descriptor (a dashboard holds one for its events): the soft
+/// limit, often 1,024, is raised to the hard one, as servers do.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+    }
 }
 
 /// For a server without an executor: follows other processes' commits (see

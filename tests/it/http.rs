@@ -426,3 +426,77 @@ async fn inspect_graph_prints_mermaid_dot_and_svg() {
     let unknown = env.inspect(&["graph", "nope"]).await;
     assert!(!unknown.status.success());
 }
+
+/// The server's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Opens the event stream on a raw connection.
+async fn open_events(port: u16) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let request = format!("GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.expect("send");
+    stream
+}
+
+/// Reads from an event stream until `count` change events arrived in all (returns the new total).
+async fn read_changes(stream: &mut tokio::net::TcpStream, seen: usize, count: usize) -> usize {
+    let mut total = seen;
+    let mut buffer = vec![0u8; 4096];
+    while total < count {
+        let n = tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncReadExt::read(stream, &mut buffer))
+            .await
+            .expect("an event in time")
+            .expect("read");
+        assert!(n > 0, "the stream ended");
+        total += String::from_utf8_lossy(&buffer[..n]).matches("event: change").count();
+    }
+    total
+}
+
+/// A thousand dashboards following the event stream cost the server bounded memory; every one
+/// hears of a change; clients that vanish mid-stream leave the rest served.
+#[tokio::test]
+async fn a_thousand_event_streams_stay_bounded_and_vanishing_clients_are_harmless() {
+    let env = Env::new();
+    let server = env.http_server("127.0.0.1:0").await;
+    let pid = server.child.id().expect("pid");
+    let before = rss_kib(pid);
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        streams.push(open_events(server.port).await);
+    }
+    // Each one's first event says where the stream starts.
+    let mut seen = Vec::new();
+    for stream in &mut streams {
+        seen.push(read_changes(stream, 0, 1).await);
+    }
+    let (code, _) = post(&server, "/api/v1/tasks", json!({"task_identifier": "ping", "execution_prompt": "x"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    for (stream, seen) in streams.iter_mut().zip(seen.iter_mut()) {
+        *seen = read_changes(stream, *seen, *seen + 1).await;
+    }
+    let with_streams = rss_kib(pid);
+    let per_stream = (with_streams.saturating_sub(before)) as f64 / 1000.0;
+    assert!(per_stream < 64.0, "{per_stream:.1} KiB a stream ({before} KiB before, {with_streams} KiB with 1,000)");
+    // Half of them vanish without a word, in the middle of their streams.
+    let kept = streams.split_off(500);
+    drop(streams);
+    let (code, _) = post(&server, "/api/v1/tasks", json!({"task_identifier": "pong", "execution_prompt": "x"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let mut kept = kept;
+    for (stream, seen) in kept.iter_mut().zip(seen[500..].iter()) {
+        read_changes(stream, *seen, *seen + 1).await;
+    }
+    assert_eq!(get(&server, "/health").await.0, StatusCode::OK);
+    drop(kept);
+    // The server stops at once though clients were following it.
+    assert!(server.stop().await.success());
+}
