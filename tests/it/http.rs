@@ -500,3 +500,36 @@ async fn a_thousand_event_streams_stay_bounded_and_vanishing_clients_are_harmles
     // The server stops at once though clients were following it.
     assert!(server.stop().await.success());
 }
+
+/// The Python tool's README example 3, verbatim but for the address, run by Python with httpx
+/// against the server: it submits the pipeline and polls until it completed.
+#[tokio::test]
+async fn the_python_tools_readme_example_runs_unchanged() {
+    let env = Env::new();
+    let server = env.http_server("127.0.0.1:0").await;
+    let example = include_str!("../fixtures/python-tool-example-3.py");
+    assert!(example.contains("base_url=\"http://localhost:8000\""));
+    let script = example.replace("http://localhost:8000", &format!("http://localhost:{}", server.port));
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .args(["-c", &script])
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("ALL_PROXY")
+            .output(),
+    )
+    .await
+    .expect("the example finished in time")
+    .expect("python3");
+    let said = crate::harness::text(&output.stdout);
+    let problem = crate::harness::text(&output.stderr);
+    assert!(
+        !problem.contains("No module named 'httpx'"),
+        "the example needs httpx: python3 -m pip install httpx (.ci/run installs it)"
+    );
+    assert!(output.status.success(), "{said}\n{problem}");
+    assert_eq!(said.lines().last(), Some("Progress: 6/6"), "{said}");
+    assert_eq!(env.sql_count("SELECT COUNT(*) FROM tasks WHERE status = 'completed'"), 6);
+    assert!(server.stop().await.success());
+}
