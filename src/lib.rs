@@ -5,7 +5,7 @@
 //! the pure dependency logic; [`store`] is the only module with SQL; [`runner`] is the only
 //! module that spawns processes (the `claude` CLI) and reads their stream-json; [`executor`]
 //! claims ready tasks and drives runs, waking on events; [`service`] offers the application's
-//! verbs to both edges; [`mcp`] is the only module that knows MCP; [`inspect`] is the side CLI;
+//! verbs to both edges; [`api`] offers them as JSON shapes with typed errors to the MCP and HTTP edges; [`mcp`] is the only module that knows MCP and [`http`] the only one that knows HTTP (the dashboard, `/api/v1`, MCP mounted at `/mcp`); [`layout`] and [`drawing`] lay out and draw an orchestration's graph; [`inspect`] is the side CLI;
 //! [`logs`] writes the global and per-task log files, and [`files`] opens every file claude-worker
 //! writes (private, never through a link) and refuses directories others could plant files in; [`watch`] notices
 //! other processes' writes to the shared database; [`owners`] tells which executors on the
