@@ -12,7 +12,8 @@
 //!   default `1000,10000`; `1000,10000,100000` for the full table (about 15 minutes).
 //! - `CLAUDE_WORKER_BENCH_STORED`: tasks stored for the read scenarios, default 100000.
 //! - `CLAUDE_WORKER_BENCH_ONLY`: a comma-separated subset of
-//!   `small,wide,create,graphs,stored,isolation`.
+//!   `small,wide,create,graphs,stored,isolation,dashboard` (the dashboard's rows drive a
+//!   headless Chromium through `chromedriver` when there is one).
 //! - `CLAUDE_WORKER_BENCH_BIN`: another `claude-worker` binary to drive (an older build, for a
 //!   before/after comparison).
 //! - `CLAUDE_WORKER_BENCH_CSV`: a file to which the big graphs' rows are appended as CSV.
@@ -21,6 +22,9 @@
 //!   small repository, with an empty home: not logged in, so no request leaves the machine). The
 //!   isolation rows then compare what a worktree adds with a no-op task's whole start.
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+#[path = "targets/dashboard.rs"]
+mod dashboard;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -888,6 +892,10 @@ async fn main() {
 
     if wanted(&only, "isolation") {
         rows.extend(isolation_rows(&env).await);
+    }
+
+    if wanted(&only, "dashboard") {
+        rows.extend(dashboard::rows(&env).await);
     }
 
     println!();

@@ -304,3 +304,51 @@ async fn the_dashboard_asks_for_the_token_and_refuses_other_origins() {
     browser.close().await;
     assert!(server.stop().await.success());
 }
+
+/// A budget that stopped a graph shows as a banner, and a new budget set on the page finishes
+/// it; a usage-limit pause shows as a banner whose "Resume now" starts the work at once.
+#[tokio::test]
+async fn budget_and_usage_limit_banners_and_their_actions() {
+    let env = Env::new();
+    let server = env.http_server("127.0.0.1:0").await;
+    let created = post(
+        &server,
+        "/api/v1/orchestrations",
+        json!({"name": "capped", "max_budget_usd": 1.0, "tasks": [
+            {"identifier": "a", "execution_prompt": "a @cost=0.60"},
+            {"identifier": "b", "execution_prompt": "b @cost=0.50", "depends_on": ["a"]},
+            {"identifier": "c", "execution_prompt": "c @cost=0.10", "depends_on": ["b"]}
+        ]}),
+    )
+    .await;
+    let capped = created["orchestration_id"].as_i64().expect("id");
+    let browser = Browser::start(&env).await;
+    browser.client.goto(&server.url(&format!("/#/o/{capped}"))).await.expect("open");
+    browser.until("#banner.budget", "class", "the budget banner", |_| true).await;
+    assert!(browser.text("#banner").await.contains("budget"), "{}", browser.text("#banner").await);
+    browser.keep("budget").await;
+    let field = browser.client.find(Locator::Css("input[aria-label='new budget in dollars']")).await.expect("field");
+    field.send_keys("3").await.expect("type");
+    browser.click("[data-action=\"raise-budget\"]").await;
+    let c = id_of(&env, "c");
+    browser.until(&format!("g.node[data-task-id=\"{c}\"]"), "data-status", "c completed", |s| s == "completed").await;
+    browser.until_true("return document.getElementById('banner').hidden", "the banner gone").await;
+
+    let paused = post(
+        &server,
+        "/api/v1/tasks",
+        json!({"task_identifier": "long", "execution_prompt": "long @usage-limit=3600,long @result=after the pause"}),
+    )
+    .await;
+    browser.client.goto(&server.url(&format!("/#/o/{}", paused["orchestration_id"]))).await.expect("open");
+    browser.until("[data-action=\"resume\"]", "data-action", "the resume button", |_| true).await;
+    assert!(browser.text("#banner").await.to_lowercase().contains("usage limit"), "{}", browser.text("#banner").await);
+    browser.keep("usage-limit").await;
+    browser.click("[data-action=\"resume\"]").await;
+    let long = id_of(&env, "long");
+    browser
+        .until(&format!("g.node[data-task-id=\"{long}\"]"), "data-status", "long completed", |s| s == "completed")
+        .await;
+    browser.close().await;
+    assert!(server.stop().await.success());
+}
