@@ -3,6 +3,10 @@
 //! warns about each of them on every tool call (about 40 lines of stderr). [`standard_formats`]
 //! is applied once to every tool's input and output schema when the server is built: it drops a
 //! format that is not standard and keeps what it meant for unsigned integers as `minimum: 0`.
+//! It also writes the boolean schemas schemars gives a field of any JSON (`true`) as the schemas
+//! they mean (`{}`): Claude Code (2.1.197) refuses a tool list whose schema has a boolean where
+//! it expects an object ("tools fetch failed: Invalid input at
+//! tools.3.outputSchema.properties.permission_denials"), and then offers none of the tools.
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::JsonObject;
@@ -49,6 +53,11 @@ pub fn standardize_router<S>(router: &mut ToolRouter<S>) {
 pub fn standard_formats(schema: &JsonObject) -> JsonObject {
     let mut schema = Schema::from(schema.clone());
     RecursiveTransform(|subschema: &mut Schema| {
+        match subschema.as_bool() {
+            Some(true) => *subschema = Schema::from(JsonObject::new()),
+            Some(false) => *subschema = Schema::from(object_of(serde_json::json!({ "not": {} }))),
+            None => {}
+        }
         let Some(format) = subschema.get("format").and_then(Value::as_str) else { return };
         if STANDARD_FORMATS.contains(&format) {
             return;
@@ -61,6 +70,13 @@ pub fn standard_formats(schema: &JsonObject) -> JsonObject {
     })
     .transform(&mut schema);
     match schema.to_value() {
+        Value::Object(object) => object,
+        _ => JsonObject::new(),
+    }
+}
+
+fn object_of(value: Value) -> JsonObject {
+    match value {
         Value::Object(object) => object,
         _ => JsonObject::new(),
     }
@@ -100,5 +116,19 @@ mod tests {
         assert_eq!(fixed["properties"]["at"], json!({ "type": "string", "format": "date-time" }));
         assert_eq!(fixed["properties"]["format"], json!({ "type": "string" }));
         assert_eq!(fixed["$defs"]["Inner"]["anyOf"][0], json!({ "type": "number" }));
+    }
+
+    #[test]
+    fn boolean_subschemas_become_the_objects_they_mean() {
+        let schema = object(json!({
+            "type": "object",
+            "properties": { "any": true, "none": false, "list": { "type": "array", "items": true } },
+            "$defs": { "Inner": { "anyOf": [true, { "type": "null" }] } }
+        }));
+        let fixed = Value::Object(standard_formats(&schema));
+        assert_eq!(fixed["properties"]["any"], json!({}));
+        assert_eq!(fixed["properties"]["none"], json!({ "not": {} }));
+        assert_eq!(fixed["properties"]["list"]["items"], json!({}));
+        assert_eq!(fixed["$defs"]["Inner"]["anyOf"][0], json!({}));
     }
 }

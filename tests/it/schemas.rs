@@ -1,6 +1,6 @@
 //! The tools' JSON Schemas as a client receives them over `tools/list`: only formats JSON Schema
-//! defines (Claude Code warns on every call about any other), and unsigned integers still say
-//! they cannot be negative.
+//! defines (Claude Code warns on every call about any other), no boolean subschemas (Claude Code
+//! refuses the whole list over one), and unsigned integers still say they cannot be negative.
 
 use serde_json::Value;
 
@@ -51,6 +51,21 @@ fn walk(schema: &Value, path: &str, bad: &mut Vec<String>, integers: &mut Vec<(S
                 if matches!(key.as_str(), "default" | "const" | "enum" | "examples") {
                     continue;
                 }
+                // Claude Code refuses the whole tool list over a boolean schema where it expects
+                // an object (a field of any JSON is `{}`, not `true`).
+                let members: Vec<(String, &Value)> = match (key.as_str(), value) {
+                    ("properties" | "$defs", Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+                    ("anyOf" | "oneOf" | "allOf", Value::Array(list)) => {
+                        list.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect()
+                    }
+                    ("items" | "not", value) => vec![(String::new(), value)],
+                    _ => Vec::new(),
+                };
+                for (name, member) in members {
+                    if member.is_boolean() {
+                        bad.push(format!("{path}/{key}/{name}: a boolean schema"));
+                    }
+                }
                 walk(value, &format!("{path}/{key}"), bad, integers);
             }
         }
@@ -81,7 +96,7 @@ async fn tool_schemas_use_only_standard_formats_and_keep_unsigned_minimums() {
         let output = tool.output_schema.as_ref().unwrap_or_else(|| panic!("{} has an output schema", tool.name));
         walk(&Value::Object((**output).clone()), &format!("{}/outputSchema", tool.name), &mut bad, &mut integers);
     }
-    assert!(bad.is_empty(), "non-standard formats:\n{}", bad.join("\n"));
+    assert!(bad.is_empty(), "non-standard formats or boolean schemas:\n{}", bad.join("\n"));
     // Fields that are unsigned in claude-worker (inputs and outputs) still say so.
     for name in ["attempt", "max_attempts", "limit", "tail_lines", "timeout_seconds", "input_tokens", "total_tasks"] {
         let suffix = format!("/properties/{name}");
