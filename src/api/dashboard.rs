@@ -210,6 +210,14 @@ pub async fn log_piece(service: &Service, task: TaskArg, detailed: bool, from: u
     })
 }
 
+/// Where a task's summary (or detailed) log is, for serving it whole.
+pub async fn log_file(service: &Service, task: TaskArg, detailed: bool) -> Result<std::path::PathBuf> {
+    let Status::Task(view) = service.status(&Target::Task(task.to_ref())).await? else {
+        return Err(ApiError::invalid("expected a task"));
+    };
+    Ok(if detailed { view.logs.detailed.clone() } else { view.logs.summary.clone() })
+}
+
 pub async fn resume(service: &Service) -> Result<ResumeOut> {
     let resumed = service.resume_now().await?;
     let now = now_ms();

@@ -62,7 +62,8 @@ pub struct LogQuery {
     pub log: Option<String>,
     /// The byte to start from (default 0); follow a log by asking again from the answer's `next`.
     pub from: Option<u64>,
-    /// "json" (the default) or "text" (the piece alone, as text/plain).
+    /// "json" (the default: a piece of at most 256 KiB, with where the next starts) or "text" (the
+    /// log from `from` to its end, as text/plain).
     pub format: Option<String>,
 }
 

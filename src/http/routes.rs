@@ -227,11 +227,37 @@ pub async fn task_log(State(app): State<App>, Path(raw): Path<String>, RawQuery(
         Some("detailed") => true,
         Some(other) => return Err(ApiError::invalid(format!("log {other:?} is not summary or detailed")).into()),
     };
-    let piece = dashboard::log_piece(&app.service, task(raw), detailed, from.unwrap_or(0)).await?;
     match format.as_deref() {
-        None | Some("json") => Ok(Json(piece).into_response()),
-        Some("text") => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], piece.text).into_response()),
+        None | Some("json") => {
+            let piece = dashboard::log_piece(&app.service, task(raw), detailed, from.unwrap_or(0)).await?;
+            Ok(Json(piece).into_response())
+        }
+        Some("text") => {
+            let path = dashboard::log_file(&app.service, task(raw), detailed).await?;
+            Ok(whole_log(path, from.unwrap_or(0)).await)
+        }
         Some(other) => Err(ApiError::invalid(format!("format {other:?} is not json or text")).into()),
+    }
+}
+
+/// A log file from byte `from` to its end, streamed as text (a detailed log is bounded by
+/// CLAUDE_WORKER_MAX_LOG_MB; it is never read into memory whole). Opened as every file of
+/// claude-worker's is read: never through a link.
+async fn whole_log(path: std::path::PathBuf, from: u64) -> Response {
+    use tokio::io::AsyncSeekExt as _;
+    let opened = tokio::task::spawn_blocking(move || crate::files::open_read(&path)).await;
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match opened {
+        Ok(Ok(file)) => {
+            let mut file = tokio::fs::File::from_std(file);
+            if from > 0 && file.seek(std::io::SeekFrom::Start(from)).await.is_err() {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the log");
+            }
+            (text, axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file))).into_response()
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (text, String::new()).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the log: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the log: {e}")),
     }
 }
 

@@ -82,6 +82,24 @@ async fn the_python_tools_pipeline_example_runs_over_http() {
     let (code, output) = get(&server, "/api/v1/tasks/transform/output?tail_lines=5").await;
     assert_eq!(code, StatusCode::OK, "{output}");
     assert!(output["result"].is_string(), "{output}");
+    let (code, piece) = get(&server, "/api/v1/tasks/transform/log").await;
+    assert_eq!(code, StatusCode::OK, "{piece}");
+    assert!(piece["text"].as_str().is_some_and(|t| t.contains("completed in")), "{piece}");
+    assert_eq!((piece["next"].clone(), piece["finished"].clone()), (piece["size"].clone(), json!(true)));
+    let (_, rest) = get(&server, &format!("/api/v1/tasks/transform/log?from={}", piece["next"])).await;
+    assert_eq!(rest["text"], "", "nothing after the end");
+    for query in ["format=text", "log=detailed&format=text"] {
+        let response =
+            client().get(server.url(&format!("/api/v1/tasks/transform/log?{query}"))).send().await.expect("log");
+        assert!(response.headers()["content-type"].to_str().unwrap_or("").starts_with("text/plain"));
+        let text = response.text().await.expect("text");
+        assert!(!text.is_empty(), "{query}");
+        if query == "format=text" {
+            assert_eq!(text, piece["text"].as_str().unwrap_or(""), "the whole summary log");
+        }
+    }
+    let (code, _) = get(&server, "/api/v1/tasks/transform/log?log=everything").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
     let (code, health) = get(&server, "/health").await;
     assert_eq!((code, health["status"].as_str()), (StatusCode::OK, Some("ok")));
     assert!(server.stop().await.success());

@@ -217,6 +217,7 @@ async function showGraph(id, task) {
   const old = main.querySelector(".graph");
   const scroll = old ? [old.scrollLeft, old.scrollTop] : null;
   const typed = main.querySelector("input[aria-label='new budget in dollars']");
+  const typing = typed !== null && document.activeElement === typed;
   if (typed) budget.value = typed.value;
   const drawn = drawGraph(graph, id, task);
   main.replaceChildren(head, drawn);
@@ -224,7 +225,7 @@ async function showGraph(id, task) {
   if (scroll && old.dataset.orchestration === String(id)) [drawn.scrollLeft, drawn.scrollTop] = scroll;
   // For the benchmark of the first paint: when the graph was first in the page.
   if (!performance.getEntriesByName("graph-drawn").length) performance.mark("graph-drawn");
-  if (typed && document.activeElement === document.body) budget.focus();
+  if (typing) budget.focus();
   if (task) await showPanel(id, task);
   else {
     panel.hidden = true;
