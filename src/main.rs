@@ -184,9 +184,10 @@ async fn serve_http(config: Arc<Config>, addr: String) -> anyhow::Result<std::pr
     let local = listener.local_addr().context("the listening socket has no address")?;
     raise_open_files_limit();
     let loopback = local.ip().is_loopback();
+    // After the database is open: its directory, where the token is kept, exists then.
+    let db = open(&config).await?;
     let token = token::resolve(&config, loopback)
         .with_context(|| format!("cannot keep the HTTP token in {}", config.http_token_path().display()))?;
-    let db = open(&config).await?;
     let executor = new_executor(&db, &config)?;
     let shutdown = CancellationToken::new();
     let background = run_executor(&executor, &db, &shutdown);
