@@ -231,6 +231,21 @@ pub fn warning_line(warning: &Warning, now: Millis) -> Option<String> {
     warning_current(warning, now).then(|| format!("usage: {}", describe_warning(warning, now)))
 }
 
+/// What a person's "resume now" did: the pause it lifted, or that none held the queue.
+pub fn resumed_sentence(lifted: Option<&Pause>, now: Millis) -> String {
+    match lifted {
+        Some(pause) => format!(
+            "resumed: the {} lifted; queued tasks start now (a refusal pauses them again)",
+            describe(pause.kind.as_deref(), pause.until, now).replacen(
+                "usage limit until",
+                "usage-limit pause until",
+                1
+            )
+        ),
+        None => "nothing to resume: no usage limit pauses the queue".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,18 +220,7 @@ pub async fn log_file(service: &Service, task: TaskArg, detailed: bool) -> Resul
 
 pub async fn resume(service: &Service) -> Result<ResumeOut> {
     let resumed = service.resume_now().await?;
-    let now = now_ms();
-    let message = match &resumed {
-        Some(pause) => format!(
-            "resumed: the {} lifted; queued tasks start now (a refusal pauses them again)",
-            crate::usage_limit::describe(pause.kind.as_deref(), pause.until, now).replacen(
-                "usage limit until",
-                "usage-limit pause until",
-                1
-            )
-        ),
-        None => "nothing to resume: no usage limit pauses the queue".to_owned(),
-    };
+    let message = crate::usage_limit::resumed_sentence(resumed.as_ref(), now_ms());
     Ok(ResumeOut { resumed: resumed.is_some(), message })
 }
 

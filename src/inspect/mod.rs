@@ -543,21 +543,11 @@ async fn command(
         Command::Resume => {
             let resumed = service.resume_now().await?;
             let now = crate::time::now_ms();
-            let message = match &resumed {
-                Some(pause) => {
-                    // The lifted work must run without an editor open.
-                    crate::terminal::ensure_executor(db_path);
-                    format!(
-                        "resumed: the {} lifted; queued tasks start now (a refusal pauses them again)",
-                        crate::usage_limit::describe(pause.kind.as_deref(), pause.until, now).replacen(
-                            "usage limit until",
-                            "usage-limit pause until",
-                            1
-                        )
-                    )
-                }
-                None => "nothing to resume: no usage limit pauses the queue".to_owned(),
-            };
+            if resumed.is_some() {
+                // The lifted work must run without an editor open.
+                crate::terminal::ensure_executor(db_path);
+            }
+            let message = crate::usage_limit::resumed_sentence(resumed.as_ref(), now);
             if json {
                 let value = json!({
                     "resumed": resumed.is_some(),
