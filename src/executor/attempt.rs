@@ -27,7 +27,7 @@ impl Executor {
         let task_id = task.task_id;
         let fence = claimed.fence;
         let config = &inner.config;
-        let paths = TaskLogPaths::new(&config.task_log_dir(), task_id);
+        let paths = TaskLogPaths::new(&inner.task_log_dir, task_id);
         let _ = append_summary(
             &paths.summary,
             &format!(
@@ -160,7 +160,7 @@ impl Executor {
     ) {
         let inner = &self.inner;
         let task_id = task.task_id;
-        let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
+        let paths = TaskLogPaths::new(&inner.task_log_dir, task_id);
         // The outcome must not be lost to a passing fault (a full disk, a lock held too long):
         // try again with backoff before giving up and leaving the task to lease recovery.
         let write = || {
@@ -321,9 +321,9 @@ impl Executor {
             .await;
         match read {
             Ok(mut dependencies) => {
-                let log_dir = inner.config.task_log_dir();
+                let log_dir = &inner.task_log_dir;
                 for dependency in &mut dependencies {
-                    dependency.full_output = Some(TaskLogPaths::new(&log_dir, dependency.task_id).detailed);
+                    dependency.full_output = Some(TaskLogPaths::new(log_dir, dependency.task_id).detailed);
                 }
                 dependencies
             }

@@ -205,7 +205,7 @@ impl Executor {
                 crate::git::short_commit(&start)
             ))));
         }
-        let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
+        let paths = TaskLogPaths::new(&inner.task_log_dir, task_id);
         let what = match (worktree.resumed, from_spare) {
             (true, _) => "resumed in its worktree",
             (false, true) => "made its worktree from a kept one",
@@ -265,7 +265,7 @@ impl Executor {
         if !kept {
             return Err(failed("the task's claim was lost while its result was committed"));
         }
-        let paths = TaskLogPaths::new(&inner.config.task_log_dir(), task_id);
+        let paths = TaskLogPaths::new(&inner.task_log_dir, task_id);
         let branch = task.worktree.branch.clone().unwrap_or_default();
         let _ = append_summary(
             &paths.summary,

@@ -49,6 +49,8 @@ pub struct Executor {
 struct Inner {
     db: Db,
     config: Arc<Config>,
+    /// `config.task_log_dir()`, worked out once (it resolves paths on the file system).
+    task_log_dir: std::path::PathBuf,
     /// Who claims: unique per process, recorded on every claim.
     owner: String,
     host: String,
@@ -99,6 +101,7 @@ impl Executor {
         Ok(Executor {
             inner: Arc::new(Inner {
                 db,
+                task_log_dir: config.task_log_dir(),
                 config,
                 owner,
                 host,

@@ -173,6 +173,8 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     command.kill_on_drop(true);
+    // What is left of the command once it ended was started after this (see `stale::sweep`).
+    let before_spawn = spec.run_tag.as_ref().and_then(|_| super::births::Moment::now());
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -241,7 +243,7 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
         }
     }
     if let Some(tag) = &spec.run_tag
-        && let Err(e) = stale::sweep(tag, spec.kill_grace).await
+        && let Err(e) = stale::sweep(tag, spec.kill_grace, before_spawn).await
     {
         tracing::error!("{e}");
     }

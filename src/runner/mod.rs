@@ -6,6 +6,7 @@
 //! it ended. It also stops a CLI whose API retries cannot succeed ([`give_up`]: a refused key),
 //! the same way, and fails the attempt at once instead of minutes later.
 
+mod births;
 mod classify;
 mod command;
 mod detach;
@@ -172,6 +173,8 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // What is left of the run once it ended was started after this (see `stale::sweep`).
+    let before_spawn = births::Moment::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && spec.claude_bin.is_file() => {
@@ -365,7 +368,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         }
     }
     // Killing the group misses what left it for a session of its own: find those by the tag.
-    match stale::sweep(&spec.run_tag, spec.kill_grace).await {
+    match stale::sweep(&spec.run_tag, spec.kill_grace, before_spawn).await {
         Ok(0) => {}
         Ok(n) => {
             let _ = steps.step(&format!("stopped {n} processes it left running outside its process group"));

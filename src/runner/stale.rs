@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use tokio::time::Instant;
 
+use super::births::{self, Moment, Window};
 use crate::model::TaskId;
 
 /// The environment variable that tags a run's processes.
@@ -63,10 +64,7 @@ pub fn processes_of(tag: &str) -> Vec<Pid> {
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        })
+        .filter(|&pid| u32::try_from(pid).is_ok_and(|pid| carries(pid, &needle)))
         .map(Pid::from_raw)
         .collect()
 }
@@ -81,14 +79,46 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
 /// Stops what an attempt that just ended left outside its process group: processes the CLI
 /// started in a session of their own (`setsid`), which killing the group does not reach. Called
 /// at the end of every attempt, however it ended; the scan of `/proc` runs off the async
-/// threads. Returns how many were found.
-pub async fn sweep(tag: &str, grace: Duration) -> Result<usize, String> {
+/// threads. `since`, read before the attempt's process was started, narrows the scan to the
+/// processes started since (see [`super::births`]). Returns how many were found.
+pub async fn sweep(tag: &str, grace: Duration, since: Option<Moment>) -> Result<usize, String> {
     let scan_tag = tag.to_owned();
-    let found = tokio::task::spawn_blocking(move || processes_of(&scan_tag)).await.unwrap_or_default();
+    let found = tokio::task::spawn_blocking(move || match since {
+        Some(since) => processes_since(&scan_tag, &since),
+        None => processes_of(&scan_tag),
+    })
+    .await
+    .unwrap_or_default();
     if found.is_empty() {
         return Ok(0);
     }
     stop_tagged(tag, grace, "that the CLI left outside its process group").await
+}
+
+/// The live processes carrying `tag` among those started since `since`: only their
+/// environments are read, and not those of this process's own children (the CLIs and commands
+/// it runs, each with its own tag). The children are listed after the processes and the window
+/// read after both, so that a number given to a child after the listing would have been given
+/// twice in the window, which [`births::window`] rules out.
+fn processes_since(tag: &str, since: &Moment) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let pids: Vec<u32> =
+        entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
+    let children = births::own_children();
+    let window = Moment::now().map_or(Window::All, |now| births::window(since, &now));
+    let needle = format!("{RUN_TAG_VAR}={tag}");
+    pids.into_iter()
+        .filter(|&pid| window.contains(pid) && !children.contains(&pid))
+        .filter(|pid| carries(*pid, &needle))
+        .filter_map(|pid| i32::try_from(pid).ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// Whether process `pid`'s environment holds `needle` (`NAME=value`) as one of its variables.
+fn carries(pid: u32, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
 }
 
 async fn stop_tagged(tag: &str, grace: Duration, whose: &str) -> Result<usize, String> {

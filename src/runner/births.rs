@@ -1,0 +1,181 @@
+//! Which processes can have started since a moment, told from `/proc` without opening every
+//! process's files: what makes the sweep at the end of each attempt cheap (see
+//! [`super::stale::sweep`]), which otherwise reads the environment of every process on the machine.
+//!
+//! Linux gives process numbers in turn: a new process or thread gets the next free number after
+//! the last one given, coming round to 300 after `pid_max`. So until the numbers have come all
+//! the way round, every process started since a moment has a number after the last one given
+//! then and up to the last one given now. Whether they can have come round is told by how many
+//! processes and threads were started since (`processes` in `/proc/stat`, counted since boot)
+//! and how many existed (`/proc/loadavg`): the numbers passed over are those given, and those
+//! skipped because they were in use.
+
+use std::fs;
+
+/// What `/proc` says about the starting of processes at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moment {
+    /// Processes and threads started since boot, on the whole machine.
+    pub started: u64,
+    /// The last process number given, in our pid namespace.
+    pub last_pid: u32,
+    /// Processes and threads that exist.
+    pub threads: u64,
+    /// The highest process number plus one (`kernel.pid_max`).
+    pub pid_max: u32,
+}
+
+/// The lowest number given once the numbers came round (`RESERVED_PIDS` in the kernel).
+const FIRST_AFTER_WRAP: u32 = 300;
+
+/// The process numbers that can belong to a process started since a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// Any: the numbers may have come round, or `/proc` could not tell.
+    All,
+    /// After `after` and up to `upto`, going round past `pid_max` when `upto` is below `after`.
+    Between { after: u32, upto: u32 },
+}
+
+impl Window {
+    pub fn contains(self, pid: u32) -> bool {
+        match self {
+            Window::All => true,
+            Window::Between { after, upto } if after <= upto => pid > after && pid <= upto,
+            Window::Between { after, upto } => pid > after || pid <= upto,
+        }
+    }
+}
+
+/// The window of numbers given between `before` and `now` (read after the processes looked at
+/// were listed). Each start moves the kernel's cursor past one number, and past every number in
+/// use it meets on the way: at most three a process or thread that existed meanwhile (its own,
+/// its process group's and its session's, which stay taken while their members live). While
+/// that cannot add up to a whole round, no number was given twice and the window is exact.
+pub fn window(before: &Moment, now: &Moment) -> Window {
+    let Some(started) = now.started.checked_sub(before.started) else { return Window::All };
+    let existed = before.threads.saturating_add(started);
+    let travel = started.saturating_add(existed.saturating_mul(3));
+    let round = u64::from(before.pid_max.min(now.pid_max).saturating_sub(FIRST_AFTER_WRAP));
+    if travel >= round { Window::All } else { Window::Between { after: before.last_pid, upto: now.last_pid } }
+}
+
+impl Moment {
+    /// Reads the moment from `/proc`; `None` when it cannot be read, or when `/proc` belongs to
+    /// another pid namespace than this process (its numbers would not be ours).
+    pub fn now() -> Option<Moment> {
+        if !same_namespace() {
+            return None;
+        }
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let loadavg = fs::read_to_string("/proc/loadavg").ok()?;
+        let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max").ok()?;
+        parse(&stat, &loadavg, &pid_max)
+    }
+}
+
+/// A moment from the texts of `/proc/stat`, `/proc/loadavg` and `kernel.pid_max`.
+fn parse(stat: &str, loadavg: &str, pid_max: &str) -> Option<Moment> {
+    let started = stat.lines().find_map(|l| l.strip_prefix("processes "))?.trim().parse().ok()?;
+    // "0.42 0.13 0.05 1/123 15046": running/existing, then the last number given.
+    let mut fields = loadavg.split_whitespace().skip(3);
+    let threads = fields.next()?.split_once('/')?.1.parse().ok()?;
+    let last_pid = fields.next()?.parse().ok()?;
+    Some(Moment { started, last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
+}
+
+/// Whether `/proc` shows this process under the number it has (checked once).
+fn same_namespace() -> bool {
+    static SAME: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SAME.get_or_init(|| {
+        fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse::<u32>().ok()))
+            .is_some_and(|pid| pid == std::process::id())
+    })
+}
+
+/// The direct children of this process, from every thread's `children` file (a thread's
+/// children are listed under the thread that started them). Empty where the kernel has no such
+/// files: then nothing is left out for being ours.
+pub fn own_children() -> Vec<u32> {
+    let Ok(threads) = fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut children = Vec::new();
+    for thread in threads.filter_map(Result::ok) {
+        if let Ok(list) = fs::read_to_string(thread.path().join("children")) {
+            children.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    children
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moment(started: u64, last_pid: u32, threads: u64) -> Moment {
+        Moment { started, last_pid, threads, pid_max: 32768 }
+    }
+
+    #[test]
+    fn a_short_while_gives_the_numbers_after_the_last_one_then() {
+        let w = window(&moment(1000, 5000, 150), &moment(1040, 5060, 170));
+        assert_eq!(w, Window::Between { after: 5000, upto: 5060 });
+        assert!(!w.contains(5000), "the last number given before is not new");
+        assert!(w.contains(5001) && w.contains(5060));
+        assert!(!w.contains(5061) && !w.contains(301) && !w.contains(32767));
+    }
+
+    #[test]
+    fn a_window_that_came_round_past_pid_max_wraps() {
+        let w = window(&moment(1000, 32700, 150), &moment(1200, 400, 150));
+        assert_eq!(w, Window::Between { after: 32700, upto: 400 });
+        assert!(w.contains(32701) && w.contains(32767) && w.contains(300) && w.contains(400));
+        assert!(!w.contains(401) && !w.contains(32700) && !w.contains(5000));
+    }
+
+    #[test]
+    fn when_the_numbers_may_have_come_all_the_way_round_every_process_is_looked_at() {
+        // 8,200 starts with 150 threads: up to 8,200 + 3 x 8,350 numbers passed, over one round.
+        let w = window(&moment(1000, 5000, 150), &moment(9200, 5100, 150));
+        assert_eq!(
+            window(&moment(1000, 5000, 150), &moment(9000, 5100, 150)),
+            Window::Between { after: 5000, upto: 5100 },
+            "8,000: just under"
+        );
+        assert_eq!(w, Window::All);
+        assert!(w.contains(1) && w.contains(5000));
+        // Many threads existing make the round shorter too.
+        assert_eq!(window(&moment(0, 5000, 11_000), &moment(1, 5001, 11_000)), Window::All);
+        // A lower pid_max now counts.
+        let lowered = Moment { pid_max: 400, ..moment(1001, 5001, 150) };
+        assert_eq!(window(&moment(1000, 5000, 150), &lowered), Window::All);
+        // A counter that went back (another boot's numbers?) tells nothing.
+        assert_eq!(window(&moment(1000, 5000, 150), &moment(999, 5001, 150)), Window::All);
+    }
+
+    #[test]
+    fn moments_are_read_from_the_texts_of_proc() {
+        let stat = "cpu  1 2 3\nintr 5\nctxt 9\nbtime 1\nprocesses 94521\nprocs_running 1\n";
+        assert_eq!(
+            parse(stat, "2.27 4.05 3.25 1/84 29602\n", "32768\n"),
+            Some(Moment { started: 94521, last_pid: 29602, threads: 84, pid_max: 32768 })
+        );
+        assert_eq!(parse("cpu 1\n", "0 0 0 1/84 29602", "32768"), None, "no count of processes");
+        assert_eq!(parse(stat, "0 0 0 84 29602", "32768"), None, "no threads");
+        assert_eq!(parse(stat, "0 0 0 1/84", "32768"), None, "no last pid");
+    }
+
+    #[test]
+    fn this_machine_tells_the_moment_and_a_child_started_after_it_is_in_the_window() {
+        let before = Moment::now().expect("a Linux /proc in our namespace");
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn");
+        let pid = child.id();
+        let now = Moment::now().expect("again");
+        assert!(window(&before, &now).contains(pid), "{before:?} {now:?} {pid}");
+        assert!(own_children().contains(&pid));
+        child.kill().expect("kill");
+        let _ = child.wait();
+        assert!(!window(&now, &Moment::now().expect("again")).contains(pid), "started before the window");
+    }
+}
