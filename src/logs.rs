@@ -93,7 +93,9 @@ pub fn append_summary(path: &Path, line: &str) -> io::Result<()> {
         }
     })?;
     let stamp = crate::time::rfc3339(crate::time::now_ms());
-    writeln!(file, "{stamp} {line}")
+    // One write, not one per piece as `writeln!` on a file does: a reader following the log
+    // (the dashboard, `tail -f`) never sees half a line.
+    file.write_all(format!("{stamp} {line}\n").as_bytes())
 }
 
 /// The steps of one attempt, as they go to its summary log: a step that repeats the one before

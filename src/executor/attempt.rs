@@ -126,9 +126,12 @@ impl Executor {
         // so that nothing of this attempt is written after its outcome.
         run_over.cancel();
         let pid_recorded = recorder.await.unwrap_or(false);
-        let last_pid = progress_rx.borrow().pid;
+        let (last_pid, started_ms) = {
+            let progress = progress_rx.borrow();
+            (progress.pid, progress.started_ms)
+        };
         if !pid_recorded && let Some(pid) = last_pid {
-            self.mark_started(task_id, fence, pid).await;
+            self.mark_started(task_id, fence, pid, started_ms).await;
             inner.feedback.emit(&Event::TaskStarted { task_id, identifier: task.task_identifier.clone() });
         }
 
@@ -234,11 +237,14 @@ impl Executor {
                 biased;
                 () = run_over.cancelled() => return recorded.pid.is_some(),
                 Ok(()) = progress_rx.changed() => {
-                    let pid = progress_rx.borrow_and_update().pid;
+                    let (pid, started_ms) = {
+                        let progress = progress_rx.borrow_and_update();
+                        (progress.pid, progress.started_ms)
+                    };
                     if pid.is_some() && recorded.pid.is_none() {
                         crate::crash::point("after_spawn");
                         // The pid is written at once, for a person looking at the task.
-                        self.mark_started(task_id, fence, pid.unwrap_or(0)).await;
+                        self.mark_started(task_id, fence, pid.unwrap_or(0), started_ms).await;
                         inner.feedback.emit(&Event::TaskStarted { task_id, identifier: identifier.clone() });
                         recorded.pid = pid;
                     }
@@ -338,9 +344,11 @@ impl Executor {
         }
     }
 
-    async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32) {
+    /// Records the start of the CLI, `started_ms` when it was started (now if unknown).
+    async fn mark_started(&self, task_id: TaskId, fence: i64, pid: u32, started_ms: Option<crate::model::Millis>) {
         let owner = self.inner.owner.clone();
-        if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, now_ms())).await
+        let at = started_ms.unwrap_or_else(now_ms);
+        if let Err(e) = self.inner.db.call(move |s| s.mark_started(task_id, &owner, fence, pid, at)).await
             && !e.is_lost()
         {
             tracing::warn!(task_id, "cannot record the start: {e}");

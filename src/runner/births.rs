@@ -67,11 +67,20 @@ impl Moment {
         if !same_namespace() {
             return None;
         }
-        let stat = fs::read_to_string("/proc/stat").ok()?;
-        let loadavg = fs::read_to_string("/proc/loadavg").ok()?;
-        let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max").ok()?;
+        let stat = read("/proc/stat", 16 * 1024)?;
+        let loadavg = read("/proc/loadavg", 128)?;
+        let pid_max = read("/proc/sys/kernel/pid_max", 32)?;
         parse(&stat, &loadavg, &pid_max)
     }
+}
+
+/// A file of `/proc` read whole, in one read call where it is no longer than `size` (its size
+/// on disk is 0, so `fs::read_to_string` would start with a 32-byte read and grow).
+fn read(path: &str, size: usize) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = String::with_capacity(size);
+    fs::File::open(path).ok()?.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// A moment from the texts of `/proc/stat`, `/proc/loadavg` and `kernel.pid_max`.

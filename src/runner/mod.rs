@@ -73,6 +73,9 @@ pub struct RunSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunProgress {
     pub pid: Option<u32>,
+    /// When the CLI was started (milliseconds since the epoch): the task's start as recorded,
+    /// not the moment the record is written.
+    pub started_ms: Option<crate::model::Millis>,
     pub session_id: Option<String>,
     pub last_action: Option<String>,
 }
@@ -218,7 +221,11 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         Err(e) => return failure(ErrorKind::SpawnFailed, format!("cannot start {:?}: {e}", spec.claude_bin)),
     };
     let pid = child.id();
-    progress.send_modify(|p| p.pid = pid);
+    let started_ms = crate::time::now_ms();
+    progress.send_modify(|p| {
+        p.pid = pid;
+        p.started_ms = Some(started_ms);
+    });
     let group = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
 
     let mut detailed = match DetailedLog::open(&spec.detailed_log, spec.max_detailed_log_bytes) {
