@@ -95,20 +95,31 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Moment>) -> Result<
     stop_tagged(tag, grace, "that the CLI left outside its process group").await
 }
 
+/// Above how many candidates listing this process's children (a read per thread) costs less
+/// than reading the candidates' environments.
+const CHILDREN_WORTH_LISTING: usize = 16;
+
 /// The live processes carrying `tag` among those started since `since`: only their
-/// environments are read, and not those of this process's own children (the CLIs and commands
-/// it runs, each with its own tag). The children are listed after the processes and the window
-/// read after both, so that a number given to a child after the listing would have been given
-/// twice in the window, which [`births::window`] rules out.
+/// environments are read. When there are many, this process's own children (the other
+/// attempts' CLIs, each with its own tag) are left out first. They are listed after the
+/// processes, and the window read again after that: a number given to a child after the
+/// listing would then have been given twice in the window, which [`births::window`] rules out.
 fn processes_since(tag: &str, since: &Moment) -> Vec<Pid> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let pids: Vec<u32> =
         entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
-    let children = births::own_children();
-    let window = Moment::now().map_or(Window::All, |now| births::window(since, &now));
+    let window = |since: &Moment| Moment::now().map_or(Window::All, |now| births::window(since, &now));
+    let started_since = window(since);
+    let mut candidates: Vec<u32> = pids.into_iter().filter(|&pid| started_since.contains(pid)).collect();
+    if candidates.len() > CHILDREN_WORTH_LISTING {
+        let children = births::own_children();
+        if window(since) != Window::All {
+            candidates.retain(|pid| !children.contains(pid));
+        }
+    }
     let needle = format!("{RUN_TAG_VAR}={tag}");
-    pids.into_iter()
-        .filter(|&pid| window.contains(pid) && !children.contains(&pid))
+    candidates
+        .into_iter()
         .filter(|pid| carries(*pid, &needle))
         .filter_map(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw)
@@ -208,6 +219,40 @@ mod tests {
         let _ = child.wait();
         assert!(processes_of(&tag).is_empty());
         assert_eq!(stop_run(&tag, Duration::from_millis(500)).await, Ok(0));
+    }
+
+    #[test]
+    fn the_processes_started_since_are_searched_past_our_own_children() {
+        let before = Moment::now().expect("a Linux /proc in our namespace");
+        let tag = run_tag("test-host:2:2", 9, i64::from(std::process::id()));
+        // More of our own children than are worth reading one by one, each with another tag.
+        let mut ours: Vec<std::process::Child> = (0..CHILDREN_WORTH_LISTING + 4)
+            .map(|i| {
+                std::process::Command::new("sleep")
+                    .arg("1000")
+                    .env(RUN_TAG_VAR, run_tag("test-host:2:2", 100 + i as i64, 1))
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        // What an attempt left behind: a grandchild in a session of its own, its parent gone.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "setsid sleep 1000 >/dev/null 2>&1 & echo $!"])
+            .env(RUN_TAG_VAR, &tag)
+            .output()
+            .expect("sh");
+        let left: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid of the escapee");
+        let found = processes_since(&tag, &before);
+        let all = processes_of(&tag);
+        let later = processes_since(&tag, &Moment::now().expect("now"));
+        let _ = kill(Pid::from_raw(left), Signal::SIGKILL);
+        for child in &mut ours {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(found, vec![Pid::from_raw(left)], "the escapee, and nothing else");
+        assert_eq!(all, found, "the same as reading every process");
+        assert!(later.is_empty(), "a moment taken after it started does not see it: {later:?}");
     }
 
     /// Whether `pid` is gone or a zombie.
