@@ -15,8 +15,10 @@ use std::fs;
 /// What `/proc` says about the starting of processes at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Moment {
-    /// Processes and threads started since boot, on the whole machine.
-    pub started: u64,
+    /// Processes and threads started since boot, on the whole machine, read before and after
+    /// `last_pid` (so that the count since an earlier moment is never short of the numbers
+    /// given in between, whichever way the reads interleave with new processes).
+    pub started: (u64, u64),
     /// The last process number given, in our pid namespace.
     pub last_pid: u32,
     /// Processes and threads that exist.
@@ -53,7 +55,7 @@ impl Window {
 /// its process group's and its session's, which stay taken while their members live). While
 /// that cannot add up to a whole round, no number was given twice and the window is exact.
 pub fn window(before: &Moment, now: &Moment) -> Window {
-    let Some(started) = now.started.checked_sub(before.started) else { return Window::All };
+    let Some(started) = now.started.1.checked_sub(before.started.0) else { return Window::All };
     let existed = before.threads.saturating_add(started);
     let travel = started.saturating_add(existed.saturating_mul(3));
     let round = u64::from(before.pid_max.min(now.pid_max).saturating_sub(FIRST_AFTER_WRAP));
@@ -67,10 +69,12 @@ impl Moment {
         if !same_namespace() {
             return None;
         }
-        let stat = read("/proc/stat", 16 * 1024)?;
+        let first = read("/proc/stat", 16 * 1024)?;
         let loadavg = read("/proc/loadavg", 128)?;
+        let second = read("/proc/stat", 16 * 1024)?;
         let pid_max = read("/proc/sys/kernel/pid_max", 32)?;
-        parse(&stat, &loadavg, &pid_max)
+        let moment = parse(&first, &loadavg, &pid_max)?;
+        Some(Moment { started: (moment.started.0, started_count(&second)?), ..moment })
     }
 }
 
@@ -85,12 +89,17 @@ fn read(path: &str, size: usize) -> Option<String> {
 
 /// A moment from the texts of `/proc/stat`, `/proc/loadavg` and `kernel.pid_max`.
 fn parse(stat: &str, loadavg: &str, pid_max: &str) -> Option<Moment> {
-    let started = stat.lines().find_map(|l| l.strip_prefix("processes "))?.trim().parse().ok()?;
+    let started = started_count(stat)?;
     // "0.42 0.13 0.05 1/123 15046": running/existing, then the last number given.
     let mut fields = loadavg.split_whitespace().skip(3);
     let threads = fields.next()?.split_once('/')?.1.parse().ok()?;
     let last_pid = fields.next()?.parse().ok()?;
-    Some(Moment { started, last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
+    Some(Moment { started: (started, started), last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
+}
+
+/// The `processes` line of `/proc/stat`: processes and threads started since boot.
+fn started_count(stat: &str) -> Option<u64> {
+    stat.lines().find_map(|l| l.strip_prefix("processes "))?.trim().parse().ok()
 }
 
 /// Whether `/proc` shows this process under the number it has (checked once).
@@ -123,7 +132,7 @@ mod tests {
     use super::*;
 
     fn moment(started: u64, last_pid: u32, threads: u64) -> Moment {
-        Moment { started, last_pid, threads, pid_max: 32768 }
+        Moment { started: (started, started), last_pid, threads, pid_max: 32768 }
     }
 
     #[test]
@@ -164,11 +173,20 @@ mod tests {
     }
 
     #[test]
+    fn the_count_since_runs_from_the_first_read_before_to_the_second_read_after() {
+        // 8,000 started between the reads taken before and 8,200 between the outer ones: the
+        // outer count decides, which is the one that cannot be short.
+        let before = Moment { started: (1000, 1200), ..moment(0, 5000, 150) };
+        let now = Moment { started: (9000, 9200), ..moment(0, 5100, 150) };
+        assert_eq!(window(&before, &now), Window::All);
+    }
+
+    #[test]
     fn moments_are_read_from_the_texts_of_proc() {
         let stat = "cpu  1 2 3\nintr 5\nctxt 9\nbtime 1\nprocesses 94521\nprocs_running 1\n";
         assert_eq!(
             parse(stat, "2.27 4.05 3.25 1/84 29602\n", "32768\n"),
-            Some(Moment { started: 94521, last_pid: 29602, threads: 84, pid_max: 32768 })
+            Some(Moment { started: (94521, 94521), last_pid: 29602, threads: 84, pid_max: 32768 })
         );
         assert_eq!(parse("cpu 1\n", "0 0 0 1/84 29602", "32768"), None, "no count of processes");
         assert_eq!(parse(stat, "0 0 0 84 29602", "32768"), None, "no threads");
