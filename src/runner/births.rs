@@ -73,8 +73,7 @@ impl Moment {
         let loadavg = read("/proc/loadavg", 128)?;
         let second = read("/proc/stat", 16 * 1024)?;
         let pid_max = read("/proc/sys/kernel/pid_max", 32)?;
-        let moment = parse(&first, &loadavg, &pid_max)?;
-        Some(Moment { started: (moment.started.0, started_count(&second)?), ..moment })
+        parse([&first, &second], &loadavg, &pid_max)
     }
 }
 
@@ -87,14 +86,15 @@ fn read(path: &str, size: usize) -> Option<String> {
     Some(text)
 }
 
-/// A moment from the texts of `/proc/stat`, `/proc/loadavg` and `kernel.pid_max`.
-fn parse(stat: &str, loadavg: &str, pid_max: &str) -> Option<Moment> {
-    let started = started_count(stat)?;
+/// A moment from the texts of `/proc/stat` (read before and after `/proc/loadavg`),
+/// `/proc/loadavg` and `kernel.pid_max`.
+fn parse(stats: [&str; 2], loadavg: &str, pid_max: &str) -> Option<Moment> {
+    let started = (started_count(stats[0])?, started_count(stats[1])?);
     // "0.42 0.13 0.05 1/123 15046": running/existing, then the last number given.
     let mut fields = loadavg.split_whitespace().skip(3);
     let threads = fields.next()?.split_once('/')?.1.parse().ok()?;
     let last_pid = fields.next()?.parse().ok()?;
-    Some(Moment { started: (started, started), last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
+    Some(Moment { started, last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
 }
 
 /// The `processes` line of `/proc/stat`: processes and threads started since boot.
@@ -184,13 +184,15 @@ mod tests {
     #[test]
     fn moments_are_read_from_the_texts_of_proc() {
         let stat = "cpu  1 2 3\nintr 5\nctxt 9\nbtime 1\nprocesses 94521\nprocs_running 1\n";
+        let later = "cpu  1 2 3\nprocesses 94523\n";
         assert_eq!(
-            parse(stat, "2.27 4.05 3.25 1/84 29602\n", "32768\n"),
-            Some(Moment { started: (94521, 94521), last_pid: 29602, threads: 84, pid_max: 32768 })
+            parse([stat, later], "2.27 4.05 3.25 1/84 29602\n", "32768\n"),
+            Some(Moment { started: (94521, 94523), last_pid: 29602, threads: 84, pid_max: 32768 })
         );
-        assert_eq!(parse("cpu 1\n", "0 0 0 1/84 29602", "32768"), None, "no count of processes");
-        assert_eq!(parse(stat, "0 0 0 84 29602", "32768"), None, "no threads");
-        assert_eq!(parse(stat, "0 0 0 1/84", "32768"), None, "no last pid");
+        assert_eq!(parse(["cpu 1\n", later], "0 0 0 1/84 29602", "32768"), None, "no count of processes");
+        assert_eq!(parse([stat, "cpu 1\n"], "0 0 0 1/84 29602", "32768"), None, "no count in the second read");
+        assert_eq!(parse([stat, stat], "0 0 0 84 29602", "32768"), None, "no threads");
+        assert_eq!(parse([stat, stat], "0 0 0 1/84", "32768"), None, "no last pid");
     }
 
     #[test]

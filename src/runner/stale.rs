@@ -59,14 +59,7 @@ pub fn parse_run_tag(text: &str) -> Option<RunTag> {
 
 /// The live processes (not zombies) whose environment carries `tag`.
 pub fn processes_of(tag: &str) -> Vec<Pid> {
-    let needle = format!("{RUN_TAG_VAR}={tag}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|&pid| u32::try_from(pid).is_ok_and(|pid| carries(pid, &needle)))
-        .map(Pid::from_raw)
-        .collect()
+    carrying(listed_pids(), tag)
 }
 
 /// Stops every process of the run tagged `tag` (SIGTERM to their groups, then SIGKILL after
@@ -105,9 +98,7 @@ const CHILDREN_WORTH_LISTING: usize = 16;
 /// processes, and the window read again after that: a number given to a child after the
 /// listing would then have been given twice in the window, which [`births::window`] rules out.
 fn processes_since(tag: &str, since: &Moment) -> Vec<Pid> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let pids: Vec<u32> =
-        entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
+    let pids = listed_pids();
     let window = |since: &Moment| Moment::now().map_or(Window::All, |now| births::window(since, &now));
     let started_since = window(since);
     let mut candidates: Vec<u32> = pids.into_iter().filter(|&pid| started_since.contains(pid)).collect();
@@ -117,19 +108,27 @@ fn processes_since(tag: &str, since: &Moment) -> Vec<Pid> {
             candidates.retain(|pid| !children.contains(pid));
         }
     }
+    carrying(candidates, tag)
+}
+
+/// The numbers of the processes `/proc` lists (none without `/proc`).
+fn listed_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect()
+}
+
+/// Those of `pids` whose environment holds `CLAUDE_WORKER_RUN=<tag>` as one of its variables
+/// (a zombie's is empty).
+fn carrying(pids: Vec<u32>, tag: &str) -> Vec<Pid> {
     let needle = format!("{RUN_TAG_VAR}={tag}");
-    candidates
-        .into_iter()
-        .filter(|pid| carries(*pid, &needle))
+    pids.into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+        })
         .filter_map(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw)
         .collect()
-}
-
-/// Whether process `pid`'s environment holds `needle` (`NAME=value`) as one of its variables.
-fn carries(pid: u32, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
 }
 
 async fn stop_tagged(tag: &str, grace: Duration, whose: &str) -> Result<usize, String> {
