@@ -393,7 +393,7 @@ mod tests {
             identifier: identifier.to_owned(),
             prompt: "p".to_owned(),
             depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
-            settings: TaskSettings::for_tests(),
+            settings: TaskSettings::for_tests().into(),
             project: crate::model::Project::from_stored("/".to_owned()),
         }
     }

@@ -220,7 +220,7 @@ pub struct NewTask {
     pub identifier: String,
     pub prompt: String,
     pub depends_on: Vec<TaskRef>,
-    pub settings: TaskSettings,
+    pub settings: std::sync::Arc<TaskSettings>,
     /// The project of its working directory.
     pub project: Project,
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// A project: the absolute path of its top directory, as stored with each task.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Project(String);
+pub struct Project(std::sync::Arc<str>);
 
 impl Project {
     /// The project of a directory on this machine: the top of its git work tree, or itself.
@@ -33,11 +33,11 @@ impl Project {
 
     /// A project whose top is already known (read back from the database).
     pub fn from_stored(top: String) -> Project {
-        Project(top)
+        Project(top.into())
     }
 
     fn from_path(path: &Path) -> Project {
-        Project(path.to_string_lossy().into_owned())
+        Project(path.to_string_lossy().into())
     }
 
     pub fn as_str(&self) -> &str {

@@ -63,6 +63,21 @@ pub struct TaskInput {
     pub prompt: String,
     pub depends_on: Vec<String>,
     pub wait_after_dependencies: Option<f64>,
+    /// The options the caller set, `None` when it set none: the tasks of a big graph rarely set
+    /// any, and then cost no more than their names (`TaskOptions` is about 400 bytes).
+    pub options: Option<Box<TaskOptions>>,
+}
+
+impl TaskInput {
+    /// Its options, to be set: made when it had none.
+    pub fn options_mut(&mut self) -> &mut TaskOptions {
+        self.options.get_or_insert_with(Box::default)
+    }
+}
+
+/// The options of a [`TaskInput`], each missing until the caller sets it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskOptions {
     pub working_directory: Option<String>,
     pub model: Option<String>,
     pub system_prompt: Option<String>,
@@ -89,6 +104,13 @@ pub struct TaskInput {
     pub include_dependency_results: Option<bool>,
     /// A JSON Schema object the structured result must match.
     pub result_schema: Option<serde_json::Value>,
+}
+
+impl TaskOptions {
+    /// The options, or `None` when none is set.
+    pub fn boxed(self) -> Option<Box<TaskOptions>> {
+        (self != TaskOptions::default()).then(|| Box::new(self))
+    }
 }
 
 /// The options of an orchestration as a whole, beyond its name and budget.
@@ -295,8 +317,10 @@ impl Service {
         mut tasks: Vec<TaskInput>,
     ) -> Result<Created> {
         if let Some(isolation) = &options.isolation {
-            for task in tasks.iter_mut().filter(|t| t.isolation.is_none()) {
-                task.isolation = Some(isolation.clone());
+            for task in &mut tasks {
+                if task.options.as_ref().is_none_or(|o| o.isolation.is_none()) {
+                    task.options_mut().isolation = Some(isolation.clone());
+                }
             }
         }
         if let Some(name) = &name {
@@ -314,10 +338,21 @@ impl Service {
                 tasks.len()
             )));
         }
-        let mut checked = Vec::with_capacity(tasks.len());
+        let mut checked: Vec<NewTask> = Vec::with_capacity(tasks.len());
         for (i, input) in tasks.into_iter().enumerate() {
             let label = if input.identifier.is_empty() { format!("tasks[{i}]") } else { input.identifier.clone() };
-            checked.push(self.check_task(input).map_err(|e| ServiceError::Invalid(format!("{label}: {e}")))?);
+            let mut task = self.check_task(input).map_err(|e| ServiceError::Invalid(format!("{label}: {e}")))?;
+            // The tasks of a graph mostly share their settings and project: one copy for a run
+            // of them, not one a task (a 100,000-task graph's memory).
+            if let Some(previous) = checked.last() {
+                if previous.settings == task.settings {
+                    task.settings = Arc::clone(&previous.settings);
+                }
+                if previous.project == task.project {
+                    task.project = previous.project.clone();
+                }
+            }
+            checked.push(task);
         }
         let batch = NewBatch {
             orchestration: name,
@@ -461,21 +496,24 @@ impl Service {
     }
 
     /// Checks a task's fields and applies the defaults.
-    fn check_task(&self, input: TaskInput) -> Result<NewTask> {
+    fn check_task(&self, task: TaskInput) -> Result<NewTask> {
         let invalid = |m: String| ServiceError::Invalid(m);
-        graph::check_identifier(&input.identifier).map_err(invalid)?;
-        if input.prompt.trim().is_empty() {
+        let (identifier, prompt, depends_on_text, wait_after_dependencies) =
+            (task.identifier, task.prompt, task.depends_on, task.wait_after_dependencies);
+        let input = task.options.map(|o| *o).unwrap_or_default();
+        graph::check_identifier(&identifier).map_err(invalid)?;
+        if prompt.trim().is_empty() {
             return Err(invalid("execution_prompt is empty: say what the task should do".to_owned()));
         }
-        if input.prompt.len() > self.config.max_prompt_bytes {
+        if prompt.len() > self.config.max_prompt_bytes {
             return Err(invalid(format!(
                 "execution_prompt is {} bytes, over the limit of {} (CLAUDE_WORKER_MAX_PROMPT_BYTES): put the \
                  material in a file and tell the task to read it",
-                input.prompt.len(),
+                prompt.len(),
                 self.config.max_prompt_bytes
             )));
         }
-        if input.prompt.contains('\0') {
+        if prompt.contains('\0') {
             return Err(invalid("execution_prompt contains a NUL byte: remove it".to_owned()));
         }
         for (field, value) in
@@ -582,22 +620,22 @@ impl Service {
         if !(-1_000_000..=1_000_000).contains(&priority) {
             return Err(invalid(format!("priority {priority} must be from -1000000 to 1000000")));
         }
-        let wait = input.wait_after_dependencies.unwrap_or(0.0);
+        let wait = wait_after_dependencies.unwrap_or(0.0);
         if !(wait.is_finite() && (0.0..=86_400.0).contains(&wait)) {
             return Err(invalid(format!("wait_after_dependencies {wait} must be from 0 to 86400 seconds")));
         }
         // Checked here, before any transaction: what the store then does with them is bounded
         // (at most an orchestration's worth of short identifiers).
         let max_dependencies = self.config.max_tasks_per_orchestration as usize;
-        if input.depends_on.len() > max_dependencies {
+        if depends_on_text.len() > max_dependencies {
             return Err(invalid(format!(
                 "depends_on has {} entries, more than an orchestration can hold ({max_dependencies}, \
                  MAX_TASKS_PER_ORCHESTRATION)",
-                input.depends_on.len()
+                depends_on_text.len()
             )));
         }
-        let mut depends_on = Vec::with_capacity(input.depends_on.len());
-        for dep in &input.depends_on {
+        let mut depends_on = Vec::with_capacity(depends_on_text.len());
+        for dep in &depends_on_text {
             let dep = dep.trim();
             if dep.is_empty() {
                 return Err(invalid("depends_on has an empty entry: give a task identifier or #<task_id>".to_owned()));
@@ -629,10 +667,10 @@ impl Service {
         let project = Project::of_task(Path::new(&working_directory), &self.project);
         Ok(NewTask {
             project,
-            identifier: input.identifier,
-            prompt: input.prompt,
+            identifier,
+            prompt,
             depends_on,
-            settings: TaskSettings {
+            settings: std::sync::Arc::new(TaskSettings {
                 working_directory,
                 model,
                 system_prompt: input.system_prompt.filter(|s| !s.is_empty()),
@@ -653,7 +691,7 @@ impl Service {
                 verify_attempts,
                 include_dependency_results: input.include_dependency_results.unwrap_or(true),
                 result_schema: input.result_schema,
-            },
+            }),
         })
     }
 

@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 
 use crate::config::Config;
 use crate::model::TaskRef;
-use crate::service::{Service, ServiceError, Target, TaskInput};
+use crate::service::{Service, ServiceError, Target, TaskInput, TaskOptions};
 use crate::store::{Created, Db, Store, Taken};
 
 /// What `claude-worker run` was asked (its command-line arguments).
@@ -212,10 +212,7 @@ async fn create(
     prompt: String,
 ) -> Result<Created, ServiceError> {
     let list = |tools: &[String]| (!tools.is_empty()).then(|| tools.to_vec());
-    let input = TaskInput {
-        identifier,
-        prompt,
-        depends_on: request.depends_on.clone(),
+    let options = TaskOptions {
         working_directory: request.dir.clone(),
         model: request.model.clone(),
         priority: request.priority,
@@ -235,7 +232,13 @@ async fn create(
         verify_attempts: request.verify_attempts,
         include_dependency_results: request.no_dependency_results.then_some(false),
         result_schema: request.result_schema.as_deref().map(schema_argument).transpose()?,
-        ..TaskInput::default()
+    };
+    let input = TaskInput {
+        identifier,
+        prompt,
+        depends_on: request.depends_on.clone(),
+        wait_after_dependencies: None,
+        options: options.boxed(),
     };
     service.create_task(input, request.orchestration.clone(), request.orchestration_max_budget_usd).await
 }
@@ -301,15 +304,16 @@ pub async fn orchestrate(config: Arc<Config>, request: OrchestrateRequest) -> an
     let tasks = tasks
         .into_iter()
         .map(|mut task| {
-            task.working_directory = Some(match task.working_directory.take().filter(|d| !d.is_empty()) {
+            let options = task.options_mut();
+            options.working_directory = Some(match options.working_directory.take().filter(|d| !d.is_empty()) {
                 Some(dir) if Path::new(&dir).is_relative() && !dir.starts_with('~') => {
                     base.join(dir).display().to_string()
                 }
                 Some(dir) => dir,
                 None => base.display().to_string(),
             });
-            if task.verify.is_none() {
-                task.verify.clone_from(&default_verify);
+            if options.verify.is_none() {
+                options.verify.clone_from(&default_verify);
             }
             task
         })

@@ -103,14 +103,15 @@ pub async fn create_task(service: &Service, args: CreateTaskArgs) -> Result<Crea
 }
 
 pub async fn create_orchestration(service: &Service, args: CreateOrchestrationArgs) -> Result<CreateOrchestrationOut> {
-    let delays: Vec<f64> = args.tasks.iter().map(|t| t.initial_delay.unwrap_or(0.0)).collect();
+    let delays: Vec<f64> = args.tasks.iter().map(|t| t.wait_after_dependencies.unwrap_or(0.0)).collect();
     let options = args.options();
     let (name, budget) = (args.name.clone(), args.max_budget_usd);
     let inputs = args.task_inputs();
     let created = service.create_orchestration(name, budget, &options, inputs).await?;
-    let status = match service.status(&Target::Orchestration(created.orchestration_id)).await {
-        Ok(crate::service::Status::Orchestration(d)) => d.summary.status.to_string(),
-        _ => "pending".to_owned(),
+    // The summary, not the whole orchestration: a 100,000-task graph's detail is tens of MB.
+    let status = match service.orchestration_summary(created.orchestration_id).await {
+        Ok(summary) => summary.status.to_string(),
+        Err(_) => "pending".to_owned(),
     };
     Ok(CreateOrchestrationOut::new(&created, &delays, status))
 }

@@ -10,7 +10,7 @@ use crate::model::{
     Millis, OrchestrationDetail, OrchestrationSummary, TaskError, TaskLink, TaskListItem, TaskRef, TaskStatus,
     round_usd,
 };
-use crate::service::{Status, TaskInput, TaskOutput, TaskStatusView};
+use crate::service::{Status, TaskInput, TaskOptions, TaskOutput, TaskStatusView};
 use crate::store::{
     BudgetRaise, CancelOutcome, Created, OrchestrationRetryOutcome, RetriedTask, RetryOutcome, UsageLimits,
 };
@@ -106,11 +106,7 @@ macro_rules! with_task_options {
         impl $name {
             /// The service's input: identifier, prompt, dependencies, delay, and the options.
             pub fn into_input(self, identifier: String, prompt: String, depends_on: Vec<String>, wait: Option<f64>) -> TaskInput {
-                TaskInput {
-                    identifier,
-                    prompt,
-                    depends_on,
-                    wait_after_dependencies: wait,
+                let options = TaskOptions {
                     working_directory: self.working_directory,
                     model: self.model,
                     system_prompt: self.system_prompt,
@@ -130,7 +126,8 @@ macro_rules! with_task_options {
                     verify_attempts: self.verify_attempts,
                     include_dependency_results: self.include_dependency_results,
                     result_schema: self.result_schema.map(serde_json::Value::Object),
-                }
+                };
+                TaskInput { identifier, prompt, depends_on, wait_after_dependencies: wait, options: options.boxed() }
             }
         }
     };
@@ -156,12 +153,12 @@ with_task_options! {
 
 impl CreateTaskArgs {
     /// The task, the orchestration's name and the orchestration's budget.
-    pub fn into_parts(self) -> (TaskInput, Option<String>, Option<f64>) {
-        let (orchestration, budget) = (self.orchestration.clone(), self.orchestration_max_budget_usd);
+    pub fn into_parts(mut self) -> (TaskInput, Option<String>, Option<f64>) {
+        let (orchestration, budget) = (self.orchestration.take(), self.orchestration_max_budget_usd);
         let (identifier, prompt, depends_on, wait) = (
-            self.task_identifier.clone(),
-            self.execution_prompt.clone(),
-            self.depends_on.clone(),
+            std::mem::take(&mut self.task_identifier),
+            std::mem::take(&mut self.execution_prompt),
+            std::mem::take(&mut self.depends_on),
             self.wait_after_dependencies,
         );
         (self.into_input(identifier, prompt, depends_on, wait), orchestration, budget)
@@ -184,11 +181,36 @@ with_task_options! {
 }
 
 impl BatchTask {
-    pub fn into_task_input(self) -> TaskInput {
-        let (identifier, prompt, depends_on, wait) =
-            (self.identifier.clone(), self.execution_prompt.clone(), self.depends_on.clone(), self.initial_delay);
+    pub fn into_task_input(mut self) -> TaskInput {
+        let (identifier, prompt, depends_on, wait) = (
+            std::mem::take(&mut self.identifier),
+            std::mem::take(&mut self.execution_prompt),
+            std::mem::take(&mut self.depends_on),
+            self.initial_delay,
+        );
         self.into_input(identifier, prompt, depends_on, wait)
     }
+}
+
+/// The tasks of `create_orchestration`, each made a [`TaskInput`] as soon as it is read, so that
+/// the list never exists as [`BatchTask`]s (over 400 bytes each before their strings): the
+/// memory of a 100,000-task request.
+fn batch_tasks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<TaskInput>, D::Error> {
+    struct Tasks;
+    impl<'de> serde::de::Visitor<'de> for Tasks {
+        type Value = Vec<TaskInput>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<TaskInput>, A::Error> {
+            let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(task) = seq.next_element::<BatchTask>()? {
+                tasks.push(task.into_task_input());
+            }
+            Ok(tasks)
+        }
+    }
+    deserializer.deserialize_seq(Tasks)
 }
 
 /// A list of strings, also accepted as one string (models often write `"depends_on": "a"`).
@@ -215,14 +237,31 @@ fn one_or_many_opt<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
 pub fn parse_args<T: serde::de::DeserializeOwned>(
     args: serde_json::Map<String, serde_json::Value>,
 ) -> Result<T, String> {
-    serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." || path.is_empty() {
-            format!("invalid arguments: {}", e.inner())
-        } else {
-            format!("invalid argument {path}: {}", e.inner())
-        }
-    })
+    serde_path_to_error::deserialize(serde_json::Value::Object(args))
+        .map_err(|e| args_error(&e.path().to_string(), &e.inner().to_string()))
+}
+
+/// Parses a verb's arguments from their JSON text, without a `serde_json::Value` tree in
+/// between; the error is worded as [`parse_args`] words it.
+pub fn parse_args_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let inner = e.inner();
+        // The text's line and column mean nothing to the caller, who sent a JSON value.
+        let message = inner.to_string();
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        args_error(&e.path().to_string(), message.strip_suffix(&position).unwrap_or(&message))
+    })?;
+    deserializer.end().map_err(|e| args_error(".", &e.to_string()))?;
+    Ok(parsed)
+}
+
+fn args_error(path: &str, message: &str) -> String {
+    if path == "." || path.is_empty() {
+        format!("invalid arguments: {message}")
+    } else {
+        format!("invalid argument {path}: {message}")
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -237,7 +276,9 @@ pub struct CreateOrchestrationArgs {
     pub base_ref: Option<String>,
     /// With isolation: merge the integration branch into the checkout's current branch when the orchestration completes (refused when the checkout has changes or the merge would conflict).
     pub merge_when_done: Option<bool>,
-    pub tasks: Vec<BatchTask>,
+    #[serde(deserialize_with = "batch_tasks")]
+    #[schemars(with = "Vec<BatchTask>")]
+    pub tasks: Vec<TaskInput>,
     /// Default verify command of its tasks that set none (a task's "" opts out).
     pub verify: Option<String>,
 }
@@ -246,16 +287,15 @@ impl CreateOrchestrationArgs {
     /// Its tasks as the service takes them, the orchestration's `verify` given to those that set none.
     pub fn task_inputs(self) -> Vec<TaskInput> {
         let verify = self.verify;
-        self.tasks
-            .into_iter()
-            .map(|task| {
-                let mut input = task.into_task_input();
-                if input.verify.is_none() {
-                    input.verify.clone_from(&verify);
+        let mut tasks = self.tasks;
+        if let Some(verify) = verify {
+            for task in &mut tasks {
+                if task.options.as_ref().is_none_or(|o| o.verify.is_none()) {
+                    task.options_mut().verify = Some(verify.clone());
                 }
-                input
-            })
-            .collect()
+            }
+        }
+        tasks
     }
 
     pub fn options(&self) -> crate::service::OrchestrationOptions {
@@ -299,7 +339,7 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
         isolation: args.isolation,
         base_ref: args.base_ref,
         merge_when_done: args.merge_when_done.unwrap_or(false),
-        tasks: args.tasks.into_iter().map(BatchTask::into_task_input).collect(),
+        tasks: args.tasks,
         verify: args.verify,
     })
 }
@@ -1019,6 +1059,57 @@ impl From<&RetriedTask> for RetriedTaskOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both ways of reading arguments: from rmcp's map (MCP over HTTP) and from their text (MCP
+    /// over stdio).
+    fn both<T: serde::de::DeserializeOwned>(text: &str) -> (Result<T, String>, Result<T, String>) {
+        let object = serde_json::from_str(text).expect("a JSON object");
+        (parse_args(object), parse_args_text(text))
+    }
+
+    #[test]
+    fn arguments_read_from_text_are_refused_in_the_words_of_the_map() {
+        for text in [
+            r#"{"tasks": [{"identifier": "a", "execution_prompt": "x", "bogus": 1}]}"#,
+            r#"{"tasks": [{"identifier": "a", "execution_prompt": "x"}, {"identifier": "b", "execution_prompt": "x", "model": 5}]}"#,
+            r#"{"tasks": [{"identifier": "a"}]}"#,
+            r#"{"name": "n"}"#,
+            r#"{"tasks": {"identifier": "a"}}"#,
+            r#"{"tasks": [{"identifier": "a", "execution_prompt": "x", "depends_on": [1]}]}"#,
+            r#"{"tasks": [], "max_budget_usd": "lots"}"#,
+        ] {
+            let (map, text_read) = both::<CreateOrchestrationArgs>(text);
+            let (map, text_read) = (map.expect_err(text), text_read.expect_err(text));
+            assert_eq!(map, text_read, "{text}");
+            assert!(!text_read.contains("line 1"), "{text_read}");
+        }
+        let (map, text_read) = both::<CreateTaskArgs>(r#"{"task_identifier": "a", "execution_prompt": 3}"#);
+        assert_eq!(map.expect_err("refused"), text_read.expect_err("refused"));
+    }
+
+    #[test]
+    fn the_tasks_of_an_orchestration_are_read_straight_into_inputs() {
+        let text = r#"{"name": "n", "verify": "make check", "tasks": [
+            {"identifier": "a", "execution_prompt": "x", "wait_after_dependencies": 5},
+            {"task_identifier": "b", "execution_prompt": "y", "depends_on": "a", "model": "opus", "verify": ""}
+        ]}"#;
+        let (map, text_read) = both::<CreateOrchestrationArgs>(text);
+        for args in [map.expect("read"), text_read.expect("read")] {
+            let tasks = args.task_inputs();
+            assert_eq!(tasks.len(), 2);
+            assert_eq!((tasks[0].identifier.as_str(), tasks[0].wait_after_dependencies), ("a", Some(5.0)));
+            // The orchestration's verify reaches the task that sets none, and only it.
+            let a = tasks[0].options.as_deref().expect("a has the orchestration's verify");
+            assert_eq!(a, &TaskOptions { verify: Some("make check".to_owned()), ..TaskOptions::default() });
+            assert_eq!(tasks[1].depends_on, ["a"]);
+            let b = tasks[1].options.as_deref().expect("b has options");
+            assert_eq!((b.model.as_deref(), b.verify.as_deref()), (Some("opus"), Some("")));
+        }
+        // A task that sets no option carries none.
+        let plain: CreateOrchestrationArgs =
+            parse_args_text(r#"{"tasks": [{"identifier": "a", "execution_prompt": "x"}]}"#).expect("read");
+        assert!(plain.task_inputs()[0].options.is_none());
+    }
 
     #[test]
     fn an_orchestration_retry_answers_with_what_it_reopened() {

@@ -423,7 +423,7 @@ impl Executor {
             prompt: isolation::resolve_prompt(&names),
             depends_on: work.sinks.iter().map(|s| TaskRef::Id(s.task_id)).collect(),
             project: crate::project::Project::of_directory(Path::new(&settings.working_directory)),
-            settings,
+            settings: settings.into(),
         };
         let batch = NewBatch {
             orchestration: None,

@@ -32,7 +32,7 @@ use crate::api::wire::{
     ListOrchestrationsArgs, ListOrchestrationsOut, ListTasksArgs, ListTasksOut, OutputArgs, OutputOut, RetryArgs,
     RetryOut, StatusArgs, StatusOut, WaitArgs,
 };
-use crate::api::{self, wire::parse_args};
+use crate::api::{self, wire::parse_args, wire::parse_args_text};
 use crate::service::{Service, ServiceError};
 use resources::{ResourceUri, Watcher};
 use rmcp::handler::server::common::schema_for_input;
@@ -239,6 +239,19 @@ fn lost(e: &ServiceError) -> bool {
     matches!(e, ServiceError::Store(e) if e.is_lost())
 }
 
+/// A tool's arguments: parsed from their text when the stdio transport kept it aside
+/// ([`transport::RawArguments`]), else from rmcp's map (MCP over HTTP). Either way a mistake
+/// names the field at fault, in the same words.
+fn arguments<T: serde::de::DeserializeOwned>(
+    object: JsonObject,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<T, String> {
+    match ctx.extensions.get::<transport::RawArguments>().and_then(transport::RawArguments::take) {
+        Some(text) => parse_args_text(&text),
+        None => parse_args(object),
+    }
+}
+
 /// The input schema of a tool whose arguments are parsed by [`parse_args`].
 fn input_schema<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<JsonObject> {
     schema_for_input::<T>().unwrap_or_else(|e| panic!("invalid input schema for {}: {e}", std::any::type_name::<T>()))
@@ -253,7 +266,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateTaskOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::create_task(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -264,7 +277,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateOrchestrationOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::create_orchestration(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -275,7 +288,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<StatusOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::status(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -286,7 +299,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ListOrchestrationsOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::list_orchestrations(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -297,7 +310,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ListTasksOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::list_tasks(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -308,7 +321,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<OutputOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::output(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -319,7 +332,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CancelOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::cancel(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -330,7 +343,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<RetryOut>, String> {
-        let args = parse_args(args)?;
+        let args = arguments(args, &ctx)?;
         Ok(Json(api::retry(&self.service(&ctx.peer).await, args).await?))
     }
 
@@ -341,7 +354,7 @@ impl ClaudeWorkerServer {
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<StatusOut>, String> {
-        let wait = api::Wait::new(parse_args(args)?)?;
+        let wait = api::Wait::new(arguments(args, &ctx)?)?;
         let token = ctx.meta.get_progress_token();
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<(f64, f64, String)>();
         let forwarder = token.map(|token| {

@@ -396,6 +396,9 @@ fn parse_line(line: &[u8]) -> Parsed {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Ignore;
     }
+    if let Some(message) = tool_call_with_raw_arguments(line) {
+        return Parsed::Message(Box::new(message));
+    }
     let error = match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(line) {
         Ok(JsonRpcMessage::Request(request)) => {
             if let ClientRequest::CustomRequest(custom) = &request.request
@@ -455,6 +458,62 @@ fn parse_line(line: &[u8]) -> Parsed {
     Parsed::Reply(error_line(id, INVALID_REQUEST, &format!("Invalid Request: {reason}")))
 }
 
+/// The arguments of a `tools/call` as their JSON text, handed to the tool beside the message
+/// (in its extensions) while the message itself carries `{}`. rmcp reads a message through
+/// untagged and flattened shapes, so serde would buffer the arguments into a tree of its own and
+/// copy them again into a `serde_json::Value` map: about 3 KiB a task of a 100,000-task
+/// `create_orchestration`. The tool parses this text straight into its typed arguments instead.
+#[derive(Clone, Debug)]
+pub struct RawArguments(Arc<Mutex<Option<String>>>);
+
+impl RawArguments {
+    /// The text, once: the first taker frees it when done.
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+/// A `tools/call` whose arguments are a JSON object: the message rmcp reads from the line with
+/// the arguments left out (`{}` in their place, so that everything else about the message is
+/// rmcp's own decision), and the arguments' text in its extensions. None for every other line,
+/// and for a `tools/call` rmcp would not read as one: those take the usual path and its errors.
+fn tool_call_with_raw_arguments(line: &[u8]) -> Option<RxJsonRpcMessage<RoleServer>> {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        params: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        arguments: Option<&'a RawValue>,
+    }
+    let envelope: Envelope = serde_json::from_slice(line).ok()?;
+    if envelope.method.as_deref() != Some("tools/call") {
+        return None;
+    }
+    let params: Params = serde_json::from_str(envelope.params?.get()).ok()?;
+    let arguments = params.arguments?.get();
+    if !arguments.starts_with('{') {
+        return None;
+    }
+    // The arguments are a slice of the line: cut them out by their place in it.
+    let start = (arguments.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    let end = start + arguments.len();
+    let mut rest = Vec::with_capacity(line.len() - arguments.len() + 2);
+    rest.extend_from_slice(line.get(..start)?);
+    rest.extend_from_slice(b"{}");
+    rest.extend_from_slice(line.get(end..)?);
+    let mut message = serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(&rest).ok()?;
+    let JsonRpcMessage::Request(request) = &mut message else { return None };
+    let ClientRequest::CallToolRequest(call) = &mut request.request else { return None };
+    call.extensions.insert(RawArguments(Arc::new(Mutex::new(Some(arguments.to_owned())))));
+    Some(message)
+}
+
 /// Why the params of a request rmcp could not type are invalid, if its method is one this server
 /// serves (rmcp answers the others with Method not found).
 fn invalid_params(request: &CustomRequest) -> Option<String> {
@@ -511,6 +570,7 @@ fn error_line(id: Value, code: i64, message: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use futures::StreamExt;
+    use rmcp::model::JsonObject;
     use serde_json::json;
 
     fn reply(parsed: Parsed) -> Value {
@@ -588,6 +648,49 @@ mod tests {
         ] {
             assert!(!matches!(parse_line(line), Parsed::Reply(_)), "{}", String::from_utf8_lossy(line));
         }
+    }
+
+    /// The `tools/call` a line becomes, the text of its arguments kept aside, and its progress
+    /// token as the handler sees it.
+    fn tool_call(line: &[u8]) -> (CallToolRequestParams, Option<String>, Option<rmcp::model::ProgressToken>) {
+        let Parsed::Message(message) = parse_line(line) else {
+            panic!("not a message: {}", String::from_utf8_lossy(line))
+        };
+        let JsonRpcMessage::Request(request) = *message else { panic!("not a request") };
+        let ClientRequest::CallToolRequest(call) = request.request else { panic!("not a tools/call") };
+        let text = call.extensions.get::<RawArguments>().and_then(RawArguments::take);
+        let token = call.extensions.get::<rmcp::model::RequestMetaObject>().and_then(|m| m.get_progress_token());
+        (call.params, text, token)
+    }
+
+    #[test]
+    fn a_tool_call_hands_its_arguments_over_as_text_and_the_rest_as_rmcp_reads_it() {
+        let line = "\u{FEFF}{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools\\/call\",\"params\":{\"name\":\"create_task\",\
+                    \"arguments\": {\"a\": [1, {\"b\": \"}\"}], \"c\": \"\\u00e9\"} ,\"_meta\":{\"progressToken\":\"p\"}}}\r";
+        let (params, text, token) = tool_call(line.as_bytes());
+        assert_eq!(params.name, "create_task");
+        assert_eq!(params.arguments, Some(JsonObject::new()), "the message carries no copy of them");
+        assert_eq!(token, Some(rmcp::model::ProgressToken(RequestId::String("p".into()))));
+        assert_eq!(text.as_deref(), Some(r#"{"a": [1, {"b": "}"}], "c": "\u00e9"}"#));
+    }
+
+    #[test]
+    fn a_tool_call_without_an_arguments_object_takes_the_usual_path() {
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_tasks"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_tasks","arguments":null}}"#,
+        ] {
+            let (params, text, _) = tool_call(line);
+            assert_eq!((params.name.as_ref(), text), ("list_tasks", None));
+        }
+        // Arguments that are not an object are refused as before, with the request's id.
+        let answer = reply(parse_line(
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
+        ));
+        assert_eq!((answer["id"].clone(), answer["error"]["code"].clone()), (json!(2), json!(INVALID_PARAMS)));
+        // So is a call without a name, even with an arguments object.
+        let answer = reply(parse_line(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"arguments":{}}}"#));
+        assert_eq!((answer["id"].clone(), answer["error"]["code"].clone()), (json!(3), json!(INVALID_PARAMS)));
     }
 
     async fn read_all(input: &[u8], max: usize) -> Vec<Option<Vec<u8>>> {

@@ -15,7 +15,7 @@ fn task(identifier: &str, deps: &[&str]) -> NewTask {
         identifier: identifier.to_owned(),
         prompt: format!("do {identifier}"),
         depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
-        settings: TaskSettings::for_tests(),
+        settings: TaskSettings::for_tests().into(),
         project: here(),
     }
 }
@@ -97,11 +97,11 @@ fn the_finish_that_spends_the_budget_skips_what_has_not_started_and_leaves_runni
 fn an_attempt_is_capped_by_what_is_left_and_by_its_own_limit() {
     let (_dir, mut store, _) = open_two();
     let own = NewTask {
-        settings: TaskSettings { max_budget_usd: Some(0.3), ..TaskSettings::for_tests() },
+        settings: TaskSettings { max_budget_usd: Some(0.3), ..TaskSettings::for_tests() }.into(),
         ..task("own", &["first"])
     };
     let lots = NewTask {
-        settings: TaskSettings { max_budget_usd: Some(5.0), ..TaskSettings::for_tests() },
+        settings: TaskSettings { max_budget_usd: Some(5.0), ..TaskSettings::for_tests() }.into(),
         ..task("lots", &["first"])
     };
     store.create_batch(&budgeted(vec![task("first", &[]), own, lots], 1.0), 100, 3_600_000, 1).expect("create");
@@ -116,7 +116,7 @@ fn an_attempt_is_capped_by_what_is_left_and_by_its_own_limit() {
     // Without a budget the task's own limit passes through.
     let mut free = budgeted(vec![task("free", &[])], 1.0);
     (free.orchestration, free.budget_usd) = (None, None);
-    free.tasks[0].settings.max_budget_usd = Some(0.7);
+    std::sync::Arc::make_mut(&mut free.tasks[0].settings).max_budget_usd = Some(0.7);
     store.create_batch(&free, 100, 3_600_000, 5).expect("create");
     let claimed = store.claim_ready("one", 4, 4, 30_000, 6).expect("claim").pop().expect("free");
     assert_eq!(claimed.max_budget_usd, Some(0.7));
@@ -126,7 +126,7 @@ fn an_attempt_is_capped_by_what_is_left_and_by_its_own_limit() {
 fn a_stop_at_the_budget_s_cap_is_budget_exhausted_and_at_the_task_s_own_is_max_budget() {
     let (_dir, mut store, _) = open_two();
     let own = NewTask {
-        settings: TaskSettings { max_budget_usd: Some(0.1), ..TaskSettings::for_tests() },
+        settings: TaskSettings { max_budget_usd: Some(0.1), ..TaskSettings::for_tests() }.into(),
         ..task("own", &[])
     };
     store.create_batch(&budgeted(vec![task("spender", &[]), own], 1.0), 100, 3_600_000, 1).expect("create");

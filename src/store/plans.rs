@@ -51,7 +51,7 @@ fn layered(name: &str, layers: usize, width: usize) -> NewBatch {
                 identifier: format!("t{layer}-{i}"),
                 prompt: "p".to_owned(),
                 depends_on,
-                settings: TaskSettings::for_tests(),
+                settings: TaskSettings::for_tests().into(),
                 project: here(),
             });
         }

@@ -282,7 +282,7 @@ impl Store {
         task_id: TaskId,
         owner: &str,
         fence: i64,
-        kind: &str,
+        kind: &'static str,
         detail: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {

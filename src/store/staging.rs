@@ -96,7 +96,7 @@ mod tests {
             identifier: identifier.to_owned(),
             prompt: "p".to_owned(),
             depends_on: depends_on.iter().map(|d| TaskRef::Identifier((*d).to_owned())).collect(),
-            settings,
+            settings: settings.into(),
             project: Project::from_stored("/".to_owned()),
         }
     }

@@ -19,7 +19,7 @@ fn task(identifier: &str, deps: &[&str]) -> NewTask {
         identifier: identifier.to_owned(),
         prompt: format!("do {identifier}"),
         depends_on: deps.iter().map(|d| TaskRef::parse(d)).collect(),
-        settings: settings(),
+        settings: settings().into(),
         project: here(),
     }
 }
@@ -954,9 +954,9 @@ fn a_dependent_reads_its_dependencies_results_and_the_settings_read_back() {
     let (_dir, mut store) = open();
     let schema = serde_json::json!({"type": "object", "required": ["answer"]});
     let mut structured = task("structured", &[]);
-    structured.settings.result_schema = Some(schema.clone());
+    std::sync::Arc::make_mut(&mut structured.settings).result_schema = Some(schema.clone());
     let mut dependent = task("dependent", &["structured", "long"]);
-    dependent.settings.include_dependency_results = false;
+    std::sync::Arc::make_mut(&mut dependent.settings).include_dependency_results = false;
     store.create_batch(&batch(vec![structured, task("long", &[]), dependent]), 100, 3_600_000, 1).expect("create");
     let claims = store.claim_ready("me", 4, 4, 30_000, 2).expect("claim");
     assert_eq!(claims.len(), 2);

@@ -82,3 +82,47 @@ async fn cpu_per_task_stays_flat_as_the_graph_grows() {
          cost grows with the graph"
     );
 }
+
+/// The peak resident memory of a process (`VmHWM`), in KiB.
+fn peak_memory_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is alive");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_graph_is_accepted_in_memory_proportionate_to_its_tasks() {
+    const TASKS: usize = 30_000;
+    let env = Env::new().set("MAX_TASKS_PER_ORCHESTRATION", &TASKS.to_string());
+    let server = env.server().await;
+    server.ok("list_tasks", json!({})).await;
+    let before = peak_memory_kib(server.pid);
+    // Nothing starts for a day: this measures the accepting, not the running.
+    let mut tasks = layers_of_99(TASKS);
+    for task in &mut tasks {
+        task["wait_after_dependencies"] = json!(86400);
+    }
+    let request_bytes = serde_json::to_vec(&tasks).expect("json").len();
+    let created = server.ok("create_orchestration", json!({ "name": "huge", "tasks": tasks })).await;
+    assert_eq!(created["total_tasks"], TASKS, "{}", created["message"]);
+    let grown = peak_memory_kib(server.pid).saturating_sub(before);
+    let per_task = grown as f64 * 1024.0 / TASKS as f64;
+    eprintln!(
+        "accepting {TASKS} tasks ({} KiB of JSON) raised the server's peak by {} KiB: {per_task:.0} bytes a task",
+        request_bytes / 1024,
+        grown
+    );
+    // About 800 bytes a task in a release build since the arguments of a tools/call are read
+    // straight into typed inputs (session 9); 3,500 before, when rmcp first built a
+    // serde_json tree of them and serde buffered it twice more. The bound is generous.
+    assert!(
+        per_task < 1600.0,
+        "accepting a {TASKS}-task graph cost {per_task:.0} bytes of peak memory a task (the request is {} bytes a \
+         task)",
+        request_bytes / TASKS
+    );
+    server.stop().await;
+}
