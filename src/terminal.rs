@@ -437,7 +437,7 @@ fn print_created(created: &Created, name: Option<&str>) -> std::io::Result<()> {
         name.map(|n| format!(" ({n})")).unwrap_or_default(),
         crate::text::count(created.tasks.len() as u64, "task")
     )?;
-    for task in &created.tasks {
+    for task in created.tasks.iter() {
         writeln!(out, "  #{} {} ({})", task.task_id, task.identifier, task.status)?;
     }
     writeln!(out, "watch it: claude-worker-inspect watch {}", created.orchestration_id)

@@ -515,10 +515,13 @@ pub struct CreateOrchestrationOut {
 
 impl CreateOrchestrationOut {
     pub fn new(created: &Created, delays: &[f64], status: String) -> CreateOrchestrationOut {
+        // The first tasks, in the batch's order (a new orchestration has nothing more urgent to
+        // show): only those listed are copied.
         let tasks: Vec<BatchTaskOut> = created
             .tasks
             .iter()
             .zip(delays)
+            .take(super::listing::MAX_LISTED_TASKS)
             .map(|(t, delay)| BatchTaskOut {
                 identifier: t.identifier.clone(),
                 task_id: t.task_id,
@@ -527,9 +530,9 @@ impl CreateOrchestrationOut {
                 status: t.status.to_string(),
             })
             .collect();
-        let ready = tasks.iter().filter(|t| t.status == "pending").count();
-        let total_tasks = tasks.len();
-        let (tasks, omitted) = super::listing::listed(tasks, |_| 0);
+        let ready = created.tasks.iter().filter(|t| t.status == TaskStatus::Pending).count();
+        let total_tasks = created.tasks.len();
+        let omitted = total_tasks - tasks.len();
         let mut message = format!(
             "Orchestration {} created with {}; {ready} can start now. Check it with get_status(orchestration_id={}) or wait.",
             created.orchestration_id,

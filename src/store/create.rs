@@ -4,13 +4,16 @@
 //! fails.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::projects::{orchestration_project, task_elsewhere, task_in_project};
-use super::{Store, StoreError, TaskKey, budgets, isolation, lineage, record_event, refresh_orchestration};
+use super::{
+    EventLine, PENDING_LOG, Pending, Store, StoreError, TaskKey, budgets, isolation, lineage, refresh_orchestration,
+};
 use crate::graph::{self, InitialState};
-use crate::model::{Millis, NewBatch, OrchestrationId, TaskId, TaskLink, TaskRef, TaskStatus};
+use crate::model::{Millis, NewBatch, OrchestrationId, QueuedBy, TaskId, TaskLink, TaskRef, TaskStatus};
 use crate::project::Project;
 
 /// What a stored batch became.
@@ -19,8 +22,8 @@ pub struct Created {
     pub orchestration_id: OrchestrationId,
     /// Other orchestrations that were merged into this one because the batch joined them.
     pub merged: Vec<OrchestrationId>,
-    /// In the order of the batch.
-    pub tasks: Vec<CreatedTask>,
+    /// In the order of the batch; shared with the global log's lines until they are written.
+    pub tasks: Arc<Vec<CreatedTask>>,
     /// What the caller should know of what was stored (a checkout with changes isolated tasks
     /// will not see).
     pub notes: Vec<String>,
@@ -263,19 +266,11 @@ fn create_in(
             tx.prepare_cached("INSERT INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)")?
                 .execute(params![task_id, link.task_id])?;
         }
-        let key = TaskKey { task_id, identifier: task.identifier.clone(), orchestration_id };
-        let created_detail = if links.is_empty() {
-            None
-        } else {
-            Some(format!(
-                "depends on {}",
-                links.iter().map(|l| format!("{} (#{})", l.task_identifier, l.task_id)).collect::<Vec<_>>().join(", ")
-            ))
-        };
-        let created_detail = lineage::created_detail(batch.queued_by.as_ref(), created_detail);
-        record_event(tx, &key, now, "created", 0, None, created_detail.as_deref())?;
+        // Logged after the commit, from what the batch became (`CreatedLines`).
+        let detail = created_detail(&links, batch.queued_by.as_ref());
+        insert_event(tx, task_id, now, "created", detail.as_deref())?;
         if let Some(reason) = &skipped_because {
-            record_event(tx, &key, now, "skipped", 0, None, Some(reason))?;
+            insert_event(tx, task_id, now, "skipped", Some(reason))?;
         }
         stored[index] = Some(CreatedTask {
             task_id,
@@ -291,8 +286,58 @@ fn create_in(
         reason = "filter_map collects in place (Option<CreatedTask> is as wide as CreatedTask); flatten \
                   allocated a second vector, 11.5 MB at 100,000 tasks"
     )]
-    let tasks = stored.into_iter().filter_map(|t| t).collect();
+    let tasks: Arc<Vec<CreatedTask>> = Arc::new(stored.into_iter().filter_map(|t| t).collect());
+    let lines = CreatedLines { orchestration_id, queued_by: batch.queued_by, tasks: Arc::clone(&tasks) };
+    PENDING_LOG.with_borrow_mut(|pending| pending.push(Pending::Created(lines)));
     Ok(Created { orchestration_id, merged, tasks, notes: Vec::new() })
+}
+
+/// The detail of a task's `created` event: who queued it and what it depends on.
+fn created_detail(links: &[TaskLink], queued_by: Option<&QueuedBy>) -> Option<String> {
+    let depends = (!links.is_empty()).then(|| {
+        format!(
+            "depends on {}",
+            links.iter().map(|l| format!("{} (#{})", l.task_identifier, l.task_id)).collect::<Vec<_>>().join(", ")
+        )
+    });
+    lineage::created_detail(queued_by, depends)
+}
+
+/// A `task_events` row whose line the global log gets some other way.
+fn insert_event(
+    tx: &Connection,
+    task_id: TaskId,
+    now: Millis,
+    kind: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT INTO task_events (task_id, at, kind, attempt, detail) VALUES (?1, ?2, ?3, 0, ?4)")?
+        .execute(params![task_id, now, kind, detail])?;
+    Ok(())
+}
+
+/// The global log's lines for a stored batch, written once it is committed.
+pub(super) struct CreatedLines {
+    orchestration_id: OrchestrationId,
+    queued_by: Option<QueuedBy>,
+    tasks: Arc<Vec<CreatedTask>>,
+}
+
+impl CreatedLines {
+    pub(super) fn emit(self) {
+        for task in self.tasks.iter() {
+            let key = TaskKey {
+                task_id: task.task_id,
+                identifier: task.identifier.clone(),
+                orchestration_id: self.orchestration_id,
+            };
+            let detail = created_detail(&task.depends_on, self.queued_by.as_ref());
+            EventLine { key: key.clone(), kind: "created", attempt: 0, detail: detail.map(Box::from) }.emit();
+            if let Some(reason) = &task.skipped_because {
+                EventLine { key, kind: "skipped", attempt: 0, detail: Some(reason.as_str().into()) }.emit();
+            }
+        }
+    }
 }
 
 pub(super) fn seconds_to_ms(seconds: f64) -> Millis {

@@ -51,3 +51,47 @@ async fn two_databases_sharing_a_log_directory_keep_their_task_logs_apart() {
     assert!(summaries[0].exists(), "the first database's log is kept");
     assert!(first.home.join("tasks/task_1_detailed.log").exists());
 }
+
+/// The lines of the global log about one task, in order.
+fn global_lines_of(env: &Env, task: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(env.home.join("claude-worker.log")).expect("global log");
+    log.lines().filter(|l| l.contains(&format!("task={task} "))).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn the_global_log_says_once_that_each_task_of_a_graph_was_created_and_on_what_it_depends() {
+    let env = Env::new();
+    let client = env.server().await;
+    let tasks = json!([
+        { "identifier": "base", "execution_prompt": "base @result=ok" },
+        { "identifier": "left", "execution_prompt": "left @result=ok", "depends_on": ["base"] },
+        { "identifier": "join", "execution_prompt": "join @result=ok", "depends_on": ["left", "base"] },
+    ]);
+    let created = client.ok("create_orchestration", json!({ "name": "logged", "tasks": tasks })).await;
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let done = client.wait_orchestration(id, 60.0).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let task_id = |name: &str| {
+        created["tasks"].as_array().expect("tasks").iter().find(|t| t["identifier"] == name).expect("listed")["task_id"]
+            .as_i64()
+            .expect("id")
+    };
+    let (base, left) = (task_id("base"), task_id("left"));
+    for (task, detail) in [
+        ("base", None),
+        ("left", Some(format!("created: depends on base (#{base})"))),
+        ("join", Some(format!("created: depends on left (#{left}), base (#{base})"))),
+    ] {
+        let lines = global_lines_of(&env, task);
+        let created: Vec<&String> = lines.iter().filter(|l| l.contains(" created")).collect();
+        assert_eq!(created.len(), 1, "one created line for {task}: {lines:#?}");
+        if let Some(detail) = detail {
+            assert!(created[0].contains(&detail), "{task}: {lines:#?}");
+        }
+        // Written after the commit that stored it, and before anything that followed.
+        let first_claim = lines.iter().position(|l| l.contains("claimed")).expect("claimed");
+        let created_at = lines.iter().position(|l| l.contains(" created")).expect("created");
+        assert!(created_at < first_claim, "{task}: {lines:#?}");
+    }
+    client.stop().await;
+}
