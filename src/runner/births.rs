@@ -77,13 +77,33 @@ impl Moment {
     }
 }
 
-/// A file of `/proc` read whole, in one read call where it is no longer than `size` (its size
-/// on disk is 0, so `fs::read_to_string` would start with a 32-byte read and grow).
+/// A file of `/proc` read whole, in one read call where it is no longer than `size`, as text.
 fn read(path: &str, size: usize) -> Option<String> {
+    String::from_utf8(read_proc(path, size)?).ok()
+}
+
+/// A file of `/proc` read whole with plain reads into a buffer of `size` (grown if need be).
+/// `fs::read` and `read_to_string` first ask the file's size and position (a `statx` and an
+/// `lseek` each time), which `/proc` answers with 0: two wasted calls a file, and the sweeps
+/// read several files at each attempt's end.
+pub(super) fn read_proc(path: &str, size: usize) -> Option<Vec<u8>> {
     use std::io::Read as _;
-    let mut text = String::with_capacity(size);
-    fs::File::open(path).ok()?.read_to_string(&mut text).ok()?;
-    Some(text)
+    let mut file = fs::File::open(path).ok()?;
+    let mut bytes = vec![0; size.max(64)];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    bytes.truncate(len);
+    Some(bytes)
 }
 
 /// A moment from the texts of `/proc/stat` (read before and after `/proc/loadavg`),
@@ -113,18 +133,40 @@ fn same_namespace() -> bool {
     })
 }
 
-/// The direct children of this process, from every thread's `children` file (a thread's
-/// children are listed under the thread that started them). Empty where the kernel has no such
-/// files: then nothing is left out for being ours.
-pub fn own_children() -> Vec<u32> {
-    let Ok(threads) = fs::read_dir("/proc/self/task") else { return Vec::new() };
-    let mut children = Vec::new();
-    for thread in threads.filter_map(Result::ok) {
-        if let Ok(list) = fs::read_to_string(thread.path().join("children")) {
-            children.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+/// The processes the runner started and has not yet reaped. `/proc` lists a process's children
+/// in a file per thread, and reading them at every attempt's end cost about twenty opens a task
+/// with 100 attempts running: they are kept here instead, as the runner starts and reaps them.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// A child of this process, counted among [`own_children`] until this is dropped (once it was
+/// reaped, or is about to be).
+#[derive(Debug)]
+pub struct OwnChild(u32);
+
+impl OwnChild {
+    pub fn register(pid: u32) -> OwnChild {
+        CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pid);
+        OwnChild(pid)
+    }
+}
+
+impl Drop for OwnChild {
+    fn drop(&mut self) {
+        let mut children = CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = children.iter().position(|&pid| pid == self.0) {
+            children.swap_remove(at);
         }
     }
-    children
+}
+
+/// The children of this process that the runner started and has not reaped. A child another
+/// part started is not among them: its environment is read like any other process's. A child
+/// is forgotten just after it is reaped; in between, its number is left out of a window wrongly
+/// only if a process started in the window was given it, which needs the numbers to have come
+/// round since the child started (otherwise its number lies before the window, or was given in
+/// it once, to the child).
+pub fn own_children() -> Vec<u32> {
+    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
 }
 
 #[cfg(test)]
@@ -200,11 +242,14 @@ mod tests {
         let before = Moment::now().expect("a Linux /proc in our namespace");
         let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn");
         let pid = child.id();
+        let registered = OwnChild::register(pid);
         let now = Moment::now().expect("again");
         assert!(window(&before, &now).contains(pid), "{before:?} {now:?} {pid}");
         assert!(own_children().contains(&pid));
         child.kill().expect("kill");
         let _ = child.wait();
+        drop(registered);
+        assert!(!own_children().contains(&pid), "reaped and forgotten");
         assert!(!window(&now, &Moment::now().expect("again")).contains(pid), "started before the window");
     }
 }

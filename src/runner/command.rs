@@ -186,6 +186,8 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
     // The writing ends now belong to the child only: the reader sees the end when it exits.
     drop(command);
     let group = child.id().and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+    // Until it is reaped, the sweeps of other runs know it as ours without reading /proc.
+    let mut registered = child.id().map(super::births::OwnChild::register);
 
     let stdout: Option<Box<dyn AsyncRead + Unpin + Send>> = match combined_reader {
         Some(reader) => match std::os::fd::OwnedFd::from(reader).try_into_async() {
@@ -215,6 +217,7 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
         }
         tokio::select! {
             status = child.wait(), if report.exit.is_none() => {
+                drop(registered.take());
                 report.exit = Some(status.map_or(Exit::Code(-1), exit_of));
                 exited_at = Some(Instant::now());
                 if let Some(group) = group {

@@ -221,6 +221,8 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         Err(e) => return failure(ErrorKind::SpawnFailed, format!("cannot start {:?}: {e}", spec.claude_bin)),
     };
     let pid = child.id();
+    // Until it is reaped, the sweeps of other attempts know it as ours without reading /proc.
+    let mut registered = pid.map(births::OwnChild::register);
     let started_ms = crate::time::now_ms();
     progress.send_modify(|p| {
         p.pid = pid;
@@ -339,6 +341,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
                 None => stderr = None,
             },
             status = child.wait(), if exit.is_none() => {
+                drop(registered.take());
                 exited_at = Some(Instant::now());
                 exit = Some(match status {
                     Ok(status) => exit_of(status),

@@ -88,21 +88,17 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Moment>) -> Result<
     stop_tagged(tag, grace, "that the CLI left outside its process group").await
 }
 
-/// Above how many candidates listing this process's children (a read per thread) costs less
-/// than reading the candidates' environments.
-const CHILDREN_WORTH_LISTING: usize = 16;
-
 /// The live processes carrying `tag` among those started since `since`: only their
-/// environments are read. When there are many, this process's own children (the other
-/// attempts' CLIs, each with its own tag) are left out first. They are listed after the
-/// processes, and the window read again after that: a number given to a child after the
-/// listing would then have been given twice in the window, which [`births::window`] rules out.
+/// environments are read, and not those of this process's own children (the other attempts'
+/// CLIs, each with its own tag). The children are taken after the processes are listed, and the
+/// window read again after that: a number given to a child after the listing would then have
+/// been given twice in the window, which [`births::window`] rules out.
 fn processes_since(tag: &str, since: &Moment) -> Vec<Pid> {
     let pids = listed_pids();
     let window = |since: &Moment| Moment::now().map_or(Window::All, |now| births::window(since, &now));
     let started_since = window(since);
     let mut candidates: Vec<u32> = pids.into_iter().filter(|&pid| started_since.contains(pid)).collect();
-    if candidates.len() > CHILDREN_WORTH_LISTING {
+    if !candidates.is_empty() {
         let children = births::own_children();
         if window(since) != Window::All {
             candidates.retain(|pid| !children.contains(pid));
@@ -123,8 +119,8 @@ fn carrying(pids: Vec<u32>, tag: &str) -> Vec<Pid> {
     let needle = format!("{RUN_TAG_VAR}={tag}");
     pids.into_iter()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+            births::read_proc(&format!("/proc/{pid}/environ"), 4096)
+                .is_some_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
         })
         .filter_map(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw)
@@ -224,8 +220,9 @@ mod tests {
     fn the_processes_started_since_are_searched_past_our_own_children() {
         let before = Moment::now().expect("a Linux /proc in our namespace");
         let tag = run_tag("test-host:2:2", 9, i64::from(std::process::id()));
-        // More of our own children than are worth reading one by one, each with another tag.
-        let mut ours: Vec<std::process::Child> = (0..CHILDREN_WORTH_LISTING + 4)
+        // Our own children, each with another tag: those the runner registered are left out
+        // without a read, the last one (started by some other part) is read and passed over.
+        let mut ours: Vec<std::process::Child> = (0..21)
             .map(|i| {
                 std::process::Command::new("sleep")
                     .arg("1000")
@@ -234,6 +231,12 @@ mod tests {
                     .expect("spawn")
             })
             .collect();
+        let mut registered: Vec<births::OwnChild> =
+            ours.iter().take(20).map(|child| births::OwnChild::register(child.id())).collect();
+        // A registered child is left out unread, even one that carries the tag (the attempt's
+        // own CLI, which its group takes care of): what shows that nothing of it was read.
+        let mut twin = std::process::Command::new("sleep").arg("1000").env(RUN_TAG_VAR, &tag).spawn().expect("spawn");
+        registered.push(births::OwnChild::register(twin.id()));
         // What an attempt left behind: a grandchild in a session of its own, its parent gone.
         let out = std::process::Command::new("sh")
             .args(["-c", "setsid sleep 1000 >/dev/null 2>&1 & echo $!"])
@@ -245,12 +248,18 @@ mod tests {
         let all = processes_of(&tag);
         let later = processes_since(&tag, &Moment::now().expect("now"));
         let _ = kill(Pid::from_raw(left), Signal::SIGKILL);
-        for child in &mut ours {
+        for child in ours.iter_mut().chain([&mut twin]) {
             let _ = child.kill();
             let _ = child.wait();
         }
+        drop(registered);
         assert_eq!(found, vec![Pid::from_raw(left)], "the escapee, and nothing else");
-        assert_eq!(all, found, "the same as reading every process");
+        let twin = Pid::from_raw(i32::try_from(twin.id()).expect("pid"));
+        let mut expected = vec![Pid::from_raw(left), twin];
+        expected.sort();
+        let mut all = all;
+        all.sort();
+        assert_eq!(all, expected, "reading every process finds the same, and the registered twin");
         assert!(later.is_empty(), "a moment taken after it started does not see it: {later:?}");
     }
 
