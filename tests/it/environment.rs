@@ -7,17 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::harness::{Env, SERVER, eventually};
-
-/// The peak resident memory of a process (`VmHWM`), in KiB.
-fn peak_memory_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is alive");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
+use crate::harness::{Env, SERVER, eventually, peak_memory_kib};
 
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())

@@ -492,6 +492,16 @@ pub async fn eventually<T>(seconds: f64, what: &str, mut check: impl FnMut() -> 
     }
 }
 
+/// The peak resident memory of a process (`VmHWM`), in KiB.
+pub fn peak_memory_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is alive");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
 /// True while a process with this pid exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, make_executable};
+use crate::harness::{Env, make_executable, peak_memory_kib};
 
 /// Layers of 99, each task depending on one task of the layer before, and a final join.
 fn layers_of_99(n: usize) -> Vec<Value> {
@@ -81,16 +81,6 @@ async fn cpu_per_task_stays_flat_as_the_graph_grows() {
         "a task of a 2,000-task graph cost {large:.2} ms of server CPU, of a 200-task graph {small:.2} ms: \
          cost grows with the graph"
     );
-}
-
-/// The peak resident memory of a process (`VmHWM`), in KiB.
-fn peak_memory_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server is alive");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 #[tokio::test(flavor = "multi_thread")]
