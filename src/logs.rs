@@ -285,6 +285,11 @@ fn write_line(file: &mut File, prefix: &str, bytes: &[u8]) -> io::Result<()> {
     file.write_all(&buffer)
 }
 
+/// Lines of the global log that may wait for the writer thread (see [`init_tracing`]). A batch of
+/// 100,000 tasks logs 100,000 `created` lines at once: the thread that writes them waits for the
+/// file in turns of this many.
+const GLOBAL_LOG_QUEUE: usize = 8192;
+
 /// Sets up diagnostics: warnings and errors to stderr, and the global log file (task events and
 /// the server's own messages) under the log directory. Never stdout: in server mode it carries
 /// JSON-RPC. The level comes from `CLAUDE_WORKER_LOG_LEVEL`, else `RUST_LOG`, else `info`.
@@ -314,7 +319,14 @@ pub fn init_tracing(config: &crate::config::Config) -> Option<tracing_appender::
     let file = crate::files::private_dir_all(&config.log_dir).and_then(|()| open_append(&config.global_log_path()));
     match file {
         Ok(file) => {
-            let (writer, guard) = tracing_appender::non_blocking(file);
+            // A line waits for the writer thread in a queue of GLOBAL_LOG_QUEUE lines; when the
+            // queue is full, the thread that logs waits too, rather than the line being dropped.
+            // tracing-appender's default queue (128,000 lines, built whole at start) was 4 MiB of
+            // an idle server's memory.
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(GLOBAL_LOG_QUEUE)
+                .lossy(false)
+                .finish(file);
             let file_layer = fmt::layer().with_writer(writer).with_ansi(false).with_filter(filter());
             let _ = tracing_subscriber::registry().with(stderr_layer).with(file_layer).try_init();
             Some(guard)

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, make_executable, peak_memory_kib};
+use crate::harness::{Env, eventually, make_executable, peak_memory_kib};
 
 /// Layers of 99, each task depending on one task of the layer before, and a final join.
 fn layers_of_99(n: usize) -> Vec<Value> {
@@ -114,5 +114,17 @@ async fn a_huge_graph_is_accepted_in_memory_proportionate_to_its_tasks() {
          task)",
         request_bytes / TASKS
     );
+    // The global log says it of every task: 30,000 lines at once, through a queue of 8,192
+    // (the logging thread waits when it is full; whether it ever fills here depends on the
+    // writer's pace, so this checks the lines, not the waiting).
+    let id = created["orchestration_id"].as_i64().expect("id");
+    let global = env.home.join("claude-worker.log");
+    let marker = format!("orchestration_id={id} ");
+    let created_lines = || {
+        let log = std::fs::read_to_string(&global).unwrap_or_default();
+        log.lines().filter(|l| l.contains(&marker) && l.contains(" created")).count()
+    };
+    eventually(30.0, "every created line in the global log", || (created_lines() >= TASKS).then_some(())).await;
+    assert_eq!(created_lines(), TASKS, "one line a task");
     server.stop().await;
 }
