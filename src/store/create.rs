@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::projects::{orchestration_project, task_elsewhere, task_in_project};
 use super::{
-    EventLine, PENDING_LOG, Pending, Store, StoreError, TaskKey, budgets, isolation, lineage, refresh_orchestration,
+    EventLine, PENDING_LOG, Pending, Store, StoreError, TaskKey, budgets, insert_event, isolation, lineage,
+    refresh_orchestration,
 };
 use crate::graph::{self, InitialState};
 use crate::model::{Millis, NewBatch, OrchestrationId, QueuedBy, TaskId, TaskLink, TaskRef, TaskStatus};
@@ -268,9 +269,9 @@ fn create_in(
         }
         // Logged after the commit, from what the batch became (`CreatedLines`).
         let detail = created_detail(&links, batch.queued_by.as_ref());
-        insert_event(tx, task_id, now, "created", detail.as_deref())?;
+        insert_event(tx, task_id, now, "created", 0, None, detail.as_deref())?;
         if let Some(reason) = &skipped_because {
-            insert_event(tx, task_id, now, "skipped", Some(reason))?;
+            insert_event(tx, task_id, now, "skipped", 0, None, Some(reason))?;
         }
         stored[index] = Some(CreatedTask {
             task_id,
@@ -301,19 +302,6 @@ fn created_detail(links: &[TaskLink], queued_by: Option<&QueuedBy>) -> Option<St
         )
     });
     lineage::created_detail(queued_by, depends)
-}
-
-/// A `task_events` row whose line the global log gets some other way.
-fn insert_event(
-    tx: &Connection,
-    task_id: TaskId,
-    now: Millis,
-    kind: &str,
-    detail: Option<&str>,
-) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT INTO task_events (task_id, at, kind, attempt, detail) VALUES (?1, ?2, ?3, 0, ?4)")?
-        .execute(params![task_id, now, kind, detail])?;
-    Ok(())
 }
 
 /// The global log's lines for a stored batch, written once it is committed.

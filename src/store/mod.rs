@@ -754,13 +754,28 @@ fn record_event(
     claim: Option<(&str, i64)>,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO task_events (task_id, at, kind, attempt, owner, fence, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![key.task_id, now, kind, attempt, claim.map(|c| c.0), claim.map(|c| c.1), detail])?;
+    insert_event(tx, key.task_id, now, kind, attempt, claim, detail)?;
     PENDING_LOG.with_borrow_mut(|lines| {
         lines.push(Pending::Event(EventLine { key: key.clone(), kind, attempt, detail: detail.map(Box::from) }));
     });
+    Ok(())
+}
+
+/// Appends one row to `task_events`, without a line in the global log: for events whose line is
+/// written some other way ([`record_event`], a batch's `CreatedLines`).
+fn insert_event(
+    tx: &Connection,
+    task_id: TaskId,
+    now: Millis,
+    kind: &str,
+    attempt: u32,
+    claim: Option<(&str, i64)>,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO task_events (task_id, at, kind, attempt, owner, fence, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![task_id, now, kind, attempt, claim.map(|c| c.0), claim.map(|c| c.1), detail])?;
     Ok(())
 }
 
