@@ -69,7 +69,8 @@ pub struct TaskInput {
 }
 
 impl TaskInput {
-    /// Its options, to be set: made when it had none.
+    /// Its options, to be set: made when it had none (then each is unset, so a default given
+    /// through them is always taken).
     pub fn options_mut(&mut self) -> &mut TaskOptions {
         self.options.get_or_insert_with(Box::default)
     }
@@ -318,9 +319,7 @@ impl Service {
     ) -> Result<Created> {
         if let Some(isolation) = &options.isolation {
             for task in &mut tasks {
-                if task.options.as_ref().is_none_or(|o| o.isolation.is_none()) {
-                    task.options_mut().isolation = Some(isolation.clone());
-                }
+                task.options_mut().isolation.get_or_insert_with(|| isolation.clone());
             }
         }
         if let Some(name) = &name {
@@ -500,7 +499,7 @@ impl Service {
         let invalid = |m: String| ServiceError::Invalid(m);
         let (identifier, prompt, depends_on_text, wait_after_dependencies) =
             (task.identifier, task.prompt, task.depends_on, task.wait_after_dependencies);
-        let input = task.options.map(|o| *o).unwrap_or_default();
+        let options = task.options.map(|o| *o).unwrap_or_default();
         graph::check_identifier(&identifier).map_err(invalid)?;
         if prompt.trim().is_empty() {
             return Err(invalid("execution_prompt is empty: say what the task should do".to_owned()));
@@ -517,7 +516,7 @@ impl Service {
             return Err(invalid("execution_prompt contains a NUL byte: remove it".to_owned()));
         }
         for (field, value) in
-            [("system_prompt", &input.system_prompt), ("append_system_prompt", &input.append_system_prompt)]
+            [("system_prompt", &options.system_prompt), ("append_system_prompt", &options.append_system_prompt)]
         {
             if let Some(value) = value
                 && value.len() > self.config.max_prompt_bytes
@@ -532,18 +531,18 @@ impl Service {
         // These become command-line arguments of `claude` (or its directory), which cannot
         // carry a NUL byte: refused here, not failed at spawn time.
         for (field, value) in [
-            ("working_directory", input.working_directory.as_deref()),
-            ("model", input.model.as_deref()),
-            ("system_prompt", input.system_prompt.as_deref()),
-            ("append_system_prompt", input.append_system_prompt.as_deref()),
-            ("permission_mode", input.permission_mode.as_deref()),
+            ("working_directory", options.working_directory.as_deref()),
+            ("model", options.model.as_deref()),
+            ("system_prompt", options.system_prompt.as_deref()),
+            ("append_system_prompt", options.append_system_prompt.as_deref()),
+            ("permission_mode", options.permission_mode.as_deref()),
         ] {
             if value.is_some_and(|v| v.contains('\0')) {
                 return Err(invalid(format!("{field} contains a NUL byte: remove it")));
             }
         }
-        let working_directory = self.check_directory(input.working_directory.as_deref())?;
-        let model = input.model.unwrap_or_else(|| self.config.default_model.clone());
+        let working_directory = self.check_directory(options.working_directory.as_deref())?;
+        let model = options.model.unwrap_or_else(|| self.config.default_model.clone());
         if model.is_empty()
             || model.len() > 200
             || model.starts_with('-')
@@ -553,7 +552,7 @@ impl Service {
                 "model {model:?} is not a model name: use an alias (sonnet, opus, haiku) or a full model id"
             )));
         }
-        let permission_mode = input.permission_mode.unwrap_or_else(|| self.config.default_permission_mode.clone());
+        let permission_mode = options.permission_mode.unwrap_or_else(|| self.config.default_permission_mode.clone());
         if !PERMISSION_MODES.contains(&permission_mode.as_str()) {
             return Err(invalid(format!(
                 "permission_mode {permission_mode:?} is not one of {}",
@@ -600,23 +599,23 @@ impl Service {
             }
             Ok(list)
         };
-        let allowed_tools = tools("allowed_tools", input.allowed_tools)?;
-        let disallowed_tools = tools("disallowed_tools", input.disallowed_tools)?;
-        if let Some(turns) = input.max_turns
+        let allowed_tools = tools("allowed_tools", options.allowed_tools)?;
+        let disallowed_tools = tools("disallowed_tools", options.disallowed_tools)?;
+        if let Some(turns) = options.max_turns
             && !(1..=10_000).contains(&turns)
         {
             return Err(invalid(format!("max_turns {turns} must be from 1 to 10000")));
         }
-        check_budget("max_budget_usd", input.max_budget_usd)?;
-        let timeout_seconds = input.timeout_seconds.unwrap_or_else(|| self.config.task_timeout.as_secs().max(1));
+        check_budget("max_budget_usd", options.max_budget_usd)?;
+        let timeout_seconds = options.timeout_seconds.unwrap_or_else(|| self.config.task_timeout.as_secs().max(1));
         if !(1..=7 * 86_400).contains(&timeout_seconds) {
             return Err(invalid(format!("timeout_seconds {timeout_seconds} must be from 1 to 604800 (a week)")));
         }
-        let max_attempts = input.max_attempts.unwrap_or(self.config.max_attempts);
+        let max_attempts = options.max_attempts.unwrap_or(self.config.max_attempts);
         if !(1..=100).contains(&max_attempts) {
             return Err(invalid(format!("max_attempts {max_attempts} must be from 1 to 100")));
         }
-        let priority = input.priority.unwrap_or(0);
+        let priority = options.priority.unwrap_or(0);
         if !(-1_000_000..=1_000_000).contains(&priority) {
             return Err(invalid(format!("priority {priority} must be from -1000000 to 1000000")));
         }
@@ -648,20 +647,20 @@ impl Service {
                 depends_on.push(task_ref);
             }
         }
-        let isolation = match input.isolation.as_deref() {
+        let isolation = match options.isolation.as_deref() {
             None => self.config.default_isolation,
             Some(text) => Isolation::parse(text)
                 .ok_or_else(|| invalid(format!("isolation {text:?} is not valid: give \"none\" or \"worktree\"")))?,
         };
-        let on_conflict = match input.on_conflict.as_deref() {
+        let on_conflict = match options.on_conflict.as_deref() {
             None => OnConflict::Resolve,
             Some(text) => OnConflict::parse(text)
                 .ok_or_else(|| invalid(format!("on_conflict {text:?} is not valid: give \"resolve\" or \"fail\"")))?,
         };
         let (verify, verify_timeout_seconds, verify_attempts) =
-            self.check_verify(input.verify, input.verify_timeout_seconds, input.verify_attempts)?;
+            self.check_verify(options.verify, options.verify_timeout_seconds, options.verify_attempts)?;
         // Results that reach the dependents (issue 11).
-        if let Some(schema) = &input.result_schema {
+        if let Some(schema) = &options.result_schema {
             crate::result_schema::check_schema(schema).map_err(invalid)?;
         }
         let project = Project::of_task(Path::new(&working_directory), &self.project);
@@ -673,13 +672,13 @@ impl Service {
             settings: std::sync::Arc::new(TaskSettings {
                 working_directory,
                 model,
-                system_prompt: input.system_prompt.filter(|s| !s.is_empty()),
-                append_system_prompt: input.append_system_prompt.filter(|s| !s.is_empty()),
+                system_prompt: options.system_prompt.filter(|s| !s.is_empty()),
+                append_system_prompt: options.append_system_prompt.filter(|s| !s.is_empty()),
                 permission_mode,
                 allowed_tools,
                 disallowed_tools,
-                max_turns: input.max_turns,
-                max_budget_usd: input.max_budget_usd,
+                max_turns: options.max_turns,
+                max_budget_usd: options.max_budget_usd,
                 timeout_seconds,
                 max_attempts,
                 priority,
@@ -689,8 +688,8 @@ impl Service {
                 verify,
                 verify_timeout_seconds,
                 verify_attempts,
-                include_dependency_results: input.include_dependency_results.unwrap_or(true),
-                result_schema: input.result_schema,
+                include_dependency_results: options.include_dependency_results.unwrap_or(true),
+                result_schema: options.result_schema,
             }),
         })
     }

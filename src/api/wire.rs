@@ -290,9 +290,7 @@ impl CreateOrchestrationArgs {
         let mut tasks = self.tasks;
         if let Some(verify) = verify {
             for task in &mut tasks {
-                if task.options.as_ref().is_none_or(|o| o.verify.is_none()) {
-                    task.options_mut().verify = Some(verify.clone());
-                }
+                task.options_mut().verify.get_or_insert_with(|| verify.clone());
             }
         }
         tasks
