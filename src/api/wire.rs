@@ -244,15 +244,21 @@ pub fn parse_args<T: serde::de::DeserializeOwned>(
 /// Parses a verb's arguments from their JSON text, without a `serde_json::Value` tree in
 /// between; the error is worded as [`parse_args`] words it.
 pub fn parse_args_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let inner = e.inner();
+    from_text(text).map_err(|(path, error)| {
         // The text's line and column mean nothing to the caller, who sent a JSON value.
-        let message = inner.to_string();
-        let position = format!(" at line {} column {}", inner.line(), inner.column());
-        args_error(&e.path().to_string(), message.strip_suffix(&position).unwrap_or(&message))
-    })?;
-    deserializer.end().map_err(|e| args_error(".", &e.to_string()))?;
+        let message = error.to_string();
+        let position = format!(" at line {} column {}", error.line(), error.column());
+        args_error(&path, message.strip_suffix(&position).unwrap_or(&message))
+    })
+}
+
+/// `text`, the whole of it, read as a `T`; or the path of the field at fault (`.` for the
+/// whole) and what is wrong with it.
+fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, serde_json::Error)> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| (e.path().to_string(), e.into_inner()))?;
+    deserializer.end().map_err(|e| (".".to_owned(), e))?;
     Ok(parsed)
 }
 
@@ -322,12 +328,8 @@ pub struct Workflow {
 /// naming the field at fault on error. Checks of the graph itself happen when the batch is
 /// created, all or nothing.
 pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let args: CreateOrchestrationArgs = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." || path.is_empty() { format!("{}", e.inner()) } else { format!("{path}: {}", e.inner()) }
-    })?;
-    deserializer.end().map_err(|e| format!("{e}"))?;
+    let args: CreateOrchestrationArgs = from_text(text)
+        .map_err(|(path, e)| if path == "." || path.is_empty() { format!("{e}") } else { format!("{path}: {e}") })?;
     if args.tasks.is_empty() {
         return Err("tasks: the workflow has no tasks".to_owned());
     }
