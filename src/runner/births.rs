@@ -14,18 +14,27 @@ use std::fs;
 
 /// What `/proc` says about the starting of processes at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Moment {
-    /// Processes and threads started since boot, on the whole machine, read before and after
-    /// `last_pid` (so that the count since an earlier moment is never short of the numbers
-    /// given in between, whichever way the reads interleave with new processes).
-    pub started: (u64, u64),
+struct Moment {
+    /// Processes and threads started since boot, on the whole machine (`processes` in
+    /// `/proc/stat`), read before `last_pid` for a [`Since`] and after it for an [`Until`]: so
+    /// that the count between the two is never short of the numbers given in between, whichever
+    /// way the reads interleave with new processes.
+    started: u64,
     /// The last process number given, in our pid namespace.
-    pub last_pid: u32,
+    last_pid: u32,
     /// Processes and threads that exist.
-    pub threads: u64,
+    threads: u64,
     /// The highest process number plus one (`kernel.pid_max`).
-    pub pid_max: u32,
+    pid_max: u32,
 }
+
+/// The moment a window opens: taken before the processes looked for can start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Since(Moment);
+
+/// The moment a window closes: taken after the processes looked at were listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Until(Moment);
 
 /// The lowest number given once the numbers came round (`RESERVED_PIDS` in the kernel).
 const FIRST_AFTER_WRAP: u32 = 300;
@@ -49,31 +58,43 @@ impl Window {
     }
 }
 
-/// The window of numbers given between `before` and `now` (read after the processes looked at
+/// The window of numbers given between `since` and `until` (read after the processes looked at
 /// were listed). Each start moves the kernel's cursor past one number, and past every number in
 /// use it meets on the way: at most three a process or thread that existed meanwhile (its own,
 /// its process group's and its session's, which stay taken while their members live). While
 /// that cannot add up to a whole round, no number was given twice and the window is exact.
-pub fn window(before: &Moment, now: &Moment) -> Window {
-    let Some(started) = now.started.1.checked_sub(before.started.0) else { return Window::All };
+pub fn window(since: &Since, until: &Until) -> Window {
+    let (before, now) = (&since.0, &until.0);
+    let Some(started) = now.started.checked_sub(before.started) else { return Window::All };
     let existed = before.threads.saturating_add(started);
     let travel = started.saturating_add(existed.saturating_mul(3));
     let round = u64::from(before.pid_max.min(now.pid_max).saturating_sub(FIRST_AFTER_WRAP));
     if travel >= round { Window::All } else { Window::Between { after: before.last_pid, upto: now.last_pid } }
 }
 
-impl Moment {
-    /// Reads the moment from `/proc`; `None` when it cannot be read, or when `/proc` belongs to
-    /// another pid namespace than this process (its numbers would not be ours).
-    pub fn now() -> Option<Moment> {
+impl Since {
+    /// Reads the moment from `/proc`, the count of starts before the last number given; `None`
+    /// when it cannot be read, or when `/proc` belongs to another pid namespace than this
+    /// process (its numbers would not be ours).
+    pub fn now() -> Option<Since> {
         if !same_namespace() {
             return None;
         }
-        let first = read("/proc/stat", 16 * 1024)?;
+        let stat = read("/proc/stat", 16 * 1024)?;
         let loadavg = read("/proc/loadavg", 128)?;
-        let second = read("/proc/stat", 16 * 1024)?;
-        let pid_max = read("/proc/sys/kernel/pid_max", 32)?;
-        parse([&first, &second], &loadavg, &pid_max)
+        Some(Since(parse(&stat, &loadavg, &read("/proc/sys/kernel/pid_max", 32)?)?))
+    }
+}
+
+impl Until {
+    /// Reads the moment from `/proc`, the count of starts after the last number given.
+    pub fn now() -> Option<Until> {
+        if !same_namespace() {
+            return None;
+        }
+        let loadavg = read("/proc/loadavg", 128)?;
+        let stat = read("/proc/stat", 16 * 1024)?;
+        Some(Until(parse(&stat, &loadavg, &read("/proc/sys/kernel/pid_max", 32)?)?))
     }
 }
 
@@ -106,15 +127,13 @@ pub(super) fn read_proc(path: &str, size: usize) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// A moment from the texts of `/proc/stat` (read before and after `/proc/loadavg`),
-/// `/proc/loadavg` and `kernel.pid_max`.
-fn parse(stats: [&str; 2], loadavg: &str, pid_max: &str) -> Option<Moment> {
-    let started = (started_count(stats[0])?, started_count(stats[1])?);
+/// A moment from the texts of `/proc/stat`, `/proc/loadavg` and `kernel.pid_max`.
+fn parse(stat: &str, loadavg: &str, pid_max: &str) -> Option<Moment> {
     // "0.42 0.13 0.05 1/123 15046": running/existing, then the last number given.
     let mut fields = loadavg.split_whitespace().skip(3);
     let threads = fields.next()?.split_once('/')?.1.parse().ok()?;
     let last_pid = fields.next()?.parse().ok()?;
-    Some(Moment { started, last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
+    Some(Moment { started: started_count(stat)?, last_pid, threads, pid_max: pid_max.trim().parse().ok()? })
 }
 
 /// The `processes` line of `/proc/stat`: processes and threads started since boot.
@@ -174,7 +193,11 @@ mod tests {
     use super::*;
 
     fn moment(started: u64, last_pid: u32, threads: u64) -> Moment {
-        Moment { started: (started, started), last_pid, threads, pid_max: 32768 }
+        Moment { started, last_pid, threads, pid_max: 32768 }
+    }
+
+    fn window(since: &Moment, until: &Moment) -> Window {
+        super::window(&Since(*since), &Until(*until))
     }
 
     #[test]
@@ -215,41 +238,33 @@ mod tests {
     }
 
     #[test]
-    fn the_count_since_runs_from_the_first_read_before_to_the_second_read_after() {
-        // 8,000 started between the reads taken before and 8,200 between the outer ones: the
-        // outer count decides, which is the one that cannot be short.
-        let before = Moment { started: (1000, 1200), ..moment(0, 5000, 150) };
-        let now = Moment { started: (9000, 9200), ..moment(0, 5100, 150) };
-        assert_eq!(window(&before, &now), Window::All);
-    }
-
-    #[test]
     fn moments_are_read_from_the_texts_of_proc() {
         let stat = "cpu  1 2 3\nintr 5\nctxt 9\nbtime 1\nprocesses 94521\nprocs_running 1\n";
-        let later = "cpu  1 2 3\nprocesses 94523\n";
         assert_eq!(
-            parse([stat, later], "2.27 4.05 3.25 1/84 29602\n", "32768\n"),
-            Some(Moment { started: (94521, 94523), last_pid: 29602, threads: 84, pid_max: 32768 })
+            parse(stat, "2.27 4.05 3.25 1/84 29602\n", "32768\n"),
+            Some(Moment { started: 94521, last_pid: 29602, threads: 84, pid_max: 32768 })
         );
-        assert_eq!(parse(["cpu 1\n", later], "0 0 0 1/84 29602", "32768"), None, "no count of processes");
-        assert_eq!(parse([stat, "cpu 1\n"], "0 0 0 1/84 29602", "32768"), None, "no count in the second read");
-        assert_eq!(parse([stat, stat], "0 0 0 84 29602", "32768"), None, "no threads");
-        assert_eq!(parse([stat, stat], "0 0 0 1/84", "32768"), None, "no last pid");
+        assert_eq!(parse("cpu 1\n", "0 0 0 1/84 29602", "32768"), None, "no count of processes");
+        assert_eq!(parse(stat, "0 0 0 84 29602", "32768"), None, "no threads");
+        assert_eq!(parse(stat, "0 0 0 1/84", "32768"), None, "no last pid");
+        assert_eq!(parse(stat, "0 0 0 1/84 29602", "many"), None, "no pid_max");
     }
 
     #[test]
     fn this_machine_tells_the_moment_and_a_child_started_after_it_is_in_the_window() {
-        let before = Moment::now().expect("a Linux /proc in our namespace");
+        let before = Since::now().expect("a Linux /proc in our namespace");
         let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn");
         let pid = child.id();
         let registered = OwnChild::register(pid);
-        let now = Moment::now().expect("again");
-        assert!(window(&before, &now).contains(pid), "{before:?} {now:?} {pid}");
+        let now = Until::now().expect("again");
+        assert!(super::window(&before, &now).contains(pid), "{before:?} {now:?} {pid}");
         assert!(own_children().contains(&pid));
         child.kill().expect("kill");
         let _ = child.wait();
         drop(registered);
         assert!(!own_children().contains(&pid), "reaped and forgotten");
-        assert!(!window(&now, &Moment::now().expect("again")).contains(pid), "started before the window");
+        let since_then = Since::now().expect("again");
+        let later = Until::now().expect("again");
+        assert!(!super::window(&since_then, &later).contains(pid), "started before the window");
     }
 }

@@ -174,7 +174,7 @@ pub async fn run_command(spec: &CommandSpec, stop: &CancellationToken) -> Comman
     }
     command.kill_on_drop(true);
     // What is left of the command once it ended was started after this (see `stale::sweep`).
-    let before_spawn = spec.run_tag.as_ref().and_then(|_| super::births::Moment::now());
+    let before_spawn = spec.run_tag.as_ref().and_then(|_| super::births::Since::now());
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

@@ -177,7 +177,7 @@ pub async fn run(spec: &RunSpec, stop: &CancellationToken, progress: &watch::Sen
         .process_group(0)
         .kill_on_drop(true);
     // What is left of the run once it ended was started after this (see `stale::sweep`).
-    let before_spawn = births::Moment::now();
+    let before_spawn = births::Since::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && spec.claude_bin.is_file() => {

@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use tokio::time::Instant;
 
-use super::births::{self, Moment, Window};
+use super::births::{self, Since, Until, Window};
 use crate::model::TaskId;
 
 /// The environment variable that tags a run's processes.
@@ -74,7 +74,7 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
 /// at the end of every attempt, however it ended; the scan of `/proc` runs off the async
 /// threads. `since`, read before the attempt's process was started, narrows the scan to the
 /// processes started since (see [`super::births`]). Returns how many were found.
-pub async fn sweep(tag: &str, grace: Duration, since: Option<Moment>) -> Result<usize, String> {
+pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<usize, String> {
     let scan_tag = tag.to_owned();
     let found = tokio::task::spawn_blocking(move || match since {
         Some(since) => processes_since(&scan_tag, &since),
@@ -93,9 +93,9 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Moment>) -> Result<
 /// CLIs, each with its own tag). The children are taken after the processes are listed, and the
 /// window read again after that: a number given to a child after the listing would then have
 /// been given twice in the window, which [`births::window`] rules out.
-fn processes_since(tag: &str, since: &Moment) -> Vec<Pid> {
+fn processes_since(tag: &str, since: &Since) -> Vec<Pid> {
     let pids = listed_pids();
-    let window = |since: &Moment| Moment::now().map_or(Window::All, |now| births::window(since, &now));
+    let window = |since: &Since| Until::now().map_or(Window::All, |now| births::window(since, &now));
     let started_since = window(since);
     let mut candidates: Vec<u32> = pids.into_iter().filter(|&pid| started_since.contains(pid)).collect();
     if !candidates.is_empty() {
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn the_processes_started_since_are_searched_past_our_own_children() {
-        let before = Moment::now().expect("a Linux /proc in our namespace");
+        let before = Since::now().expect("a Linux /proc in our namespace");
         let tag = run_tag("test-host:2:2", 9, i64::from(std::process::id()));
         // Our own children, each with another tag: those the runner registered are left out
         // without a read, the last one (started by some other part) is read and passed over.
@@ -246,7 +246,7 @@ mod tests {
         let left: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid of the escapee");
         let found = processes_since(&tag, &before);
         let all = processes_of(&tag);
-        let later = processes_since(&tag, &Moment::now().expect("now"));
+        let later = processes_since(&tag, &Since::now().expect("now"));
         let _ = kill(Pid::from_raw(left), Signal::SIGKILL);
         for child in ours.iter_mut().chain([&mut twin]) {
             let _ = child.kill();
