@@ -72,6 +72,26 @@ pub fn window(since: &Since, until: &Until) -> Window {
     if travel >= round { Window::All } else { Window::Between { after: before.last_pid, upto: now.last_pid } }
 }
 
+/// The numbers of `window`, in order, when they are at most `limit`: `None` for every number, or
+/// more than `limit`. `until` closed the window (the numbers come round after its `pid_max`).
+pub fn numbers(window: Window, until: &Until, limit: usize) -> Option<Vec<u32>> {
+    let Window::Between { after, upto } = window else { return None };
+    let end = until.0.pid_max;
+    let count = if after <= upto {
+        upto - after
+    } else {
+        end.saturating_sub(after.saturating_add(1)).saturating_add(upto.saturating_sub(FIRST_AFTER_WRAP - 1))
+    };
+    if usize::try_from(count).map_or(true, |count| count > limit) {
+        return None;
+    }
+    Some(if after <= upto {
+        (after + 1..=upto).collect()
+    } else {
+        (after.saturating_add(1)..end).chain(FIRST_AFTER_WRAP..=upto).collect()
+    })
+}
+
 impl Since {
     /// Reads the moment from `/proc`, the count of starts before the last number given; `None`
     /// when it cannot be read, or when `/proc` belongs to another pid namespace than this
@@ -235,6 +255,25 @@ mod tests {
         assert_eq!(window(&moment(1000, 5000, 150), &lowered), Window::All);
         // A counter that went back (another boot's numbers?) tells nothing.
         assert_eq!(window(&moment(1000, 5000, 150), &moment(999, 5001, 150)), Window::All);
+    }
+
+    #[test]
+    fn a_narrow_window_is_listed_number_by_number() {
+        let until = Until(moment(0, 0, 0));
+        let between = |after, upto| Window::Between { after, upto };
+        assert_eq!(numbers(between(5000, 5003), &until, 10), Some(vec![5001, 5002, 5003]));
+        assert_eq!(numbers(between(5000, 5000), &until, 10), Some(vec![]), "nothing given");
+        assert_eq!(numbers(between(5000, 5010), &until, 10).map(|n| n.len()), Some(10));
+        assert_eq!(numbers(between(5000, 5011), &until, 10), None, "wider than the limit");
+        // Round past pid_max (32768): up to 32767, then from 300.
+        assert_eq!(numbers(between(32765, 301), &until, 10), Some(vec![32766, 32767, 300, 301]));
+        assert_eq!(numbers(between(32767, 300), &until, 10), Some(vec![300]));
+        assert_eq!(numbers(between(32700, 400), &until, 10), None);
+        assert_eq!(numbers(Window::All, &until, usize::MAX), None, "every number");
+        // Every number of the window is one the window contains.
+        for window in [between(5000, 5010), between(32765, 303)] {
+            assert!(numbers(window, &until, 100).expect("narrow").into_iter().all(|pid| window.contains(pid)));
+        }
     }
 
     #[test]

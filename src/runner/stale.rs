@@ -90,22 +90,32 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<u
 
 /// The live processes carrying `tag` among those started since `since`: only their
 /// environments are read, and not those of this process's own children (the other attempts'
-/// CLIs, each with its own tag). The children are taken after the processes are listed, and the
-/// window read again after that: a number given to a child after the listing would then have
+/// CLIs, each with its own tag). The children are taken after the processes are found, and the
+/// window read again after that: a number given to a child after they were found would then have
 /// been given twice in the window, which [`births::window`] rules out.
+///
+/// A window of up to [`PROBE_LIMIT`] numbers is looked at number by number (a number no process
+/// holds any more fails at once); a wider one by listing `/proc`, which costs a directory entry
+/// for every process on the machine.
 fn processes_since(tag: &str, since: &Since) -> Vec<Pid> {
-    let pids = listed_pids();
-    let window = |since: &Since| Until::now().map_or(Window::All, |now| births::window(since, &now));
-    let started_since = window(since);
-    let mut candidates: Vec<u32> = pids.into_iter().filter(|&pid| started_since.contains(pid)).collect();
-    if !candidates.is_empty() {
-        let children = births::own_children();
-        if window(since) != Window::All {
-            candidates.retain(|pid| !children.contains(pid));
-        }
+    let window = |since: &Since| Until::now().map(|now| (births::window(since, &now), now));
+    let mut candidates = match window(since) {
+        Some((started_since, now)) => births::numbers(started_since, &now, PROBE_LIMIT)
+            .unwrap_or_else(|| listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()),
+        None => listed_pids(),
+    };
+    let children = births::own_children();
+    if candidates.iter().any(|pid| children.contains(pid))
+        && window(since).is_some_and(|(again, _)| again != Window::All)
+    {
+        candidates.retain(|pid| !children.contains(pid));
     }
     carrying(candidates, tag)
 }
+
+/// The widest window looked at number by number: at 100 attempts at once, an attempt of a
+/// fraction of a second sees a few hundred numbers given.
+const PROBE_LIMIT: usize = 1024;
 
 /// The numbers of the processes `/proc` lists (none without `/proc`).
 fn listed_pids() -> Vec<u32> {
