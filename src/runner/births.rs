@@ -72,11 +72,12 @@ pub fn window(since: &Since, until: &Until) -> Window {
     if travel >= round { Window::All } else { Window::Between { after: before.last_pid, upto: now.last_pid } }
 }
 
-/// The numbers of `window`, in order, when they are at most `limit`: `None` for every number, or
-/// more than `limit`. `until` closed the window (the numbers come round after its `pid_max`).
-pub fn numbers(window: Window, until: &Until, limit: usize) -> Option<Vec<u32>> {
-    let Window::Between { after, upto } = window else { return None };
-    let end = until.0.pid_max;
+/// The numbers of the window between `since` and `until`, in order, when they are at most
+/// `limit`: `None` when any number may have been given, or more than `limit`. Past the highest
+/// `pid_max` either read, the numbers come round to 300.
+pub fn numbers(since: &Since, until: &Until, limit: usize) -> Option<Vec<u32>> {
+    let Window::Between { after, upto } = window(since, until) else { return None };
+    let end = since.0.pid_max.max(until.0.pid_max);
     let count = if after <= upto {
         upto - after
     } else {
@@ -259,21 +260,28 @@ mod tests {
 
     #[test]
     fn a_narrow_window_is_listed_number_by_number() {
-        let until = Until(moment(0, 0, 0));
-        let between = |after, upto| Window::Between { after, upto };
-        assert_eq!(numbers(between(5000, 5003), &until, 10), Some(vec![5001, 5002, 5003]));
-        assert_eq!(numbers(between(5000, 5000), &until, 10), Some(vec![]), "nothing given");
-        assert_eq!(numbers(between(5000, 5010), &until, 10).map(|n| n.len()), Some(10));
-        assert_eq!(numbers(between(5000, 5011), &until, 10), None, "wider than the limit");
+        let numbers = |after, upto, limit| {
+            super::numbers(&Since(moment(1000, after, 100)), &Until(moment(1010, upto, 100)), limit)
+        };
+        assert_eq!(numbers(5000, 5003, 10), Some(vec![5001, 5002, 5003]));
+        assert_eq!(numbers(5000, 5000, 10), Some(vec![]), "nothing given");
+        assert_eq!(numbers(5000, 5010, 10).map(|n| n.len()), Some(10));
+        assert_eq!(numbers(5000, 5011, 10), None, "wider than the limit");
         // Round past pid_max (32768): up to 32767, then from 300.
-        assert_eq!(numbers(between(32765, 301), &until, 10), Some(vec![32766, 32767, 300, 301]));
-        assert_eq!(numbers(between(32767, 300), &until, 10), Some(vec![300]));
-        assert_eq!(numbers(between(32700, 400), &until, 10), None);
-        assert_eq!(numbers(Window::All, &until, usize::MAX), None, "every number");
+        assert_eq!(numbers(32765, 301, 10), Some(vec![32766, 32767, 300, 301]));
+        assert_eq!(numbers(32767, 300, 10), Some(vec![300]));
+        assert_eq!(numbers(32700, 400, 10), None);
         // Every number of the window is one the window contains.
-        for window in [between(5000, 5010), between(32765, 303)] {
-            assert!(numbers(window, &until, 100).expect("narrow").into_iter().all(|pid| window.contains(pid)));
+        for (after, upto) in [(5000, 5010), (32765, 303)] {
+            let window = window(&moment(1000, after, 100), &moment(1010, upto, 100));
+            assert!(numbers(after, upto, 100).expect("narrow").into_iter().all(|pid| window.contains(pid)));
         }
+        // When the numbers may have come round, every number may be new: none is listed.
+        let long = super::numbers(&Since(moment(1000, 5000, 100)), &Until(moment(90_000, 5001, 100)), usize::MAX);
+        assert_eq!(long, None, "every number");
+        // A pid_max raised meanwhile: the numbers up to the higher one may have been given.
+        let raised = Until(Moment { pid_max: 32770, ..moment(1010, 300, 100) });
+        assert_eq!(super::numbers(&Since(moment(1000, 32767, 100)), &raised, 10), Some(vec![32768, 32769, 300]));
     }
 
     #[test]

@@ -98,15 +98,16 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<u
 /// holds any more fails at once); a wider one by listing `/proc`, which costs a directory entry
 /// for every process on the machine.
 fn processes_since(tag: &str, since: &Since) -> Vec<Pid> {
-    let window = |since: &Since| Until::now().map(|now| (births::window(since, &now), now));
-    let mut candidates = match window(since) {
-        Some((started_since, now)) => births::numbers(started_since, &now, PROBE_LIMIT)
-            .unwrap_or_else(|| listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()),
+    let mut candidates = match Until::now() {
+        Some(now) => births::numbers(since, &now, PROBE_LIMIT).unwrap_or_else(|| {
+            let started_since = births::window(since, &now);
+            listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()
+        }),
         None => listed_pids(),
     };
     let children = births::own_children();
     if candidates.iter().any(|pid| children.contains(pid))
-        && window(since).is_some_and(|(again, _)| again != Window::All)
+        && Until::now().is_some_and(|again| births::window(since, &again) != Window::All)
     {
         candidates.retain(|pid| !children.contains(pid));
     }
