@@ -71,17 +71,24 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
 
 /// Stops what an attempt that just ended left outside its process group: processes the CLI
 /// started in a session of their own (`setsid`), which killing the group does not reach. Called
-/// at the end of every attempt, however it ended; the scan of `/proc` runs off the async
-/// threads. `since`, read before the attempt's process was started, narrows the scan to the
-/// processes started since (see [`super::births`]). Returns how many were found.
+/// at the end of every attempt, however it ended. `since`, read before the attempt's process was
+/// started, narrows the scan to the processes started since (see [`super::births`]). A window of
+/// up to [`INLINE_LIMIT`] numbers is looked at here: a few opens, most failing at once, cost less
+/// than a handoff to a blocking thread and back, which the next task's start waits for. A wider
+/// one, or a scan of every process, runs off the async threads. Returns how many were found.
 pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<usize, String> {
-    let scan_tag = tag.to_owned();
-    let found = tokio::task::spawn_blocking(move || match since {
-        Some(since) => processes_since(&scan_tag, &since),
-        None => processes_of(&scan_tag),
-    })
-    .await
-    .unwrap_or_default();
+    let found = match since.and_then(|since| processes_since(tag, &since, INLINE_LIMIT, false)) {
+        Some(found) => found,
+        None => {
+            let scan_tag = tag.to_owned();
+            tokio::task::spawn_blocking(move || match since {
+                Some(since) => processes_since(&scan_tag, &since, PROBE_LIMIT, true).unwrap_or_default(),
+                None => processes_of(&scan_tag),
+            })
+            .await
+            .unwrap_or_default()
+        }
+    };
     if found.is_empty() {
         return Ok(0);
     }
@@ -94,16 +101,21 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<u
 /// window read again after that: a number given to a child after they were found would then have
 /// been given twice in the window, which [`births::window`] rules out.
 ///
-/// A window of up to [`PROBE_LIMIT`] numbers is looked at number by number (a number no process
-/// holds any more fails at once); a wider one by listing `/proc`, which costs a directory entry
-/// for every process on the machine.
-fn processes_since(tag: &str, since: &Since) -> Vec<Pid> {
+/// A window of up to `probe_limit` numbers is looked at number by number (a number no process
+/// holds any more fails at once). A wider one is found by listing `/proc`, which costs a
+/// directory entry for every process on the machine, when `list` says so; else `None`.
+fn processes_since(tag: &str, since: &Since, probe_limit: usize, list: bool) -> Option<Vec<Pid>> {
     let mut candidates = match Until::now() {
-        Some(now) => births::numbers(since, &now, PROBE_LIMIT).unwrap_or_else(|| {
-            let started_since = births::window(since, &now);
-            listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()
-        }),
-        None => listed_pids(),
+        Some(now) => match births::numbers(since, &now, probe_limit) {
+            Some(numbers) => numbers,
+            None if list => {
+                let started_since = births::window(since, &now);
+                listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()
+            }
+            None => return None,
+        },
+        None if list => listed_pids(),
+        None => return None,
     };
     let children = births::own_children();
     if candidates.iter().any(|pid| children.contains(pid))
@@ -111,8 +123,11 @@ fn processes_since(tag: &str, since: &Since) -> Vec<Pid> {
     {
         candidates.retain(|pid| !children.contains(pid));
     }
-    carrying(candidates, tag)
+    Some(carrying(candidates, tag))
 }
+
+/// The widest window looked at on the async thread that ran the attempt.
+const INLINE_LIMIT: usize = 32;
 
 /// The widest window looked at number by number: at 100 attempts at once, an attempt of a
 /// fraction of a second sees a few hundred numbers given.
@@ -255,23 +270,28 @@ mod tests {
             .output()
             .expect("sh");
         let left: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid of the escapee");
-        let found = processes_since(&tag, &before);
+        let found = processes_since(&tag, &before, PROBE_LIMIT, true);
+        // The same window found by listing /proc, and not at all when it may not be listed.
+        let listed = processes_since(&tag, &before, 0, true);
+        let unlisted = processes_since(&tag, &before, 0, false);
         let all = processes_of(&tag);
-        let later = processes_since(&tag, &Since::now().expect("now"));
+        let later = processes_since(&tag, &Since::now().expect("now"), PROBE_LIMIT, true);
         let _ = kill(Pid::from_raw(left), Signal::SIGKILL);
         for child in ours.iter_mut().chain([&mut twin]) {
             let _ = child.kill();
             let _ = child.wait();
         }
         drop(registered);
-        assert_eq!(found, vec![Pid::from_raw(left)], "the escapee, and nothing else");
+        assert_eq!(found, Some(vec![Pid::from_raw(left)]), "the escapee, and nothing else");
+        assert_eq!(listed, found, "listing /proc finds the same");
+        assert_eq!(unlisted, None, "a window wider than the limit, not to be listed");
         let twin = Pid::from_raw(i32::try_from(twin.id()).expect("pid"));
         let mut expected = vec![Pid::from_raw(left), twin];
         expected.sort();
         let mut all = all;
         all.sort();
         assert_eq!(all, expected, "reading every process finds the same, and the registered twin");
-        assert!(later.is_empty(), "a moment taken after it started does not see it: {later:?}");
+        assert_eq!(later, Some(vec![]), "a moment taken after it started does not see it");
     }
 
     /// Whether `pid` is gone or a zombie.
