@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, eventually, make_executable, peak_memory_kib};
+use crate::harness::{Env, SERVER, eventually, make_executable, peak_memory_kib};
 
 /// Layers of 99, each task depending on one task of the layer before, and a final join.
 fn layers_of_99(n: usize) -> Vec<Value> {
@@ -128,4 +128,27 @@ async fn a_huge_graph_is_accepted_in_memory_proportionate_to_its_tasks() {
     eventually(30.0, "every created line in the global log", || (created_lines() >= TASKS).then_some(())).await;
     assert_eq!(created_lines(), TASKS, "one line a task");
     server.stop().await;
+}
+
+/// The server runs on jemalloc with the settings that `.cargo/config.toml` builds into it (one
+/// arena for every thread, small thread caches): what keeps a 100,000-task graph under 64 MiB. A
+/// build that missed them would work, with a higher peak; this says so at once. jemalloc prints
+/// its settings at exit when asked to through its environment.
+#[test]
+fn the_server_is_built_with_its_allocator_settings() {
+    let out = std::process::Command::new(SERVER)
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("run the server");
+    assert!(out.status.success(), "{out:?}");
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for setting in ["opt.narenas: 1", "opt.tcache_max: 1024", "opt.dirty_decay_ms: 1000", "opt.muzzy_decay_ms: 0"] {
+        assert!(
+            stats.contains(setting),
+            "jemalloc's statistics do not say {setting:?}: was the server built from this directory, \
+             where .cargo/config.toml is read? {}",
+            stats.chars().take(2000).collect::<String>()
+        );
+    }
 }
