@@ -77,20 +77,13 @@ pub fn window(since: &Since, until: &Until) -> Window {
 /// `pid_max` either read, the numbers come round to 300.
 pub fn numbers(since: &Since, until: &Until, limit: usize) -> Option<Vec<u32>> {
     let Window::Between { after, upto } = window(since, until) else { return None };
-    let end = since.0.pid_max.max(until.0.pid_max);
-    let count = if after <= upto {
-        upto - after
+    // Up to `upto`; or up to the end, then from 300 round to `upto`.
+    let (first, second) = if after <= upto {
+        (after + 1..upto + 1, 0..0)
     } else {
-        end.saturating_sub(after.saturating_add(1)).saturating_add(upto.saturating_sub(FIRST_AFTER_WRAP - 1))
+        (after.saturating_add(1)..since.0.pid_max.max(until.0.pid_max), FIRST_AFTER_WRAP..upto + 1)
     };
-    if usize::try_from(count).map_or(true, |count| count > limit) {
-        return None;
-    }
-    Some(if after <= upto {
-        (after + 1..=upto).collect()
-    } else {
-        (after.saturating_add(1)..end).chain(FIRST_AFTER_WRAP..=upto).collect()
-    })
+    (first.len() + second.len() <= limit).then(|| first.chain(second).collect())
 }
 
 impl Since {
