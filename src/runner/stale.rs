@@ -77,17 +77,19 @@ pub async fn stop_run(tag: &str, grace: Duration) -> Result<usize, String> {
 /// than a handoff to a blocking thread and back, which the next task's start waits for. A wider
 /// one, or a scan of every process, runs off the async threads. Returns how many were found.
 pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<usize, String> {
-    let found = match since.and_then(|since| processes_since(tag, &since, INLINE_LIMIT, false)) {
-        Some(found) => found,
-        None => {
-            let scan_tag = tag.to_owned();
-            tokio::task::spawn_blocking(move || match since {
-                Some(since) => processes_since(&scan_tag, &since, PROBE_LIMIT, true).unwrap_or_default(),
-                None => processes_of(&scan_tag),
-            })
-            .await
-            .unwrap_or_default()
-        }
+    let until = since.and_then(|_| Until::now());
+    let found = if let (Some(since), Some(until)) = (&since, &until)
+        && let Some(numbers) = births::numbers(since, until, INLINE_LIMIT)
+    {
+        not_ours_carrying(numbers, since, tag)
+    } else {
+        let scan_tag = tag.to_owned();
+        tokio::task::spawn_blocking(move || match since {
+            Some(since) => processes_since(&scan_tag, &since, until.as_ref(), PROBE_LIMIT),
+            None => processes_of(&scan_tag),
+        })
+        .await
+        .unwrap_or_default()
     };
     if found.is_empty() {
         return Ok(0);
@@ -95,35 +97,34 @@ pub async fn sweep(tag: &str, grace: Duration, since: Option<Since>) -> Result<u
     stop_tagged(tag, grace, "that the CLI left outside its process group").await
 }
 
-/// The live processes carrying `tag` among those started since `since`: only their
-/// environments are read, and not those of this process's own children (the other attempts'
-/// CLIs, each with its own tag). The children are taken after the processes are found, and the
-/// window read again after that: a number given to a child after they were found would then have
-/// been given twice in the window, which [`births::window`] rules out.
-///
-/// A window of up to `probe_limit` numbers is looked at number by number (a number no process
-/// holds any more fails at once). A wider one is found by listing `/proc`, which costs a
-/// directory entry for every process on the machine, when `list` says so; else `None`.
-fn processes_since(tag: &str, since: &Since, probe_limit: usize, list: bool) -> Option<Vec<Pid>> {
-    let mut candidates = match Until::now() {
-        Some(now) => match births::numbers(since, &now, probe_limit) {
-            Some(numbers) => numbers,
-            None if list => {
-                let started_since = births::window(since, &now);
-                listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()
-            }
-            None => return None,
-        },
-        None if list => listed_pids(),
-        None => return None,
+/// The live processes carrying `tag` among those started since `since`, in the window that
+/// `until` closed (every process when it could not be read). A window of up to `probe_limit`
+/// numbers is looked at number by number (a number no process holds any more fails at once); a
+/// wider one by listing `/proc`, which costs a directory entry for every process on the machine.
+fn processes_since(tag: &str, since: &Since, until: Option<&Until>, probe_limit: usize) -> Vec<Pid> {
+    let candidates = match until {
+        Some(until) => births::numbers(since, until, probe_limit).unwrap_or_else(|| {
+            let started_since = births::window(since, until);
+            listed_pids().into_iter().filter(|&pid| started_since.contains(pid)).collect()
+        }),
+        None => listed_pids(),
     };
+    not_ours_carrying(candidates, since, tag)
+}
+
+/// Those of `candidates` (numbers found for a window opened at `since`) that carry `tag`: only
+/// their environments are read, and not those of this process's own children (the other
+/// attempts' CLIs, each with its own tag). The children are taken after the candidates were
+/// found, and the window read again after that: a number given to a child after they were found
+/// would then have been given twice in the window, which [`births::window`] rules out.
+fn not_ours_carrying(mut candidates: Vec<u32>, since: &Since, tag: &str) -> Vec<Pid> {
     let children = births::own_children();
     if candidates.iter().any(|pid| children.contains(pid))
         && Until::now().is_some_and(|again| births::window(since, &again) != Window::All)
     {
         candidates.retain(|pid| !children.contains(pid));
     }
-    Some(carrying(candidates, tag))
+    carrying(candidates, tag)
 }
 
 /// The widest window looked at on the async thread that ran the attempt.
@@ -270,28 +271,30 @@ mod tests {
             .output()
             .expect("sh");
         let left: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid of the escapee");
-        let found = processes_since(&tag, &before, PROBE_LIMIT, true);
-        // The same window found by listing /proc, and not at all when it may not be listed.
-        let listed = processes_since(&tag, &before, 0, true);
-        let unlisted = processes_since(&tag, &before, 0, false);
+        let until = Until::now().expect("a Linux /proc in our namespace");
+        let found = processes_since(&tag, &before, Some(&until), PROBE_LIMIT);
+        // The same window found by listing /proc; and too wide to be looked at inline under a
+        // limit below its size.
+        let listed = processes_since(&tag, &before, Some(&until), 0);
+        let unlisted = births::numbers(&before, &until, 0);
         let all = processes_of(&tag);
-        let later = processes_since(&tag, &Since::now().expect("now"), PROBE_LIMIT, true);
+        let later = processes_since(&tag, &Since::now().expect("now"), Until::now().as_ref(), PROBE_LIMIT);
         let _ = kill(Pid::from_raw(left), Signal::SIGKILL);
         for child in ours.iter_mut().chain([&mut twin]) {
             let _ = child.kill();
             let _ = child.wait();
         }
         drop(registered);
-        assert_eq!(found, Some(vec![Pid::from_raw(left)]), "the escapee, and nothing else");
+        assert_eq!(found, vec![Pid::from_raw(left)], "the escapee, and nothing else");
         assert_eq!(listed, found, "listing /proc finds the same");
-        assert_eq!(unlisted, None, "a window wider than the limit, not to be listed");
+        assert_eq!(unlisted, None, "a window wider than the limit, not to be looked at number by number");
         let twin = Pid::from_raw(i32::try_from(twin.id()).expect("pid"));
         let mut expected = vec![Pid::from_raw(left), twin];
         expected.sort();
         let mut all = all;
         all.sort();
         assert_eq!(all, expected, "reading every process finds the same, and the registered twin");
-        assert_eq!(later, Some(vec![]), "a moment taken after it started does not see it");
+        assert!(later.is_empty(), "a moment taken after it started does not see it: {later:?}");
     }
 
     /// Whether `pid` is gone or a zombie.
