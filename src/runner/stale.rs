@@ -271,6 +271,18 @@ mod tests {
             .output()
             .expect("sh");
         let left: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid of the escapee");
+        // `sh` says the number as it starts the escapee, which then runs `setsid`, which runs
+        // `sleep`: while it is between those, its environment reads empty. Each search below
+        // reads it once, so they wait until it is `sleep` with its environment in place.
+        let settled = || {
+            std::fs::read_to_string(format!("/proc/{left}/comm")).is_ok_and(|comm| comm.trim() == "sleep")
+                && carrying(vec![left.unsigned_abs()], &tag) == vec![Pid::from_raw(left)]
+        };
+        let waited = std::time::Instant::now();
+        while !settled() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "the escapee {left} never became `sleep`");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let until = Until::now().expect("a Linux /proc in our namespace");
         let found = processes_since(&tag, &before, Some(&until), PROBE_LIMIT);
         // The same window found by listing /proc; and too wide to be looked at inline under a
